@@ -1,0 +1,1 @@
+"""The FastAPI admin API: agents, numbers, keys, calls."""

@@ -1,0 +1,1 @@
+"""Per-call sessions, agent configuration and the `parley` command line."""

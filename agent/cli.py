@@ -1,0 +1,138 @@
+"""The `parley` command line.
+
+    parley model info  --preset NAME | --checkpoint PATH
+    parley bench step  --preset NAME --slots N --ticks T [--device cpu|cuda] [--threads K]
+    parley demo        [--preset NAME | --checkpoint PATH] [--seconds S] [--out DIR]
+
+Every command that reports numbers prints one JSON object on stdout; logs go to stderr. Heavy
+imports (torch) happen inside the commands so `parley --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def _add_model_source(p: argparse.ArgumentParser, default_preset: str | None = None) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--preset", default=default_preset, help="tiny | small | large | xl (random weights)")
+    g.add_argument("--checkpoint", type=Path, help="checkpoint directory (config.json + model.safetensors)")
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("parley: --device cuda requested but no CUDA device is available")
+    return name
+
+
+def cmd_model_info(args: argparse.Namespace) -> int:
+    import torch
+
+    from model.checkpoint import load_config
+    from model.config import MICRO_TURN_MS, ModelConfig
+    from model.interaction import InteractionModel
+
+    if args.checkpoint:
+        cfg, source = load_config(args.checkpoint), str(args.checkpoint)
+    else:
+        cfg, source = ModelConfig.from_name(args.preset or "small"), "preset"
+    with torch.device("meta"):  # count parameters without allocating them
+        total, active = InteractionModel(cfg).parameter_counts()
+    info = {
+        "preset": args.preset if not args.checkpoint else None,
+        "source": source,
+        "layers": cfg.n_layers,
+        "d_model": cfg.d_model,
+        "heads": cfg.n_heads,
+        "kv_heads": cfg.n_kv_heads,
+        "experts": cfg.n_experts,
+        "top_k": cfg.top_k,
+        "d_expert": cfg.d_expert,
+        "shared_expert": cfg.shared_expert,
+        "params_total": total,
+        "params_active": active,
+        "micro_turn_ms": MICRO_TURN_MS,
+        "frames_per_turn": cfg.frames_per_turn,
+        "window_micro_turns": cfg.window,
+        "max_prefix_tokens": cfg.max_prefix,
+        "kv_bytes_per_slot": cfg.kv_bytes_per_slot(),
+        "vocab_size": cfg.vocab_size,
+    }
+    print(json.dumps(info))
+    return 0
+
+
+def cmd_bench_step(args: argparse.Namespace) -> int:
+    import torch
+
+    from bench.step import run
+    from model.checkpoint import load_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = _device(args.device)
+    model = load_model(args.preset, args.checkpoint, device=device)
+    name = args.preset or (str(args.checkpoint) if args.checkpoint else "default")
+    print(json.dumps(run(model, name, args.slots, args.ticks, device)))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bench.demo import run_demo
+    from model.checkpoint import load_model
+
+    model = load_model(args.preset, args.checkpoint)
+    print(json.dumps(run_demo(model, args.seconds, args.out)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="parley", description="Parley: full-duplex telephony voice agents")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    model = sub.add_parser("model", help="inspect the interaction model").add_subparsers(dest="what", required=True)
+    info = model.add_parser("info", help="sizes of a preset or checkpoint, as JSON")
+    _add_model_source(info)
+    info.set_defaults(func=cmd_model_info)
+
+    bench = sub.add_parser("bench", help="benchmarks that print JSON").add_subparsers(dest="what", required=True)
+    step = bench.add_parser("step", help="tick latency of the batched model step")
+    _add_model_source(step, default_preset=None)
+    step.add_argument("--slots", type=int, default=8)
+    step.add_argument("--ticks", type=int, default=100)
+    step.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    step.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    step.set_defaults(func=cmd_bench_step)
+
+    demo = sub.add_parser("demo", help="run the model on a synthetic call and write a WAV")
+    _add_model_source(demo)
+    demo.add_argument("--seconds", type=float, default=6.0)
+    demo.add_argument("--out", type=Path, default=Path("out/demo"))
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.func(args)
+    except ValueError as exc:  # bad presets, configs, checkpoints: a clear message, no traceback
+        print(f"parley: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

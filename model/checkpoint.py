@@ -1,0 +1,99 @@
+"""Checkpoints: safetensors weights plus a JSON config, loaded with validation.
+
+A checkpoint is a directory holding `config.json` (the `ModelConfig` fields) and
+`model.safetensors` (the weights; float32, or bfloat16/float16 to halve the size on disk). Loading
+checks that every tensor the config implies is present with the right shape and that nothing else
+is, and refuses a mismatch with an error that names the tensor. `DEFAULT_CHECKPOINT` is where the
+shipped, trained `small` model lives.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from model.config import ModelConfig
+from model.interaction import InteractionModel
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+log = logging.getLogger(__name__)
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "small"
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+def save_checkpoint(model: InteractionModel, directory: str | Path, dtype: torch.dtype = torch.float32,
+                    metadata: dict[str, str] | None = None) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
+               for k, v in model.state_dict().items()}
+    save_file(tensors, str(directory / WEIGHTS_FILE), metadata=metadata or {})
+    (directory / CONFIG_FILE).write_text(model.cfg.to_json() + "\n")
+    return directory
+
+
+def load_config(directory: str | Path) -> ModelConfig:
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {directory}: missing {CONFIG_FILE}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"checkpoint {directory}: {CONFIG_FILE} is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"checkpoint {directory}: {CONFIG_FILE} must hold a JSON object")
+    try:
+        return ModelConfig.from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {directory}: {exc}") from exc
+
+
+def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -> InteractionModel:
+    """Build the model its config describes and load the weights, refusing any mismatch."""
+    directory = Path(directory)
+    cfg = load_config(directory)
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"checkpoint {directory}: missing {WEIGHTS_FILE}")
+    tensors = load_file(str(weights), device="cpu")
+    model = InteractionModel(cfg)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing:
+        raise CheckpointError(f"checkpoint {directory} does not match its config: missing tensor {missing[0]}"
+                              + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    if extra:
+        raise CheckpointError(f"checkpoint {directory} does not match its config: unexpected tensor {extra[0]}"
+                              + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""))
+    for name, ref in expected.items():
+        got = tensors[name]
+        if got.shape != ref.shape:
+            raise CheckpointError(f"checkpoint {directory} does not match its config: {name} has shape "
+                                  f"{tuple(got.shape)}, config implies {tuple(ref.shape)}")
+        if not torch.isfinite(got.float()).all():
+            raise CheckpointError(f"checkpoint {directory}: {name} holds NaN or Inf")
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
+    return model.to(device).eval()
+
+
+def load_model(preset: str | None = None, checkpoint: str | Path | None = None,
+               device: str | torch.device = "cpu", seed: int = 0) -> InteractionModel:
+    """A checkpoint when given (or, with neither argument, the shipped one if present); else a preset
+    with random weights, which is said loudly: such a model babbles."""
+    if checkpoint is not None:
+        return load_checkpoint(checkpoint, device)
+    if preset is None and (DEFAULT_CHECKPOINT / WEIGHTS_FILE).is_file():
+        return load_checkpoint(DEFAULT_CHECKPOINT, device)
+    name = preset or "small"
+    log.warning("NO TRAINED CHECKPOINT: using preset %r with RANDOM weights (seed %d)", name, seed)
+    torch.manual_seed(seed)
+    return InteractionModel(ModelConfig.from_name(name)).to(device).eval()

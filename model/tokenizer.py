@@ -1,0 +1,102 @@
+"""Byte-level text tokenizer with the interaction model's special tokens.
+
+Token ids 0..255 are the UTF-8 bytes of the text; ids 256..271 are special tokens (padding, the end
+of a micro-turn's text, the start of a tool call, and one marker per kind of injected event). Bytes
+never need a trained vocabulary, so any language and any tool argument round-trips exactly.
+
+Because a micro-turn may end in the middle of a multi-byte character, `StreamDecoder` turns a
+stream of token ids back into text incrementally. This module knows nothing about tensors.
+"""
+
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass
+from typing import Iterable
+
+N_BYTES = 256
+
+
+@dataclass(frozen=True)
+class Special:
+    PAD: int = 256  # no token (fills unused text slots of a micro-turn)
+    EOT: int = 257  # end of this micro-turn's text
+    BOS: int = 258  # start of a depth sequence (text or tool call) inside a micro-turn
+    TOOL: int = 259  # start of a tool call: "name {json arguments}" follows
+    CONFIG: int = 260  # call configuration prefix (pinned)
+    TOOL_RESULT: int = 261  # a tool's result, as JSON
+    TOOL_ERROR: int = 262  # a tool failed, timed out, or does not exist
+    TOOL_PENDING: int = 263  # a slow tool is still working
+    TIMER: int = 264  # a timer the agent set has fired
+    DTMF: int = 265  # the caller pressed keys
+    CALLER_HANGUP: int = 266
+    SYSTEM: int = 267  # any other runtime notice
+    EVENT_END: int = 268  # end of an injected event
+    RESERVED_1: int = 269
+    RESERVED_2: int = 270
+    RESERVED_3: int = 271
+
+
+SPECIAL = Special()
+VOCAB_SIZE = 272
+
+EVENT_KINDS = {
+    "config": SPECIAL.CONFIG,
+    "tool_result": SPECIAL.TOOL_RESULT,
+    "tool_error": SPECIAL.TOOL_ERROR,
+    "tool_pending": SPECIAL.TOOL_PENDING,
+    "timer": SPECIAL.TIMER,
+    "dtmf": SPECIAL.DTMF,
+    "caller_hangup": SPECIAL.CALLER_HANGUP,
+    "system": SPECIAL.SYSTEM,
+}
+
+
+class ByteTokenizer:
+    """UTF-8 bytes plus special tokens. Stateless; `StreamDecoder` is the incremental inverse."""
+
+    vocab_size = VOCAB_SIZE
+    special = SPECIAL
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Bytes to text; special tokens are dropped, invalid UTF-8 is replaced, never raised."""
+        return bytes(i for i in ids if 0 <= i < N_BYTES).decode("utf-8", errors="replace")
+
+    def encode_event(self, kind: str, payload: str = "") -> list[int]:
+        """An injected event as tokens: its marker, its payload bytes, EVENT_END."""
+        if kind not in EVENT_KINDS:
+            raise ValueError(f"unknown event kind {kind!r}; known: {', '.join(EVENT_KINDS)}")
+        return [EVENT_KINDS[kind], *self.encode(payload), SPECIAL.EVENT_END]
+
+    def encode_tool_call(self, name: str, arguments_json: str) -> list[int]:
+        """A tool call as the model writes it: TOOL, then `name arguments_json`, then EOT."""
+        return [SPECIAL.TOOL, *self.encode(f"{name} {arguments_json}"), SPECIAL.EOT]
+
+    def parse_tool_call(self, ids: Iterable[int]) -> tuple[str, str] | None:
+        """(name, arguments_json) from a decoded tool sequence, or None if it is not one."""
+        text = self.decode(ids).strip()
+        if not text:
+            return None
+        name, _, args = text.partition(" ")
+        if not name.replace("_", "").replace(".", "").isalnum():
+            return None
+        return name, (args.strip() or "{}")
+
+
+class StreamDecoder:
+    """Incremental token -> text decoding across micro-turns (multi-byte characters may split)."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def push(self, ids: Iterable[int]) -> str:
+        return self._decoder.decode(bytes(i for i in ids if 0 <= i < N_BYTES))
+
+    def flush(self) -> str:
+        return self._decoder.decode(b"", final=True)
+
+    def clear(self) -> None:
+        self._decoder.reset()
