@@ -86,7 +86,7 @@ def cmd_bench_step(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from bench.demo import run_demo
+    from model.demo import run_demo
     from model.checkpoint import load_model
 
     model = load_model(args.preset, args.checkpoint)

@@ -111,7 +111,7 @@ class DMel(nn.Module):
         self.dmel_max = float(cfg.dmel_max)
         self.step = (self.dmel_max - self.dmel_min) / (self.levels - 1)  # level spacing
         self.history_len = self.win - self.hop
-        window = torch.hann_window(self.win, periodic=True, dtype=torch.float64)
+        window = torch.hann_window(self.win, periodic=True, dtype=torch.float64, device="cpu")
         # Dividing by the window's sum makes the FFT of a sine of amplitude a peak at a/2.
         self.register_buffer("window", (window / window.sum()).float(), persistent=False)  # [W]
         self.register_buffer(

@@ -98,7 +98,7 @@ class Vocoder(nn.Module):
         # synthesis are both Hann in the iSTFT sense), so overlapping frames sum to a constant
         # gain in steady state. For periodic Hann at H = N/4 the envelope is 1.5 at every sample;
         # other N/H ratios get the per-position envelope, which `__init__` checks is not ~0.
-        hann = torch.hann_window(self.n_fft, periodic=True, dtype=torch.float64)  # [N]
+        hann = torch.hann_window(self.n_fft, periodic=True, dtype=torch.float64, device="cpu")  # [N]
         envelope = (hann**2).reshape(self.n_fft // self.hop, self.hop).sum(0)  # [H]
         if envelope.min() < 1e-3 * envelope.max():
             raise ValueError(
