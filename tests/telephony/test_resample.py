@@ -1,0 +1,153 @@
+"""ResampleStream: streaming equals one-shot, chunking does not matter, quality, fixed rates."""
+
+import numpy as np
+import pytest
+import soxr
+
+from telephony.resample import ResampleStream
+
+RATE_PAIRS = [(8000, 16000), (16000, 8000), (24000, 16000), (48000, 16000), (16000, 24000), (16000, 48000)]
+
+
+def _signal(rate, seconds=2.0, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(rate * seconds)) / rate
+    x = 9000 * np.sin(2 * np.pi * 440 * t) + 3000 * np.sin(2 * np.pi * 1700 * t) + rng.normal(0, 1500, t.size)
+    return np.clip(np.rint(x), -32768, 32767).astype(np.int16)
+
+
+def _stream(rs, x, sizes):
+    out, i = [], 0
+    for n in sizes:
+        out.append(rs.push(x[i : i + n]))
+        i += n
+    assert i >= x.size
+    out.append(rs.flush())
+    return np.concatenate(out)
+
+
+def _random_sizes(total, rng, hi):
+    sizes = []
+    while sum(sizes) < total:
+        sizes.append(int(rng.integers(0, hi)))
+    return sizes
+
+
+@pytest.mark.parametrize("in_rate, out_rate", RATE_PAIRS)
+def test_stream_equals_one_shot(in_rate, out_rate):
+    x = _signal(in_rate)
+    chunk = in_rate // 50  # 20 ms
+    got = _stream(ResampleStream(in_rate, out_rate), x, [chunk] * (x.size // chunk + 1))
+    one_shot_int16 = soxr.resample(x, in_rate, out_rate, quality="HQ")
+    assert got.dtype == np.int16 and got.size == one_shot_int16.size
+    assert np.abs(got.astype(np.int32) - one_shot_int16).max() <= 2
+    # Running soxr in float32 and rounding once makes the stream bit-exact with a float one-shot.
+    one_shot_float = soxr.resample(x.astype(np.float32) / 32768, in_rate, out_rate, quality="HQ")
+    np.testing.assert_array_equal(got, np.clip(np.rint(one_shot_float * 32768), -32768, 32767).astype(np.int16))
+
+
+@pytest.mark.parametrize("in_rate, out_rate", RATE_PAIRS)
+def test_random_chunk_sizes_give_the_same_total(in_rate, out_rate):
+    x = _signal(in_rate, seconds=1.5, seed=1)
+    rng = np.random.default_rng(in_rate + out_rate)
+    a = _stream(ResampleStream(in_rate, out_rate), x, _random_sizes(x.size, rng, 2000))
+    b = _stream(ResampleStream(in_rate, out_rate), x, _random_sizes(x.size, rng, 50))
+    expected_len = soxr.resample(x, in_rate, out_rate, quality="HQ").size
+    assert a.size == b.size == expected_len
+    np.testing.assert_array_equal(a, b)
+
+
+def test_round_trip_keeps_a_tone():
+    rate = 8000
+    t = np.arange(rate * 2) / rate
+    tone = np.rint(10000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+    up, down = ResampleStream(8000, 16000), ResampleStream(16000, 8000)
+    wide = []
+    for i in range(0, tone.size, 160):  # 20 ms chunks, as from a phone
+        wide.append(up.push(tone[i : i + 160]))
+    wide.append(up.flush())
+    wide = np.concatenate(wide)
+    assert wide.size == 2 * tone.size
+    back = np.concatenate([down.push(wide[i : i + 3200]) for i in range(0, wide.size, 3200)] + [down.flush()])
+    assert back.size == tone.size
+    mid = slice(800, -800)  # away from the start and end transients
+    energy = lambda s: float(np.mean(s[mid].astype(np.float64) ** 2))  # noqa: E731
+    assert energy(back) == pytest.approx(energy(tone), rel=0.01)
+    # Aligned, not just the same energy: the stream compensates its own delay.
+    assert np.abs(back[mid].astype(np.int32) - tone[mid]).max() < 100
+
+
+def test_downsampling_rejects_aliases():
+    rate = 16000
+    t = np.arange(rate) / rate
+    above_nyquist = np.rint(10000 * np.sin(2 * np.pi * 5000 * t)).astype(np.int16)  # > 4 kHz
+    rs = ResampleStream(16000, 8000)
+    out = np.concatenate([rs.push(above_nyquist[i : i + 320]) for i in range(0, rate, 320)] + [rs.flush()])
+    rms_in = np.sqrt(np.mean(above_nyquist.astype(np.float64) ** 2))
+    rms_out = np.sqrt(np.mean(out[400:-400].astype(np.float64) ** 2))
+    assert rms_out < 0.001 * rms_in  # QQ would let a 3 kHz alias through
+
+
+def test_identity_does_not_use_soxr():
+    rs = ResampleStream(16000, 16000)
+    x = _signal(16000, seconds=0.1)
+    y = rs.push(x)
+    assert rs.identity and rs.delay == 0.0
+    np.testing.assert_array_equal(y, x)
+    assert y is not x and not np.shares_memory(y, x)
+    assert rs.flush().size == 0
+
+
+def test_output_is_clipped_and_counted():
+    square = np.tile(np.r_[np.full(20, 32767), np.full(20, -32768)].astype(np.int16), 200)
+    rs = ResampleStream(8000, 16000)
+    out = np.concatenate([rs.push(square), rs.flush()])
+    assert out.dtype == np.int16 and out.size == 2 * square.size
+    assert rs.clipped > 0  # the overshoot of a full-scale square wave
+    assert out.max() == 32767 and out.min() == -32768
+
+
+def test_flush_then_clear_starts_a_new_stream():
+    x = _signal(8000, seconds=0.5)
+    rs = ResampleStream(8000, 16000)
+    first = _stream(rs, x, [160] * 26)
+    with pytest.raises(RuntimeError, match="push after flush"):
+        rs.push(x[:160])
+    assert rs.flush().size == 0  # a second flush has nothing left
+    rs.clear()
+    np.testing.assert_array_equal(_stream(rs, x, [400] * 10), first)
+
+
+def test_empty_push_is_fine():
+    rs = ResampleStream(8000, 16000)
+    out = rs.push(np.zeros(0, np.int16))
+    assert out.dtype == np.int16 and out.size == 0
+
+
+def test_rate_is_fixed_at_construction():
+    rs = ResampleStream(8000, 16000)
+    assert rs.push(np.zeros(160, np.int16), rate=8000).dtype == np.int16
+    with pytest.raises(ValueError, match=r"pushed audio at 16000 Hz.*fixed at 8000 Hz.*new ResampleStream"):
+        rs.push(np.zeros(320, np.int16), rate=16000)
+    with pytest.raises(ValueError, match="pushed audio at 8000 Hz"):
+        ResampleStream(16000, 16000).push(np.zeros(160, np.int16), rate=8000)
+
+
+@pytest.mark.parametrize(
+    "pcm, message",
+    [
+        (np.zeros(160), "expected int16 samples, got dtype float64"),
+        (np.zeros(160, np.int32), "expected int16 samples, got dtype int32"),
+        (np.zeros((80, 2), np.int16), r"expected mono \(1-D\) samples, got shape \(80, 2\)"),
+        (b"\x00\x00", "expected a numpy int16 array, got bytes"),
+    ],
+)
+def test_bad_pcm(pcm, message):
+    with pytest.raises(ValueError, match=message):
+        ResampleStream(8000, 16000).push(pcm)
+
+
+@pytest.mark.parametrize("in_rate, out_rate", [(0, 16000), (8000, -1), (8000.5, 16000), (True, 16000)])
+def test_bad_rates(in_rate, out_rate):
+    with pytest.raises(ValueError, match="must be a positive integer"):
+        ResampleStream(in_rate, out_rate)
