@@ -85,6 +85,31 @@ def cmd_bench_step(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_model_server(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import torch
+
+    from model.checkpoint import load_model
+    from model.runner import Runner
+    from model.server import ModelServer, ModelServerSettings, serve_forever
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port), ("max_slots", args.max_slots))
+                 if v is not None}
+    settings = ModelServerSettings(**overrides)
+    device = _device(args.device)
+    model = load_model(args.preset, args.checkpoint, device=device)
+    name = str(args.checkpoint) if args.checkpoint else (args.preset or "default")
+    server = ModelServer(Runner(model, settings.max_slots, device), settings, model_name=name)
+    try:
+        asyncio.run(serve_forever(server))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from model.demo import run_demo
     from model.checkpoint import load_model
@@ -112,6 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     step.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     step.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     step.set_defaults(func=cmd_bench_step)
+
+    ms = sub.add_parser("model-server", help="serve the model to call sessions over websockets")
+    _add_model_source(ms)
+    ms.add_argument("--host", help="listen address (default 127.0.0.1; env PARLEY_MODEL_HOST)")
+    ms.add_argument("--port", type=int, help="port (default 8765; env PARLEY_MODEL_PORT)")
+    ms.add_argument("--max-slots", type=int, help="concurrent calls (default 16; env PARLEY_MODEL_MAX_SLOTS)")
+    ms.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ms.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    ms.set_defaults(func=cmd_model_server)
 
     demo = sub.add_parser("demo", help="run the model on a synthetic call and write a WAV")
     _add_model_source(demo)

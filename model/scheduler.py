@@ -1,0 +1,150 @@
+"""The tick scheduler: decides which slots step each 200 ms tick. Plain Python, no tensors.
+
+Sessions are admitted into free slots (or refused at capacity), push 200 ms caller frames and
+event tokens into per-slot inboxes, and leave. Once per tick `plan()` turns the inboxes into a
+`TickPlan` for the runner: the slots whose frame arrived (one frame each), their event tokens (at
+most `max_event_tokens` per slot per tick; longer events continue on the next ticks), slots to
+reset and prefixes to pin. A live slot whose frame has not arrived by the tick is left out of the
+step (its state does not advance) and counted late; the caller's side hears that gap as lost
+audio. Inboxes are bounded: a slot more than `max_queued_frames` behind drops its oldest frames
+and counts them, so a stalled call catches up instead of lagging for ever.
+
+The scheduler never touches the model; `model.runner` executes plans, `model.server` feeds it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Sampling:
+    temperature: float = 0.8
+    top_p: float = 0.9
+    seed: int = 0
+
+
+@dataclass
+class TickPlan:
+    tick: int
+    step: list[int] = field(default_factory=list)  # slots stepping this tick, ascending
+    frames: dict[int, bytes] = field(default_factory=dict)  # slot -> 6400 bytes PCM16 LE
+    events: dict[int, list[int]] = field(default_factory=dict)  # slot -> event tokens
+    resets: list[int] = field(default_factory=list)  # slots to clear before stepping
+    prefills: dict[int, list[int]] = field(default_factory=dict)  # slot -> prefix tokens
+    sampling: dict[int, Sampling] = field(default_factory=dict)
+
+
+@dataclass
+class SlotStats:
+    frames: int = 0  # frames received
+    stepped: int = 0  # micro-turns stepped
+    late: int = 0  # ticks the slot was live but had no frame
+    dropped: int = 0  # frames dropped because the inbox was full
+
+
+@dataclass
+class _Slot:
+    session: str
+    frames: deque = field(default_factory=deque)
+    events: deque = field(default_factory=deque)  # pending event tokens, in order
+    started: bool = False  # first frame seen: from then on a missing frame is late
+    stats: SlotStats = field(default_factory=SlotStats)
+
+
+class Scheduler:
+    def __init__(self, max_slots: int, max_event_tokens: int, max_queued_frames: int = 3,
+                 max_pending_event_tokens: int = 4096) -> None:
+        if max_slots <= 0:
+            raise ValueError(f"max_slots={max_slots} must be positive")
+        self.max_slots = max_slots
+        self.max_event_tokens = max_event_tokens
+        self.max_queued_frames = max_queued_frames
+        self.max_pending_event_tokens = max_pending_event_tokens
+        self._slots: dict[int, _Slot] = {}
+        self._free = list(range(max_slots))
+        self._resets: list[int] = []
+        self._prefills: dict[int, list[int]] = {}
+        self._sampling: dict[int, Sampling] = {}
+        self.tick = 0
+        self.total_late = 0
+        self.total_dropped = 0
+
+    # -- membership ----------------------------------------------------------------------------
+
+    @property
+    def active(self) -> int:
+        return len(self._slots)
+
+    def admit(self, session: str, prefix: list[int], sampling: Sampling) -> int | None:
+        """A free slot for a new session, reset and pinned with its prefix; None at capacity."""
+        if not self._free:
+            return None
+        slot = self._free.pop(0)
+        self._slots[slot] = _Slot(session)
+        self._resets.append(slot)
+        self._prefills[slot] = list(prefix)
+        self._sampling[slot] = sampling
+        return slot
+
+    def release(self, slot: int) -> SlotStats | None:
+        """The session left: its slot is free again (and cleared before anyone else steps it)."""
+        entry = self._slots.pop(slot, None)
+        if entry is None:
+            return None
+        self._prefills.pop(slot, None)
+        self._sampling.pop(slot, None)
+        self._free.append(slot)
+        self._free.sort()
+        return entry.stats
+
+    def stats(self, slot: int) -> SlotStats | None:
+        entry = self._slots.get(slot)
+        return entry.stats if entry else None
+
+    # -- inboxes -------------------------------------------------------------------------------
+
+    def push_frame(self, slot: int, frame: bytes) -> int:
+        """Queue one caller frame; returns how many old frames were dropped to make room."""
+        entry = self._slots[slot]
+        entry.frames.append(frame)
+        entry.started = True
+        entry.stats.frames += 1
+        dropped = 0
+        while len(entry.frames) > self.max_queued_frames:
+            entry.frames.popleft()
+            dropped += 1
+        entry.stats.dropped += dropped
+        self.total_dropped += dropped
+        return dropped
+
+    def push_event(self, slot: int, tokens: list[int]) -> bool:
+        """Queue one event's tokens; False (nothing queued) if the slot's event backlog is full."""
+        entry = self._slots[slot]
+        if len(entry.events) + len(tokens) > self.max_pending_event_tokens:
+            return False
+        entry.events.extend(tokens)
+        return True
+
+    # -- the tick ------------------------------------------------------------------------------
+
+    def plan(self) -> TickPlan:
+        plan = TickPlan(tick=self.tick, resets=self._resets, prefills=self._prefills,
+                        sampling=self._sampling)
+        self._resets, self._prefills, self._sampling = [], {}, {}
+        for slot in sorted(self._slots):
+            entry = self._slots[slot]
+            if not entry.frames:
+                if entry.started:
+                    entry.stats.late += 1
+                    self.total_late += 1
+                continue
+            plan.step.append(slot)
+            plan.frames[slot] = entry.frames.popleft()
+            entry.stats.stepped += 1
+            if entry.events:
+                n = min(len(entry.events), self.max_event_tokens)
+                plan.events[slot] = [entry.events.popleft() for _ in range(n)]
+        self.tick += 1
+        return plan
