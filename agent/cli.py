@@ -2,6 +2,8 @@
 
     parley model info  --preset NAME | --checkpoint PATH
     parley bench step  --preset NAME --slots N --ticks T [--device cpu|cuda] [--threads K]
+    parley model-server [--preset NAME | --checkpoint PATH] [--host H] [--port P] [--max-slots N]
+    parley serve       [--demo-call WAV --agent NAME --out call.wav]
     parley demo        [--preset NAME | --checkpoint PATH] [--seconds S] [--out DIR]
 
 Every command that reports numbers prints one JSON object on stdout; logs go to stderr. Heavy
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -110,6 +113,12 @@ def cmd_model_server(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from agent.serve import serve
+
+    return serve(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from model.demo import run_demo
     from model.checkpoint import load_model
@@ -147,6 +156,19 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     ms.set_defaults(func=cmd_model_server)
 
+    sv = sub.add_parser("serve", help="run model server and gateway as child processes")
+    _add_model_source(sv)
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--model-port", type=int, default=8765)
+    sv.add_argument("--gateway-port", type=int, default=8080)
+    sv.add_argument("--max-slots", type=int, default=16)
+    sv.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    sv.add_argument("--ready-timeout", type=float, default=120.0, help="seconds to wait for the children")
+    sv.add_argument("--demo-call", type=Path, help="place one call with this caller WAV, then stop")
+    sv.add_argument("--agent", default="support", help="agent for the demo call")
+    sv.add_argument("--out", type=Path, default=Path("out/demo/call.wav"), help="demo call recording")
+    sv.set_defaults(func=cmd_serve)
+
     demo = sub.add_parser("demo", help="run the model on a synthetic call and write a WAV")
     _add_model_source(demo)
     demo.add_argument("--seconds", type=float, default=6.0)
@@ -159,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s [{os.environ.get('PARLEY_PROCESS', args.command)}] %(name)s: %(message)s",
     )
     try:
         return args.func(args)

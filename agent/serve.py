@@ -1,0 +1,152 @@
+"""`parley serve`: the whole platform on one machine, as child processes.
+
+Starts the model server and the websocket media gateway as separate processes (the model step loop
+must not share a GIL with thousands of socket handlers), waits until each answers `/healthz`, and
+supervises them: if one dies, everything stops with its exit status; Ctrl-C or SIGTERM stops the
+children cleanly (SIGTERM, then SIGKILL after a grace period). Every child logs to the same stderr
+with its process name in each line, so the platform reads as one log.
+
+With `--demo-call WAV` it places one call through the gateway once everything is up, prints the
+summary, and stops: that is `make run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    health_url: str
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        env = {**os.environ, "PARLEY_PROCESS": self.name}
+        self.proc = subprocess.Popen(self.argv, env=env, stdin=subprocess.DEVNULL)
+        log.info("started %s (pid %d)", self.name, self.proc.pid)
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.health_url, timeout=1) as r:
+                return r.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            return False
+
+
+def wait_healthy(children: list[Child], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    pending = list(children)
+    while pending:
+        for child in list(pending):
+            code = child.proc.poll()
+            if code is not None:
+                raise RuntimeError(f"{child.name} exited with status {code} before it was ready")
+            if child.healthy():
+                log.info("%s is ready", child.name)
+                pending.remove(child)
+        if pending and time.monotonic() > deadline:
+            raise RuntimeError(f"{', '.join(c.name for c in pending)} not ready after {timeout_s:.0f} s")
+        if pending:
+            time.sleep(0.1)
+
+
+def stop_all(children: list[Child], grace_s: float = 10.0) -> None:
+    for child in reversed(children):
+        if child.proc and child.proc.poll() is None:
+            child.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for child in reversed(children):
+        if not child.proc:
+            continue
+        try:
+            child.proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in %.0f s: killing it", child.name, grace_s)
+            child.proc.kill()
+            child.proc.wait()
+
+
+def build_children(args) -> list[Child]:
+    exe = [sys.executable, "-m", "agent.cli"]
+    model_src = []
+    if args.checkpoint:
+        model_src = ["--checkpoint", str(args.checkpoint)]
+    elif args.preset:
+        model_src = ["--preset", args.preset]
+    host = args.host
+    model = Child(
+        "model-server",
+        [*exe, "model-server", *model_src, "--host", host, "--port", str(args.model_port),
+         "--max-slots", str(args.max_slots), "--device", args.device],
+        f"http://{host}:{args.model_port}/healthz",
+    )
+    gateway = Child(
+        "gateway",
+        [*exe, "gateway", "--host", host, "--port", str(args.gateway_port),
+         "--model-url", f"ws://{host}:{args.model_port}/session"],
+        f"http://{host}:{args.gateway_port}/healthz",
+    )
+    return [model, gateway]
+
+
+def serve(args) -> int:
+    children = build_children(args)
+    stopping = False
+
+    def on_signal(signum, _frame):
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            log.info("signal %d: stopping", signum)
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        for child in children:
+            child.start()
+        wait_healthy(children, args.ready_timeout)
+        log.info("Parley is up: gateway ws://%s:%d/twilio and /stream, model server ws://%s:%d/session",
+                 args.host, args.gateway_port, args.host, args.model_port)
+        if args.demo_call:
+            return demo_call(args)
+        while True:
+            for child in children:
+                code = child.proc.poll()
+                if code is not None:
+                    log.error("%s exited with status %d: stopping everything", child.name, code)
+                    return code or 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        return 0
+    except RuntimeError as exc:
+        log.error("%s", exc)
+        return 1
+    finally:
+        stop_all(children)
+
+
+def demo_call(args) -> int:
+    from agent.call import place_call
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    url = f"ws://{args.host}:{args.gateway_port}/stream"
+    summary = asyncio.run(place_call(agent=args.agent, wav=Path(args.demo_call), url=url, protocol="native",
+                                     out=out))
+    print(json.dumps(summary))
+    return 0
