@@ -19,8 +19,17 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet -e ".[data,test]"
 	@touch $(STAMP)
 
-run: install
-	$(VENV)/bin/parley demo --out out/demo
+# The demo caller is synthesised once, at install time, with espeak-ng (data tooling, not serving).
+DEMO_CALLER := out/caller.wav
+DEMO_TEXT := Hi, I'm calling about my order. The number is A 4 8 2 1 3. Can you tell me where it is?
+
+$(DEMO_CALLER): $(STAMP)
+	@mkdir -p out
+	$(PY) -m model.data.tts --voice en-us --rate 16000 --out $@ --text "$(DEMO_TEXT)"
+
+# Starts model server + gateway, places one call to the `support` agent, prints its summary, stops.
+run: install $(DEMO_CALLER)
+	$(VENV)/bin/parley serve --demo-call $(DEMO_CALLER) --agent support --out out/demo/call.wav
 
 test: install
 	$(PY) -m pytest -q

@@ -169,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--out", type=Path, default=Path("out/demo/call.wav"), help="demo call recording")
     sv.set_defaults(func=cmd_serve)
 
+    from agent.cli_calls import add_commands
+
+    add_commands(sub)
+
     demo = sub.add_parser("demo", help="run the model on a synthetic call and write a WAV")
     _add_model_source(demo)
     demo.add_argument("--seconds", type=float, default=6.0)
@@ -183,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
         format=f"%(asctime)s %(levelname)s [{os.environ.get('PARLEY_PROCESS', args.command)}] %(name)s: %(message)s",
     )
+    logging.getLogger("websockets.server").setLevel(logging.WARNING)  # health probes are not news
     try:
         return args.func(args)
     except ValueError as exc:  # bad presets, configs, checkpoints: a clear message, no traceback

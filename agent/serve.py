@@ -145,8 +145,7 @@ def demo_call(args) -> int:
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    url = f"ws://{args.host}:{args.gateway_port}/stream"
-    summary = asyncio.run(place_call(agent=args.agent, wav=Path(args.demo_call), url=url, protocol="native",
-                                     out=out))
+    url = f"ws://{args.host}:{args.gateway_port}"
+    summary = asyncio.run(place_call(args.agent, Path(args.demo_call), out, url=url, protocol="twilio"))
     print(json.dumps(summary))
     return 0

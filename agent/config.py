@@ -1,0 +1,193 @@
+"""Agent configuration: what an agent is called, speaks, may do, and the text the model reads.
+
+`AgentConfig` (pydantic, frozen) describes one agent: a slug name, the languages callers speak to
+it, its persona/instructions, greeting, the tools it may call, its voice, an optional translation
+target and an optional hand-off number for `transfer`. `render_prefix(agent)` turns it into the
+compact text the model server pins at the start of the call's context:
+
+    NAME|LANGS[>TARGET]|TOOL,TOOL,...|instructions (whitespace collapsed)
+
+The essentials (name, languages, tools) come first and are kept within `ESSENTIALS_BUDGET` bytes
+(an agent whose essentials do not fit is refused at construction), so a model whose prefix budget
+is ~90-100 bytes always sees them; the instructions come last, and the model server cuts them at
+its own budget. The format is what the model is trained on: change it together with model/data.
+
+Agents are looked up by name through an `AgentRegistry` (async `get`/`names`), so a Redis-backed
+registry (the admin API's storage) can replace the built-in one without touching callers;
+`get_agent(name)` reads the agents shipped in this module. Nothing here knows about calls,
+transports or the model's internals.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable, Optional, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ESSENTIALS_BUDGET = 90  # bytes of "NAME|LANGS|TOOLS|"
+SLUG = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
+LANGUAGE = r"^[a-z]{2,3}$"  # ISO 639-1/-3 codes
+TOOL = r"^[a-z][a-z0-9_]{0,39}$"
+PHONE = r"^\+[1-9][0-9]{6,14}$"  # E.164
+
+
+class UnknownAgent(LookupError):
+    """No agent of that name. `str()` names it and the agents that exist."""
+
+    def __init__(self, name: str, known: Iterable[str] = ()) -> None:
+        self.name = name
+        self.known = sorted(known)
+        shown = name if len(name) <= 64 else name[:61] + "..."
+        suffix = f"; known agents: {', '.join(self.known)}" if self.known else ""
+        super().__init__(f"unknown agent {shown!r}{suffix}")
+
+
+class AgentConfig(BaseModel):
+    """One agent. Frozen: share it between calls freely."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=SLUG, max_length=40, description="Slug that calls and TwiML name the agent by.")
+    languages: tuple[str, ...] = Field(min_length=1, description="ISO 639 codes the caller may speak.")
+    instructions: str = Field(min_length=1, max_length=4000, description="Persona and instructions.")
+    greeting: str = Field("", max_length=300, description="What the agent says first.")
+    tools: tuple[str, ...] = Field((), description="Names of the tools the agent may call.")
+    voice: str = Field("default", max_length=64, description="Voice the agent speaks with.")
+    translation_target: Optional[str] = Field(
+        None, pattern=LANGUAGE, description="Language the agent speaks the caller's words in (interpreting)."
+    )
+    handoff_number: Optional[str] = Field(
+        None,
+        pattern=PHONE,
+        description="E.164 number `transfer` hands the caller to; the model never picks one.",
+    )
+
+    @field_validator("languages")
+    @classmethod
+    def _languages(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for code in value:
+            if not re.match(LANGUAGE, code):
+                raise ValueError(f"language {code!r} is not an ISO 639 code such as 'en'")
+        if len(set(value)) != len(value):
+            raise ValueError("languages are listed twice")
+        return value
+
+    @field_validator("tools")
+    @classmethod
+    def _tools(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for tool in value:
+            if not re.match(TOOL, tool):
+                raise ValueError(f"tool name {tool!r} must be a lowercase identifier (a-z, 0-9, _)")
+        if len(set(value)) != len(value):
+            raise ValueError("tools are listed twice")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "AgentConfig":
+        if "transfer" in self.tools and self.handoff_number is None:
+            raise ValueError("tools includes 'transfer' but handoff_number is not set")
+        if self.translation_target is not None and self.translation_target in self.languages:
+            raise ValueError(
+                f"translation_target {self.translation_target!r} is also in languages; "
+                "interpreting needs a target the caller does not speak"
+            )
+        essentials = len(_essentials(self).encode("utf-8"))
+        if essentials > ESSENTIALS_BUDGET:
+            raise ValueError(
+                f"name, languages and tools take {essentials} bytes of the model's pinned prefix; "
+                f"at most {ESSENTIALS_BUDGET} fit (shorten tools or name)"
+            )
+        return self
+
+
+def _essentials(agent: AgentConfig) -> str:
+    langs = ",".join(agent.languages)
+    if agent.translation_target:
+        langs += ">" + agent.translation_target
+    return f"{agent.name}|{langs}|{','.join(agent.tools)}|"
+
+
+def render_prefix(agent: AgentConfig, max_bytes: Optional[int] = None) -> str:
+    """The call configuration the model reads: essentials first, then the instructions.
+
+    With `max_bytes`, the text is cut to that many UTF-8 bytes (never inside a character).
+    """
+    text = _essentials(agent) + " ".join(agent.instructions.split())
+    if max_bytes is not None:
+        text = text.encode("utf-8")[:max_bytes].decode("utf-8", errors="ignore")
+    return text
+
+
+# --- registry --------------------------------------------------------------------------------------
+class AgentRegistry(Protocol):
+    """Where agents are looked up by name (built-in today; Redis-backed via the admin API later)."""
+
+    async def get(self, name: str) -> AgentConfig:
+        """The agent called `name`; raises `UnknownAgent`."""
+
+    async def names(self) -> list[str]: ...
+
+
+class StaticAgentRegistry:
+    """A fixed set of agents held in memory."""
+
+    def __init__(self, agents: Iterable[AgentConfig]) -> None:
+        self._agents: dict[str, AgentConfig] = {}
+        for agent in agents:
+            if agent.name in self._agents:
+                raise ValueError(f"two agents are called {agent.name!r}")
+            self._agents[agent.name] = agent
+
+    def lookup(self, name: str) -> AgentConfig:
+        try:
+            return self._agents[name]
+        except (KeyError, TypeError):
+            raise UnknownAgent(str(name), self._agents) from None
+
+    async def get(self, name: str) -> AgentConfig:
+        return self.lookup(name)
+
+    async def names(self) -> list[str]:
+        return sorted(self._agents)
+
+
+SUPPORT = AgentConfig(
+    name="support",
+    languages=("en",),
+    instructions=(
+        "You answer the phone for Northwind Home, a small online shop for kitchen and home goods. "
+        "Help with order status, returns and exchanges, and opening hours. Look orders up with "
+        "lookup_order before saying anything about them and read order numbers back digit by digit. "
+        "Returns: within 30 days, unused, start one with create_return. Phone hours: Monday to Friday "
+        "9 to 18, Saturday 10 to 14. Use search_faq for anything else about the shop. If the caller "
+        "asks for a person or you cannot help, offer book_callback or transfer to a human. Keep turns "
+        "short, never invent order details, and end_call after saying goodbye."
+    ),
+    greeting="Thanks for calling Northwind Home, this is the virtual assistant. How can I help?",
+    tools=("lookup_order", "create_return", "search_faq", "book_callback", "transfer", "end_call"),
+    voice="en-us-warm",
+    handoff_number="+15555550100",
+)
+
+TRANSLATE_EN_ES = AgentConfig(
+    name="translate-en-es",
+    languages=("en",),
+    translation_target="es",
+    instructions=(
+        "You are a live interpreter on a phone call. Say in Spanish everything the caller says in "
+        "English, as they say it, a few words behind. Translate faithfully: do not answer, add, "
+        "summarise or comment. Keep names, numbers and addresses exact."
+    ),
+    greeting="Interpretación en vivo activada.",
+    tools=(),
+    voice="es-neutral",
+)
+
+SHIPPED_AGENTS: tuple[AgentConfig, ...] = (SUPPORT, TRANSLATE_EN_ES)
+BUILTIN_AGENTS = StaticAgentRegistry(SHIPPED_AGENTS)
+
+
+def get_agent(name: str) -> AgentConfig:
+    """A shipped agent by name; raises `UnknownAgent` naming the agents that exist."""
+    return BUILTIN_AGENTS.lookup(name)

@@ -1,0 +1,395 @@
+"""`CallSession`: one call, binding a transport leg to one model-server session.
+
+Caller side: the transport hands the session 200 ms frames of 16 kHz audio (`caller_frame`), DTMF
+(`caller_dtmf`) and the end of the caller's side (`caller_ended`). The session forwards them to
+its model session (frames as binary, DTMF and the hang-up as events).
+
+Agent side (`run`): every micro-turn the model server sends a turn (floor, text) with the agent's
+next 200 ms of audio. The session plays the audio on the leg, keeps the transcript and the
+timeline, and turns floors into the two things a transport can do with queued audio: when a
+speaking run (floor speak or backchannel) ends, `leg.utterance_end()` (Twilio: a mark); when the
+model yields the floor in the middle of one, `leg.interrupt()` first (the queued rest of the
+utterance is dropped at once; Twilio: clear). Nothing else decides when the agent stops.
+Micro-turns the server skipped (a late caller frame) get no turn message: the session keeps its
+own count (frames sent minus turns received, `unanswered_frames`; a new high is a `model_behind`
+timeline event) and also counts gaps in `seq`, should a server number skipped micro-turns. The
+caller hears silence for them: nothing is queued, so websocket far ends play nothing and a
+silence-filling pacer (RTP) fills the slot; audio is never invented late, which would only delay
+what follows.
+
+Tool calls: a name outside the agent's allowed tools gets a `tool_error` "tool not allowed";
+`end_call` ends the call (the leg hangs up after the queued audio has played); `transfer` asks
+the leg to transfer to the agent's configured `handoff_number` (never a number the model wrote)
+and ends the call, or gets a `tool_error` when the transport cannot transfer; every other allowed
+tool goes to the `ToolRouter`, concurrently with the conversation, with a timeout. The default
+`UnavailableToolRouter` answers "tool unavailable": the model always hears back, never silence.
+
+Logging: call ids, agent names, counters and codes only. Transcripts, DTMF digits and tool
+arguments stay in the session's transcript and timeline (call data), never in log lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import time
+import uuid
+from typing import Callable, Optional, Protocol
+
+import numpy as np
+
+from agent.config import AgentConfig, render_prefix
+from agent.model_client import (
+    Closed,
+    Hello,
+    ModelClient,
+    ModelConnectionClosed,
+    Ready,
+    ServerError,
+    ToolCall,
+    Turn,
+)
+from agent.timeline import Timeline, Transcript
+from telephony.leg import CloseCode, Leg
+
+logger = logging.getLogger(__name__)
+
+SPEAKING = frozenset({"speak", "backchannel"})
+TOOL_EVENT_KINDS = ("tool_result", "tool_error", "tool_pending")
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolEvent:
+    """What goes back into the model for a tool call: kind and a JSON text payload."""
+
+    kind: str  # "tool_result" | "tool_error" | "tool_pending"
+    payload: str
+
+    @classmethod
+    def error(cls, call: ToolCall, message: str) -> "ToolEvent":
+        return cls("tool_error", json.dumps({"id": call.id, "name": call.name[:64], "error": message}))
+
+    @classmethod
+    def result(cls, call: ToolCall, value: object) -> "ToolEvent":
+        return cls("tool_result", json.dumps({"id": call.id, "name": call.name[:64], "result": value}))
+
+
+class ToolRouter(Protocol):
+    """Runs the tool calls a session's model makes (#6 connects this to Celery workers)."""
+
+    async def call(self, session: "CallSession", call: ToolCall) -> ToolEvent: ...
+
+
+class UnavailableToolRouter:
+    """The router until tools exist: every call is answered with a tool_error "tool unavailable"."""
+
+    async def call(self, session: "CallSession", call: ToolCall) -> ToolEvent:
+        return ToolEvent.error(call, "tool unavailable")
+
+
+@dataclasses.dataclass(frozen=True)
+class CallEnd:
+    by: str  # "caller" | "agent" | "model"
+    reason: str
+    code: int  # a telephony.leg.CloseCode
+
+
+class CallSession:
+    """One call: a `Leg` on one side, a model-server session on the other.
+
+    `start()` opens the model session (raises `ModelRefused` / `ModelUnavailable`); then the
+    transport calls `caller_frame`/`caller_dtmf` while `run()` runs, and `caller_ended` once.
+    Implements telephony's `CallHandler`.
+    """
+
+    def __init__(
+        self,
+        agent: AgentConfig,
+        leg: Leg,
+        *,
+        model_url: str,
+        tool_router: Optional[ToolRouter] = None,
+        call_id: Optional[str] = None,
+        seed: Optional[int] = None,
+        temperature: Optional[float] = None,
+        top_p: Optional[float] = None,
+        connect_timeout: float = 5.0,
+        tool_timeout: float = 30.0,
+        max_tools_in_flight: int = 4,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.agent = agent
+        self.leg = leg
+        self.call_id = call_id or uuid.uuid4().hex
+        self.transcript = Transcript()
+        self.timeline = Timeline(clock)
+        self.ended: Optional[CallEnd] = None
+        self.ready: Optional[Ready] = None
+        self._model_url = model_url
+        self._router: ToolRouter = tool_router or UnavailableToolRouter()
+        self._hello = Hello(self.call_id, render_prefix(agent), seed, temperature, top_p)
+        self._connect_timeout = connect_timeout
+        self._tool_timeout = tool_timeout
+        self._max_tools = max_tools_in_flight
+        self._client: Optional[ModelClient] = None
+        self._tasks: set[asyncio.Task] = set()
+        self._tool_tasks: set[asyncio.Task] = set()
+        self._background: set[asyncio.Task] = set()
+        self._hangup_task: Optional[asyncio.Task] = None
+        self._floor = "listen"
+        self._speaking = False
+        self._last_seq: Optional[int] = None
+        self._server_error: Optional[str] = None
+        self._max_behind = 0
+
+    def _log_extra(self, **fields: object) -> dict:
+        return {"call_id": self.call_id, "agent": self.agent.name, **fields}
+
+    # --- start -------------------------------------------------------------------------------------
+    async def start(self) -> Ready:
+        self._client = await ModelClient.connect(self._model_url, self._hello, timeout=self._connect_timeout)
+        self.ready = self._client.ready
+        self.timeline.add(
+            "model_ready", session_id=self.ready.session_id, slot=self.ready.slot, model=self.ready.model
+        )
+        logger.info(
+            "call %s: model session started (agent %s, slot %d, model %s)",
+            self.call_id,
+            self.agent.name,
+            self.ready.slot,
+            self.ready.model,
+            extra=self._log_extra(slot=self.ready.slot, model=self.ready.model),
+        )
+        return self.ready
+
+    # --- caller side -------------------------------------------------------------------------------
+    async def caller_frame(self, frame: np.ndarray) -> None:
+        if self._client is None or self.ended is not None:
+            self.timeline.count("caller_frames_dropped")
+            return
+        try:
+            await self._client.send_frame(frame)
+        except ModelConnectionClosed:
+            self.timeline.count("caller_frames_dropped")
+            return
+        self.timeline.count("caller_frames")
+
+    async def caller_dtmf(self, digits: str) -> None:
+        self.timeline.add("dtmf", digits=digits)
+        self.timeline.count("dtmf")
+        await self._send_event("dtmf", digits)
+
+    async def caller_ended(self, reason: str) -> None:
+        if self.ended is None:
+            self._end(CallEnd("caller", reason, CloseCode.NORMAL), hangup=False)
+            await self._send_event("caller_hangup", reason)
+        if self._client is not None:
+            await self._client.close()
+
+    # --- agent side --------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Pump the model session until it closes; hang up the leg when the agent side ended."""
+        client = self._client
+        if client is None:
+            raise RuntimeError("CallSession.run() before start()")
+        try:
+            async for message in client:
+                if isinstance(message, Turn):
+                    self._on_turn(message)
+                elif isinstance(message, ToolCall):
+                    await self._on_tool_call(message)
+                elif isinstance(message, ServerError):
+                    self._server_error = message.message
+                    self.timeline.add("model_error", message=message.message[:200])
+                    logger.warning(
+                        "call %s: model server error",
+                        self.call_id,
+                        extra=self._log_extra(error=message.message[:200]),
+                    )
+                elif isinstance(message, Closed):
+                    self._on_closed(message)
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            if client.open:
+                try:
+                    await asyncio.wait_for(client.abort(1000, "session over"), 2.0)
+                except (asyncio.TimeoutError, Exception):
+                    pass
+        if self._hangup_task is not None:
+            await self._hangup_task
+        end = self.ended
+        logger.info(
+            "call %s: session ended by %s (%s %s)",
+            self.call_id,
+            end.by if end else "?",
+            end.code if end else "-",
+            end.reason if end else "",
+            extra=self._log_extra(
+                by=end.by if end else None,
+                code=end.code if end else None,
+                reason=end.reason if end else None,
+                counters=dict(self.timeline.counters),
+            ),
+        )
+
+    def _on_turn(self, turn: Turn) -> None:
+        self.timeline.count("turns")
+        if self._last_seq is not None:
+            gap = turn.seq - self._last_seq - 1
+            if gap > 0:
+                self.timeline.count("skipped_turns", gap)
+                self.timeline.add("skipped_turns", count=gap, after_seq=self._last_seq)
+            elif gap < 0:
+                self.timeline.count("seq_out_of_order")
+        self._last_seq = turn.seq if self._last_seq is None else max(self._last_seq, turn.seq)
+        if self._client is not None:  # our own count: caller frames the model has not answered yet
+            behind = self._client.frames_sent - self._client.turns
+            if behind > self._max_behind:
+                self._max_behind = behind
+                self.timeline.add("model_behind", frames=behind, seq=turn.seq)
+        if self.ended is not None:
+            return  # the call is ending: nothing more goes to the caller
+        if turn.floor != self._floor:
+            self.timeline.add("floor", floor=turn.floor, seq=turn.seq, t_ms=turn.t_ms)
+            self._floor = turn.floor
+        speaking = turn.floor in SPEAKING
+        if self._speaking and not speaking:
+            if turn.floor == "yield":
+                self.leg.interrupt()
+                self.timeline.count("interrupts")
+                self.timeline.add("interrupt", seq=turn.seq)
+            self.leg.utterance_end()
+            self.timeline.count("utterances")
+            self.timeline.add("utterance_end", seq=turn.seq)
+        self._speaking = speaking
+        self.leg.play(turn.audio)
+        self.timeline.count("agent_frames")
+        if turn.text:
+            self.transcript.add_agent(turn.seq, turn.t_ms, turn.text)
+            self.leg.notify("transcript", {"role": "agent", "t_ms": turn.t_ms, "text": turn.text})
+
+    async def _on_tool_call(self, call: ToolCall) -> None:
+        self.timeline.count("tool_calls")
+        self.timeline.add(
+            "tool_call",
+            id=call.id,
+            name=call.name[:64],
+            seq=call.seq,
+            t_ms=call.t_ms,
+            arguments=call.arguments if call.arguments is not None else None,
+            arguments_raw=(call.arguments_raw or "")[:500] or None,
+        )
+        if self.ended is not None:
+            return
+        if call.name not in self.agent.tools:
+            self.timeline.count("tools_not_allowed")
+            logger.info(
+                "call %s: tool call refused: not allowed",
+                self.call_id,
+                extra=self._log_extra(tool=call.name[:64]),
+            )
+            await self._reply(call, ToolEvent.error(call, "tool not allowed"))
+        elif call.name == "end_call":
+            self._end(CallEnd("agent", "the agent ended the call", CloseCode.NORMAL))
+        elif call.name == "transfer":
+            self._spawn(self._transfer(call))
+        elif len(self._tool_tasks) >= self._max_tools:
+            await self._reply(call, ToolEvent.error(call, "too many tool calls in flight"))
+        else:
+            task = self._spawn(self._route(call))
+            self._tool_tasks.add(task)
+            task.add_done_callback(self._tool_tasks.discard)
+
+    async def _route(self, call: ToolCall) -> None:
+        try:
+            event = await asyncio.wait_for(self._router.call(self, call), self._tool_timeout)
+            if event.kind not in TOOL_EVENT_KINDS or not isinstance(event.payload, str):
+                raise TypeError(f"tool router returned a {event.kind!r} event")
+        except asyncio.TimeoutError:
+            event = ToolEvent.error(call, "tool timed out")
+        except Exception:
+            logger.exception(
+                "call %s: tool router failed", self.call_id, extra=self._log_extra(tool=call.name[:64])
+            )
+            event = ToolEvent.error(call, "tool failed")
+        await self._reply(call, event)
+
+    async def _transfer(self, call: ToolCall) -> None:
+        target = self.agent.handoff_number
+        if target is None:
+            await self._reply(call, ToolEvent.error(call, "no hand-off number configured"))
+        elif await self.leg.transfer(target):
+            self.timeline.add("transfer", id=call.id)
+            self._end(CallEnd("agent", "transferred to a human", CloseCode.NORMAL))
+        else:
+            await self._reply(call, ToolEvent.error(call, "transfer not available on this line"))
+
+    async def _reply(self, call: ToolCall, event: ToolEvent) -> None:
+        self.timeline.count(event.kind)
+        self.timeline.add(event.kind, id=call.id)
+        await self._send_event(event.kind, event.payload)
+
+    def _on_closed(self, closed: Closed) -> None:
+        self.timeline.add("model_closed", code=closed.code, reason=closed.reason[:200])
+        if self.ended is None:  # the model server ended the session by itself
+            detail = self._server_error or closed.reason or "no reason"
+            self._end(
+                CallEnd(
+                    "model",
+                    f"model server closed the session ({closed.code}: {detail})",
+                    CloseCode.BAD_GATEWAY,
+                ),
+                close_model=False,
+            )
+            logger.warning(
+                "call %s: model server closed the session (%d)",
+                self.call_id,
+                closed.code,
+                extra=self._log_extra(code=closed.code, reason=closed.reason[:200]),
+            )
+
+    # --- ending ------------------------------------------------------------------------------------
+    def _end(self, end: CallEnd, *, hangup: bool = True, close_model: bool = True) -> None:
+        if self.ended is not None:
+            return
+        self.ended = end
+        self.timeline.add("end", by=end.by, reason=end.reason, code=end.code)
+        if hangup:
+            self._hangup_task = self._spawn(self.leg.hangup(end.code, end.reason), track=False)
+        if close_model and self._client is not None and end.by != "caller":
+            self._spawn(self._client.close(), track=False)
+
+    def _spawn(self, coro, track: bool = True) -> asyncio.Task:
+        """A task the session holds on to; `track=False` ones outlive `run()` (hang-up, bye)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        group = self._tasks if track else self._background
+        group.add(task)
+        task.add_done_callback(group.discard)
+        return task
+
+    async def _send_event(self, kind: str, payload: str) -> None:
+        if self._client is None:
+            return
+        try:
+            await self._client.send_event(kind, payload)
+        except ModelConnectionClosed:
+            self.timeline.count("events_dropped")
+
+    # --- record ------------------------------------------------------------------------------------
+    def summary(self) -> dict:
+        end = self.ended
+        client = self._client
+        return {
+            "call_id": self.call_id,
+            "agent": self.agent.name,
+            "model": self.ready.model if self.ready else None,
+            "ended": dataclasses.asdict(end) if end else None,
+            "frames_sent": client.frames_sent if client else 0,
+            "turns_received": client.turns if client else 0,
+            "unanswered_frames": (client.frames_sent - client.turns) if client else 0,
+            "transcript": self.transcript.to_list(),
+            "timeline": self.timeline.to_dict(),
+        }

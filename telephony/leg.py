@@ -1,0 +1,127 @@
+"""The seam between a transport and whatever answers the call: call legs, handlers, close codes.
+
+A transport (the websocket media gateway here, the SIP gateway later) turns one phone call into a
+`Leg`: caller audio comes out of it as 200 ms frames of 16 kHz int16 (3200 samples), agent audio
+goes into it as 16 kHz int16 frames, and it can mark the end of an utterance, drop queued agent
+audio at once (`interrupt`), relay an opaque event to the far end, transfer and hang up.
+
+Whatever answers the call implements `CallHandler` (the agent's `CallSession` does), and a
+`CallConnector` makes one handler per call from its `CallInfo`, or refuses the call with
+`CallRefused(code, reason)`. This module only names those shapes: it knows nothing of the model,
+agents, floors, transcripts or tools, and the transport never learns more than this.
+
+Close codes are websocket close codes (RFC 6455 and the IANA registry, plus one application code
+in the 4000 range); a SIP transport maps them onto SIP responses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Mapping, Optional, Protocol, runtime_checkable
+
+import numpy as np
+
+SAMPLE_RATE = 16000  # what a Leg hands to its handler and takes from it
+FRAME_SAMPLES = 3200  # 200 ms at 16 kHz
+
+
+class CloseCode(enum.IntEnum):
+    """Why a call's websocket was closed. The close reason always says more, in words."""
+
+    NORMAL = 1000  # the call ended: caller stop, agent hang-up, transfer
+    GOING_AWAY = 1001  # the gateway is shutting down
+    UNSUPPORTED_DATA = 1003  # native: non-JSON text, unknown message type; any: unsupported media format
+    POLICY_VIOLATION = 1008  # messages out of order: audio before start, a second start, a rate change
+    MESSAGE_TOO_BIG = 1009  # a message over the gateway's size limit (closed by the websocket layer)
+    INTERNAL_ERROR = 1011  # a bug in the gateway or the handler
+    TRY_AGAIN_LATER = 1013  # the gateway or the model server is at capacity
+    BAD_GATEWAY = 1014  # the model server is unreachable, dropped the session or sent an error
+    UNKNOWN_AGENT = 4404  # the call asked for an agent that does not exist
+
+
+def close_reason(text: str) -> str:
+    """`text` cut to the 123 UTF-8 bytes a websocket close frame can carry."""
+    raw = text.encode("utf-8")
+    if len(raw) <= 123:
+        return text
+    return raw[:120].decode("utf-8", errors="ignore") + "..."
+
+
+@dataclasses.dataclass(frozen=True)
+class CallInfo:
+    """What the transport knows about a new call when it asks for a handler.
+
+    `call_id` is Parley's own id for the call (fresh per call); `external_id` is the transport's
+    (Twilio callSid, the native client's call_id) when it has one. `parameters` are the transport's
+    custom parameters (Twilio `<Parameter>`s); `agent` is the agent the call asked for.
+    """
+
+    call_id: str
+    protocol: str  # "twilio" | "native" | "sip"
+    agent: str
+    sample_rate: int  # the transport's audio rate (what the caller's side speaks)
+    encoding: str  # "pcm16" | "mulaw" | "alaw"
+    external_id: Optional[str] = None
+    parameters: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+class CallRefused(Exception):
+    """A connector's refusal to take a call: the transport closes it with `code` and `reason`."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = int(code)
+        self.reason = reason
+
+
+@runtime_checkable
+class Leg(Protocol):
+    """One call as the transport exposes it to its handler. All methods are called on the event loop
+    that runs the call; the synchronous ones never block."""
+
+    @property
+    def info(self) -> CallInfo: ...
+
+    def play(self, frame: np.ndarray) -> None:
+        """Queue agent audio: int16 mono at 16 kHz (normally one 200 ms frame)."""
+
+    def utterance_end(self) -> None:
+        """The agent finished an utterance with the audio played so far (Twilio: a `mark`)."""
+
+    def interrupt(self) -> None:
+        """Drop every queued, unplayed agent sample now (Twilio: `clear`)."""
+
+    def notify(self, kind: str, data: Mapping[str, object]) -> None:
+        """Relay an event to the far end when the protocol has a channel for it; else ignore it."""
+
+    async def transfer(self, target: str) -> bool:
+        """Ask the far end to transfer the call to `target`; False when this transport cannot."""
+
+    async def hangup(self, code: int, reason: str) -> None:
+        """End the call from the agent's side (idempotent); a NORMAL end lets queued audio play."""
+
+
+class CallHandler(Protocol):
+    """What answers one call (the agent's CallSession). The transport calls, in order:
+    `caller_frame`/`caller_dtmf` while the call lasts (and `run()` concurrently), then
+    `caller_ended` once when the caller's side is gone, and waits for `run()` to return."""
+
+    async def caller_frame(self, frame: np.ndarray) -> None:
+        """One 200 ms frame of caller audio: 3200 int16 samples at 16 kHz."""
+
+    async def caller_dtmf(self, digits: str) -> None: ...
+
+    async def run(self) -> None:
+        """Runs the agent side until the call ends; hangs the leg up when the agent ends it."""
+
+    async def caller_ended(self, reason: str) -> None: ...
+
+
+class CallConnector(Protocol):
+    """Makes a handler for each new call (and tells TwiML which agents exist)."""
+
+    async def open(self, info: CallInfo, leg: Leg) -> CallHandler:
+        """A ready handler for the call, or raise `CallRefused`."""
+
+    async def has_agent(self, name: str) -> bool: ...
