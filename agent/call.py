@@ -458,6 +458,10 @@ async def place_call(
     else:
         client = NativeCallClient(target, agent, rate=native_rate, encoding=native_encoding)
     caller = resample(pcm, wav_rate, client.rate)
+    # A phone line never goes quiet on the wire: after the WAV, the caller's side keeps sending
+    # silence for `linger_s` while we listen to the agent.
+    speech_samples = caller.size
+    caller = np.concatenate([caller, np.zeros(int(linger_s * client.rate), np.int16)])
     step = client.rate * CHUNK_MS // 1000
     n_chunks = -(-caller.size // step)
     caller = np.concatenate([caller, np.zeros(n_chunks * step - caller.size, np.int16)])
@@ -480,7 +484,7 @@ async def place_call(
             sent = i + 1
         if client.closed is None:
             try:
-                await client.wait_for(lambda: client.closed is not None, linger_s)
+                await client.wait_for(lambda: client.closed is not None, min(linger_s, 0.5))
             except asyncio.TimeoutError:
                 pass
     except ConnectionClosed:
@@ -500,7 +504,8 @@ async def place_call(
         "out": str(out),
         "timeline": str(timeline_path),
         "sample_rate": client.rate,
-        "caller_seconds": round(caller_heard.size / client.rate, 3),
+        "caller_seconds": round(min(caller_heard.size, speech_samples) / client.rate, 3),
+        "line_seconds": round(caller_heard.size / client.rate, 3),
         "agent_seconds": round(agent_heard.size / client.rate, 3),
         "agent_packets": client.counters["agent_packets"],
         "marks": client.counters["mark"],

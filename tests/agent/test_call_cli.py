@@ -63,7 +63,9 @@ async def test_place_call_writes_a_two_channel_recording_and_a_timeline(tmp_path
     record = json.loads((tmp_path / "out" / "call.timeline.json").read_text())
     assert record["summary"] == summary and record["counters"]["agent_packets"] == summary["agent_packets"]
     assert [e["kind"] for e in record["events"]].count("mark") == 1
-    assert fake.sessions[0].frames == 5  # 1 s of caller audio: five 200 ms frames reached the model
+    # 1 s of caller audio then 0.6 s of line silence: eight 200 ms frames reached the model
+    assert fake.sessions[0].frames == 8
+    assert summary["line_seconds"] == pytest.approx(1.6, abs=0.03)
 
 
 def test_read_wav_formats(tmp_path):
