@@ -105,6 +105,7 @@ class ModelServer:
         self.tokenizer = ByteTokenizer()
         self.metrics = _Metrics()
         self._sessions: dict[int, _Session] = {}
+        self.ended: deque[dict] = deque(maxlen=1000)  # per-session counters of finished calls
         self._tick_ms: deque[float] = deque(maxlen=500)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runner")
         self._server: Server | None = None
@@ -220,6 +221,9 @@ class ModelServer:
             stats = self.scheduler.release(slot)
             session.sender.cancel()
             if stats:
+                self.ended.append({"session_id": session.id, "call_id": session.call_id, "frames": stats.frames,
+                                   "stepped": stats.stepped, "late": stats.late, "dropped": stats.dropped,
+                                   "undelivered": session.dropped_out})
                 log.info("session %s ended: %d frames, %d stepped, %d late, %d dropped, %d undelivered",
                          session.id, stats.frames, stats.stepped, stats.late, stats.dropped, session.dropped_out)
 
