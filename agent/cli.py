@@ -2,6 +2,8 @@
 
     parley model info  --preset NAME | --checkpoint PATH
     parley bench step  --preset NAME --slots N --ticks T [--device cpu|cuda] [--threads K]
+    parley bench gateway --calls N --seconds S
+    parley bench e2e   --calls N [--seconds S] [--preset NAME | --checkpoint PATH]
     parley model-server [--preset NAME | --checkpoint PATH] [--host H] [--port P] [--max-slots N]
     parley serve       [--demo-call WAV --agent NAME --out call.wav]
     parley demo        [--preset NAME | --checkpoint PATH] [--seconds S] [--out DIR]
@@ -88,6 +90,20 @@ def cmd_bench_step(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_gateway(args: argparse.Namespace) -> int:
+    from bench.gateway import run
+
+    print(json.dumps(run(args.calls, args.seconds)))
+    return 0
+
+
+def cmd_bench_e2e(args: argparse.Namespace) -> int:
+    from bench.e2e import run
+
+    print(json.dumps(run(args.calls, args.seconds, args.preset, args.checkpoint, args.protocol)))
+    return 0
+
+
 def cmd_model_server(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -146,6 +162,16 @@ def build_parser() -> argparse.ArgumentParser:
     step.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     step.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     step.set_defaults(func=cmd_bench_step)
+    gw = bench.add_parser("gateway", help="gateway CPU per call (Twilio calls against an echo model)")
+    gw.add_argument("--calls", type=int, default=50)
+    gw.add_argument("--seconds", type=float, default=10.0)
+    gw.set_defaults(func=cmd_bench_gateway)
+    e2e = bench.add_parser("e2e", help="tick lateness and caller-frame -> agent-frame latency, end to end")
+    _add_model_source(e2e, default_preset=None)
+    e2e.add_argument("--calls", type=int, default=8)
+    e2e.add_argument("--seconds", type=float, default=10.0)
+    e2e.add_argument("--protocol", choices=("native",), default="native")
+    e2e.set_defaults(func=cmd_bench_e2e)
 
     ms = sub.add_parser("model-server", help="serve the model to call sessions over websockets")
     _add_model_source(ms)

@@ -54,3 +54,14 @@ def test_unknown_preset_is_a_clear_error():
     res = parley("model", "info", "--preset", "huge")
     assert res.returncode == 2
     assert "unknown model preset 'huge'" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_bench_gateway_and_e2e_print_figures():
+    res = parley("bench", "gateway", "--calls", "2", "--seconds", "1")
+    assert res.returncode == 0, res.stderr
+    gw = json.loads(res.stdout)
+    assert gw["calls"] == 2 and gw["cpu_us_per_call_second"] > 0 and gw["media_received"] > 0
+    res = parley("bench", "e2e", "--preset", "tiny", "--calls", "2", "--seconds", "2")
+    assert res.returncode == 0, res.stderr
+    e2e = json.loads(res.stdout)
+    assert e2e["turns"] > 0 and e2e["e2e_ms_p99"] >= e2e["e2e_ms_p50"] > 0 and e2e["dropped_frames"] == 0
