@@ -68,3 +68,30 @@ def test_resumed_run_continues_exactly(tmp_path):
         assert torch.equal(a, b), name
     steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "losses.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_parley_train_runs_on_generated_calls_and_resumes(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    common = ["--preset", "tiny", "--out", str(out), "--batch-size", "2", "--max-positions", "64",
+              "--corpus-calls", "3", "--checkpoint-every", "2"]
+    env_cache = {"PARLEY_CACHE_DIR": str(tmp_path / "cache")}
+    import os
+
+    env = {**os.environ, **env_cache}
+    res = subprocess.run([sys.executable, "-m", "agent.cli", "train", *common, "--steps", "3"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout.splitlines()[-1])["step"] == 3
+    assert (out / "losses.png").stat().st_size > 1000 and (out / "model.safetensors").is_file()
+    again = subprocess.run([sys.executable, "-m", "agent.cli", "train", *common, "--steps", "2"],
+                           capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode != 0 and "--resume" in again.stderr  # never silently overwrites a run
+    res = subprocess.run([sys.executable, "-m", "agent.cli", "train", *common, "--resume", "--steps", "2"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout.splitlines()[-1])["step"] == 5
+    steps = [json.loads(line)["step"] for line in (out / "losses.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5]

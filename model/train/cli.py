@@ -1,0 +1,106 @@
+"""`parley train`: train a preset on generated calls, resumable, with progress and loss curves.
+
+    parley train --preset small --out runs/small [--resume] [--device cpu|cuda] [--hours H] [--steps N]
+
+Every `--checkpoint-every` steps the run directory gets a loadable checkpoint (config.json +
+model.safetensors), the trainer state, losses.jsonl and losses.png. Stopped at any point, the same
+command with --resume continues exactly where the last checkpoint left off.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def plot_losses(run_dir: Path) -> Path | None:
+    path = run_dir / "losses.jsonl"
+    if not path.is_file():
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not rows:
+        return None
+    steps = [r["step"] for r in rows]
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for key in ("total", "floor", "tool", "text", "tool_text", "audio"):
+        ax.plot(steps, [r[key] for r in rows], label=key, linewidth=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = run_dir / "losses.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def add_command(sub) -> None:
+    p = sub.add_parser("train", help="train the interaction model on generated calls")
+    p.add_argument("--preset", default="small")
+    p.add_argument("--out", type=Path, required=True, help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--hours", type=float, help="stop after this much wall time")
+    p.add_argument("--steps", type=int, help="stop after this many more steps")
+    p.add_argument("--total-steps", type=int, default=20_000, help="length of the learning-rate schedule")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-positions", type=int, default=256)
+    p.add_argument("--corpus-calls", type=int, default=4000)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--checkpoint-every", type=int, default=200)
+    p.add_argument("--data-seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0)
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args) -> int:
+    import torch
+
+    from model.config import ModelConfig
+    from model.interaction import InteractionModel
+    from model.train.data import CallStream, DataConfig
+    from model.train.loop import TrainConfig, Trainer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("parley: --device cuda requested but no CUDA device is available")
+    if (args.out / "trainer.pt").is_file() and not args.resume:
+        raise SystemExit(f"parley: {args.out} already holds a run; pass --resume to continue it")
+    cfg = ModelConfig.from_name(args.preset)
+    torch.manual_seed(args.data_seed)
+    model = InteractionModel(cfg)
+    data = CallStream(cfg, DataConfig(args.batch_size, args.max_positions, args.corpus_calls))
+    train_cfg = TrainConfig(lr=args.lr, total_steps=args.total_steps, checkpoint_every=args.checkpoint_every,
+                            data_seed=args.data_seed)
+    trainer = Trainer(model, data, args.out, train_cfg, device=args.device)
+    if args.resume and not trainer.resume():
+        log.info("nothing to resume in %s: starting a new run", args.out)
+    start, t0 = trainer.step, time.monotonic()
+
+    def progress(record: dict) -> None:
+        done = record["step"] - start
+        rate = done / max(1e-9, time.monotonic() - t0)
+        print(f"\rstep {record['step']}/{train_cfg.total_steps}  loss {record['total']:.3f}  "
+              f"floor {record['floor']:.3f}  text {record['text']:.3f}  audio {record['audio']:.3f}  "
+              f"{rate * 3600:.0f} steps/h", end="", file=sys.stderr, flush=True)
+        if record["step"] % train_cfg.checkpoint_every == 0:
+            plot_losses(args.out)
+
+    trainer.run(steps=args.steps, hours=args.hours, progress=progress)
+    print(file=sys.stderr)
+    png = plot_losses(args.out)
+    print(json.dumps({"out": str(args.out), "step": trainer.step, "losses_png": str(png) if png else None}))
+    return 0
