@@ -67,13 +67,21 @@ class ToolEvent:
     kind: str  # "tool_result" | "tool_error" | "tool_pending"
     payload: str
 
+    # The payload is the compact JSON of the result (or of the error message) and nothing else:
+    # exactly what the model is trained on (model/data/render.py `tool_event`), and short, because
+    # event tokens reach the model at a bounded rate per micro-turn.
+
     @classmethod
     def error(cls, call: ToolCall, message: str) -> "ToolEvent":
-        return cls("tool_error", json.dumps({"id": call.id, "name": call.name[:64], "error": message}))
+        return cls("tool_error", _compact(message))
 
     @classmethod
     def result(cls, call: ToolCall, value: object) -> "ToolEvent":
-        return cls("tool_result", json.dumps({"id": call.id, "name": call.name[:64], "result": value}))
+        return cls("tool_result", _compact(value))
+
+
+def _compact(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 class ToolRouter(Protocol):

@@ -288,11 +288,7 @@ async def test_tool_calls_through_the_gateway():
     by_call = {s.call_id: s for s in fake.sessions}
     tw_session = next(s for s in fake.sessions if s is not by_call.get(nat_call_id(nat)))
     errors = [json.loads(p) for k, p in tw_session.events if k == "tool_error"]
-    assert {e["id"]: e["error"] for e in errors} == {
-        "t1": "tool unavailable",
-        "t2": "tool not allowed",
-        "t3": "transfer not available on this line",
-    }
+    assert sorted(errors) == ["tool not allowed", "tool unavailable", "transfer not available on this line"]
     transfer = next(e for e in nat.events if e["kind"] == "transfer")
     assert transfer["target"] == "+15555550100"
     assert nat.closed == (CloseCode.NORMAL, "transferred to a human")

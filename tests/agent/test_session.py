@@ -164,10 +164,11 @@ async def test_every_tool_call_gets_an_answer_never_silence():
         await fake.wait_for(lambda: len(fake.sessions[0].events) == 3)
         await hang_up_as_caller(session, run)
         events = fake.sessions[0].events[:3]
-    payloads = {json.loads(p)["id"]: (kind, json.loads(p)) for kind, p in events}
-    assert payloads["a"] == ("tool_error", {"id": "a", "name": "lookup_order", "error": "tool unavailable"})
-    assert payloads["b"] == ("tool_error", {"id": "b", "name": "q#%zz", "error": "tool not allowed"})
-    assert payloads["c"][1]["error"] == "tool unavailable"
+    # Payloads are the compact JSON of the error, as the model was trained on.
+    assert sorted((kind, json.loads(p)) for kind, p in events) == [
+        ("tool_error", "tool not allowed"), ("tool_error", "tool unavailable"), ("tool_error", "tool unavailable"),
+    ]
+    assert all(p == json.dumps(json.loads(p), separators=(",", ":")) for _, p in events)
     assert (
         session.timeline.counters["tool_calls"] == 3 and session.timeline.counters["tools_not_allowed"] == 1
     )
@@ -194,13 +195,10 @@ async def test_router_timeouts_failures_and_results():
         await send_frames(session, 3)
         await fake.wait_for(lambda: len(fake.sessions[0].events) == 3)
         await hang_up_as_caller(session, run)
-        events = {json.loads(p)["id"]: (k, json.loads(p)) for k, p in fake.sessions[0].events[:3]}
-    assert events["a"][1]["error"] == "tool timed out"
-    assert events["b"][1]["error"] == "tool failed"
-    assert events["c"] == (
-        "tool_result",
-        {"id": "c", "name": "book_callback", "result": {"slot": "tomorrow 10:00"}},
-    )
+        events = [(k, json.loads(p)) for k, p in fake.sessions[0].events[:3]]
+    assert ("tool_error", "tool timed out") in events
+    assert ("tool_error", "tool failed") in events
+    assert ("tool_result", {"slot": "tomorrow 10:00"}) in events
 
 
 async def test_end_call_hangs_up_and_says_bye():
@@ -232,7 +230,7 @@ async def test_transfer_uses_the_configured_number_only(can_transfer):
         else:
             await fake.wait_for(lambda: fake.sessions[0].events)
             kind, payload = fake.sessions[0].events[0]
-            assert (kind, json.loads(payload)["error"]) == (
+            assert (kind, json.loads(payload)) == (
                 "tool_error",
                 "transfer not available on this line",
             )
