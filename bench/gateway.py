@@ -96,7 +96,7 @@ def run(calls: int, seconds: float, agent: str = "support") -> dict:
             traffic = asyncio.run(_drive(f"ws://127.0.0.1:{gw_port}/twilio", calls, seconds, agent))
             wall = time.monotonic() - t0
             cpu = cpu_seconds(gw.pid) - before
-            health = get_json(f"http://127.0.0.1:{gw_port}/healthz")
+            health = get_json(f"http://127.0.0.1:{gw_port}/healthz", timeout=15)
     us_per_call_second = cpu * 1e6 / (calls * seconds)
     return {
         "calls": calls,

@@ -102,8 +102,24 @@ class ResampleStream:
             return pcm.copy()
         if pcm.size == 0:
             return np.zeros(0, dtype=np.int16)
-        out = self._soxr.resample_chunk(pcm.astype(np.float32) * _TO_FLOAT)
-        return self._to_int16(out)
+        return self._to_int16(self._soxr.resample_chunk(pcm.astype(np.float32) * _TO_FLOAT))
+
+    def push_float(self, samples: np.ndarray) -> np.ndarray:
+        """`push` for samples already scaled to float32 in [-1, 1) (int16 / 32768, as
+        `g711.decode_float` gives them): the same output as `push` of the int16 samples, without
+        the conversion. Returns int16 samples at `out_rate`, possibly none."""
+        if not isinstance(samples, np.ndarray) or samples.dtype != np.float32 or samples.ndim != 1:
+            got = type(samples).__name__
+            if isinstance(samples, np.ndarray):
+                got = f"{samples.dtype}{samples.shape}"
+            raise ValueError(f"{self!r}.push_float: expected 1-D float32 samples, got {got}")
+        if self._flushed:
+            raise RuntimeError(f"{self!r}: push after flush(); call clear() to start a new stream")
+        if self._soxr is None:
+            return self._to_int16(samples)
+        if samples.size == 0:
+            return np.zeros(0, dtype=np.int16)
+        return self._to_int16(self._soxr.resample_chunk(samples))
 
     def flush(self) -> np.ndarray:
         """End of stream: return the samples soxr still holds. Later pushes need `clear()` first."""
@@ -121,11 +137,13 @@ class ResampleStream:
         self._clipped = 0
 
     def _to_int16(self, out: np.ndarray) -> np.ndarray:
-        scaled = np.rint(out * np.float32(32768.0))
-        over = np.count_nonzero((scaled > 32767) | (scaled < -32768))
-        if over:
-            self._clipped += int(over)
-            scaled = np.clip(scaled, -32768, 32767)
+        if not out.size:  # soxr HQ answers most 20 ms chunks with nothing
+            return np.zeros(0, dtype=np.int16)
+        scaled = out * np.float32(32768.0)
+        np.rint(scaled, out=scaled)
+        if scaled.max() > 32767 or scaled.min() < -32768:  # rare: count and clip only then
+            self._clipped += int(np.count_nonzero((scaled > 32767) | (scaled < -32768)))
+            np.clip(scaled, -32768, 32767, out=scaled)
         return scaled.astype(np.int16)
 
 

@@ -2,7 +2,7 @@
 
 `WebsocketCall` runs one accepted websocket from its start message to its close:
 
-    websocket message -> Serializer.deserialize -> g711.decode -> ResampleStream(rate -> 16 kHz)
+    websocket message -> Serializer.deserialize -> g711.decode_float -> ResampleStream(rate -> 16 kHz)
         -> Framer (3200 samples) -> handler.caller_frame
     handler -> play(16 kHz frame) -> ResampleStream(16 kHz -> rate) -> g711.encode -> Pacer
         -> 20 ms packets -> Serializer.serialize -> websocket
@@ -365,8 +365,8 @@ class WebsocketCall:
             payload = self._odd + payload
             self._odd = payload[-1:] if len(payload) % 2 else b""
             payload = payload[: len(payload) - len(self._odd)]
-        pcm = g711.decode(self._info.encoding, payload)
-        for frame in self._framer.push(self._in_rs.push(pcm)):
+        samples = g711.decode_float(self._info.encoding, payload)  # float32: what the resampler runs on
+        for frame in self._framer.push(self._in_rs.push_float(samples)):
             self._stats.caller_frames += 1
             await self._handler.caller_frame(frame)
 

@@ -86,6 +86,8 @@ class TwilioSerializer(Serializer):
 
     def __init__(self) -> None:
         self.stream_sid: Optional[str] = None
+        self._media_sid: Optional[str] = None  # the streamSid `_media_head` was made for
+        self._media_head = ""  # the outbound media message up to its payload
 
     # --- inbound -----------------------------------------------------------------------------------
     def deserialize(self, message: Message) -> InEvent:
@@ -179,10 +181,13 @@ class TwilioSerializer(Serializer):
             return None  # Twilio has no channel for app events
         if self.stream_sid is None:
             raise RuntimeError("TwilioSerializer: cannot send before the stream's start message")
+        if isinstance(event, AudioOut):  # 50 a second per call: a prebuilt head, no JSON encoding
+            if self._media_sid is not self.stream_sid:
+                self._media_sid = self.stream_sid
+                sid = json.dumps(self.stream_sid)
+                self._media_head = f'{{"event":"media","streamSid":{sid},"media":{{"payload":"'
+            return self._media_head + base64.b64encode(event.payload).decode("ascii") + '"}}'
         sid = json.dumps(self.stream_sid)
-        if isinstance(event, AudioOut):
-            payload = base64.b64encode(event.payload).decode("ascii")
-            return f'{{"event":"media","streamSid":{sid},"media":{{"payload":"{payload}"}}}}'
         if isinstance(event, MarkOut):
             return json.dumps({"event": "mark", "streamSid": self.stream_sid, "mark": {"name": event.name}})
         if isinstance(event, ClearOut):

@@ -129,6 +129,14 @@ def test_dispatch_round_trip(name):
     assert np.abs(out.astype(int) - pcm).max() <= (0 if name == "pcm16" else 1024)
 
 
+@pytest.mark.parametrize("name", g711.ENCODINGS)
+def test_decode_float_is_exactly_the_float_of_decode(name):
+    payload = ALL_CODES if name != "pcm16" else ALL_PCM.tobytes()
+    got = g711.decode_float(name, payload)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, g711.pcm16_to_float(g711.decode(name, payload)))
+
+
 def test_silence():
     assert g711.silence("mulaw", 3) == b"\xff\xff\xff"
     assert g711.silence("alaw", 2) == b"\xd5\xd5"

@@ -23,6 +23,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from agent.call import NativeCallClient, TwilioCallClient
+from telephony import g711
 from telephony.gateway import run_gateway
 from telephony.leg import CallInfo, CallRefused, CloseCode, Leg
 from telephony.resample import ResampleStream
@@ -259,6 +260,43 @@ async def test_twilio_mark_goes_out_after_its_audio_and_clear_drops_the_rest():
 
 
 # --- native -----------------------------------------------------------------------------------------
+async def test_a_burst_of_media_while_the_handler_is_busy_arrives_whole_and_in_order():
+    # The handler holds its first frame until the whole burst is sent, so messages pile up past the
+    # read high-water mark and the socket stops being read; once the handler goes on, reading
+    # resumes and every message arrives, in order.
+    gate = asyncio.Event()
+
+    class GatedHandler(ScriptedHandler):
+        async def caller_frame(self, frame: np.ndarray) -> None:
+            await gate.wait()
+            await super().caller_frame(frame)
+
+    connector = FakeConnector()
+    connector_open = connector.open
+
+    async def open_gated(info: CallInfo, leg: Leg) -> ScriptedHandler:
+        await connector_open(info, leg)
+        handler = connector.handlers[-1] = GatedHandler(info, leg, connector)
+        return handler
+
+    connector.open = open_gated
+    pcm = tone(3.0, 8000)
+    async with run_gateway(settings(), connector) as gw:
+        client = await TwilioCallClient(gw.url + "/twilio", "support").open()
+        for i in range(0, pcm.size, 160):  # 150 messages at once, not paced
+            await client.send_audio(pcm[i : i + 160])
+        await connector.wait_for(lambda: len(connector.handlers) == 1)
+        gate.set()
+        await client.stop()
+        handler = connector.handlers[0]
+        await connector.wait_for(lambda: handler.ended is not None)
+    heard = g711.ulaw_decode(g711.ulaw_encode(pcm))  # what the caller's mu-law carries
+    rs = ResampleStream(8000, 16000)
+    expected = np.concatenate([rs.push(heard), rs.flush()])
+    assert len(handler.frames) == 15  # 3 s at 16 kHz, exactly
+    np.testing.assert_array_equal(np.concatenate(handler.frames), expected)
+
+
 async def test_native_audio_of_any_size_is_framed_exactly():
     connector = FakeConnector()
     async with run_gateway(settings(), connector) as gw:

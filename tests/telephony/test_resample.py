@@ -107,6 +107,29 @@ def test_output_is_clipped_and_counted():
     assert out.max() == 32767 and out.min() == -32768
 
 
+@pytest.mark.parametrize("in_rate, out_rate", [*RATE_PAIRS, (8000, 8000)])
+def test_push_float_equals_push(in_rate, out_rate):
+    x = _signal(in_rate, seconds=1.0, seed=2)
+    square = np.tile(np.r_[np.full(20, 32767), np.full(20, -32768)].astype(np.int16), 50)  # clips
+    x = np.concatenate([x, square])
+    a, b = ResampleStream(in_rate, out_rate), ResampleStream(in_rate, out_rate)
+    chunk = in_rate // 50
+    for i in range(0, x.size, chunk):
+        part = x[i : i + chunk]
+        np.testing.assert_array_equal(a.push_float(part.astype(np.float32) / np.float32(32768)), b.push(part))
+    np.testing.assert_array_equal(a.flush(), b.flush())
+    assert a.clipped == b.clipped
+    assert a.clipped > 0 or in_rate == out_rate
+
+
+def test_push_float_refuses_other_samples():
+    rs = ResampleStream(8000, 16000)
+    with pytest.raises(ValueError, match="float32"):
+        rs.push_float(np.zeros(160, np.int16))
+    with pytest.raises(ValueError, match="float32"):
+        rs.push_float(np.zeros((2, 160), np.float32))
+
+
 def test_flush_then_clear_starts_a_new_stream():
     x = _signal(8000, seconds=0.5)
     rs = ResampleStream(8000, 16000)

@@ -109,6 +109,16 @@ def test_twilio_outbound_messages_are_as_documented():
     assert ser.serialize(Notice("transcript", {"text": "hi"})) is None  # no channel for it
 
 
+def test_twilio_media_follows_a_new_stream_sid():
+    # The media message is built from a cached head; it must follow the streamSid, quoting included.
+    ser = TwilioSerializer()
+    ser.deserialize(json.dumps(TWILIO_START))
+    assert json.loads(ser.serialize(AudioOut(MULAW_20MS)))["streamSid"] == SID
+    other = 'MZ"other\u00e9'
+    ser.deserialize(json.dumps({**TWILIO_START, "streamSid": other}))
+    assert json.loads(ser.serialize(AudioOut(MULAW_20MS)))["streamSid"] == other
+
+
 def test_twilio_round_trip_of_audio_through_a_media_message():
     ser = TwilioSerializer()
     ser.deserialize(json.dumps(TWILIO_START))
