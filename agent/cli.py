@@ -113,8 +113,10 @@ def cmd_model_server(args: argparse.Namespace) -> int:
     from model.runner import Runner
     from model.server import ModelServer, ModelServerSettings, serve_forever
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    # The tick runs beside socket handlers (and, under `parley serve`, the gateway): on a small CPU
+    # one torch thread per two cores steps faster than oversubscribed threads (measured: small, 8
+    # calls, tick p50 67 ms with 1 thread vs 109 ms with 2 on 2 cores).
+    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 2) // 2))
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port), ("max_slots", args.max_slots))
                  if v is not None}
     settings = ModelServerSettings(**overrides)
@@ -179,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--port", type=int, help="port (default 8765; env PARLEY_MODEL_PORT)")
     ms.add_argument("--max-slots", type=int, help="concurrent calls (default 16; env PARLEY_MODEL_MAX_SLOTS)")
     ms.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    ms.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    ms.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: half the cores)")
     ms.set_defaults(func=cmd_model_server)
 
     sv = sub.add_parser("serve", help="run model server and gateway as child processes")

@@ -87,11 +87,11 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def run(calls: int, seconds: float, preset: str | None = None, checkpoint=None, protocol: str = "native",
-        agent: str = "support") -> dict:
+        agent: str = "support", threads: int = 0) -> dict:
     model_port, gw_port = free_port(), free_port()
     source = ["--checkpoint", str(checkpoint)] if checkpoint else (["--preset", preset] if preset else [])
     with child(["-m", "agent.cli", "model-server", *source, "--port", str(model_port), "--max-slots",
-                str(max(calls, 1))], f"http://127.0.0.1:{model_port}/healthz", "model-server") as _:
+                str(max(calls, 1)), "--threads", str(threads)], f"http://127.0.0.1:{model_port}/healthz", "model-server") as _:
         with child(["-m", "agent.cli", "gateway", "--host", "127.0.0.1", "--port", str(gw_port), "--model-url",
                     f"ws://127.0.0.1:{model_port}/session"], f"http://127.0.0.1:{gw_port}/healthz", "gateway"):
             before = get_json(f"http://127.0.0.1:{model_port}/healthz")
@@ -104,6 +104,7 @@ def run(calls: int, seconds: float, preset: str | None = None, checkpoint=None, 
         "calls": calls,
         "seconds": seconds,
         "model": after["model"],
+        "model_threads": threads or "half the cores",
         "protocol": protocol,
         "frames": frames,
         "turns": sum(len(c.turn_at) for c in callers),
@@ -115,4 +116,5 @@ def run(calls: int, seconds: float, preset: str | None = None, checkpoint=None, 
         "late_frames": late,
         "late_frame_rate": round(late / frames, 4) if frames else None,
         "dropped_frames": after["dropped_frames"] - before["dropped_frames"],
+        "skipped_frames": after["skipped_frames"] - before["skipped_frames"],
     }

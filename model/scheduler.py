@@ -7,7 +7,10 @@ most `max_event_tokens` per slot per tick; longer events continue on the next ti
 reset and prefixes to pin. A live slot whose frame has not arrived by the tick is left out of the
 step (its state does not advance) and counted late; the caller's side hears that gap as lost
 audio. Inboxes are bounded: a slot more than `max_queued_frames` behind drops its oldest frames
-and counts them, so a stalled call catches up instead of lagging for ever.
+and counts them, so a stalled call catches up instead of lagging for ever; and a slot that has had
+a frame waiting behind the one it steps for `catch_up_after` ticks in a row skips one frame (counted),
+because a backlog that forms once (a slow tick, a burst) would otherwise add its delay to every
+later turn of the call: frames arrive exactly as fast as ticks consume them.
 
 The scheduler never touches the model; `model.runner` executes plans, `model.server` feeds it.
 """
@@ -42,6 +45,7 @@ class SlotStats:
     stepped: int = 0  # micro-turns stepped
     late: int = 0  # ticks the slot was live but had no frame
     dropped: int = 0  # frames dropped because the inbox was full
+    skipped: int = 0  # frames skipped to catch up with a standing backlog
 
 
 @dataclass
@@ -50,18 +54,20 @@ class _Slot:
     frames: deque = field(default_factory=deque)
     events: deque = field(default_factory=deque)  # pending event tokens, in order
     started: bool = False  # first frame seen: from then on a missing frame is late
+    backlog_ticks: int = 0  # consecutive ticks with a frame waiting behind the stepped one
     stats: SlotStats = field(default_factory=SlotStats)
 
 
 class Scheduler:
     def __init__(self, max_slots: int, max_event_tokens: int, max_queued_frames: int = 3,
-                 max_pending_event_tokens: int = 4096) -> None:
+                 max_pending_event_tokens: int = 4096, catch_up_after: int = 5) -> None:
         if max_slots <= 0:
             raise ValueError(f"max_slots={max_slots} must be positive")
         self.max_slots = max_slots
         self.max_event_tokens = max_event_tokens
         self.max_queued_frames = max_queued_frames
         self.max_pending_event_tokens = max_pending_event_tokens
+        self.catch_up_after = catch_up_after
         self._slots: dict[int, _Slot] = {}
         self._free = list(range(max_slots))
         self._resets: list[int] = []
@@ -70,6 +76,7 @@ class Scheduler:
         self.tick = 0
         self.total_late = 0
         self.total_dropped = 0
+        self.total_skipped = 0
 
     # -- membership ----------------------------------------------------------------------------
 
@@ -140,6 +147,15 @@ class Scheduler:
                     entry.stats.late += 1
                     self.total_late += 1
                 continue
+            if len(entry.frames) >= 2:
+                entry.backlog_ticks += 1
+                if entry.backlog_ticks >= self.catch_up_after:
+                    entry.frames.popleft()
+                    entry.backlog_ticks = 0
+                    entry.stats.skipped += 1
+                    self.total_skipped += 1
+            else:
+                entry.backlog_ticks = 0
             plan.step.append(slot)
             plan.frames[slot] = entry.frames.popleft()
             entry.stats.stepped += 1

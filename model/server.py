@@ -51,6 +51,7 @@ class ModelServerSettings(BaseSettings):
     max_slots: int = Field(16, ge=1, le=4096, description="concurrent calls; past it sessions are refused")
     tick_ms: int = Field(MICRO_TURN_MS, ge=10, le=2000, description="tick period (200 ms micro-turns)")
     max_queued_frames: int = Field(3, ge=1, le=50, description="caller frames buffered per call")
+    catch_up_after: int = Field(5, ge=1, description="ticks a backlog may stand before a frame is skipped")
     max_event_payload: int = Field(2048, ge=16, description="bytes of one injected event's payload")
     hello_timeout_s: float = Field(10.0, gt=0, description="time a new connection has to say hello")
     outbox: int = Field(64, ge=4, description="messages queued to a slow client before dropping")
@@ -79,6 +80,7 @@ class _Metrics:
         self.overruns = Counter("parley_model_tick_overruns", "Tick deadlines missed", registry=r)
         self.late = Counter("parley_model_late_frames", "Caller frames late for their tick", registry=r)
         self.dropped = Counter("parley_model_dropped_frames", "Caller frames dropped (inbox full)", registry=r)
+        self.skipped = Counter("parley_model_skipped_frames", "Caller frames skipped to catch up", registry=r)
         self.refused = Counter("parley_model_sessions_refused", "Sessions refused at capacity", registry=r)
         self.sessions = Counter("parley_model_sessions", "Sessions admitted", registry=r)
         self.bad_messages = Counter("parley_model_bad_messages", "Malformed client messages", registry=r)
@@ -101,7 +103,8 @@ class ModelServer:
         cfg = runner.cfg
         if self.settings.max_slots > runner.state.max_slots:
             raise ValueError(f"max_slots={self.settings.max_slots} exceeds the runner's {runner.state.max_slots} slots")
-        self.scheduler = Scheduler(self.settings.max_slots, cfg.max_event_tokens, self.settings.max_queued_frames)
+        self.scheduler = Scheduler(self.settings.max_slots, cfg.max_event_tokens, self.settings.max_queued_frames,
+                                   catch_up_after=self.settings.catch_up_after)
         self.tokenizer = ByteTokenizer()
         self.metrics = _Metrics()
         self._sessions: dict[int, _Session] = {}
@@ -162,6 +165,7 @@ class ModelServer:
             "tick_ms_p99": round(_percentile(self._tick_ms, 0.99), 3),
             "late_frames": self.scheduler.total_late,
             "dropped_frames": self.scheduler.total_dropped,
+            "skipped_frames": self.scheduler.total_skipped,
         }
 
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -223,6 +227,7 @@ class ModelServer:
             if stats:
                 self.ended.append({"session_id": session.id, "call_id": session.call_id, "frames": stats.frames,
                                    "stepped": stats.stepped, "late": stats.late, "dropped": stats.dropped,
+                                   "skipped": stats.skipped,
                                    "undelivered": session.dropped_out})
                 log.info("session %s ended: %d frames, %d stepped, %d late, %d dropped, %d undelivered",
                          session.id, stats.frames, stats.stepped, stats.late, stats.dropped, session.dropped_out)
@@ -323,9 +328,10 @@ class ModelServer:
         deadline = loop.time() + period
         while True:
             await asyncio.sleep(max(0.0, deadline - loop.time()))
-            late_before = self.scheduler.total_late
+            late_before, skipped_before = self.scheduler.total_late, self.scheduler.total_skipped
             plan = self.scheduler.plan()
             self.metrics.late.inc(self.scheduler.total_late - late_before)
+            self.metrics.skipped.inc(self.scheduler.total_skipped - skipped_before)
             t0 = time.perf_counter()
             try:
                 results = await loop.run_in_executor(self._executor, self.runner.execute, plan)

@@ -193,6 +193,25 @@ def test_scheduler_plans_ready_slots_and_chunks_events():
     assert s.admit("e", [9], Sampling()) == b
 
 
+def test_scheduler_skips_a_frame_when_a_backlog_stands():
+    s = Scheduler(max_slots=1, max_event_tokens=4, max_queued_frames=3, catch_up_after=3)
+    slot = s.admit("a", [], Sampling())
+    s.push_frame(slot, b"F0")  # one frame of backlog, then frames arrive exactly at the tick rate
+    stepped = []
+    for i in range(1, 8):
+        s.push_frame(slot, f"F{i}".encode())
+        stepped.append(s.plan().frames[slot])
+    # After 3 ticks with a frame waiting behind the stepped one, one frame is skipped: caught up.
+    assert stepped == [b"F0", b"F1", b"F3", b"F4", b"F5", b"F6", b"F7"]
+    assert s.stats(slot).skipped == 1 and s.total_skipped == 1
+    # Jitter (nothing for a tick, then two at once) never skips.
+    assert s.plan().step == []
+    s.push_frame(slot, b"F8")
+    s.push_frame(slot, b"F9")
+    assert s.plan().frames[slot] == b"F8" and s.plan().frames[slot] == b"F9"
+    assert s.stats(slot).skipped == 1
+
+
 def _get_json(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=5) as r:
         return json.loads(r.read())
