@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from model.data import scripts as sc
+from model.data import support_calls
 from model.data.scripts import (BARGE_MS, PAUSE_MS, RESPONSE_MS, CallScript, Dtmf, EndCall, Gap, Handoff,
                                 Say, ScriptError, Timer, ToolCall, generate_script)
 from model.data.shop import (ALREADY_RETURNED, NOT_DELIVERED, ORDER_NOT_FOUND, WINDOW_CLOSED, Shop,
@@ -110,11 +111,11 @@ def test_create_return_follows_the_policy():
 @pytest.mark.parametrize("shop_seed", [0, 1, 2, 3, 99])
 def test_search_faq_finds_the_topic_the_agent_asks_about(shop_seed):
     shop = Shop.generate(shop_seed)
-    for topic, (_, queries) in sc.FAQ.items():
+    for topic, (_, queries) in support_calls.FAQ.items():
         for query in queries:
             matches = shop.search_faq(query)["matches"]
             assert matches and matches[0]["topic"] == topic, (query, matches)
-    for _, query in sc.NOT_IN_FAQ:
+    for _, query in support_calls.NOT_IN_FAQ:
         assert shop.search_faq(query) == {"matches": []}
     hours = next(e for e in shop.faq if e.topic == "opening hours")
     assert all(h in hours.answer for _, h in shop.hours)
@@ -277,7 +278,7 @@ def test_tool_answers_contain_the_shops_values(support):
                 assert shop.returnable(order)
                 assert spoken_id(it.result["return_id"]).lower() in text
                 assert spoken_amount(order.total).lower() in text
-                assert it.arguments["reason"] in sc.REASONS or it.arguments["reason"] == "changed mind"
+                assert it.arguments["reason"] in (*support_calls.REASONS, "changed mind")
                 counts["return"] += 1
             elif it.name == "search_faq" and it.result["matches"]:
                 entry = next(e for e in shop.faq if e.topic == it.result["matches"][0]["topic"])
@@ -327,7 +328,7 @@ def test_caller_reads_order_ids_that_mean_the_order():
     call = sc._Call("support", 0, "order_status", rng, shop, sc.CallerStyle(1.0, 0.5, "neutral"))
     for o in shop.orders:
         for _ in range(6):
-            spoken = sc._say_id(call, o.order_id)
+            spoken = support_calls._say_id(call, o.order_id)
             assert spoken[0] == o.order_id[0]
             assert _digits_from_speech(spoken) == o.order_id[2:], spoken
 
