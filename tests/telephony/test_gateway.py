@@ -373,7 +373,7 @@ async def test_a_message_over_the_limit_closes_with_1009():
         # 1009, unless the reset of the unread rest of the message overtook the close frame (1006)
         assert client.closed[0] in (CloseCode.MESSAGE_TOO_BIG, 1006)
         await connector.wait_for(lambda: connector.handlers[0].ended is not None)
-        assert gw.stats.closes[CloseCode.MESSAGE_TOO_BIG] == 1
+        await gw.stats.wait_for(lambda: gw.stats.closes[CloseCode.MESSAGE_TOO_BIG] == 1, 5)
 
 
 def test_media_payload_decodes_as_documented():
