@@ -165,9 +165,16 @@ class Block(nn.Module):
         self.ffn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.moe = MoE(cfg)
 
-    def ffn(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        y, balance = self.moe(self.ffn_norm(x))
-        return x + y, balance
+    def ffn(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, T, D]. With `valid` [B, T], only valid positions go through the experts (packed):
+        a chunk padded for one slot's event tokens costs the others nothing in the MoE."""
+        if valid is None or bool(valid.all()):
+            y, balance = self.moe(self.ffn_norm(x))
+            return x + y, balance
+        y, balance = self.moe(self.ffn_norm(x[valid]))  # [N, D]
+        out = x.clone()
+        out[valid] = x[valid] + y
+        return out, balance
 
 
 class Backbone(nn.Module):
@@ -222,6 +229,6 @@ class Backbone(nn.Module):
                 blk.attn_norm(x), pos, valid, cache.k_prefix, cache.v_prefix, prefix_valid,
                 cache.k_window, cache.v_window, past_pos,
             )
-            x, _ = blk.ffn(x + y)
+            x, _ = blk.ffn(x + y, valid)
             new_kv.append((k, v))
         return self.norm(x), new_kv
