@@ -104,6 +104,7 @@ class Turn:
     floor: str
     text: str
     audio: np.ndarray  # int16, FRAME_SAMPLES, 16 kHz: the agent's next 200 ms
+    frame: int = -1  # which caller frame (0-based, in sending order) this micro-turn read; -1 unknown
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,7 +308,9 @@ class ModelClient:
                 raise _ProtocolViolation(f"turn {seq} followed by {got}, not {FRAME_BYTES} bytes of audio")
             self.turns += 1
             pcm = np.frombuffer(audio, dtype="<i2").astype(np.int16)
-            return Turn(seq=seq, t_ms=t_ms, floor=floor, text=text, audio=pcm)
+            frame = data.get("frame", -1)
+            frame = frame if isinstance(frame, int) and not isinstance(frame, bool) else -1
+            return Turn(seq=seq, t_ms=t_ms, floor=floor, text=text, audio=pcm, frame=frame)
         if kind == "tool_call":
             args = data.get("arguments")
             raw_args = data.get("arguments_raw")

@@ -273,7 +273,7 @@ class CallSession:
             self.timeline.count("utterances")
             self.timeline.add("utterance_end", seq=turn.seq)
         self._speaking = speaking
-        self.leg.notify("turn", {"seq": turn.seq, "t_ms": turn.t_ms, "floor": turn.floor})
+        self.leg.notify("turn", {"seq": turn.seq, "t_ms": turn.t_ms, "frame": turn.frame, "floor": turn.floor})
         self.leg.play(turn.audio)
         self.timeline.count("agent_frames")
         if turn.text:

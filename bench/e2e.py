@@ -2,10 +2,12 @@
 
 Starts the real model server (a preset or checkpoint) and the real gateway as child processes and
 places N concurrent native-protocol calls (PCM16 at 16 kHz, so the gateway does no resampling and
-frame k of the caller is complete when its 10th 20 ms chunk is sent). The gateway tells native
-clients `{"type": "turn", "seq": k}` as it hands agent frame k to its pacer, so for every micro-turn
+frame k of the caller is complete when its 10th 20 ms chunk is sent), their frame boundaries spread
+evenly over the 200 ms tick period as independent calls' would be. The gateway tells native
+clients `{"type": "turn", "seq": n, "frame": k}` as it hands the agent frame of the micro-turn that
+read caller frame k to its pacer, so for every micro-turn
 
-    latency_k = arrival of turn k  -  send time of the last chunk of caller frame k
+    latency_k = arrival of that turn  -  send time of the last chunk of caller frame k
 
 which covers framing, the wait for the next tick, the batched model step, and both websocket hops.
 Tick lateness comes from the model server's counters. Prints one JSON object.
@@ -34,9 +36,11 @@ def _chunks(seconds: float, index: int) -> list[bytes]:
 
 
 class _Caller:
-    def __init__(self, ws, index: int, seconds: float) -> None:
+    def __init__(self, ws, index: int, seconds: float, lead_in: int = 0) -> None:
         self.ws = ws
-        self.chunks = _chunks(seconds, index)
+        # `lead_in` 20 ms chunks of silence first: callers' 200 ms frames end at different phases
+        # of the server's tick, as real calls' do.
+        self.chunks = [bytes(640)] * lead_in + _chunks(seconds, index)
         self.sent_at: list[float] = []
         self.turn_at: dict[int, float] = {}
 
@@ -45,13 +49,13 @@ class _Caller:
             if isinstance(message, str):
                 now = time.monotonic()
                 msg = json.loads(message)
-                if msg.get("type") == "turn":
-                    self.turn_at.setdefault(msg["seq"], now)
+                if msg.get("type") == "turn" and msg.get("frame", -1) >= 0:
+                    self.turn_at.setdefault(msg["frame"], now)  # keyed by the caller frame it read
 
     def latencies_ms(self) -> list[float]:
         out = []
-        for seq, t in self.turn_at.items():
-            last_chunk = 10 * seq + 9
+        for frame, t in self.turn_at.items():
+            last_chunk = 10 * frame + 9
             if last_chunk < len(self.sent_at):
                 out.append((t - self.sent_at[last_chunk]) * 1000)
         return out
@@ -62,16 +66,17 @@ async def _drive(url: str, calls: int, seconds: float, agent: str, health_url: s
     for i in range(calls):
         ws = await connect(url, max_size=2**20)
         await ws.send(json.dumps({"type": "start", "agent": agent, "sample_rate": 16000, "encoding": "pcm16"}))
-        callers.append(_Caller(ws, i, seconds))
+        callers.append(_Caller(ws, i, seconds, lead_in=i * 10 // calls))
     listeners = [asyncio.create_task(c.listen()) for c in callers]
     t0 = time.monotonic()
-    for i in range(len(callers[0].chunks)):
+    for i in range(max(len(c.chunks) for c in callers)):
         delay = t0 + i * 0.02 - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
         for c in callers:
-            c.sent_at.append(time.monotonic())
-            await c.ws.send(c.chunks[i])
+            if i < len(c.chunks):
+                c.sent_at.append(time.monotonic())
+                await c.ws.send(c.chunks[i])
     await asyncio.sleep(0.4)  # the last frames' turns
     health = await asyncio.to_thread(get_json, health_url)  # before the callers fall silent
     for c in callers:

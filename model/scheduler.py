@@ -33,6 +33,7 @@ class TickPlan:
     tick: int
     step: list[int] = field(default_factory=list)  # slots stepping this tick, ascending
     frames: dict[int, bytes] = field(default_factory=dict)  # slot -> 6400 bytes PCM16 LE
+    frame_index: dict[int, int] = field(default_factory=dict)  # slot -> which of its frames (0-based)
     events: dict[int, list[int]] = field(default_factory=dict)  # slot -> event tokens
     resets: list[int] = field(default_factory=list)  # slots to clear before stepping
     prefills: dict[int, list[int]] = field(default_factory=dict)  # slot -> prefix tokens
@@ -115,7 +116,7 @@ class Scheduler:
     def push_frame(self, slot: int, frame: bytes) -> int:
         """Queue one caller frame; returns how many old frames were dropped to make room."""
         entry = self._slots[slot]
-        entry.frames.append(frame)
+        entry.frames.append((entry.stats.frames, frame))
         entry.started = True
         entry.stats.frames += 1
         dropped = 0
@@ -157,7 +158,7 @@ class Scheduler:
             else:
                 entry.backlog_ticks = 0
             plan.step.append(slot)
-            plan.frames[slot] = entry.frames.popleft()
+            plan.frame_index[slot], plan.frames[slot] = entry.frames.popleft()
             entry.stats.stepped += 1
             if entry.events:
                 n = min(len(entry.events), self.max_event_tokens)

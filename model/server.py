@@ -344,7 +344,7 @@ class ModelServer:
             for slot, result in results.items():
                 session = self._sessions.get(slot)
                 if session is not None:
-                    self._deliver(session, result)
+                    self._deliver(session, result, plan.frame_index[slot])
             deadline += period
             now = loop.time()
             if now > deadline:  # overran: skip the missed ticks rather than bursting
@@ -352,11 +352,12 @@ class ModelServer:
                 self.metrics.overruns.inc(missed)
                 deadline += missed * period
 
-    def _deliver(self, session: _Session, result: SlotResult) -> None:
+    def _deliver(self, session: _Session, result: SlotResult, frame: int) -> None:
         seq, t_ms = session.seq, session.seq * self.settings.tick_ms
         session.seq += 1
         messages: list[str | bytes] = [
-            json.dumps({"type": "turn", "seq": seq, "t_ms": t_ms, "floor": result.floor, "text": result.text}),
+            json.dumps({"type": "turn", "seq": seq, "t_ms": t_ms, "frame": frame, "floor": result.floor,
+                        "text": result.text}),
             result.pcm,
         ]
         if result.tool_call is not None:
