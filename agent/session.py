@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import time
 import uuid
@@ -41,6 +40,7 @@ from typing import Callable, Optional, Protocol
 import numpy as np
 
 from agent.config import AgentConfig, render_prefix
+from agent.events import event_json
 from agent.model_client import (
     Closed,
     Hello,
@@ -68,20 +68,17 @@ class ToolEvent:
     payload: str
 
     # The payload is the compact JSON of the result (or of the error message) and nothing else:
-    # exactly what the model is trained on (model/data/render.py `tool_event`), and short, because
-    # event tokens reach the model at a bounded rate per micro-turn.
+    # `event_json`, the same function the training data uses, and short, because event tokens
+    # reach the model at a bounded rate per micro-turn.
 
     @classmethod
     def error(cls, call: ToolCall, message: str) -> "ToolEvent":
-        return cls("tool_error", _compact(message))
+        return cls("tool_error", event_json(message))
 
     @classmethod
     def result(cls, call: ToolCall, value: object) -> "ToolEvent":
-        return cls("tool_result", _compact(value))
+        return cls("tool_result", event_json(value))
 
-
-def _compact(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 class ToolRouter(Protocol):

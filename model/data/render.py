@@ -58,6 +58,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from agent.events import event_json
 from model.config import MICRO_TURN_SAMPLES, SAMPLE_RATE
 from model.data.effects import ChannelParams, apply_channel, to_pcm16_grid
 from model.data.scripts import SCRIPT_VERSION, CallScript, Dtmf, Say, Timer, ToolCall, generate_script
@@ -107,15 +108,13 @@ def config_text(agent_name: str) -> str:
     return render_prefix(get_agent(agent_name))
 
 
-def compact_json(value) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def tool_event(call: ToolCall) -> tuple[str, str]:
     """(kind, payload) of the event a tool call's answer injects."""
     if call.error is not None:
-        return "tool_error", compact_json(call.error)
-    return "tool_result", compact_json(call.result)
+        return "tool_error", event_json(call.error)
+    return "tool_result", event_json(call.result)
 
 
 # -- the rendered call ----------------------------------------------------------------------------
@@ -354,11 +353,11 @@ def render_call(script: CallScript, seed: int, held_out: bool = False,
     tool_calls: list[PlacedToolCall] = []
     for it, p in zip(items, placed):
         if isinstance(it, ToolCall):
-            tool_calls.append(PlacedToolCall(p.start // MS, it.name, compact_json(it.arguments)))
+            tool_calls.append(PlacedToolCall(p.start // MS, it.name, event_json(it.arguments)))
             events.append(Event(p.end // MS, *tool_event(it)))
         elif isinstance(it, Timer):
             elapsed = round((p.end - p.start) / SAMPLE_RATE)
-            events.append(Event(p.end // MS, "timer", compact_json({"timer": it.note, "seconds": elapsed})))
+            events.append(Event(p.end // MS, "timer", event_json({"timer": it.note, "seconds": elapsed})))
         elif isinstance(it, Dtmf):
             for k, digit in enumerate(it.digits):
                 events.append(Event((p.start + k * it.interval_ms * MS) // MS, "dtmf", digit))

@@ -14,6 +14,7 @@ pytest.importorskip("espeakng_loader")
 
 from model.config import FLOOR_STATES, ModelConfig  # noqa: E402
 from model.data import render as rd  # noqa: E402
+from agent.events import event_json  # noqa: E402
 from model.data.labels import (N, TOKENIZER, CallLabels, agent_shift_samples, build_example,  # noqa: E402
                                config_prefix, micro_turn_labels, output_window, pack_bytes, to_batch)
 from model.data.render import CorpusCache, Event, RenderedCall, render_call  # noqa: E402
@@ -127,7 +128,7 @@ def test_timing_follows_the_script(rendered, case):
     assert [e.t_ms for e in call.events] == sorted(e.t_ms for e in call.events)
     assert call.events[0] == Event(0, "config", rd.config_text(call.script.agent))
     tools = [it for it in items if isinstance(it, ToolCall)]
-    assert [(t.name, rd.compact_json(t.arguments)) for t in tools] == [(t.name, t.arguments_json)
+    assert [(t.name, event_json(t.arguments)) for t in tools] == [(t.name, t.arguments_json)
                                                                       for t in call.tool_calls]
     results = [e for e in call.events if e.kind in ("tool_result", "tool_error")]
     assert [rd.tool_event(t) for t in tools] == [(e.kind, e.payload) for e in results]
