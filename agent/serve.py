@@ -33,11 +33,12 @@ class Child:
     name: str
     argv: list[str]
     health_url: str
+    stdout: int | None = None  # None: inherit (subprocess.DEVNULL keeps a caller's stdout clean)
     proc: subprocess.Popen | None = field(default=None, repr=False)
 
     def start(self) -> None:
         env = {**os.environ, "PARLEY_PROCESS": self.name}
-        self.proc = subprocess.Popen(self.argv, env=env, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(self.argv, env=env, stdin=subprocess.DEVNULL, stdout=self.stdout)
         log.info("started %s (pid %d)", self.name, self.proc.pid)
 
     def healthy(self) -> bool:

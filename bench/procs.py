@@ -6,10 +6,11 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from contextlib import contextmanager
 from typing import Iterator
+
+from agent.serve import Child, stop_all, wait_healthy
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -36,26 +37,13 @@ def get_json(url: str, timeout: float = 2.0) -> dict:
 
 @contextmanager
 def child(argv: list[str], health_url: str, name: str, timeout_s: float = 120.0) -> Iterator[subprocess.Popen]:
-    env = {**os.environ, "PARLEY_PROCESS": name}
-    proc = subprocess.Popen([sys.executable, *argv], env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    """A `python argv...` child, supervised as `parley serve` supervises its own: ready once its
+    /healthz answers, stopped with SIGTERM then SIGKILL. Its logs go to our stderr; its stdout is
+    discarded so a benchmark's JSON stays the only thing on ours."""
+    proc = Child(name, [sys.executable, *argv], health_url, stdout=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
-            try:
-                get_json(health_url, timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{name} not ready after {timeout_s} s") from None
-                time.sleep(0.1)
-        yield proc
+        proc.start()
+        wait_healthy([proc], timeout_s)
+        yield proc.proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_all([proc])
