@@ -33,7 +33,7 @@ from model.backbone import Backbone, LayerCache
 from model.config import FLOOR_STATES, MICRO_TURN_SAMPLES, ModelConfig
 from model.dmel import DMel
 from model.sampling import sample, uniform
-from model.state import StreamState
+from model.state import StreamState, initial_feedback
 from model.tokenizer import SPECIAL
 from model.vocoder import Vocoder
 
@@ -217,12 +217,11 @@ class InteractionModel(nn.Module):
             g = x.gather(1, pi.view(b, t, *([1] * (x.dim() - 2))).expand(b, t, *x.shape[2:]))
             return torch.where(has_prev.view(b, t, *([1] * (x.dim() - 2))), g, initial.to(x.dtype))
 
-        init_text = torch.full((c.max_text_tokens,), SPECIAL.PAD, device=dev)
-        init_text[0] = SPECIAL.EOT
-        prev_floor = take(batch.floor, torch.tensor(FLOOR_STATES.index("listen"), device=dev))
-        prev_text = take(batch.text, init_text)
-        prev_tool = take(batch.tool, torch.tensor(SPECIAL.PAD, device=dev))
-        prev_audio = take(batch.audio, torch.tensor(0, device=dev))
+        initial = initial_feedback(c, dev)
+        prev_floor = take(batch.floor, initial["prev_floor"])
+        prev_text = take(batch.text, initial["prev_text"])
+        prev_tool = take(batch.tool, initial["prev_tool"])
+        prev_audio = take(batch.audio, initial["prev_audio"])
 
         x_turn = self._turn_embedding(batch.caller, prev_floor, prev_text, prev_tool, prev_audio)
         x_event = self._event_embedding(batch.token)

@@ -43,6 +43,20 @@ def slot_index(slots: torch.Tensor | list[int] | int, max_slots: int, device: to
     return t.unique(sorted=True)
 
 
+def initial_feedback(cfg: ModelConfig, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """What a call's first micro-turn reads as "the agent's previous output": listening, no text
+    (EOT at once), no tool call, silent dMel. Streaming (`StreamState.reset`) and teacher forcing
+    (`InteractionModel.forward`) both start from this, so they agree from the first micro-turn."""
+    text = torch.full((cfg.max_text_tokens,), SPECIAL.PAD, dtype=torch.int64, device=device)
+    text[0] = SPECIAL.EOT
+    return {
+        "prev_floor": torch.tensor(LISTEN, dtype=torch.int64, device=device),
+        "prev_text": text,
+        "prev_tool": torch.full((cfg.max_tool_tokens,), SPECIAL.PAD, dtype=torch.int64, device=device),
+        "prev_audio": torch.zeros(cfg.frames_per_turn, cfg.n_mels, dtype=torch.int64, device=device),
+    }
+
+
 @dataclass
 class StreamState:
     cfg: ModelConfig
@@ -115,13 +129,11 @@ class StreamState:
         for name in ("k_prefix", "v_prefix", "k_window", "v_window"):
             getattr(self, name)[:, idx] = 0
         for name in ("prefix_len", "stream_len", "turns", "mel_history", "vocoder_conv",
-                     "vocoder_ola", "prev_audio", "counter"):
+                     "vocoder_ola", "counter"):
             getattr(self, name)[idx] = 0
         self.window_pos[idx] = -1
-        self.prev_floor[idx] = LISTEN
-        self.prev_text[idx] = SPECIAL.PAD
-        self.prev_text[idx, 0] = SPECIAL.EOT
-        self.prev_tool[idx] = SPECIAL.PAD
+        for name, value in initial_feedback(self.cfg, self.device).items():
+            getattr(self, name)[idx] = value
         if seed is not None:
             self.set_sampling(idx, seed=seed)
 
