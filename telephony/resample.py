@@ -56,6 +56,7 @@ class ResampleStream:
             )
         self._flushed = False
         self._clipped = 0
+        self._discard = 0  # output samples still to drop (see `discard_held`)
 
     def __repr__(self) -> str:
         return f"ResampleStream({self._in_rate} -> {self._out_rate})"
@@ -121,6 +122,13 @@ class ResampleStream:
             return np.zeros(0, dtype=np.int16)
         return self._to_int16(self._soxr.resample_chunk(samples))
 
+    def discard_held(self) -> int:
+        """Drop from the coming output the samples soxr holds back right now, keeping its filter
+        state (clearing it clicks). For a barge-in: what the resampler still holds is the cut
+        utterance, never to be played. Returns how many samples will be dropped."""
+        self._discard = int(round(self.delay))
+        return self._discard
+
     def flush(self) -> np.ndarray:
         """End of stream: return the samples soxr still holds. Later pushes need `clear()` first."""
         if self._flushed or self._soxr is None:
@@ -135,6 +143,7 @@ class ResampleStream:
             self._soxr.clear()
         self._flushed = False
         self._clipped = 0
+        self._discard = 0
 
     def _to_int16(self, out: np.ndarray) -> np.ndarray:
         if not out.size:  # soxr HQ answers most 20 ms chunks with nothing
@@ -144,7 +153,11 @@ class ResampleStream:
         if scaled.max() > 32767 or scaled.min() < -32768:  # rare: count and clip only then
             self._clipped += int(np.count_nonzero((scaled > 32767) | (scaled < -32768)))
             np.clip(scaled, -32768, 32767, out=scaled)
-        return scaled.astype(np.int16)
+        pcm = scaled.astype(np.int16)
+        if self._discard:
+            cut = min(self._discard, pcm.size)
+            pcm, self._discard = pcm[cut:], self._discard - cut
+        return pcm
 
 
 def _check_mono_int16(pcm: object, what: str) -> np.ndarray:

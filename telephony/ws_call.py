@@ -132,7 +132,6 @@ class WebsocketCall:
         # outbound chain
         self._out_rs: Optional[ResampleStream] = None
         self._pacer: Optional[Pacer] = None
-        self._discard = 0  # resampler output samples still to drop after an interrupt
         self._send_lock = asyncio.Lock()
         self._outbox: Deque[Union[str, bytes]] = collections.deque()
         self._tasks: set[asyncio.Task] = set()
@@ -160,9 +159,6 @@ class WebsocketCall:
             return
         self._stats.agent_frames += 1
         pcm = self._out_rs.push(frame, rate=SAMPLE_RATE)
-        if self._discard:  # the resampler's tail of audio from before an interrupt
-            cut = min(self._discard, pcm.size)
-            pcm, self._discard = pcm[cut:], self._discard - cut
         if not pcm.size:
             return
         payload = g711.encode(self.info.encoding, pcm)
@@ -190,7 +186,7 @@ class WebsocketCall:
             return
         self._pacer.clear()
         if self._out_rs is not None:  # what soxr still holds is the cut utterance: never play it
-            self._discard = int(round(self._out_rs.delay))
+            self._out_rs.discard_held()
         self._pushed_bytes = self._disposed = 0
         self._control(ClearOut())
         while self._pending_marks:

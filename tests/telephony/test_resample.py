@@ -174,3 +174,17 @@ def test_bad_pcm(pcm, message):
 def test_bad_rates(in_rate, out_rate):
     with pytest.raises(ValueError, match="must be a positive integer"):
         ResampleStream(in_rate, out_rate)
+
+
+def test_discard_held_drops_exactly_what_soxr_held_and_keeps_its_state():
+    tone = (8000 * np.sin(2 * np.pi * 440 * np.arange(3200) / 16000)).astype(np.int16)
+    plain, cut = ResampleStream(16000, 8000), ResampleStream(16000, 8000)
+    first = [plain.push(tone), cut.push(tone)]
+    assert np.array_equal(first[0], first[1])
+    held = cut.discard_held()
+    assert held == int(round(plain.delay)) > 0
+    rest_plain = np.concatenate([plain.push(tone), plain.push(tone), plain.flush()])
+    rest_cut = np.concatenate([cut.push(tone), cut.push(tone), cut.flush()])
+    # The same filter state continues (no click): only the first `held` samples are gone.
+    assert np.array_equal(rest_cut, rest_plain[held:])
+    assert ResampleStream(8000, 8000).discard_held() == 0
