@@ -18,8 +18,9 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-def plot_losses(run_dir: Path) -> Path | None:
-    path = run_dir / "losses.jsonl"
+def plot_losses(run_dir: Path, name: str = "losses.jsonl",
+                keys: tuple[str, ...] = ("total", "floor", "tool", "text", "tool_text", "audio")) -> Path | None:
+    path = run_dir / name
     if not path.is_file():
         return None
     import matplotlib
@@ -32,7 +33,7 @@ def plot_losses(run_dir: Path) -> Path | None:
         return None
     steps = [r["step"] for r in rows]
     fig, ax = plt.subplots(figsize=(9, 5))
-    for key in ("total", "floor", "tool", "text", "tool_text", "audio"):
+    for key in keys:
         ax.plot(steps, [r[key] for r in rows], label=key, linewidth=1)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
@@ -40,7 +41,7 @@ def plot_losses(run_dir: Path) -> Path | None:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    out = run_dir / "losses.png"
+    out = path.with_suffix(".png")
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
@@ -62,7 +63,24 @@ def add_command(sub) -> None:
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--part", choices=("model", "vocoder"), default="model",
+                   help="what to train: the interaction model's heads, or the vocoder (into OUT/vocoder)")
     p.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("export", help="a training run as a serving checkpoint (model + vocoder)")
+    e.add_argument("--run", type=Path, required=True, help="run directory of parley train")
+    e.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
+    e.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default="bfloat16")
+    e.set_defaults(func=cmd_export)
+
+
+def cmd_export(args) -> int:
+    from model.train.export import export_run
+
+    record = export_run(args.run, args.out, args.dtype)
+    print(json.dumps({"out": str(args.out), "model_step": record["model"].get("step"),
+                      "vocoder_step": (record["vocoder"] or {}).get("step")}))
+    return 0
 
 
 def cmd_train(args) -> int:
@@ -77,6 +95,8 @@ def cmd_train(args) -> int:
         torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("parley: --device cuda requested but no CUDA device is available")
+    if args.part == "vocoder":
+        return _train_vocoder(args, ModelConfig.from_name(args.preset))
     if (args.out / "trainer.pt").is_file() and not args.resume:
         raise SystemExit(f"parley: {args.out} already holds a run; pass --resume to continue it")
     cfg = ModelConfig.from_name(args.preset)
@@ -103,4 +123,32 @@ def cmd_train(args) -> int:
     print(file=sys.stderr)
     png = plot_losses(args.out)
     print(json.dumps({"out": str(args.out), "step": trainer.step, "losses_png": str(png) if png else None}))
+    return 0
+
+
+def _train_vocoder(args, cfg) -> int:
+    """`--part vocoder`: the vocoder alone, on the agent channel, into OUT/vocoder."""
+    from model.train.vocoder import LOSSES, VocoderTrainConfig, VocoderTrainer
+
+    out = args.out / "vocoder"
+    if (out / "vocoder_state.pt").is_file() and not args.resume:
+        raise SystemExit(f"parley: {out} already holds a vocoder run; pass --resume to continue it")
+    total = args.total_steps if args.total_steps != 20_000 else VocoderTrainConfig.total_steps
+    c = VocoderTrainConfig(total_steps=total, seed=args.data_seed,
+                           checkpoint_every=args.checkpoint_every)
+    trainer = VocoderTrainer(cfg, out, c, device=args.device)
+    if args.resume:
+        trainer.resume()
+    t0, start = time.monotonic(), trainer.step
+
+    def progress(record: dict) -> None:
+        rate = (record["step"] - start) / max(1e-9, time.monotonic() - t0)
+        print(f"\rvocoder step {record['step']}/{c.total_steps}  loss {record['total']:.3f}  "
+              f"stft {record['stft']:.3f}  mel {record['mel']:.3f}  {rate * 3600:.0f} steps/h",
+              end="", file=sys.stderr, flush=True)
+
+    trainer.run(steps=args.steps, hours=args.hours, progress=progress)
+    print(file=sys.stderr)
+    png = plot_losses(out, LOSSES, ("total", "stft", "mel"))
+    print(json.dumps({"out": str(out), "step": trainer.step, "losses_png": str(png) if png else None}))
     return 0

@@ -73,6 +73,7 @@ class Trainer:
         self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                                       {"params": other, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.95))
         self.step = 0
+        self.elapsed_s = 0.0  # training wall time over all runs of this directory
 
     # -- persistence ---------------------------------------------------------------------------
 
@@ -82,6 +83,7 @@ class Trainer:
         save_checkpoint(self.model, tmp, metadata={"step": str(self.step)})
         state = {
             "step": self.step,
+            "elapsed_s": self.elapsed_s,
             "optimizer": self.opt.state_dict(),
             "train_config": asdict(self.cfg),
             "torch_rng": torch.get_rng_state(),
@@ -105,6 +107,7 @@ class Trainer:
         state = torch.load(path, map_location=self.device, weights_only=False)
         self.opt.load_state_dict(state["optimizer"])
         self.step = state["step"]
+        self.elapsed_s = float(state.get("elapsed_s", 0.0))
         torch.set_rng_state(state["torch_rng"].cpu())
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -123,6 +126,7 @@ class Trainer:
     # -- training ------------------------------------------------------------------------------
 
     def train_step(self) -> dict[str, float]:
+        t0 = time.monotonic()
         self.model.train()
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.step, self.cfg)
@@ -134,7 +138,9 @@ class Trainer:
         self.opt.step()
         self.step += 1
         record = {k: round(float(v.detach()), 5) for k, v in losses.items()}
-        record.update(step=self.step, lr=lr_at(self.step - 1, self.cfg), grad_norm=round(float(grad_norm), 4))
+        self.elapsed_s += time.monotonic() - t0
+        record.update(step=self.step, lr=lr_at(self.step - 1, self.cfg), grad_norm=round(float(grad_norm), 4),
+                      elapsed_s=round(self.elapsed_s, 1))
         return record
 
     def run(self, steps: int | None = None, hours: float | None = None,
