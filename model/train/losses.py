@@ -28,6 +28,9 @@ class LossWeights:
     tool_text: float = 1.0
     audio: float = 1.0
     balance: float = 0.01
+    # per floor state, in FLOOR_STATES order (listen, backchannel, speak, yield): "yield" is ~0.2% of
+    # micro-turns and "backchannel" ~2%, yet they are the moments a duplex agent is judged by
+    floor_classes: tuple[float, ...] = (1.0, 2.0, 1.0, 4.0)
 
 
 def _upto_eot(tokens: torch.Tensor) -> torch.Tensor:
@@ -37,17 +40,19 @@ def _upto_eot(tokens: torch.Tensor) -> torch.Tensor:
     return ~after
 
 
-def _masked_ce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def _masked_ce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+               weight: torch.Tensor | None = None) -> torch.Tensor:
     if not bool(mask.any()):
         return logits.sum() * 0.0
-    return F.cross_entropy(logits[mask].float(), target[mask])
+    return F.cross_entropy(logits[mask].float(), target[mask], weight=weight)
 
 
 def compute_losses(out: Outputs, batch: Batch, w: LossWeights = LossWeights()) -> dict[str, torch.Tensor]:
     turn = batch.kind == KIND_TURN  # [B, T]
     has_tool = batch.tool[..., 0] != SPECIAL.PAD
     losses = {
-        "floor": _masked_ce(out.floor_logits, batch.floor, turn),
+        "floor": _masked_ce(out.floor_logits, batch.floor, turn,
+                            torch.tensor(w.floor_classes, device=out.floor_logits.device)),
         "tool": _masked_ce(out.tool_logits, has_tool.long(), turn),
         "text": _masked_ce(out.text_logits, batch.text, turn.unsqueeze(-1) & _upto_eot(batch.text)),
         "audio": _masked_ce(out.audio_logits, batch.audio, turn[..., None, None].expand_as(batch.audio)),
