@@ -66,6 +66,7 @@ class Outputs:
     tool_positions: torch.Tensor  # [Q, 2] (batch, position) of micro-turns with a tool call
     tool_text_logits: torch.Tensor  # [Q, Ntool, V]
     balance_loss: torch.Tensor  # scalar
+    prev_floor: torch.Tensor  # [B, T] the true previous floor state (before any feedback noise)
 
 
 @dataclass
@@ -201,7 +202,12 @@ class InteractionModel(nn.Module):
 
     # -- teacher-forced forward ----------------------------------------------------------------
 
-    def forward(self, batch: Batch) -> Outputs:
+    def forward(self, batch: Batch, feedback_noise: float = 0.0) -> Outputs:
+        """Teacher-forced pass. `feedback_noise` (training only) corrupts that share of the fed-back
+        previous outputs, each kind independently per micro-turn: the floor becomes a random state,
+        the text is dropped, the dMel levels move by up to +-2. Served, the model reads its own
+        sampled outputs, which are never as clean as the references; trained only on clean ones it
+        learns to copy its previous floor and stalls on its first imperfect output."""
         c = self.cfg
         b, t = batch.kind.shape
         dev = batch.kind.device
@@ -222,6 +228,15 @@ class InteractionModel(nn.Module):
         prev_text = take(batch.text, initial["prev_text"])
         prev_tool = take(batch.tool, initial["prev_tool"])
         prev_audio = take(batch.audio, initial["prev_audio"])
+        true_prev_floor = prev_floor
+        if feedback_noise > 0:
+            def hit() -> torch.Tensor:
+                return torch.rand(b, t, device=dev) < feedback_noise
+
+            prev_floor = torch.where(hit(), torch.randint_like(prev_floor, N_FLOOR), prev_floor)
+            prev_text = torch.where(hit()[..., None], initial["prev_text"].to(prev_text.dtype), prev_text)
+            jitter = torch.randint_like(prev_audio, -2, 3) * hit()[..., None, None]
+            prev_audio = (prev_audio + jitter).clamp(0, c.dmel_levels - 1)
 
         x_turn = self._turn_embedding(batch.caller, prev_floor, prev_text, prev_tool, prev_audio)
         x_event = self._event_embedding(batch.token)
@@ -260,7 +275,7 @@ class InteractionModel(nn.Module):
         out, _ = self.audio_gru(fq.reshape(b * t, nf, -1), a0.reshape(1, b * t, -1))
         audio_logits = self.audio_out(out).view(b, t, nf, c.n_mels, c.dmel_levels)
         return Outputs(hidden, floor_logits, tool_logits, text_logits, audio_logits,
-                       tool_positions, tool_text_logits, balance)
+                       tool_positions, tool_text_logits, balance, true_prev_floor)
 
     # -- streaming -----------------------------------------------------------------------------
 

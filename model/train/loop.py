@@ -45,6 +45,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     checkpoint_every: int = 200
     data_seed: int = 0
+    feedback_noise: float = 0.15  # see InteractionModel.forward
 
 
 def lr_at(step: int, c: TrainConfig) -> float:
@@ -131,7 +132,7 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.step, self.cfg)
         batch = _to(self.data(self.cfg.data_seed, self.step), self.device)
-        losses = compute_losses(self.model(batch), batch, self.weights)
+        losses = compute_losses(self.model(batch, self.cfg.feedback_noise), batch, self.weights)
         self.opt.zero_grad(set_to_none=True)
         losses["total"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)

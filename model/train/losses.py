@@ -31,6 +31,9 @@ class LossWeights:
     # per floor state, in FLOOR_STATES order (listen, backchannel, speak, yield): "yield" is ~0.2% of
     # micro-turns and "backchannel" ~2%, yet they are the moments a duplex agent is judged by
     floor_classes: tuple[float, ...] = (1.0, 2.0, 1.0, 4.0)
+    # micro-turns where the floor changes (take the turn, stop, start a backchannel) are ~5% of
+    # the floor labels and all of what is hard about them: copying the previous state gets the rest
+    floor_transition: float = 5.0
 
 
 def _upto_eot(tokens: torch.Tensor) -> torch.Tensor:
@@ -40,19 +43,28 @@ def _upto_eot(tokens: torch.Tensor) -> torch.Tensor:
     return ~after
 
 
-def _masked_ce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
-               weight: torch.Tensor | None = None) -> torch.Tensor:
+def _masked_ce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     if not bool(mask.any()):
         return logits.sum() * 0.0
-    return F.cross_entropy(logits[mask].float(), target[mask], weight=weight)
+    return F.cross_entropy(logits[mask].float(), target[mask])
+
+
+def _floor_loss(out: Outputs, batch: Batch, turn: torch.Tensor, w: LossWeights) -> torch.Tensor:
+    """Weighted mean cross-entropy: class weights times `floor_transition` where the floor changes."""
+    if not bool(turn.any()):
+        return out.floor_logits.sum() * 0.0
+    target = batch.floor[turn]
+    weight = torch.tensor(w.floor_classes, device=target.device)[target]
+    weight = weight * torch.where(out.prev_floor[turn] != target, w.floor_transition, 1.0)
+    ce = F.cross_entropy(out.floor_logits[turn].float(), target, reduction="none")
+    return (ce * weight).sum() / weight.sum()
 
 
 def compute_losses(out: Outputs, batch: Batch, w: LossWeights = LossWeights()) -> dict[str, torch.Tensor]:
     turn = batch.kind == KIND_TURN  # [B, T]
     has_tool = batch.tool[..., 0] != SPECIAL.PAD
     losses = {
-        "floor": _masked_ce(out.floor_logits, batch.floor, turn,
-                            torch.tensor(w.floor_classes, device=out.floor_logits.device)),
+        "floor": _floor_loss(out, batch, turn, w),
         "tool": _masked_ce(out.tool_logits, has_tool.long(), turn),
         "text": _masked_ce(out.text_logits, batch.text, turn.unsqueeze(-1) & _upto_eot(batch.text)),
         "audio": _masked_ce(out.audio_logits, batch.audio, turn[..., None, None].expand_as(batch.audio)),

@@ -95,3 +95,17 @@ def test_parley_train_runs_on_generated_calls_and_resumes(tmp_path):
     assert json.loads(res.stdout.splitlines()[-1])["step"] == 5
     steps = [json.loads(line)["step"] for line in (out / "losses.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5]
+
+
+def test_feedback_noise_corrupts_only_what_the_model_reads_back():
+    model = _tiny().train()
+    batch = data(0, 0)
+    torch.manual_seed(0)
+    clean = model(batch)
+    torch.manual_seed(0)
+    again = model(batch, feedback_noise=0.0)
+    assert torch.equal(clean.floor_logits, again.floor_logits)
+    torch.manual_seed(0)
+    noisy = model(batch, feedback_noise=0.5)
+    assert not torch.allclose(clean.floor_logits, noisy.floor_logits)
+    assert torch.equal(clean.prev_floor, noisy.prev_floor)  # the loss sees the true previous floor
