@@ -16,7 +16,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -c "import torch" 2>/dev/null || $(PIP) install --quiet "torch==$(TORCH_VERSION)"
-	$(PIP) install --quiet -e ".[data,test]"
+	$(PIP) install --quiet -e ".[data,eval,test]"
 	@touch $(STAMP)
 
 # The demo caller is synthesised once, at install time, with espeak-ng (data tooling, not serving).

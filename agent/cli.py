@@ -198,10 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
     sv.set_defaults(func=cmd_serve)
 
     from agent.cli_calls import add_commands
+    from model.eval.cli import add_command as add_eval
     from model.train.cli import add_command as add_train
 
     add_commands(sub)
     add_train(sub)
+    add_eval(sub)
 
     demo = sub.add_parser("demo", help="run the model on a synthetic call and write a WAV")
     _add_model_source(demo)
