@@ -59,6 +59,14 @@ def _to(batch: Batch, device: torch.device) -> Batch:
     return Batch(**{k: v.to(device) for k, v in vars(batch).items()})
 
 
+def truncate_records(path: Path, step: int) -> None:
+    """Drop the loss records past `step`: written after the checkpoint a run resumes from, they
+    will be written again."""
+    if path.is_file():
+        keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+        path.write_text("".join(line + "\n" for line in keep))
+
+
 class Trainer:
     def __init__(self, model: InteractionModel, data: Callable[[int, int], Batch], out_dir: str | Path,
                  config: TrainConfig = TrainConfig(), weights: LossWeights = LossWeights(),
@@ -112,17 +120,9 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"].cpu())
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
-        self._truncate_losses()
+        truncate_records(self.out / LOSSES_FILE, self.step)
         log.info("resumed %s at step %d", self.out, self.step)
         return True
-
-    def _truncate_losses(self) -> None:
-        """Drop loss lines written after the checkpoint we resumed from (they will be redone)."""
-        path = self.out / LOSSES_FILE
-        if path.is_file():
-            keep = [line for line in path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["step"] <= self.step]
-            path.write_text("".join(line + "\n" for line in keep))
 
     # -- training ------------------------------------------------------------------------------
 

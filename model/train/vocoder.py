@@ -41,6 +41,7 @@ from model.data.labels import dmel_levels
 from model.data.render import CorpusCache
 from model.dmel import DMel
 from model.train.data import CallStream, DataConfig
+from model.train.loop import truncate_records
 from model.vocoder import Vocoder, vocoder_delay_samples
 
 WEIGHTS = "vocoder.safetensors"
@@ -171,7 +172,7 @@ class VocoderTrainer:
         self.opt.load_state_dict(state["opt"])
         self.step = int(state["step"])
         self.elapsed_s = float(state.get("elapsed_s", 0.0))
-        _truncate(self.out / LOSSES, self.step)
+        truncate_records(self.out / LOSSES, self.step)
         return True
 
     def save(self) -> None:
@@ -214,14 +215,6 @@ class VocoderTrainer:
             if self.step % self.c.checkpoint_every == 0:
                 self.save()
         self.save()
-
-
-def _truncate(path: Path, step: int) -> None:
-    """Drop loss records past `step` (written after the last checkpoint of a stopped run)."""
-    if path.is_file():
-        rows = [line for line in path.read_text().splitlines() if line.strip()]
-        kept = [r for r in rows if json.loads(r)["step"] <= step]
-        path.write_text("".join(r + "\n" for r in kept))
 
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> None:
