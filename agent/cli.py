@@ -6,6 +6,9 @@
     parley bench e2e   --calls N [--seconds S] [--preset NAME | --checkpoint PATH]
     parley model-server [--preset NAME | --checkpoint PATH] [--host H] [--port P] [--max-slots N]
     parley serve       [--demo-call WAV --agent NAME --out call.wav]
+    parley worker      [--concurrency N] [--queues tools,bookings] [--include MODULE]
+    parley seed        [--shop-seed N]
+    parley bench tools --calls N [--seconds S]
     parley demo        [--preset NAME | --checkpoint PATH] [--seconds S] [--out DIR]
 
 Every command that reports numbers prints one JSON object on stdout; logs go to stderr. Heavy
@@ -137,6 +140,42 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(args)
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    # The worker runs as `python -m workers` in place of this process, so nothing this command
+    # line imported (it registers model/'s `train` command) is in the worker's modules.
+    from workers.__main__ import to_argv
+
+    argv = [sys.executable, "-m", "workers", *to_argv(args)]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)
+    return 1  # not reached
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    import redis
+
+    from workers.settings import WorkerSettings
+    from workers.shop import Shop
+    from workers.store import ShopStore
+
+    url = args.redis_url or WorkerSettings().redis_url
+    shop = Shop.default() if args.shop_seed is None else Shop.generate(args.shop_seed)
+    try:
+        orders = ShopStore(redis.Redis.from_url(url, socket_timeout=5)).seed(shop)
+    except redis.RedisError as exc:
+        raise ValueError(f"cannot seed Redis: {type(exc).__name__}: {exc}") from None
+    print(json.dumps({"shop": shop.name, "seed": shop.seed, "orders": orders, "customers": len(shop.customers)}))
+    return 0
+
+
+def cmd_bench_tools(args: argparse.Namespace) -> int:
+    from bench.tools import run
+
+    print(json.dumps(run(args.calls, args.seconds, args.concurrency, args.throughput_tasks)))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from model.demo import run_demo
     from model.checkpoint import load_model
@@ -175,6 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
     e2e.add_argument("--protocol", choices=("native",), default="native")
     e2e.set_defaults(func=cmd_bench_e2e)
 
+    tools = bench.add_parser("tools", help="tool round trip through Celery workers: added latency, tasks/s")
+    tools.add_argument("--calls", type=int, default=8)
+    tools.add_argument("--seconds", type=float, default=10.0)
+    tools.add_argument("--concurrency", type=int, default=1, help="processes of the one worker")
+    tools.add_argument("--throughput-tasks", type=int, default=500, help="tasks for the tasks/s figure")
+    tools.set_defaults(func=cmd_bench_tools)
+
     ms = sub.add_parser("model-server", help="serve the model to call sessions over websockets")
     _add_model_source(ms)
     ms.add_argument("--host", help="listen address (default 127.0.0.1; env PARLEY_MODEL_HOST)")
@@ -184,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: half the cores)")
     ms.set_defaults(func=cmd_model_server)
 
-    sv = sub.add_parser("serve", help="run model server and gateway as child processes")
+    sv = sub.add_parser("serve", help="run model server, gateway and a tool worker (+ Redis) as child processes")
     _add_model_source(sv)
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--model-port", type=int, default=8765)
@@ -196,6 +242,16 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--agent", default="support", help="agent for the demo call")
     sv.add_argument("--out", type=Path, default=Path("out/demo/call.wav"), help="demo call recording")
     sv.set_defaults(func=cmd_serve)
+
+    from workers.__main__ import add_arguments as add_worker_arguments
+
+    wk = sub.add_parser("worker", help="run a Celery worker for the tools (REDIS_URL, PARLEY_WORKER_*)")
+    add_worker_arguments(wk)
+    wk.set_defaults(func=cmd_worker)
+    sd = sub.add_parser("seed", help="write the sample shop's orders to Redis (REDIS_URL)")
+    sd.add_argument("--redis-url", help="default: REDIS_URL")
+    sd.add_argument("--shop-seed", type=int, help="another sample shop than the shipped one (seed 0)")
+    sd.set_defaults(func=cmd_seed)
 
     from agent.cli_calls import add_commands
     from model.eval.cli import add_command as add_eval

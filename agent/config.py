@@ -12,6 +12,12 @@ The essentials (name, languages, tools) come first and are kept within `ESSENTIA
 is ~90-100 bytes always sees them; the instructions come last, and the model server cuts them at
 its own budget. The format is what the model is trained on: change it together with model/data.
 
+Tool schemas live here too: `TOOL_SCHEMAS` maps each tool an agent may call to its arguments
+(`{"description", "parameters": {name: {"type": "string" | "integer", "required": bool}}}`; the
+shipped ones are the sample shop's, `workers.shop.TOOL_SCHEMAS`, the same the training calls
+used), and `check_tool_call(name, arguments)` says what is wrong with a call before any task is
+sent, in the words the model was trained to hear ("missing argument order_id").
+
 Agents are looked up by name through an `AgentRegistry` (async `get`/`names`), so a Redis-backed
 registry (the admin API's storage) can replace the built-in one without touching callers;
 `get_agent(name)` reads the agents shipped in this module. Nothing here knows about calls,
@@ -21,9 +27,11 @@ transports or the model's internals.
 from __future__ import annotations
 
 import re
-from typing import Iterable, Optional, Protocol
+from typing import Any, Iterable, Mapping, Optional, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from workers.shop import TOOL_SCHEMAS as SHOP_TOOL_SCHEMAS
 
 ESSENTIALS_BUDGET = 90  # bytes of "NAME|LANGS|TOOLS|"
 SLUG = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
@@ -117,6 +125,50 @@ def render_prefix(agent: AgentConfig, max_bytes: Optional[int] = None) -> str:
     if max_bytes is not None:
         text = text.encode("utf-8")[:max_bytes].decode("utf-8", errors="ignore")
     return text
+
+
+# --- tool schemas ----------------------------------------------------------------------------------
+PARAMETER_TYPES = {"string": str, "integer": int}
+
+TOOL_SCHEMAS: dict[str, dict[str, Any]] = dict(SHOP_TOOL_SCHEMAS)
+
+
+def register_tool_schema(name: str, schema: Mapping[str, Any]) -> None:
+    """Add (or replace) the schema of a tool agents may call; refuses a malformed schema."""
+    if not re.match(TOOL, name):
+        raise ValueError(f"tool name {name!r} must be a lowercase identifier (a-z, 0-9, _)")
+    params = schema.get("parameters")
+    if not isinstance(params, Mapping):
+        raise ValueError(f"tool {name}: schema needs a 'parameters' mapping")
+    for arg, spec in params.items():
+        if not isinstance(spec, Mapping) or spec.get("type") not in PARAMETER_TYPES:
+            raise ValueError(f"tool {name}: parameter {arg!r} needs a type of {', '.join(PARAMETER_TYPES)}")
+        if not isinstance(spec.get("required"), bool):
+            raise ValueError(f"tool {name}: parameter {arg!r} needs required: true or false")
+    TOOL_SCHEMAS[name] = {"description": str(schema.get("description", "")), "parameters": dict(params)}
+
+
+def check_tool_call(name: str, arguments: Optional[dict[str, Any]]) -> Optional[str]:
+    """None when a call of tool `name` with `arguments` fits its schema, else what is wrong,
+    worded as `workers.shop.check_arguments` words it (what the model heard in training)."""
+    schema = TOOL_SCHEMAS.get(name)
+    if schema is None:
+        return f"unknown tool {name[:64]}"
+    if not isinstance(arguments, dict):
+        return "arguments must be a JSON object"
+    params = schema["parameters"]
+    unknown = sorted(set(arguments) - set(params))
+    if unknown:
+        return f"unknown argument(s) {', '.join(unknown)}"
+    for key, spec in params.items():
+        if key not in arguments:
+            if spec["required"]:
+                return f"missing argument {key}"
+            continue
+        value = arguments[key]
+        if not isinstance(value, PARAMETER_TYPES[spec["type"]]) or isinstance(value, bool):
+            return f"argument {key} must be {spec['type']}"
+    return None
 
 
 # --- registry --------------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ because it is the one place that knows both sides: telephony stays free of agent
 the SIP gateway can reuse the same connector.
 
 `run_agent_gateway(settings)` (tests, embedding) and `serve_agent_gateway(settings)`
-(`parley gateway`) run the gateway with this connector.
+(`parley gateway`) run the gateway with this connector; `parley gateway` sends tool calls to the
+Celery workers (`agent.tool_router.CeleryToolRouter`) when `REDIS_URL` is set, and answers them
+"tool unavailable" otherwise.
 """
 
 from __future__ import annotations
@@ -111,4 +113,14 @@ async def run_agent_gateway(
 
 
 async def serve_agent_gateway(settings: Settings) -> None:
-    await serve(settings, SessionConnector(settings))
+    from agent.tool_router import CeleryToolRouter
+
+    router = CeleryToolRouter.from_env()
+    if router is None:
+        logger.warning("REDIS_URL is not set: every tool call will be answered 'tool unavailable'")
+    try:
+        await serve(settings, SessionConnector(settings, tool_router=router))
+    finally:
+        if router is not None:
+            logger.info("tool router counters", extra={"counters": router.stats()})
+            await router.close()

@@ -1,10 +1,17 @@
 """`parley serve`: the whole platform on one machine, as child processes.
 
-Starts the model server and the websocket media gateway as separate processes (the model step loop
-must not share a GIL with thousands of socket handlers), waits until each answers `/healthz`, and
-supervises them: if one dies, everything stops with its exit status; Ctrl-C or SIGTERM stops the
-children cleanly (SIGTERM, then SIGKILL after a grace period). Every child logs to the same stderr
-with its process name in each line, so the platform reads as one log.
+Starts the model server, the websocket media gateway and one tool worker as separate processes
+(the model step loop must not share a GIL with thousands of socket handlers), waits until each is
+ready (`/healthz`; the worker answers a Celery ping), and supervises them. Redis is `REDIS_URL`;
+when that is unset, an embedded Redis server (`workers.redis_server`) is started first and
+stopped last, and the sample shop is seeded into it (into a configured Redis only if it holds no
+shop yet). The children get `REDIS_URL`.
+
+Supervision: if one child dies, everything stops with its exit status; Ctrl-C or SIGTERM stops the
+children cleanly (SIGTERM, then SIGKILL after a grace period); if `parley serve` itself is killed,
+even by SIGKILL, the kernel sends its children and the embedded Redis SIGTERM (the next start
+removes what the embedded Redis left on disk). Every child logs to the same stderr with its process
+name in each line, so the platform reads as one log.
 
 With `--demo-call WAV` it places one call through the gateway once everything is up, prints the
 summary, and stops: that is `make run`.
@@ -24,6 +31,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Optional
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +42,22 @@ class Child:
     argv: list[str]
     health_url: str
     stdout: int | None = None  # None: inherit (subprocess.DEVNULL keeps a caller's stdout clean)
+    env: dict[str, str] = field(default_factory=dict)  # on top of ours
+    ready: Optional[Callable[[], bool]] = field(default=None, repr=False)  # instead of health_url
     proc: subprocess.Popen | None = field(default=None, repr=False)
 
     def start(self) -> None:
-        env = {**os.environ, "PARLEY_PROCESS": self.name}
-        self.proc = subprocess.Popen(self.argv, env=env, stdin=subprocess.DEVNULL, stdout=self.stdout)
+        from workers.redis_server import die_with_parent
+
+        env = {**os.environ, **self.env, "PARLEY_PROCESS": self.name}
+        # A child gets SIGTERM when this process dies, even by SIGKILL: nothing is left running.
+        self.proc = subprocess.Popen(self.argv, env=env, stdin=subprocess.DEVNULL, stdout=self.stdout,
+                                     preexec_fn=die_with_parent)
         log.info("started %s (pid %d)", self.name, self.proc.pid)
 
     def healthy(self) -> bool:
+        if self.ready is not None:
+            return self.ready()
         try:
             with urllib.request.urlopen(self.health_url, timeout=1) as r:
                 return r.status == 200
@@ -82,7 +98,53 @@ def stop_all(children: list[Child], grace_s: float = 10.0) -> None:
             child.proc.wait()
 
 
-def build_children(args) -> list[Child]:
+def worker_ping(redis_url: str, hostname: str) -> Callable[[], bool]:
+    """Readiness of one Celery worker: it answers a remote-control ping."""
+    from workers.app import make_app
+    from workers.settings import WorkerSettings
+
+    app = make_app(WorkerSettings(redis_url=redis_url))
+
+    def ready() -> bool:
+        try:
+            return bool(app.control.ping(destination=[hostname], timeout=0.5))
+        except Exception:  # Redis not reachable yet
+            return False
+
+    return ready
+
+
+def worker_child(redis_url: str, name: str = "worker", stdout: int | None = None, extra: tuple = ()) -> Child:
+    """`python -m workers` (what `parley worker` runs) on `redis_url`, ready when it answers a ping."""
+    hostname = f"{name}-{os.getpid()}-{time.monotonic_ns() % 100000}@localhost"
+    return Child(name, [sys.executable, "-m", "workers", f"--hostname={hostname}", *extra], "",
+                 stdout=stdout, env={"REDIS_URL": redis_url}, ready=worker_ping(redis_url, hostname))
+
+
+def start_redis() -> tuple[str, object | None]:
+    """REDIS_URL, or an embedded server's URL and the server; the sample shop seeded either way."""
+    import redis
+
+    from workers.redis_server import EmbeddedRedis
+    from workers.shop import Shop
+    from workers.store import ShopStore
+
+    url, server = os.environ.get("REDIS_URL"), None
+    if not url:
+        server = EmbeddedRedis().start()
+        url = server.url
+        log.info("REDIS_URL is not set: started an embedded Redis at %s", url)
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        store = ShopStore(client)
+        if not store.seeded():
+            log.info("seeded the sample shop (%d orders)", store.seed(Shop.default()))
+    finally:
+        client.close()
+    return url, server
+
+
+def build_children(args, redis_url: str) -> list[Child]:
     exe = [sys.executable, "-m", "agent.cli"]
     model_src = []
     if args.checkpoint:
@@ -101,12 +163,14 @@ def build_children(args) -> list[Child]:
         [*exe, "gateway", "--host", host, "--port", str(args.gateway_port),
          "--model-url", f"ws://{host}:{args.model_port}/session"],
         f"http://{host}:{args.gateway_port}/healthz",
+        env={"REDIS_URL": redis_url},
     )
-    return [model, gateway]
+    return [model, gateway, worker_child(redis_url)]
 
 
 def serve(args) -> int:
-    children = build_children(args)
+    children: list[Child] = []
+    redis_server = None
     stopping = False
 
     def on_signal(signum, _frame):
@@ -118,6 +182,8 @@ def serve(args) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     try:
+        redis_url, redis_server = start_redis()
+        children = build_children(args, redis_url)
         for child in children:
             child.start()
         wait_healthy(children, args.ready_timeout)
@@ -131,6 +197,9 @@ def serve(args) -> int:
                 if code is not None:
                     log.error("%s exited with status %d: stopping everything", child.name, code)
                     return code or 1
+            if redis_server is not None and redis_server.proc.poll() is not None:
+                log.error("the embedded Redis exited: stopping everything")
+                return 1
             time.sleep(0.5)
     except KeyboardInterrupt:
         return 0
@@ -139,6 +208,8 @@ def serve(args) -> int:
         return 1
     finally:
         stop_all(children)
+        if redis_server is not None:
+            redis_server.stop()
 
 
 def demo_call(args) -> int:

@@ -20,9 +20,16 @@ what follows.
 Tool calls: a name outside the agent's allowed tools gets a `tool_error` "tool not allowed";
 `end_call` ends the call (the leg hangs up after the queued audio has played); `transfer` asks
 the leg to transfer to the agent's configured `handoff_number` (never a number the model wrote)
-and ends the call, or gets a `tool_error` when the transport cannot transfer; every other allowed
-tool goes to the `ToolRouter`, concurrently with the conversation, with a timeout. The default
-`UnavailableToolRouter` answers "tool unavailable": the model always hears back, never silence.
+and ends the call, or gets a `tool_error` when the transport cannot transfer; both are also handed
+to the router afterwards, as a record (a hand-off ticket, the end of the call), whose answer
+nobody waits for. Every other allowed tool goes to the `ToolRouter`, concurrently with the
+conversation, with a timeout; while it runs, the model gets a `tool_pending` event after
+`tool_pending_after` seconds and every `tool_pending_every` seconds after that (payload
+`{"tool": NAME, "status": "working", "seconds": N}`), so it can tell the caller it is still
+looking. A result may carry a timer (a booked callback): the session injects it as a `timer`
+event when it is due, unless the call is over by then. The default `UnavailableToolRouter`
+answers "tool unavailable": the model always hears back, never silence
+(`agent.tool_router.CeleryToolRouter` runs the tools on the Celery workers).
 
 Logging: call ids, agent names, counters and codes only. Transcripts, DTMF digits and tool
 arguments stay in the session's transcript and timeline (call data), never in log lines.
@@ -61,28 +68,50 @@ TOOL_EVENT_KINDS = ("tool_result", "tool_error", "tool_pending")
 
 
 @dataclasses.dataclass(frozen=True)
+class ToolTimer:
+    """A timer event a tool result asks for (a booked callback): due at Unix time `at`."""
+
+    at: float
+    payload: str
+
+
+@dataclasses.dataclass(frozen=True)
 class ToolEvent:
     """What goes back into the model for a tool call: kind and a JSON text payload."""
 
     kind: str  # "tool_result" | "tool_error" | "tool_pending"
     payload: str
+    timer: Optional[ToolTimer] = None  # fired into the call when due
+    work_s: Optional[float] = None  # the tool's own time, when the router knows it (timeline, bench)
 
     # The payload is the compact JSON of the result (or of the error message) and nothing else:
     # `event_json`, the same function the training data uses, and short, because event tokens
     # reach the model at a bounded rate per micro-turn.
 
     @classmethod
-    def error(cls, call: ToolCall, message: str) -> "ToolEvent":
-        return cls("tool_error", event_json(message))
+    def error(cls, call: ToolCall, message: str, *, work_s: Optional[float] = None) -> "ToolEvent":
+        return cls("tool_error", event_json(message), work_s=work_s)
 
     @classmethod
-    def result(cls, call: ToolCall, value: object) -> "ToolEvent":
-        return cls("tool_result", event_json(value))
+    def result(
+        cls,
+        call: ToolCall,
+        value: object,
+        *,
+        timer: Optional[ToolTimer] = None,
+        work_s: Optional[float] = None,
+    ) -> "ToolEvent":
+        return cls("tool_result", event_json(value), timer, work_s)
 
+    @classmethod
+    def pending(cls, call: ToolCall, seconds: float) -> "ToolEvent":
+        """A still-working notice for a slow tool: {"tool", "status": "working", "seconds"}."""
+        payload = {"tool": call.name, "status": "working", "seconds": round(seconds)}
+        return cls("tool_pending", event_json(payload))
 
 
 class ToolRouter(Protocol):
-    """Runs the tool calls a session's model makes (#6 connects this to Celery workers)."""
+    """Runs the tool calls a session's model makes (`agent.tool_router.CeleryToolRouter`)."""
 
     async def call(self, session: "CallSession", call: ToolCall) -> ToolEvent: ...
 
@@ -122,6 +151,8 @@ class CallSession:
         top_p: Optional[float] = None,
         connect_timeout: float = 5.0,
         tool_timeout: float = 30.0,
+        tool_pending_after: float = 1.5,
+        tool_pending_every: float = 3.0,
         max_tools_in_flight: int = 4,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -137,6 +168,8 @@ class CallSession:
         self._hello = Hello(self.call_id, render_prefix(agent), seed, temperature, top_p)
         self._connect_timeout = connect_timeout
         self._tool_timeout = tool_timeout
+        self._pending_after = tool_pending_after
+        self._pending_every = tool_pending_every
         self._max_tools = max_tools_in_flight
         self._client: Optional[ModelClient] = None
         self._tasks: set[asyncio.Task] = set()
@@ -300,6 +333,7 @@ class CallSession:
             await self._reply(call, ToolEvent.error(call, "tool not allowed"))
         elif call.name == "end_call":
             self._end(CallEnd("agent", "the agent ended the call", CloseCode.NORMAL))
+            self._spawn(self._record(call, {}), track=False)
         elif call.name == "transfer":
             self._spawn(self._transfer(call))
         elif len(self._tool_tasks) >= self._max_tools:
@@ -310,8 +344,14 @@ class CallSession:
             task.add_done_callback(self._tool_tasks.discard)
 
     async def _route(self, call: ToolCall) -> None:
+        started = time.monotonic()
+        task = asyncio.ensure_future(asyncio.wait_for(self._router.call(self, call), self._tool_timeout))
         try:
-            event = await asyncio.wait_for(self._router.call(self, call), self._tool_timeout)
+            wait = self._pending_after
+            while not (await asyncio.wait({task}, timeout=wait))[0]:  # still working: say so
+                await self._reply(call, ToolEvent.pending(call, time.monotonic() - started))
+                wait = self._pending_every
+            event = task.result()
             if event.kind not in TOOL_EVENT_KINDS or not isinstance(event.payload, str):
                 raise TypeError(f"tool router returned a {event.kind!r} event")
         except asyncio.TimeoutError:
@@ -321,7 +361,30 @@ class CallSession:
                 "call %s: tool router failed", self.call_id, extra=self._log_extra(tool=call.name[:64])
             )
             event = ToolEvent.error(call, "tool failed")
+        finally:
+            task.cancel()
         await self._reply(call, event)
+
+    async def _record(self, call: ToolCall, arguments: dict) -> None:
+        """Hand an action the session already took (transfer, end of call) to the router as a
+        record; nobody waits for the answer and the model does not hear it."""
+        record = dataclasses.replace(call, arguments=arguments, arguments_raw=None)
+        try:
+            event = await asyncio.wait_for(self._router.call(self, record), self._tool_timeout)
+            failed = event.kind == "tool_error"
+        except Exception:
+            failed = True
+        if failed:
+            logger.debug(
+                "call %s: %s not recorded", self.call_id, call.name, extra=self._log_extra(tool=call.name)
+            )
+
+    async def _fire_timer(self, call: ToolCall, timer: ToolTimer) -> None:
+        await asyncio.sleep(max(0.0, timer.at - time.time()))
+        if self.ended is None:
+            self.timeline.count("timers")
+            self.timeline.add("timer", id=call.id)
+            await self._send_event("timer", timer.payload)
 
     async def _transfer(self, call: ToolCall) -> None:
         target = self.agent.handoff_number
@@ -330,13 +393,19 @@ class CallSession:
         elif await self.leg.transfer(target):
             self.timeline.add("transfer", id=call.id)
             self._end(CallEnd("agent", "transferred to a human", CloseCode.NORMAL))
+            reason = (call.arguments or {}).get("reason")
+            reason = reason[:200] if isinstance(reason, str) and reason else "not given"
+            self._spawn(self._record(call, {"reason": reason}), track=False)
         else:
             await self._reply(call, ToolEvent.error(call, "transfer not available on this line"))
 
     async def _reply(self, call: ToolCall, event: ToolEvent) -> None:
         self.timeline.count(event.kind)
-        self.timeline.add(event.kind, id=call.id)
+        work = {"work_ms": round(event.work_s * 1000, 3)} if event.work_s is not None else {}
+        self.timeline.add(event.kind, id=call.id, **work)
         await self._send_event(event.kind, event.payload)
+        if event.timer is not None and self.ended is None:
+            self._spawn(self._fire_timer(call, event.timer))
 
     def _on_closed(self, closed: Closed) -> None:
         self.timeline.add("model_closed", code=closed.code, reason=closed.reason[:200])

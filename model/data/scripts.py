@@ -4,7 +4,7 @@
 "translate-en-es") as a `CallScript`: an ordered list of items (`Say`, `ToolCall`, `Timer`,
 `Dtmf`, `Handoff`, `EndCall`). Start times are relations (`Gap`) to an earlier item, because
 speech durations are only known once the renderer has synthesised the audio. The same agent and
-seed always give the same script. Tool results come from a seeded `model.data.shop.Shop`.
+seed always give the same script. Tool results come from a seeded `workers.shop.Shop`.
 
 Every item has a start and an end, on the call's clock (t = 0 when the call connects):
   Say       start: resolved from `after`; end: start + speech duration; when a later caller Say
@@ -36,7 +36,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from model.data.shop import (ALREADY_RETURNED, FIRST_NAMES, NOT_DELIVERED, ORDER_NOT_FOUND, TOOL_SCHEMAS,
+from workers.shop import (ALREADY_RETURNED, FIRST_NAMES, NOT_DELIVERED, ORDER_NOT_FOUND, TOOL_SCHEMAS,
                              WINDOW_CLOSED, Shop, check_arguments, spoken_amount, spoken_date, spoken_id,
                              spoken_seconds)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from model.data.scripts import KEY_DATE, ONES, Gap, Timer, _Call, _lower_first, en_number
-from model.data.shop import (ALREADY_RETURNED, NOT_DELIVERED, SHOP_NAME, STATUSES, WINDOW_CLOSED,
+from workers.shop import (ALREADY_RETURNED, NOT_DELIVERED, SHOP_NAME, STATUSES, WINDOW_CLOSED,
                              spoken_amount, spoken_date, spoken_id, spoken_seconds)
 
 AGENT_NAME = "Robin"

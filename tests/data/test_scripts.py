@@ -18,7 +18,7 @@ from model.data import scripts as sc
 from model.data import support_calls
 from model.data.scripts import (BARGE_MS, PAUSE_MS, RESPONSE_MS, CallScript, Dtmf, EndCall, Gap, Handoff,
                                 Say, ScriptError, Timer, ToolCall, generate_script)
-from model.data.shop import (ALREADY_RETURNED, NOT_DELIVERED, ORDER_NOT_FOUND, WINDOW_CLOSED, Shop,
+from workers.shop import (ALREADY_RETURNED, NOT_DELIVERED, ORDER_NOT_FOUND, WINDOW_CLOSED, Shop,
                              spoken_amount, spoken_date, spoken_id, spoken_seconds)
 
 ROOT = Path(__file__).resolve().parents[2]
