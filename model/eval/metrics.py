@@ -13,9 +13,11 @@ All times are seconds on the call clock (0 = first caller sample). Intervals are
   at least `bc_max_s` [1.0 s] starts in [s, e + grace_s) [grace 0.2 s, one micro-turn: a decision
   taken in the pause sounds one output window later]. Shorter intervals are backchannels, which
   are welcome in a pause. Speech already running at s is not a takeover (it is no onset).
-- Turn taking. A caller turn end t is taken when the agent speaks in (t, deadline], deadline =
-  min(t + window_s [2.0 s], the caller's next speech onset after t). Latency = onset - t; speech
-  already running at t (an interpreter talking over the caller) counts as taken with latency 0.
+- Turn taking. A caller turn end t is taken when the agent's speech starts in (t, deadline],
+  deadline = min(t + window_s [2.0 s], the caller's next speech onset after t). Latency = onset - t.
+  Speech already running at t counts as taken with latency 0 only in interpreting calls (the
+  scenario has translations), where talking over the caller is the job; an agent of any other
+  kind that is still talking at t has not taken the turn, it has talked over it.
 - Barge-in. For each barge-in onset b at which the agent is speaking (an interval holds b), the
   stop latency is that interval's end - b; the stop succeeds when latency <= window_s [2.0 s].
   Onsets while the agent is silent are not counted.
@@ -182,11 +184,13 @@ def pause_takeovers(pauses: Sequence[Interval], agent: Sequence[Interval], bc_ma
 
 
 def turn_taking(turn_ends: Sequence[float], agent: Sequence[Interval],
-                caller_speech: Sequence[Interval] = (), window_s: float = 2.0) -> list[float | None]:
-    """Per caller turn end: the agent's response latency, or None when it did not take the turn."""
+                caller_speech: Sequence[Interval] = (), window_s: float = 2.0,
+                overlap_counts: bool = False) -> list[float | None]:
+    """Per caller turn end: the agent's response latency, or None when it did not take the turn.
+    `overlap_counts`: speech running at the turn end is a take with latency 0 (interpreting)."""
     out: list[float | None] = []
     for t in turn_ends:
-        if _inside(agent, t):
+        if overlap_counts and _inside(agent, t):
             out.append(0.0)
             continue
         deadline = min([t + window_s] + [s for s, _ in caller_speech if s > t])
@@ -406,7 +410,8 @@ def evaluate_call(ann: Annotations, track: AgentTrack, asr_text: str | None = No
         errors = word_errors(track.text, asr_text)
     return CallResult(
         pauses=pause_takeovers(ann.pauses, agent, bc_max_s, pause_grace_s),
-        turns=turn_taking(ann.turn_ends, agent, ann.caller_speech, turn_window_s),
+        turns=turn_taking(ann.turn_ends, agent, ann.caller_speech, turn_window_s,
+                          overlap_counts=bool(ann.translations)),
         barge_in_latencies=barge_in_stops(ann.barge_ins, agent),
         backchannel_stops=backchannel_false_stops(ann.backchannels, agent, stop_tolerance_s),
         echo_stops=echo_false_stops(ann.echoes, agent, echo_tail_s),

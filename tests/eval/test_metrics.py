@@ -52,8 +52,16 @@ def test_turn_not_taken_when_late_or_caller_speaks_first():
     assert m.turn_taking([2.0], [(4.5, 6.0)], window_s=3.0) == [approx(2.5)]
 
 
-def test_speech_running_at_turn_end_counts_as_zero_latency():
-    assert m.turn_taking([2.0], [(1.5, 4.0)]) == [0.0]
+def test_speech_running_at_turn_end_counts_only_for_an_interpreter():
+    assert m.turn_taking([2.0], [(1.5, 4.0)], overlap_counts=True) == [0.0]
+    # a support agent still talking at the caller's turn end talked over it: not a take
+    assert m.turn_taking([2.0], [(1.5, 4.0)]) == [None]
+    assert m.turn_taking([2.0], [(1.5, 2.5), (3.0, 4.0)]) == [approx(1.0)]
+    interpreting = m.Annotations(turn_ends=[2.0], translations=["hola"])
+    support = m.Annotations(turn_ends=[2.0])
+    running = m.AgentTrack(speech=[(1.5, 4.0)])
+    assert m.evaluate_call(interpreting, running).turns == [0.0]
+    assert m.evaluate_call(support, running).turns == [None]
 
 
 def test_turn_taking_rate_and_percentiles_pool_over_calls():
