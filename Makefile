@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.parley-installed
 TORCH_VERSION := 2.13.0
 
-.PHONY: install run test bench info clean
+.PHONY: install run test bench info clean sip-peers
 
 install: $(STAMP)
 
@@ -31,8 +31,26 @@ $(DEMO_CALLER): $(STAMP)
 run: install $(DEMO_CALLER)
 	$(VENV)/bin/parley serve --demo-call $(DEMO_CALLER) --agent support --out out/demo/call.wav
 
-test: install
-	$(PY) -m pytest -q
+test: install sip-peers
+	PARLEY_SIP_PEERS=$(SIP_PEERS_REQUIRED) $(PY) -m pytest -q
+
+# Real SIP peers for `parley sip` and its tests (Debian packages): Kamailio, the load balancer in
+# front of the SIP workers; sipp (sip-tester) and baresip (baresip-core), the callers in the tests.
+# Installed with apt-get when missing (sudo unless root). Parley runs its own Kamailio with a
+# generated configuration, so the Debian service a fresh install starts is stopped and disabled
+# (it would hold port 5060). Where apt-get is missing, the SIP tests skip instead of failing.
+SIP_PACKAGES := kamailio sip-tester baresip-core
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SIP_PEERS_REQUIRED := $(shell command -v apt-get >/dev/null && echo required || echo optional)
+
+sip-peers:
+	@missing=""; for p in $(SIP_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ] && command -v apt-get >/dev/null; then \
+		echo "installing$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+		case "$$missing" in *kamailio*) $(SUDO) systemctl disable --now kamailio >/dev/null 2>&1 || \
+			$(SUDO) service kamailio stop >/dev/null 2>&1 || true;; esac; \
+	elif [ -n "$$missing" ]; then echo "no apt-get: SIP peers ($$missing) not installed, the SIP tests will skip"; fi
 
 bench: install
 	$(VENV)/bin/parley bench step --preset small --slots 8 --ticks 100

@@ -105,9 +105,17 @@ class CallClient:
     protocol = ""
 
     def __init__(
-        self, url: str, agent: str, *, rate: int, encoding: str, clock: Callable[[], float] = time.monotonic
+        self,
+        url: str,
+        agent: str,
+        *,
+        rate: int,
+        encoding: str,
+        clock: Callable[[], float] = time.monotonic,
+        headers: Optional[dict] = None,
     ) -> None:
         self.url = url
+        self.headers = dict(headers or {})  # on the websocket handshake (Authorization: Bearer <stream token>)
         self.agent = agent
         self.rate = rate
         self.encoding = encoding
@@ -126,7 +134,9 @@ class CallClient:
 
     # --- lifecycle ---------------------------------------------------------------------------------
     async def open(self, timeout: float = 10.0) -> "CallClient":
-        self.ws = await asyncio.wait_for(connect(self.url, compression=None, max_size=1 << 22), timeout)
+        self.ws = await asyncio.wait_for(
+            connect(self.url, compression=None, max_size=1 << 22, additional_headers=self.headers or None), timeout
+        )
         self.t0 = self.clock()
         self._receiver = asyncio.create_task(self._receive())
         for message in self.opening_messages():
@@ -383,10 +393,12 @@ class NativeCallClient(CallClient):
         rate: int = 16000,
         encoding: str = "pcm16",
         call_id: Optional[str] = None,
+        parameters: Optional[dict] = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(url, agent, rate=rate, encoding=encoding, **kwargs)
         self.call_id = call_id
+        self.parameters = dict(parameters or {})
         self._odd = b""
         self.transcript: list[dict] = []
 
@@ -399,6 +411,8 @@ class NativeCallClient(CallClient):
         }
         if self.call_id:
             msg["call_id"] = self.call_id
+        if self.parameters:
+            msg["parameters"] = self.parameters
         return [json.dumps(msg)]
 
     def audio_message(self, payload: bytes) -> bytes:
@@ -443,20 +457,27 @@ async def place_call(
     linger_s: float = 3.0,
     native_rate: int = 16000,
     native_encoding: str = "pcm16",
+    token: Optional[str] = None,
+    parameters: Optional[dict] = None,
 ) -> dict:
     """Stream `wav` to the gateway as a caller in real time, record the call, return a summary.
 
     Writes `out` (two-channel WAV, caller left, agent right) and `out` with `.timeline.json`.
+    `token` (a stream token) goes on the handshake as `Authorization: Bearer`; `parameters` (e.g.
+    the dialled `number`) go in the start message.
     """
     if protocol not in PATHS:
         raise ValueError(f"protocol {protocol!r} must be 'twilio' or 'native'")
     target = call_url(url, protocol)
     pcm, wav_rate = read_wav(wav)
     client: CallClient
+    headers = {"Authorization": f"Bearer {token}"} if token else None
     if protocol == "twilio":
-        client = TwilioCallClient(target, agent)
+        client = TwilioCallClient(target, agent, parameters=parameters, headers=headers)
     else:
-        client = NativeCallClient(target, agent, rate=native_rate, encoding=native_encoding)
+        client = NativeCallClient(
+            target, agent, rate=native_rate, encoding=native_encoding, parameters=parameters, headers=headers
+        )
     caller = resample(pcm, wav_rate, client.rate)
     # A phone line never goes quiet on the wire: after the WAV, the caller's side keeps sending
     # silence for `linger_s` while we listen to the agent.

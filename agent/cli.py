@@ -6,6 +6,7 @@
     parley bench e2e   --calls N [--seconds S] [--preset NAME | --checkpoint PATH]
     parley model-server [--preset NAME | --checkpoint PATH] [--host H] [--port P] [--max-slots N]
     parley serve       [--demo-call WAV --agent NAME --out call.wav]
+    parley admin       [--host H] [--port 8090]
     parley worker      [--concurrency N] [--queues tools,bookings] [--include MODULE]
     parley seed        [--shop-seed N]
     parley bench tools --calls N [--seconds S]
@@ -230,11 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: half the cores)")
     ms.set_defaults(func=cmd_model_server)
 
-    sv = sub.add_parser("serve", help="run model server, gateway and a tool worker (+ Redis) as child processes")
+    sv = sub.add_parser("serve", help="run model server, gateway, a tool worker and the admin API (+ Redis) as child processes")
     _add_model_source(sv)
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--model-port", type=int, default=8765)
     sv.add_argument("--gateway-port", type=int, default=8080)
+    sv.add_argument("--admin-port", type=int, default=8090)
     sv.add_argument("--max-slots", type=int, default=16)
     sv.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     sv.add_argument("--ready-timeout", type=float, default=120.0, help="seconds to wait for the children")
@@ -253,11 +255,15 @@ def build_parser() -> argparse.ArgumentParser:
     sd.add_argument("--shop-seed", type=int, help="another sample shop than the shipped one (seed 0)")
     sd.set_defaults(func=cmd_seed)
 
+    from admin.cli import add_command as add_admin
     from agent.cli_calls import add_commands
+    from agent.cli_sip import add_commands as add_sip
     from model.eval.cli import add_command as add_eval
     from model.train.cli import add_command as add_train
 
     add_commands(sub)
+    add_admin(sub)
+    add_sip(sub, bench)
     add_train(sub)
     add_eval(sub)
 

@@ -2,6 +2,7 @@
 
     parley gateway [--host H] [--port P] [--model-url ws://...]       # PARLEY_* env for the rest
     parley call --agent NAME --wav caller.wav [--url URL] [--protocol twilio|native] --out call.wav
+                [--token STREAM_TOKEN] [--number +15555550123]
 
 `add_commands(subparsers)` adds both to the `parley` command line (agent/cli.py). Each command's
 function takes the parsed arguments and returns an exit status; `call` prints one JSON summary.
@@ -14,6 +15,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 from pathlib import Path
 
 
@@ -52,7 +54,9 @@ def cmd_call(args: argparse.Namespace) -> int:
     try:
         summary = asyncio.run(
             place_call(
-                args.agent, args.wav, args.out, url=args.url, protocol=args.protocol, linger_s=args.linger
+                args.agent, args.wav, args.out, url=args.url, protocol=args.protocol, linger_s=args.linger,
+                token=args.token or os.environ.get("PARLEY_STREAM_TOKEN") or None,
+                parameters={"number": args.number} if args.number else None,
             )
         )
     except ConnectionError as exc:
@@ -88,4 +92,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     call.add_argument(
         "--linger", type=float, default=3.0, help="seconds to keep listening after the WAV ends"
     )
+    call.add_argument(
+        "--token", default=None, help="the agent's stream token (default PARLEY_STREAM_TOKEN), once API keys exist"
+    )
+    call.add_argument("--number", default=None, help="the dialled number (E.164): the call goes to its agent")
     call.set_defaults(func=cmd_call)

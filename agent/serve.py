@@ -1,11 +1,14 @@
 """`parley serve`: the whole platform on one machine, as child processes.
 
-Starts the model server, the websocket media gateway and one tool worker as separate processes
-(the model step loop must not share a GIL with thousands of socket handlers), waits until each is
-ready (`/healthz`; the worker answers a Celery ping), and supervises them. Redis is `REDIS_URL`;
-when that is unset, an embedded Redis server (`workers.redis_server`) is started first and
-stopped last, and the sample shop is seeded into it (into a configured Redis only if it holds no
-shop yet). The children get `REDIS_URL`.
+Starts the model server, the websocket media gateway, one tool worker and the admin API as
+separate processes (the model step loop must not share a GIL with thousands of socket handlers),
+waits until each is ready (`/healthz`; the worker answers a Celery ping), and supervises them.
+Redis is `REDIS_URL`; when that is unset, an embedded Redis server (`workers.redis_server`) is
+started first and stopped last, with its data kept between runs in `PARLEY_REDIS_DATA` (default
+~/.local/share/parley/redis: append-only file, so a restart loses no configuration), and the
+sample shop is seeded into it (into a configured Redis only if it holds no shop yet). The children
+get `REDIS_URL`. When Redis holds no active admin API key (a first start), one is created and
+printed on stderr, once.
 
 Supervision: if one child dies, everything stops with its exit status; Ctrl-C or SIGTERM stops the
 children cleanly (SIGTERM, then SIGKILL after a grace period); if `parley serve` itself is killed,
@@ -13,8 +16,9 @@ even by SIGKILL, the kernel sends its children and the embedded Redis SIGTERM (t
 removes what the embedded Redis left on disk). Every child logs to the same stderr with its process
 name in each line, so the platform reads as one log.
 
-With `--demo-call WAV` it places one call through the gateway once everything is up, prints the
-summary, and stops: that is `make run`.
+With `--demo-call WAV` it places one call through the gateway once everything is up (with a
+10-minute stream token of the agent, since media websockets authenticate once keys exist),
+prints the summary, and stops: that is `make run`.
 """
 
 from __future__ import annotations
@@ -121,19 +125,35 @@ def worker_child(redis_url: str, name: str = "worker", stdout: int | None = None
                  stdout=stdout, env={"REDIS_URL": redis_url}, ready=worker_ping(redis_url, hostname))
 
 
+def redis_data_dir() -> Path:
+    """Where the embedded Redis of `parley serve` keeps its data between runs."""
+    return Path(os.environ.get("PARLEY_REDIS_DATA") or Path.home() / ".local" / "share" / "parley" / "redis")
+
+
 def start_redis() -> tuple[str, object | None]:
-    """REDIS_URL, or an embedded server's URL and the server; the sample shop seeded either way."""
+    """REDIS_URL, or an embedded server's URL and the server; the sample shop seeded either way.
+
+    The embedded server keeps its data (append-only file) in `redis_data_dir()`, so agents,
+    numbers and keys configured through the admin API survive a restart of `parley serve`."""
     import redis
 
-    from workers.redis_server import EmbeddedRedis
+    from workers.redis_server import EmbeddedRedis, _alive, _is_redis
     from workers.shop import Shop
     from workers.store import ShopStore
 
     url, server = os.environ.get("REDIS_URL"), None
     if not url:
-        server = EmbeddedRedis().start()
+        data = redis_data_dir()
+        try:
+            pid = int((data / "redis.pid").read_text())
+        except (OSError, ValueError):
+            pid = 0
+        if pid and _alive(pid) and _is_redis(pid):
+            raise RuntimeError(f"another embedded Redis (pid {pid}) uses {data}: stop that parley serve "
+                               "first, or set PARLEY_REDIS_DATA or REDIS_URL")
+        server = EmbeddedRedis(data).start()
         url = server.url
-        log.info("REDIS_URL is not set: started an embedded Redis at %s", url)
+        log.info("REDIS_URL is not set: started an embedded Redis at %s (data in %s)", url, data)
     client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
     try:
         store = ShopStore(client)
@@ -165,7 +185,49 @@ def build_children(args, redis_url: str) -> list[Child]:
         f"http://{host}:{args.gateway_port}/healthz",
         env={"REDIS_URL": redis_url},
     )
-    return [model, gateway, worker_child(redis_url)]
+    admin = Child(
+        "admin",
+        [*exe, "admin", "--host", host, "--port", str(args.admin_port)],
+        f"http://{host}:{args.admin_port}/healthz",
+        env={"REDIS_URL": redis_url,
+             "PARLEY_ADMIN_MODEL_HEALTH_URLS": json.dumps([f"http://{host}:{args.model_port}/healthz"])},
+    )
+    return [model, gateway, worker_child(redis_url), admin]
+
+
+def first_admin_key(redis_url: str) -> Optional[str]:
+    """A new admin API key when Redis holds no active admin key (a first start), else None."""
+    import redis.asyncio as aioredis
+
+    from admin.store.credentials import CredentialStore
+
+    async def go() -> Optional[str]:
+        client = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=5)
+        try:
+            store = CredentialStore(client)
+            if any(k.active and k.scope == "admin" for k in await store.list_keys()):
+                return None
+            return (await store.create_key("first admin key (parley serve)", "admin"))[1]
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())
+
+
+def demo_token(redis_url: str, agent: str) -> str:
+    """A stream token for the demo call, valid for 10 minutes."""
+    import redis.asyncio as aioredis
+
+    from admin.store.credentials import CredentialStore
+
+    async def go() -> str:
+        client = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=5)
+        try:
+            return (await CredentialStore(client).create_token(agent, "parley serve --demo-call", 600))[1]
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())
 
 
 def serve(args) -> int:
@@ -183,14 +245,20 @@ def serve(args) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         redis_url, redis_server = start_redis()
+        key = first_admin_key(redis_url)
         children = build_children(args, redis_url)
         for child in children:
             child.start()
         wait_healthy(children, args.ready_timeout)
-        log.info("Parley is up: gateway ws://%s:%d/twilio and /stream, model server ws://%s:%d/session",
-                 args.host, args.gateway_port, args.host, args.model_port)
+        log.info("Parley is up: gateway ws://%s:%d/twilio and /stream, model server ws://%s:%d/session, "
+                 "admin API http://%s:%d (/docs)", args.host, args.gateway_port, args.host, args.model_port,
+                 args.host, args.admin_port)
+        if key is not None:  # printed, never logged: shown once, only its hash is stored
+            print(f"\nFirst admin API key (shown only now; only a hash of it is stored):\n  {key}\n"
+                  f"Use it as 'Authorization: Bearer <key>' on http://{args.host}:{args.admin_port}/v1 "
+                  "(OpenAPI at /docs).\n", file=sys.stderr, flush=True)
         if args.demo_call:
-            return demo_call(args)
+            return demo_call(args, demo_token(redis_url, args.agent))
         while True:
             for child in children:
                 code = child.proc.poll()
@@ -212,12 +280,12 @@ def serve(args) -> int:
             redis_server.stop()
 
 
-def demo_call(args) -> int:
+def demo_call(args, token: Optional[str] = None) -> int:
     from agent.call import place_call
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     url = f"ws://{args.host}:{args.gateway_port}"
-    summary = asyncio.run(place_call(args.agent, Path(args.demo_call), out, url=url, protocol="twilio"))
+    summary = asyncio.run(place_call(args.agent, Path(args.demo_call), out, url=url, protocol="twilio", token=token))
     print(json.dumps(summary))
     return 0

@@ -31,6 +31,10 @@ event when it is due, unless the call is over by then. The default `UnavailableT
 answers "tool unavailable": the model always hears back, never silence
 (`agent.tool_router.CeleryToolRouter` runs the tools on the Celery workers).
 
+Outside the conversation: `hang_up(reason)` ends the call from the admin API (recorded as ended by
+"admin"); `turn_latency_ms` holds, per turn the agent took, the time from the arrival of the caller
+frame the model read when it took the floor to the turn's first agent frame being queued.
+
 Logging: call ids, agent names, counters and codes only. Transcripts, DTMF digits and tool
 arguments stay in the session's transcript and timeline (call data), never in log lines.
 """
@@ -38,6 +42,7 @@ arguments stay in the session's transcript and timeline (call data), never in lo
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import logging
 import time
@@ -125,7 +130,7 @@ class UnavailableToolRouter:
 
 @dataclasses.dataclass(frozen=True)
 class CallEnd:
-    by: str  # "caller" | "agent" | "model"
+    by: str  # "caller" | "agent" | "model" | "admin"
     reason: str
     code: int  # a telephony.leg.CloseCode
 
@@ -181,6 +186,9 @@ class CallSession:
         self._last_seq: Optional[int] = None
         self._server_error: Optional[str] = None
         self._max_behind = 0
+        self._clock = clock
+        self._frame_times: collections.deque[tuple[int, float]] = collections.deque(maxlen=64)
+        self.turn_latency_ms: list[int] = []  # per turn the agent took (see `_on_turn`), at most 1000
 
     def _log_extra(self, **fields: object) -> dict:
         return {"call_id": self.call_id, "agent": self.agent.name, **fields}
@@ -212,6 +220,7 @@ class CallSession:
         except ModelConnectionClosed:
             self.timeline.count("caller_frames_dropped")
             return
+        self._frame_times.append((self._client.frames_sent - 1, self._clock()))
         self.timeline.count("caller_frames")
 
     async def caller_dtmf(self, digits: str) -> None:
@@ -294,6 +303,8 @@ class CallSession:
             self.timeline.add("floor", floor=turn.floor, seq=turn.seq, t_ms=turn.t_ms)
             self._floor = turn.floor
         speaking = turn.floor in SPEAKING
+        if turn.floor == "speak" and not self._speaking:
+            self._turn_taken(turn)
         if self._speaking and not speaking:
             if turn.floor == "yield":
                 self.leg.interrupt()
@@ -309,6 +320,19 @@ class CallSession:
         if turn.text:
             self.transcript.add_agent(turn.seq, turn.t_ms, turn.text)
             self.leg.notify("transcript", {"role": "agent", "t_ms": turn.t_ms, "text": turn.text})
+
+    def _turn_taken(self, turn: Turn) -> None:
+        """Turn-taking latency as the platform adds it: from the arrival of the caller frame the
+        model read when it took the floor to this, the first agent frame of the turn, being
+        queued for the caller (the wait for the tick, the step, both websocket hops)."""
+        frame = turn.frame if turn.frame >= 0 else turn.seq  # a server that does not say: seq n read frame n
+        for index, arrived in reversed(self._frame_times):
+            if index == frame:
+                if len(self.turn_latency_ms) < 1000:
+                    self.turn_latency_ms.append(int(round((self._clock() - arrived) * 1000)))
+                return
+            if index < frame:
+                return
 
     async def _on_tool_call(self, call: ToolCall) -> None:
         self.timeline.count("tool_calls")
@@ -427,6 +451,15 @@ class CallSession:
             )
 
     # --- ending ------------------------------------------------------------------------------------
+    def hang_up(self, reason: str, by: str = "admin") -> bool:
+        """End the call from outside the conversation (the admin API): the leg hangs up after the
+        queued audio, the model session closes. False when the call was ending already."""
+        if self.ended is not None:
+            return False
+        self.timeline.count("hangups")
+        self._end(CallEnd(by, reason, CloseCode.NORMAL))
+        return True
+
     def _end(self, end: CallEnd, *, hangup: bool = True, close_model: bool = True) -> None:
         if self.ended is not None:
             return

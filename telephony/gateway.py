@@ -5,7 +5,10 @@ Endpoints:
 - `ws /twilio`: Twilio Media Streams (bidirectional, `<Connect><Stream>`), see `serializers.twilio`;
 - `ws /stream`: the native protocol, see `serializers.native`;
 - `POST /twiml`: TwiML that connects a Twilio call to `/twilio` with a chosen agent (`agent` as a
-  form field, JSON field or query parameter; optional `url` of the stream);
+  form field, JSON field or query parameter; optional `url` of the stream), or the agent of the
+  dialled number (Twilio's `To`) when the connector routes numbers; the number goes along as a
+  `<Parameter>` (the caller's number does not). With a Twilio auth token configured, the request must carry
+  a valid X-Twilio-Signature (`telephony.signature`);
 - `GET /healthz`: JSON with the live call count and the gateway's counters.
 
 Each accepted websocket becomes a `WebsocketCall` (ws_call.py), which asks the `CallConnector` it
@@ -28,7 +31,7 @@ import json
 import logging
 import re
 import socket
-from typing import AsyncIterator, Optional
+from typing import AsyncIterator, Mapping, Optional
 from urllib.parse import parse_qsl, urlsplit
 from xml.sax.saxutils import quoteattr
 
@@ -40,16 +43,18 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from telephony.leg import CallConnector, CloseCode
+from telephony.leg import CallConnector, CallRefused, CloseCode
 from telephony.serializers.base import Serializer
 from telephony.serializers.native import NativeSerializer
 from telephony.serializers.twilio import TwilioSerializer
 from telephony.settings import Settings
+from telephony.signature import request_url, twilio_signature_valid
 from telephony.ws_call import GatewayStats, WebsocketCall
 
 logger = logging.getLogger(__name__)
 
 AGENT_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 MAX_TWIML_BODY = 64 * 1024
 READ_HIGH_WATER = 16  # messages a websocket may queue for its call before the socket stops being read
 
@@ -111,6 +116,7 @@ def create_app(settings: Settings, connector: CallConnector) -> Starlette:
             if len(body) > MAX_TWIML_BODY:
                 return PlainTextResponse("request body too large", status_code=413)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        form: list[tuple[str, str]] = []
         if body and content_type == "application/json":
             try:
                 data = json.loads(body)
@@ -120,8 +126,23 @@ def create_app(settings: Settings, connector: CallConnector) -> Starlette:
                 return PlainTextResponse("JSON body must be an object", status_code=400)
             fields.update({k: v for k, v in data.items() if isinstance(v, str)})
         elif body and content_type == "application/x-www-form-urlencoded":
-            fields.update(parse_qsl(body.decode("utf-8", errors="replace")))
-        agent = fields.get("agent") or settings.default_agent
+            form = parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+            fields.update(form)
+        if settings.twilio_auth_token is not None:  # Twilio signs the URL and the form's fields
+            url = request_url(request, settings.public_url)
+            token = settings.twilio_auth_token.get_secret_value()
+            if not twilio_signature_valid(token, url, form, request.headers.get("x-twilio-signature")):
+                return PlainTextResponse("missing or invalid X-Twilio-Signature", status_code=403)
+        agent = fields.get("agent")
+        number = fields.get("To") or fields.get("number")
+        number = number if number and E164.fullmatch(number) else None
+        route = getattr(connector, "agent_for_number", None)  # connectors that route by number
+        if not agent and number and route is not None:
+            try:
+                agent = await route(number)  # None: the number is not configured
+            except CallRefused as exc:
+                return PlainTextResponse(exc.reason, status_code=404)
+        agent = agent or settings.default_agent
         if not AGENT_NAME.fullmatch(agent) or len(agent) > 64:
             return PlainTextResponse("agent must be an agent name (lowercase slug)", status_code=400)
         if not await connector.has_agent(agent):
@@ -130,7 +151,8 @@ def create_app(settings: Settings, connector: CallConnector) -> Starlette:
             url = stream_url(fields.get("url"), settings.public_url, request)
         except ValueError as exc:
             return PlainTextResponse(str(exc), status_code=400)
-        return Response(twiml_for(url, agent), media_type="application/xml")
+        parameters = {"number": number} if number else {}  # the caller's number is not passed on
+        return Response(twiml_for(url, agent, parameters), media_type="application/xml")
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "live_calls": stats.calls_live, "counters": stats.snapshot()})
@@ -148,11 +170,15 @@ def create_app(settings: Settings, connector: CallConnector) -> Starlette:
     return app
 
 
-def twiml_for(stream: str, agent: str) -> str:
-    """`<Connect><Stream>` TwiML for `agent`; the agent reaches the stream as a `<Parameter>`."""
+def twiml_for(stream: str, agent: str, parameters: Optional[Mapping[str, str]] = None) -> str:
+    """`<Connect><Stream>` TwiML for `agent`; the agent (and `parameters`, e.g. the dialled
+    `number`) reach the stream as `<Parameter>`s."""
+    extra = "".join(
+        f"<Parameter name={quoteattr(k)} value={quoteattr(v)}/>" for k, v in (parameters or {}).items()
+    )
     return (
         f"<Response><Connect><Stream url={quoteattr(stream)}>"
-        f'<Parameter name="agent" value={quoteattr(agent)}/>'
+        f'<Parameter name="agent" value={quoteattr(agent)}/>{extra}'
         "</Stream></Connect></Response>"
     )
 

@@ -37,7 +37,8 @@ class CloseCode(enum.IntEnum):
     INTERNAL_ERROR = 1011  # a bug in the gateway or the handler
     TRY_AGAIN_LATER = 1013  # the gateway or the model server is at capacity
     BAD_GATEWAY = 1014  # the model server is unreachable, dropped the session or sent an error
-    UNKNOWN_AGENT = 4404  # the call asked for an agent that does not exist
+    UNAUTHORIZED = 4401  # no valid stream token or Twilio signature where one is required
+    UNKNOWN_AGENT = 4404  # the call asked for an agent (or a number) that does not exist
 
 
 def close_reason(text: str) -> str:
@@ -54,7 +55,11 @@ class CallInfo:
 
     `call_id` is Parley's own id for the call (fresh per call); `external_id` is the transport's
     (Twilio callSid, the native client's call_id) when it has one. `parameters` are the transport's
-    custom parameters (Twilio `<Parameter>`s); `agent` is the agent the call asked for.
+    custom parameters (Twilio `<Parameter>`s; a `number` parameter is the dialled number);
+    `agent` is the agent the call asked for. `auth` is what the transport received to
+    authenticate the call, for the connector to check: `url` (the URL the far end requested, as
+    it signed it), `authorization` and `x-twilio-signature` (handshake headers) and `token` (a
+    stream token sent in the start message), each only when present; never logged.
     """
 
     call_id: str
@@ -64,6 +69,7 @@ class CallInfo:
     encoding: str  # "pcm16" | "mulaw" | "alaw"
     external_id: Optional[str] = None
     parameters: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    auth: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
 
 
 class CallRefused(Exception):

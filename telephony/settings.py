@@ -9,10 +9,10 @@ app layer hands to each call's session.
 from __future__ import annotations
 
 import re
-from typing import Optional
+from typing import Literal, Optional
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -70,6 +70,21 @@ class Settings(BaseSettings):
     )
     log_dropped_messages: int = Field(
         5, ge=0, description="Malformed messages logged per call before only counting them (Twilio)."
+    )
+    twilio_auth_token: Optional[SecretStr] = Field(
+        None,
+        description=(
+            "The Twilio account's auth token (PARLEY_TWILIO_AUTH_TOKEN). When set, POST /twiml needs a "
+            "valid X-Twilio-Signature, and /twilio streams need one (or a stream token)."
+        ),
+    )
+    media_auth: Literal["auto", "required", "off"] = Field(
+        "auto",
+        description=(
+            "Whether media websockets must authenticate (a stream token of the call's agent, or on "
+            "/twilio a valid Twilio signature): `auto` once the admin API's Redis holds an API key "
+            "or a Twilio auth token is set, `required` always, `off` never (development only)."
+        ),
     )
 
     @field_validator("model_url")

@@ -63,6 +63,7 @@ from telephony.serializers.base import (
     Stop,
 )
 from telephony.settings import Settings
+from telephony.signature import request_url
 
 logger = logging.getLogger(__name__)
 
@@ -268,8 +269,23 @@ class WebsocketCall:
             if not isinstance(event, Connected):
                 self._count_drop("before_start")
 
+    def _auth(self, parameters: dict) -> dict[str, str]:
+        """What the call presented to authenticate itself (see `CallInfo.auth`); a stream token
+        sent as the `token` parameter is taken out of the parameters."""
+        auth = {"url": request_url(self._ws, self._settings.public_url)}
+        for header in ("authorization", "x-twilio-signature"):
+            value = self._ws.headers.get(header)
+            if value:
+                auth[header] = value
+        token = parameters.pop("token", None)
+        if token:
+            auth["token"] = token
+        return auth
+
     async def _open(self, start: Start) -> bool:
         agent = start.agent or self._settings.default_agent
+        parameters = dict(start.parameters)
+        auth = self._auth(parameters)
         self._info = CallInfo(
             call_id=uuid.uuid4().hex,
             protocol=self._ser.name,
@@ -277,7 +293,8 @@ class WebsocketCall:
             sample_rate=start.sample_rate,
             encoding=start.encoding,
             external_id=start.external_id,
-            parameters=dict(start.parameters),
+            parameters=parameters,
+            auth=auth,
         )
         self._in_rs = ResampleStream(start.sample_rate, SAMPLE_RATE)
         self._out_rs = ResampleStream(SAMPLE_RATE, start.sample_rate)

@@ -21,7 +21,7 @@ from typing import Callable, Optional
 
 import pytest
 
-from agent.config import AgentConfig, register_tool_schema
+from agent.config import TOOL_SCHEMAS, AgentConfig, register_tool_schema
 from agent.serve import worker_ping
 from agent.tool_router import CeleryToolRouter, ToolRouterSettings
 from workers.redis_server import EmbeddedRedis
@@ -31,27 +31,27 @@ from workers.store import ShopStore
 ROOT = Path(__file__).resolve().parents[2]
 TEST_TOOLS = "tests.workers.tools_for_tests"
 
-# The test process's side of the test tools: their schemas (the router checks them before sending).
-register_tool_schema(
-    "slow_echo",
-    {
-        "parameters": {
-            "ms": {"type": "integer", "required": True},
-            "text": {"type": "string", "required": True},
-        }
-    },
-)
-register_tool_schema("stubborn", {"parameters": {}})
-register_tool_schema(
-    "slow_book",
-    {
-        "parameters": {
-            "before_ms": {"type": "integer", "required": True},
-            "after_ms": {"type": "integer", "required": True},
-        }
-    },
-)
-register_tool_schema("ghost", {"parameters": {}})  # a schema, but no worker has the task
+# The test process's side of the test tools: their schemas (the router checks them before sending),
+# registered only while this package's tests run (the registry is global to the test process).
+TEST_SCHEMAS = {
+    "slow_echo": {"parameters": {"ms": {"type": "integer", "required": True},
+                                 "text": {"type": "string", "required": True}}},
+    "stubborn": {"parameters": {}},
+    "slow_book": {"parameters": {"before_ms": {"type": "integer", "required": True},
+                                 "after_ms": {"type": "integer", "required": True}}},
+    "ghost": {"parameters": {}},  # a schema, but no worker has the task
+}
+
+
+@pytest.fixture(scope="package", autouse=True)
+def test_tool_schemas():
+    added = [name for name in TEST_SCHEMAS if name not in TOOL_SCHEMAS]
+    for name, schema in TEST_SCHEMAS.items():
+        register_tool_schema(name, schema)
+    yield
+    for name in added:
+        TOOL_SCHEMAS.pop(name, None)
+
 
 SHOP_AGENT = AgentConfig(
     name="t",

@@ -1,0 +1,1 @@
+"""The admin API's FastAPI routes (`/v1/...`) and their dependencies."""

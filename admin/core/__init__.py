@@ -1,0 +1,1 @@
+"""The admin API's settings and secrets: no FastAPI, no Redis."""

@@ -1,0 +1,246 @@
+"""The admin API's request and response models: per resource a Create, an Update and a Public
+variant (the FastAPI full-stack template's pattern), plus the error body.
+
+Agent fields are `agent.config.AgentConfig`'s, with its constraints; a created or updated agent
+is then built as an `AgentConfig`, so it is validated exactly as the shipped agents are (the
+cross-field checks included). Times are UTC datetimes. Secrets appear only in `ApiKeyCreated.key`
+and `StreamTokenCreated.token`, once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.config import LANGUAGE, PHONE, SLUG, TOOL
+
+Scope = Literal["read", "write", "admin"]
+
+
+def utc(timestamp: Optional[float]) -> Optional[dt.datetime]:
+    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc) if timestamp is not None else None
+
+
+class Problem(BaseModel):
+    """An error: what is wrong, and the field it concerns when there is one."""
+
+    detail: str = Field(description="What is wrong, in words.")
+    field: Optional[str] = Field(None, description="The request field (or header) at fault.")
+
+
+# --- agents ----------------------------------------------------------------------------------------
+class _AgentFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    languages: list[str] = Field(min_length=1, max_length=8, description="ISO 639 codes the caller may speak.")
+    instructions: str = Field(min_length=1, max_length=4000, description="Persona and instructions.")
+    greeting: str = Field("", max_length=300, description="What the agent says first.")
+    tools: list[str] = Field([], max_length=16, description="Tools the agent may call (GET /v1/tools).")
+    voice: str = Field("default", max_length=64, description="Voice the agent speaks with.")
+    translation_target: Optional[str] = Field(
+        None, pattern=LANGUAGE, description="Language the agent speaks the caller's words in (interpreting)."
+    )
+    handoff_number: Optional[str] = Field(
+        None, pattern=PHONE, description="E.164 number `transfer` hands the caller to."
+    )
+
+
+class AgentCreate(_AgentFields):
+    name: str = Field(pattern=SLUG, max_length=40, description="Slug calls and numbers name the agent by.")
+
+
+class AgentUpdate(BaseModel):
+    """Fields to change; those left out keep their value (null clears an optional one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    languages: Optional[list[str]] = Field(None, min_length=1, max_length=8)
+    instructions: Optional[str] = Field(None, min_length=1, max_length=4000)
+    greeting: Optional[str] = Field(None, max_length=300)
+    tools: Optional[list[str]] = Field(None, max_length=16)
+    voice: Optional[str] = Field(None, max_length=64)
+    translation_target: Optional[str] = Field(None, pattern=LANGUAGE)
+    handoff_number: Optional[str] = Field(None, pattern=PHONE)
+    expected_version: Optional[int] = Field(
+        None, ge=1, description="Refuse (409) unless the agent is at this version (compare-and-set)."
+    )
+
+
+class AgentConfigPublic(BaseModel):
+    name: str
+    languages: list[str]
+    instructions: str
+    greeting: str
+    tools: list[str]
+    voice: str
+    translation_target: Optional[str]
+    handoff_number: Optional[str]
+
+
+class AgentPublic(AgentConfigPublic):
+    version: int = Field(description="Raised by one on every update.")
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class AgentVersionPublic(BaseModel):
+    version: int
+    change: Literal["create", "update"]
+    created_at: dt.datetime
+    key_id: Optional[str] = Field(description="The API key that made this version (null: shipped default).")
+    config: AgentConfigPublic
+
+
+# --- stream tokens ---------------------------------------------------------------------------------
+class StreamTokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    label: str = Field("", max_length=100, description="What the token is for.")
+    ttl_s: Optional[int] = Field(
+        None, ge=60, le=10 * 365 * 86_400, description="Seconds until the token expires (null: never)."
+    )
+
+
+class StreamTokenPublic(BaseModel):
+    id: str
+    agent: str
+    label: str
+    created_at: dt.datetime
+    expires_at: Optional[dt.datetime]
+    revoked_at: Optional[dt.datetime]
+
+
+class StreamTokenCreated(StreamTokenPublic):
+    token: str = Field(description="The token, shown this once: media websockets send it as a Bearer token.")
+
+
+# --- numbers ---------------------------------------------------------------------------------------
+class NumberCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    number: str = Field(pattern=PHONE, description="The dialled number, E.164 (+15555550123).")
+    agent: str = Field(pattern=SLUG, max_length=40, description="The agent that answers it.")
+    label: str = Field("", max_length=100)
+
+
+class NumberUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    agent: Optional[str] = Field(None, pattern=SLUG, max_length=40)
+    label: Optional[str] = Field(None, max_length=100)
+
+
+class NumberPublic(BaseModel):
+    number: str
+    agent: str
+    label: str
+    agent_exists: bool = Field(description="False when the agent was deleted: the number refuses calls.")
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+# --- API keys --------------------------------------------------------------------------------------
+class ApiKeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, description="Who or what uses the key.")
+    scope: Scope = Field(description="read: GET; write: also change agents and numbers, hang up; admin: also keys.")
+
+
+class ApiKeyPublic(BaseModel):
+    id: str
+    name: str
+    scope: Scope
+    created_at: dt.datetime
+    revoked_at: Optional[dt.datetime]
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    key: str = Field(description="The key, shown this once; only a salted hash of it is stored.")
+
+
+# --- calls -----------------------------------------------------------------------------------------
+class CallEndPublic(BaseModel):
+    by: str = Field(description="caller | agent | model | admin")
+    reason: str
+    code: int
+
+
+class CallSummary(BaseModel):
+    call_id: str
+    status: Literal["live", "ended"]
+    agent: str
+    agent_version: int = Field(description="The agent's version the call ran with (0: a shipped default, not stored).")
+    protocol: str
+    number: Optional[str] = Field(None, description="The dialled number, when the call carried one.")
+    caller: Optional[str] = Field(None, description="The caller's number, when the transport passed it on.")
+    external_id: Optional[str] = Field(None, description="The transport's id (Twilio callSid).")
+    started_at: dt.datetime
+    ended_at: Optional[dt.datetime] = None
+    duration_s: Optional[float] = None
+    ended: Optional[CallEndPublic] = None
+    model: Optional[str] = None
+
+
+class TranscriptEntry(BaseModel):
+    role: str
+    start_ms: int
+    end_ms: int
+    text: str
+
+
+class Timeline(BaseModel):
+    counters: dict[str, int] = {}
+    first_ms: dict[str, int] = {}
+    events: list[dict[str, Any]] = Field([], description="Timestamped events (at_ms since the call began).")
+    events_dropped: int = 0
+
+
+class ToolCallPublic(BaseModel):
+    id: Optional[str]
+    name: Optional[str]
+    arguments: Optional[dict[str, Any]]
+    arguments_raw: Optional[str]
+    at_ms: Optional[int]
+    outcome: Literal["result", "error", "action", "none"]
+    latency_ms: Optional[int] = Field(description="Tool call out of the model -> answer back in.")
+    work_ms: Optional[float]
+    pending_notices: int
+
+
+class CallPublic(CallSummary):
+    agent_config: Optional[AgentConfigPublic] = Field(None, description="The agent as the call ran with it.")
+    frames_sent: int = 0
+    turns_received: int = 0
+    unanswered_frames: int = 0
+    transcript: list[TranscriptEntry] = []
+    timeline: Timeline = Timeline()
+    tool_calls: list[ToolCallPublic] = []
+    turn_latency_ms: list[int] = []
+
+
+class CallPage(BaseModel):
+    items: list[CallSummary]
+    total: int = Field(description="Calls matching the filters (finished calls, newest first).")
+    offset: int
+    limit: int
+
+
+class HangupAccepted(BaseModel):
+    call_id: str
+    status: Literal["hangup requested"]
+    gateways: int = Field(description="Gateways that heard the command.")
+
+
+# --- tools -----------------------------------------------------------------------------------------
+class ToolParameter(BaseModel):
+    type: Literal["string", "integer"]
+    required: bool
+
+
+class ToolPublic(BaseModel):
+    name: str = Field(pattern=TOOL)
+    description: str
+    parameters: dict[str, ToolParameter]

@@ -1,0 +1,98 @@
+"""Phone numbers in Redis: which agent answers each dialled number (E.164).
+
+The gateways read a number's agent per call (a Twilio stream's `number` parameter, which the
+gateway's TwiML sets from Twilio's `To`; a SIP call's request-URI number), so a change applies to
+the next call. A number may point at an agent that was deleted since: it stays, and its calls are
+refused with the reason, until it is pointed elsewhere or deleted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable, Optional
+
+import redis.asyncio as aioredis
+from redis.exceptions import WatchError
+
+from admin.store import names
+from admin.store.errors import Conflict, NotFound
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredNumber:
+    number: str
+    agent: str
+    label: str
+    created_at: float
+    updated_at: float
+
+
+def _stored(number: str, data: dict) -> StoredNumber:
+    return StoredNumber(number, data["agent"], data.get("label", ""), float(data["created_at"]),
+                        float(data["updated_at"]))
+
+
+class NumberStore:
+    def __init__(self, redis: aioredis.Redis, clock: Callable[[], float] = time.time) -> None:
+        self.redis = redis
+        self.clock = clock
+
+    async def get(self, number: str) -> Optional[StoredNumber]:
+        data = await self.redis.hgetall(names.number(number))
+        return _stored(number, data) if data else None
+
+    async def list(self, agent: Optional[str] = None) -> list[StoredNumber]:
+        found = []
+        for number in sorted(await self.redis.smembers(names.NUMBERS)):
+            stored = await self.get(number)
+            if stored is not None and (agent is None or stored.agent == agent):
+                found.append(stored)
+        return found
+
+    async def create(self, number: str, agent: str, label: str = "") -> StoredNumber:
+        key = names.number(number)
+        now = self.clock()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    if await pipe.exists(key):
+                        raise Conflict(f"number {number} is configured already", "number")
+                    pipe.multi()
+                    pipe.hset(key, mapping={"agent": agent, "label": label, "created_at": repr(now),
+                                            "updated_at": repr(now)})
+                    pipe.sadd(names.NUMBERS, number)
+                    await pipe.execute()
+                    return StoredNumber(number, agent, label, now, now)
+                except WatchError:
+                    continue
+
+    async def update(self, number: str, *, agent: Optional[str] = None, label: Optional[str] = None) -> StoredNumber:
+        key = names.number(number)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    data = await pipe.hgetall(key)
+                    if not data:
+                        raise NotFound(f"no number {number}", "number")
+                    changes = {"updated_at": repr(self.clock())}
+                    if agent is not None:
+                        changes["agent"] = agent
+                    if label is not None:
+                        changes["label"] = label
+                    pipe.multi()
+                    pipe.hset(key, mapping=changes)
+                    await pipe.execute()
+                    return _stored(number, {**data, **changes})
+                except WatchError:
+                    continue
+
+    async def delete(self, number: str) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(names.number(number))
+            pipe.srem(names.NUMBERS, number)
+            deleted, _ = await pipe.execute()
+        if not deleted:
+            raise NotFound(f"no number {number}", "number")
