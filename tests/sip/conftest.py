@@ -8,11 +8,16 @@ the order the calls open: "echo" (the default), "hangup" (the model calls end_ca
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import math
 import os
 import shutil
 import socket
+import wave
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.agent.fake_model_server import FakeModelServer, FakeSession, Step
@@ -73,3 +78,54 @@ class ScriptedModel(FakeModelServer):
             name = "end_call" if kind == "hangup" else "transfer"
             return Step("speak", tool_call={"id": f"t-{kind}", "name": name, "arguments": {}}, audio=2000)
         return Step("speak", audio="echo")
+
+
+def speech_wav(path: Path, seconds: float, rate: int = 16000) -> Path:
+    """A voiced, syllable-gated caller: harmonics of 150 Hz switched at 1.2 Hz."""
+    t = np.arange(int(seconds * rate)) / rate
+    voiced = sum(np.sin(2 * math.pi * 150 * k * t) / k for k in range(1, 8))
+    gate = (np.sin(2 * math.pi * 1.2 * t) > 0).astype(float)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(rate)
+        w.writeframes((5000 * voiced * gate).astype("<i2").tobytes())
+    return path
+
+
+async def baresip_call(target: str, number: str, tmp_path: Path, codec: str = "G722",
+                       seconds: float = 4.0) -> tuple[str, np.ndarray, int]:
+    """baresip dials sip:NUMBER@TARGET with a caller WAV over `codec`, hangs up when the WAV ends,
+    and records what it heard: (its log, the received PCM, its rate). baresip's file source must
+    be at the codec's rate (16 kHz for G.722, 8 kHz for G.711)."""
+    from bench.sip import free_port_block
+
+    baresip = need("baresip")
+    conf = tmp_path / "baresip"
+    (conf / "rec").mkdir(parents=True)
+    rtp = free_port_block(20)
+    (conf / "config").write_text(
+        "poll_method epoll\nsip_listen 127.0.0.1:0\n"
+        f"audio_source aufile,{speech_wav(tmp_path / 'caller.wav', seconds, 16000 if codec == 'G722' else 8000)}\naudio_alert aufile,/dev/null\n"
+        f"rtp_ports {rtp}-{rtp + 19}\nmodule_path /usr/lib/baresip/modules\n"
+        "module stdio.so\nmodule g722.so\nmodule g711.so\nmodule aufile.so\nmodule sndfile.so\n"
+        f"module_app account.so\nmodule_app menu.so\nsnd_path {conf / 'rec'}\n"
+    )
+    (conf / "accounts").write_text(f"<sip:caller@127.0.0.1>;regint=0;audio_codecs={codec}\n")
+    proc = await asyncio.create_subprocess_exec(
+        baresip, "-f", str(conf), "-e", f"/dial sip:{number}@{target}", "-t", str(int(seconds) + 11),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        cwd=tmp_path)
+    out, _ = await asyncio.wait_for(proc.communicate(), seconds + 36)
+    heard = sorted((conf / "rec").glob("*-dec.wav"))
+    if not heard:
+        return out.decode(errors="replace"), np.zeros(0, np.float32), 8000
+    with wave.open(str(heard[0])) as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32)
+        return out.decode(errors="replace"), pcm, w.getframerate()
+
+
+def assert_heard_the_agent(pcm: np.ndarray, rate: int, seconds: float = 3.0) -> None:
+    """The recording covers the call and the agent's audio in it is not silence."""
+    assert len(pcm) >= seconds * rate, len(pcm)
+    step = rate // 5
+    rms = [float(np.sqrt(np.mean(pcm[i:i + step] ** 2))) for i in range(rate // 2, len(pcm) - step, step)]
+    assert max(rms) > 30.0 and sum(r > 5.0 for r in rms) >= len(rms) // 2, rms

@@ -21,7 +21,16 @@ import pytest
 import pytest_asyncio
 
 from bench.sip import SipStack, call_scenario, refused_scenario, run_sipp, write_g711_wav
-from tests.sip.conftest import NUMBERS, TRUNKS, ScriptedModel, free_sip_port, need, need_pjsua2
+from tests.sip.conftest import (
+    NUMBERS,
+    TRUNKS,
+    ScriptedModel,
+    assert_heard_the_agent,
+    baresip_call,
+    free_sip_port,
+    need,
+    need_pjsua2,
+)
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(240)]
 
@@ -108,6 +117,19 @@ async def test_a_tcp_caller_through_kamailio(stack, wavs, tmp_path):
                        transport="t1", hold_ms=2000)
     assert r.successful == 1, r
     assert_media((await wait_ends(stack, since, 1))[0], 2.0)
+
+
+async def test_baresip_through_kamailio_hears_the_agent(stack, model, tmp_path):
+    """A second, independent user agent: baresip calls the public port, Kamailio hands the call to a
+    worker, and what baresip records is the agent's audio (the scripted model echoes the caller)."""
+    since, sessions = len(stack.of("call_end")), len(model.sessions)
+    log, pcm, rate = await baresip_call(target(stack), SUPPORT, tmp_path, codec="PCMA")
+    assert "Call established" in log, log[-2000:]
+    record = (await wait_ends(stack, since, 1))[0]
+    assert record["codec"] == "PCMA" and record["answered"] and record["end_by"] == "caller", record
+    assert record["caller_frames"] >= 15 and record["agent_audio_ms"] >= 12 * 200, record
+    assert_heard_the_agent(pcm, rate)
+    assert len(model.sessions) == sessions + 1 and model.sessions[-1].frames >= 15
 
 
 async def test_unknown_numbers_strangers_and_wrong_passwords_are_refused(stack, wavs, tmp_path):

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
-import wave
-from pathlib import Path
 
-import numpy as np
 import pytest
 import pytest_asyncio
 
 from bench.sip import SipStack, call_scenario, free_port_block, refused_scenario, run_sipp, write_g711_wav
-from tests.sip.conftest import NUMBERS, TRUNKS, free_sip_port, need, need_pjsua2
+from tests.sip.conftest import (
+    NUMBERS,
+    TRUNKS,
+    assert_heard_the_agent,
+    baresip_call,
+    free_sip_port,
+    need,
+    need_pjsua2,
+)
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(240)]
 
@@ -47,49 +51,15 @@ async def stack(server):
         yield s
 
 
-def speech_wav(path: Path, seconds: float, rate: int = 16000) -> Path:
-    t = np.arange(int(seconds * rate)) / rate
-    voiced = sum(np.sin(2 * math.pi * 150 * k * t) / k for k in range(1, 8))
-    gate = (np.sin(2 * math.pi * 1.2 * t) > 0).astype(float)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(rate)
-        w.writeframes((5000 * voiced * gate).astype("<i2").tobytes())
-    return path
-
-
 async def test_baresip_over_g722_hears_the_agent(stack, server, tmp_path):
-    baresip = need("baresip")
     since, ended = len(stack.of("call_end")), len(server.ended)
-    conf = tmp_path / "baresip"
-    (conf / "rec").mkdir(parents=True)
-    rtp = free_port_block(20)
-    (conf / "config").write_text(
-        "poll_method epoll\nsip_listen 127.0.0.1:0\n"
-        f"audio_source aufile,{speech_wav(tmp_path / 'caller.wav', 4.0)}\naudio_alert aufile,/dev/null\n"
-        f"rtp_ports {rtp}-{rtp + 19}\nmodule_path /usr/lib/baresip/modules\n"
-        "module stdio.so\nmodule g722.so\nmodule g711.so\nmodule aufile.so\nmodule sndfile.so\n"
-        f"module_app account.so\nmodule_app menu.so\nsnd_path {conf / 'rec'}\n"
-    )
-    (conf / "accounts").write_text("<sip:caller@127.0.0.1>;regint=0;audio_codecs=G722\n")
-    proc = await asyncio.create_subprocess_exec(
-        baresip, "-f", str(conf), "-e", f"/dial sip:+15550001@127.0.0.1:{stack.port}", "-t", "15",
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        cwd=tmp_path)
-    out, _ = await asyncio.wait_for(proc.communicate(), 40)  # it hangs up when its WAV ends
-    log = out.decode(errors="replace")
+    log, pcm, rate = await baresip_call(f"127.0.0.1:{stack.port}", "+15550001", tmp_path)
     assert "Call established" in log, log[-2000:]
     await stack.wait_for(lambda ev: len([e for e in ev if e.get("event") == "call_end"]) > since, 20)
     record = stack.of("call_end")[since]
     assert record["codec"] == "G722" and record["answered"] and record["end_by"] == "caller", record
     assert record["caller_frames"] >= 15 and record["agent_audio_ms"] >= 12 * 200, record
-    heard = sorted((conf / "rec").glob("*-dec.wav"))
-    assert heard, list((conf / "rec").iterdir())
-    with wave.open(str(heard[0])) as w:
-        pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32)
-        rate = w.getframerate()
-    assert len(pcm) >= 3 * rate  # baresip heard the whole call ...
-    rms = [float(np.sqrt(np.mean(pcm[i:i + rate // 5] ** 2))) for i in range(rate // 2, len(pcm) - rate // 5, rate // 5)]
-    assert max(rms) > 30.0 and sum(r > 5.0 for r in rms) >= len(rms) // 2, rms  # ... and the agent was not silent
+    assert_heard_the_agent(pcm, rate)
     # the model session ended with the call and its slot is free again
     await asyncio.wait_for(_until(lambda: len(server.ended) > ended), 10)
     session = server.ended[-1]
