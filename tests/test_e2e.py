@@ -91,3 +91,38 @@ async def test_sixteen_concurrent_calls_for_ten_seconds_lose_no_frames(tiny, tmp
     assert health["dropped_frames"] == 0
     assert gateway["packets_dropped"] == 0
     assert gateway["caller_frames"] == sum(s["frames"] for s in ended)
+
+
+@pytest.mark.slow
+async def test_the_shipped_checkpoint_serves_a_call(tmp_path):
+    """What `make run` does, in-process: the committed `small` checkpoint is the default model, and
+    a spoken call through the gateway gets a micro-turn of agent audio back for every tick. (What
+    the model says is measured by `parley eval`, not asserted here: it samples.)"""
+    from model.checkpoint import DEFAULT_CHECKPOINT, load_model
+    from model.data.tts import Espeak
+
+    assert (DEFAULT_CHECKPOINT / "model.safetensors").is_file(), "the trained checkpoint ships in the repo"
+    model = load_model()  # no preset, no path: the shipped checkpoint
+    assert model.cfg == ModelConfig.from_name("small")
+
+    speech = Espeak.instance().synthesize_16k("Hi, I'm calling about my order. Can you tell me where it is?",
+                                              voice="en-us").audio
+    pcm = np.concatenate([np.zeros(8000), speech, np.zeros(32000)])
+    with wave.open(str(tmp_path / "caller.wav"), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes((np.clip(pcm, -1, 1) * 32767).astype("<i2").tobytes())
+
+    settings = ModelServerSettings(port=0, max_slots=2)
+    async with ModelServer(Runner(model, 2), settings, model_name="shipped") as server:
+        async with run_agent_gateway(Settings(host="127.0.0.1", port=0, model_url=server.url)) as gw:
+            summary = await place_call("support", tmp_path / "caller.wav", tmp_path / "call.wav", url=gw.url,
+                                       protocol="native", linger_s=0.6)
+            await gw.stats.wait_for(lambda: gw.stats.calls_live == 0, 10)
+        health = server.health()
+    assert summary["close_code"] == 1000, summary
+    with wave.open(summary["out"], "rb") as w:
+        agent = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, 2)[:, 1].astype(np.float64)
+    seconds = len(agent) / 16000
+    assert summary["agent_packets"] >= 10 * int(seconds / 0.2) - 20  # a micro-turn of audio per tick
+    assert np.isfinite(agent).all() and np.abs(agent).max() < 32767 * 0.99  # finite, not clipping noise
+    assert health["dropped_frames"] == 0 and health["model"] == "shipped"
