@@ -55,7 +55,8 @@ def add_command(sub) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--hours", type=float, help="stop after this much wall time")
     p.add_argument("--steps", type=int, help="stop after this many more steps")
-    p.add_argument("--total-steps", type=int, default=20_000, help="length of the learning-rate schedule")
+    p.add_argument("--total-steps", type=int,
+                   help="length of the learning-rate schedule (default: 20000 for the model, 4000 for the vocoder)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-positions", type=int, default=256)
     p.add_argument("--corpus-calls", type=int, default=4000)
@@ -105,7 +106,8 @@ def cmd_train(args) -> int:
     torch.manual_seed(args.data_seed)
     model = InteractionModel(cfg)
     data = CallStream(cfg, DataConfig(args.batch_size, args.max_positions, args.corpus_calls))
-    train_cfg = TrainConfig(lr=args.lr, total_steps=args.total_steps, checkpoint_every=args.checkpoint_every,
+    train_cfg = TrainConfig(lr=args.lr, total_steps=args.total_steps or TrainConfig.total_steps,
+                            checkpoint_every=args.checkpoint_every,
                             data_seed=args.data_seed, feedback_noise=args.feedback_noise)
     trainer = Trainer(model, data, args.out, train_cfg, device=args.device)
     if args.resume and not trainer.resume():
@@ -135,8 +137,7 @@ def _train_vocoder(args, cfg) -> int:
     out = args.out / "vocoder"
     if (out / "vocoder_state.pt").is_file() and not args.resume:
         raise SystemExit(f"parley: {out} already holds a vocoder run; pass --resume to continue it")
-    total = args.total_steps if args.total_steps != 20_000 else VocoderTrainConfig.total_steps
-    c = VocoderTrainConfig(total_steps=total, seed=args.data_seed,
+    c = VocoderTrainConfig(total_steps=args.total_steps or VocoderTrainConfig.total_steps, seed=args.data_seed,
                            checkpoint_every=args.checkpoint_every)
     trainer = VocoderTrainer(cfg, out, c, device=args.device)
     if args.resume:
