@@ -83,13 +83,13 @@ def cmd_bench_step(args: argparse.Namespace) -> int:
     import torch
 
     from bench.step import run
-    from model.checkpoint import load_model
+    from model.checkpoint import load_model, source_name
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = _device(args.device)
     model = load_model(args.preset, args.checkpoint, device=device)
-    name = args.preset or (str(args.checkpoint) if args.checkpoint else "default")
+    name = source_name(args.preset, args.checkpoint)
     print(json.dumps(run(model, name, args.slots, args.ticks, device)))
     return 0
 
@@ -113,7 +113,7 @@ def cmd_model_server(args: argparse.Namespace) -> int:
 
     import torch
 
-    from model.checkpoint import load_model
+    from model.checkpoint import load_model, source_name
     from model.runner import Runner
     from model.server import ModelServer, ModelServerSettings, serve_forever
 
@@ -126,7 +126,7 @@ def cmd_model_server(args: argparse.Namespace) -> int:
     settings = ModelServerSettings(**overrides)
     device = _device(args.device)
     model = load_model(args.preset, args.checkpoint, device=device)
-    name = str(args.checkpoint) if args.checkpoint else (args.preset or "default")
+    name = source_name(args.preset, args.checkpoint)
     server = ModelServer(Runner(model, settings.max_slots, device), settings, model_name=name)
     try:
         asyncio.run(serve_forever(server))

@@ -85,6 +85,15 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -
     return model.to(device).eval()
 
 
+def source_name(preset: str | None = None, checkpoint: str | Path | None = None) -> str:
+    """What `load_model(preset, checkpoint)` loads, in words, for logs and health reports."""
+    if checkpoint is not None:
+        return str(checkpoint)
+    if preset is None and (DEFAULT_CHECKPOINT / WEIGHTS_FILE).is_file():
+        return f"shipped checkpoint {DEFAULT_CHECKPOINT.name}"
+    return f"{preset or 'small'} (random weights)"
+
+
 def load_model(preset: str | None = None, checkpoint: str | Path | None = None,
                device: str | torch.device = "cpu", seed: int = 0) -> InteractionModel:
     """A checkpoint when given (or, with neither argument, the shipped one if present); else a preset
