@@ -31,7 +31,7 @@ from typing import Any, Iterable, Mapping, Optional, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from workers.shop import TOOL_SCHEMAS as SHOP_TOOL_SCHEMAS
+from workers.shop import TOOL_SCHEMAS as SHOP_TOOL_SCHEMAS, schema_problem
 
 ESSENTIALS_BUDGET = 90  # bytes of "NAME|LANGS|TOOLS|"
 SLUG = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
@@ -156,19 +156,7 @@ def check_tool_call(name: str, arguments: Optional[dict[str, Any]]) -> Optional[
         return f"unknown tool {name[:64]}"
     if not isinstance(arguments, dict):
         return "arguments must be a JSON object"
-    params = schema["parameters"]
-    unknown = sorted(set(arguments) - set(params))
-    if unknown:
-        return f"unknown argument(s) {', '.join(unknown)}"
-    for key, spec in params.items():
-        if key not in arguments:
-            if spec["required"]:
-                return f"missing argument {key}"
-            continue
-        value = arguments[key]
-        if not isinstance(value, PARAMETER_TYPES[spec["type"]]) or isinstance(value, bool):
-            return f"argument {key} must be {spec['type']}"
-    return None
+    return schema_problem(schema["parameters"], arguments)
 
 
 # --- registry --------------------------------------------------------------------------------------

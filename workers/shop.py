@@ -341,7 +341,12 @@ class Shop:
 
 def check_arguments(name: str, arguments: dict[str, Any]) -> str | None:
     """None when `arguments` fit the tool's schema, else what is wrong with them."""
-    params = TOOL_SCHEMAS[name]["parameters"]
+    return schema_problem(TOOL_SCHEMAS[name]["parameters"], arguments)
+
+
+def schema_problem(params: dict[str, dict[str, Any]], arguments: dict[str, Any]) -> str | None:
+    """None when `arguments` fit the parameter schema `params` ({name: {"type": "integer" |
+    "string", "required": bool}}), else what is wrong, in the words the model hears."""
     unknown = sorted(set(arguments) - set(params))
     if unknown:
         return f"unknown argument(s) {', '.join(unknown)}"
