@@ -16,6 +16,14 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+def check_model_url(value: str) -> str:
+    """The model server's URL as every gateway's settings accept it: ws:// or wss:// with a host."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("ws", "wss") or not parts.netloc:
+        raise ValueError(f"model_url {value!r} must be a ws:// or wss:// URL with a host")
+    return value
+
+
 class Settings(BaseSettings):
     """The websocket media gateway's configuration."""
 
@@ -90,10 +98,7 @@ class Settings(BaseSettings):
     @field_validator("model_url")
     @classmethod
     def _ws_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("ws", "wss") or not parts.netloc:
-            raise ValueError(f"model_url {value!r} must be a ws:// or wss:// URL with a host")
-        return value
+        return check_model_url(value)
 
     @field_validator("public_url")
     @classmethod

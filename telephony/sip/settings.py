@@ -24,10 +24,11 @@ import json
 import re
 from pathlib import Path
 from typing import Optional, Union
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from telephony.settings import check_model_url
 
 MAX_CALLS_PER_PROCESS = 4  # PJSUA_MAX_CALLS of the pjsua2-python wheel
 CODECS = {"PCMU": "PCMU/8000/1", "PCMA": "PCMA/8000/1", "G722": "G722/16000/1"}  # name -> pjsua codec id
@@ -194,10 +195,7 @@ class SipSettings(BaseSettings):
     @field_validator("model_url")
     @classmethod
     def _ws_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("ws", "wss") or not parts.netloc:
-            raise ValueError(f"model_url {value!r} must be a ws:// or wss:// URL with a host")
-        return value
+        return check_model_url(value)
 
     @field_validator("host", "worker_host", "health_host", "public_address")
     @classmethod
