@@ -77,13 +77,14 @@ def agent_shift_samples(cfg: ModelConfig) -> int:
 
 
 @functools.lru_cache(maxsize=8)
-def _dmel(cfg: ModelConfig) -> DMel:
+def dmel_analyzer(cfg: ModelConfig) -> DMel:
+    """One DMel per config, shared by the labels and the vocoder's training (buffers only)."""
     return DMel(cfg)
 
 
 def dmel_levels(audio: np.ndarray, cfg: ModelConfig) -> np.ndarray:
     """audio [T*N] -> quantised dMel levels [T, frames_per_turn, n_mels] uint8."""
-    dmel = _dmel(cfg)
+    dmel = dmel_analyzer(cfg)
     with torch.no_grad():
         x = torch.from_numpy(np.ascontiguousarray(audio, np.float32))[None]  # [1, T*N]
         levels = dmel.quantize(dmel.log_mel(x))[0]  # [T*F, M]

@@ -22,7 +22,6 @@ on (seed, s, i).
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -37,9 +36,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from model.config import ModelConfig
-from model.data.labels import dmel_levels
+from model.data.labels import dmel_analyzer, dmel_levels
 from model.data.render import CorpusCache
-from model.dmel import DMel
 from model.train.data import CallStream, DataConfig
 from model.train.loop import truncate_records
 from model.vocoder import Vocoder, vocoder_delay_samples
@@ -126,12 +124,7 @@ class SegmentPool:
         jitter = torch.from_numpy(rng.random(levels.shape) < c.jitter_share)
         signs = torch.from_numpy(rng.integers(0, 2, size=levels.shape) * 2 - 1)
         levels = (levels + jitter.long() * signs).clamp(0, cfg.dmel_levels - 1)
-        return _dmel(cfg).dequantize(levels), torch.from_numpy(np.stack(targets))
-
-
-@functools.lru_cache(maxsize=4)
-def _dmel(cfg: ModelConfig) -> DMel:
-    return DMel(cfg)
+        return dmel_analyzer(cfg).dequantize(levels), torch.from_numpy(np.stack(targets))
 
 
 def vocoder_losses(vocoder: Vocoder, cfg: ModelConfig, log_mel: torch.Tensor,
@@ -140,7 +133,7 @@ def vocoder_losses(vocoder: Vocoder, cfg: ModelConfig, log_mel: torch.Tensor,
     skip = cfg.vocoder_n_fft
     pred, target = pred[:, skip:], target[:, skip:]
     stft = stft_loss(pred, target)
-    dmel = _dmel(cfg)
+    dmel = dmel_analyzer(cfg)
     mel = F.l1_loss(dmel.log_mel(pred[:, : pred.shape[1] // cfg.hop_length * cfg.hop_length]),
                     dmel.log_mel(target[:, : target.shape[1] // cfg.hop_length * cfg.hop_length]))
     return {"stft": stft, "mel": mel, "total": stft + 0.5 * mel}
