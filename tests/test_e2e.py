@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import wave
 
 import numpy as np
@@ -17,6 +16,7 @@ from model.interaction import InteractionModel
 from model.runner import Runner
 from model.server import ModelServer, ModelServerSettings
 from telephony.settings import Settings
+from tests.helpers import voiced_wav
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -27,18 +27,8 @@ def tiny() -> InteractionModel:
     return InteractionModel(ModelConfig.from_name("tiny")).eval()
 
 
-def caller_wav(path, seconds: float, rate: int = 16000) -> None:
-    t = np.arange(int(seconds * rate)) / rate
-    voiced = sum(np.sin(2 * math.pi * 140 * k * t) / k for k in range(1, 8))
-    gate = (np.sin(2 * math.pi * 1.5 * t) > 0).astype(float)
-    pcm = (6000 * voiced * gate).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(rate)
-        w.writeframes(pcm.tobytes())
-
-
 async def run_calls(model, tmp_path, protocols: list[str], seconds: float, slots: int):
-    caller_wav(tmp_path / "caller.wav", seconds)
+    voiced_wav(tmp_path / "caller.wav", seconds)
     settings = ModelServerSettings(port=0, max_slots=slots)
     async with ModelServer(Runner(model, slots), settings, model_name="tiny") as server:
         gateway_settings = Settings(host="127.0.0.1", port=0, model_url=server.url)
@@ -99,7 +89,7 @@ async def test_the_shipped_checkpoint_serves_a_call(tmp_path):
     a spoken call through the gateway gets a micro-turn of agent audio back for every tick. (What
     the model says is measured by `parley eval`, not asserted here: it samples.)"""
     from model.checkpoint import DEFAULT_CHECKPOINT, load_model
-    from model.data.tts import Espeak
+    from model.data.tts import Espeak, write_wav
 
     assert (DEFAULT_CHECKPOINT / "model.safetensors").is_file(), "the trained checkpoint ships in the repo"
     model = load_model()  # no preset, no path: the shipped checkpoint
@@ -107,10 +97,7 @@ async def test_the_shipped_checkpoint_serves_a_call(tmp_path):
 
     speech = Espeak.instance().synthesize_16k("Hi, I'm calling about my order. Can you tell me where it is?",
                                               voice="en-us").audio
-    pcm = np.concatenate([np.zeros(8000), speech, np.zeros(32000)])
-    with wave.open(str(tmp_path / "caller.wav"), "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
-        w.writeframes((np.clip(pcm, -1, 1) * 32767).astype("<i2").tobytes())
+    write_wav(tmp_path / "caller.wav", np.concatenate([np.zeros(8000), speech, np.zeros(32000)]), 16000)
 
     settings = ModelServerSettings(port=0, max_slots=2)
     async with ModelServer(Runner(model, 2), settings, model_name="shipped") as server:

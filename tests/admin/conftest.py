@@ -10,23 +10,20 @@ settings start their own `AdminProcess`. Readiness is waited for with a deadline
 from __future__ import annotations
 
 import asyncio
-import math
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
-import wave
 from pathlib import Path
 from typing import Optional
 
 import httpx
-import numpy as np
 import pytest
 import redis.asyncio as aioredis
 
 from admin.store.credentials import CredentialStore
+from tests.helpers import stop_group
 from workers.redis_server import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,14 +71,7 @@ class AdminProcess:
             time.sleep(0.05)  # a connection refused returns at once: do not spin
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
+        stop_group(self.proc)
 
     def restart(self) -> "AdminProcess":
         self.stop()
@@ -107,17 +97,6 @@ def make_key(redis_url: str, scope: str = "admin", name: str = "test") -> str:
             await client.aclose()
 
     return asyncio.run(go())
-
-
-def caller_wav(path: Path, seconds: float, rate: int = 16000) -> Path:
-    t = np.arange(int(seconds * rate)) / rate
-    voiced = sum(np.sin(2 * math.pi * 140 * k * t) / k for k in range(1, 8))
-    gate = (np.sin(2 * math.pi * 1.5 * t) > 0).astype(float)
-    pcm = (6000 * voiced * gate).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(rate)
-        w.writeframes(pcm.tobytes())
-    return path
 
 
 @pytest.fixture(scope="module")

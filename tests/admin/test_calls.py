@@ -27,8 +27,9 @@ from model.runner import Runner
 from model.server import ModelServer, ModelServerSettings
 from telephony.settings import Settings
 from telephony.signature import twilio_signature
-from tests.admin.conftest import AdminProcess, caller_wav, make_key
+from tests.admin.conftest import AdminProcess, make_key
 from tests.agent.fake_model_server import FakeModelServer, Step
+from tests.helpers import voiced_wav as caller_wav
 
 pytestmark = pytest.mark.timeout(180)
 

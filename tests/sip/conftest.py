@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import math
 import os
 import shutil
 import socket
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 
 from tests.agent.fake_model_server import FakeModelServer, FakeSession, Step
+from tests.helpers import voiced_wav
 
 NUMBERS = {"+15550001": "support", "+15550002": "translate-en-es"}
 TRUNKS = '[{"name": "local", "addresses": ["127.0.0.1/32"]}, {"name": "pbx", "username": "pbx", "password": "s3cret"}]'
@@ -80,17 +80,6 @@ class ScriptedModel(FakeModelServer):
         return Step("speak", audio="echo")
 
 
-def speech_wav(path: Path, seconds: float, rate: int = 16000) -> Path:
-    """A voiced, syllable-gated caller: harmonics of 150 Hz switched at 1.2 Hz."""
-    t = np.arange(int(seconds * rate)) / rate
-    voiced = sum(np.sin(2 * math.pi * 150 * k * t) / k for k in range(1, 8))
-    gate = (np.sin(2 * math.pi * 1.2 * t) > 0).astype(float)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(rate)
-        w.writeframes((5000 * voiced * gate).astype("<i2").tobytes())
-    return path
-
-
 async def baresip_call(target: str, number: str, tmp_path: Path, codec: str = "G722",
                        seconds: float = 4.0) -> tuple[str, np.ndarray, int]:
     """baresip dials sip:NUMBER@TARGET with a caller WAV over `codec`, hangs up when the WAV ends,
@@ -102,9 +91,12 @@ async def baresip_call(target: str, number: str, tmp_path: Path, codec: str = "G
     conf = tmp_path / "baresip"
     (conf / "rec").mkdir(parents=True)
     rtp = free_port_block(20)
+    # a voiced caller at the codec's rate, harmonics of 150 Hz switched at 1.2 Hz
+    caller = voiced_wav(tmp_path / "caller.wav", seconds, 16000 if codec == "G722" else 8000, f0=150.0,
+                        syllable_hz=1.2, amplitude=5000.0)
     (conf / "config").write_text(
         "poll_method epoll\nsip_listen 127.0.0.1:0\n"
-        f"audio_source aufile,{speech_wav(tmp_path / 'caller.wav', seconds, 16000 if codec == 'G722' else 8000)}\naudio_alert aufile,/dev/null\n"
+        f"audio_source aufile,{caller}\naudio_alert aufile,/dev/null\n"
         f"rtp_ports {rtp}-{rtp + 19}\nmodule_path /usr/lib/baresip/modules\n"
         "module stdio.so\nmodule g722.so\nmodule g711.so\nmodule aufile.so\nmodule sndfile.so\n"
         f"module_app account.so\nmodule_app menu.so\nsnd_path {conf / 'rec'}\n"

@@ -24,6 +24,7 @@ import pytest
 from agent.config import TOOL_SCHEMAS, AgentConfig, register_tool_schema
 from agent.serve import worker_ping
 from agent.tool_router import CeleryToolRouter, ToolRouterSettings
+from tests.helpers import stop_group
 from workers.redis_server import EmbeddedRedis
 from workers.shop import Shop
 from workers.store import ShopStore
@@ -112,14 +113,7 @@ class Worker:
         self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
+        stop_group(self.proc)
 
 
 @pytest.fixture(scope="module")
