@@ -52,7 +52,12 @@ from typing import Callable, Optional, Protocol
 import numpy as np
 
 from agent.config import AgentConfig, render_prefix
-from agent.events import event_json
+from agent.events import (
+    TOOL_PENDING_AFTER_S,
+    TOOL_PENDING_EVERY_S,
+    event_json,
+    tool_pending_payload,
+)
 from agent.model_client import (
     Closed,
     Hello,
@@ -110,9 +115,8 @@ class ToolEvent:
 
     @classmethod
     def pending(cls, call: ToolCall, seconds: float) -> "ToolEvent":
-        """A still-working notice for a slow tool: {"tool", "status": "working", "seconds"}."""
-        payload = {"tool": call.name, "status": "working", "seconds": round(seconds)}
-        return cls("tool_pending", event_json(payload))
+        """A still-working notice for a slow tool: {"seconds": N} (agent.events.tool_pending_payload)."""
+        return cls("tool_pending", tool_pending_payload(seconds))
 
 
 class ToolRouter(Protocol):
@@ -156,8 +160,8 @@ class CallSession:
         top_p: Optional[float] = None,
         connect_timeout: float = 5.0,
         tool_timeout: float = 30.0,
-        tool_pending_after: float = 1.5,
-        tool_pending_every: float = 3.0,
+        tool_pending_after: float = TOOL_PENDING_AFTER_S,
+        tool_pending_every: float = TOOL_PENDING_EVERY_S,
         max_tools_in_flight: int = 4,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

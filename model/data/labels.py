@@ -21,8 +21,12 @@ Alignment (N = 3200 samples = one micro-turn, D = vocoder_delay_samples(cfg), 64
   frames [10k, 10k+10) of quantize(log_mel(agent[N + D:], zero-padded)). Frame j then analyses
   agent[(j+1)hop - win + N + D, (j+1)hop + N + D), centred at j*hop + n_fft/2 + N: exactly where
   the vocoder's synthesis window for frame j lands on the call clock.
-- Floor. "speak" if an agent turn or filler sounds anywhere in W_k (its pauses included),
-  "backchannel" if only an agent backchannel does, "yield" on the first window that starts at or
+- Floor. "speak" if an agent turn or filler sounds anywhere in W_k (its pauses included) or
+  its first text bytes are written in micro-turn k (the floor leads the audio as the text does:
+  the floor decides to talk, the text follows; were the floor to start a micro-turn after the
+  text, a free-running model's turn-taking would hinge on the text head's first-byte choice and
+  the floor head would only learn to copy "text was written"), "backchannel" likewise for an
+  agent backchannel when no turn claims the window, "yield" on the first window that starts at or
   after the cut of an agent turn a caller barged in on (cut = caller onset + 200 ms; the window
   holding the cut is still "speak": the agent stops inside it), else "listen".
   Precedence speak > yield > backchannel > listen.
@@ -36,11 +40,14 @@ Alignment (N = 3200 samples = one micro-turn, D = vocoder_delay_samples(cfg), 64
 - Tool calls. At the micro-turn whose window holds the issue time (onset of the call, just after
   the filler), as the model decodes it after its TOOL start token: tokenizer.encode_tool_call(name,
   arguments)[1:] = "name {json}" bytes then EOT, cut to max_tool_tokens (ending in EOT).
-- Events. Each event's tokens (tokenizer.encode_event) join a queue at the micro-turn during
-  which it arrives (t // 200 ms); before every micro-turn at most max_event_tokens queued tokens
-  are injected, so long events continue over the next micro-turns: the model server's scheduler
-  does exactly this. The config event becomes the pinned prefix [CONFIG, bytes[:max_prefix-2],
-  EVENT_END], as model.server builds it.
+- Events. The call's events plus the `tool_pending` notices a live call's session sends while a
+  slow tool works (after 1.5 s, then every 3 s; `with_tool_pending`). Each event's tokens
+  (tokenizer.encode_event) join a queue at the micro-turn during which it arrives (t // 200 ms);
+  before every micro-turn at most max_event_tokens queued tokens are injected, so long events
+  continue over the next micro-turns: the model server's scheduler does exactly this. The config
+  event becomes the pinned prefix [CONFIG, bytes[:max_prefix-2], EVENT_END], as model.server
+  builds it, from the agent's configuration as it is now (a cached call keeps the configuration
+  it was rendered with).
 
 What it does not know: voices, effects, timing relations (model.data.render owns those).
 """
@@ -54,8 +61,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from agent.events import (
+    SESSION_TOOLS,
+    TOOL_PENDING_AFTER_S,
+    TOOL_PENDING_EVERY_S,
+    tool_pending_payload,
+    tool_pending_times,
+)
 from model.config import FLOOR_STATES, MICRO_TURN_SAMPLES, ModelConfig
-from model.data.render import MS, CorpusCache, RenderedCall
+from model.data.render import MS, CorpusCache, Event, RenderedCall, config_text
 from model.dmel import DMel
 from model.interaction import KIND_EVENT, KIND_TURN, Batch
 from model.tokenizer import SPECIAL, ByteTokenizer
@@ -64,6 +78,7 @@ from model.vocoder import vocoder_delay_samples
 N = MICRO_TURN_SAMPLES
 FLOOR = {name: i for i, name in enumerate(FLOOR_STATES)}
 TOKENIZER = ByteTokenizer()
+PENDING_GAP_S = 0.4
 
 
 def output_window(k: int) -> tuple[int, int]:
@@ -121,12 +136,14 @@ class CallLabels:
 
 # -- the pieces -----------------------------------------------------------------------------------
 
-def _floor(call: RenderedCall, t: int) -> np.ndarray:
+def _floor(call: RenderedCall, t: int, first_text_turn: dict[int, int]) -> np.ndarray:
+    """first_text_turn: index in call.says -> the micro-turn holding that say's first text byte."""
     speak, bc, yld = (np.zeros(t, bool) for _ in range(3))
-    for s in call.says:
+    for i, s in enumerate(call.says):
         if s.speaker != "agent" or s.end_sample <= s.start_sample:
             continue
         lo, hi = max(0, s.start_sample // N - 1), min(t - 1, (s.end_sample - 1) // N - 1)
+        lo = min(lo, first_text_turn.get(i, lo))
         (bc if s.role == "backchannel" else speak)[lo:hi + 1] = True
         if s.cut_sample is not None:
             k = -(-s.cut_sample // N) - 1  # first window starting at or after the cut
@@ -139,9 +156,30 @@ def _floor(call: RenderedCall, t: int) -> np.ndarray:
     return floor
 
 
+def with_tool_pending(call: RenderedCall) -> list[Event]:
+    """The call's events (config excluded) plus the `tool_pending` notices a live call gets while a
+    slow tool works (agent.session sends them at the same times with the same payload)."""
+    events = [e for e in call.events if e.kind != "config"]
+    answers = [e for e in events if e.kind in ("tool_result", "tool_error")]
+    notices = []
+    for tool in call.tool_calls:  # in time order, as are the answers: each takes the next answer
+        answer = next((a for a in answers if a.t_ms >= tool.t_ms), None)
+        if answer is None:
+            continue
+        answers.remove(answer)
+        if tool.name in SESSION_TOOLS:  # carried out by the session itself, never pending
+            continue
+        # Not one due within PENDING_GAP_S of the answer: live, the answer would follow it at once;
+        # here it would hold up the answer's tokens behind it while the words are already placed.
+        waited = (answer.t_ms - tool.t_ms) / 1000 - PENDING_GAP_S
+        for s in tool_pending_times(TOOL_PENDING_AFTER_S, TOOL_PENDING_EVERY_S, waited):
+            notices.append(Event(tool.t_ms + round(s * 1000), "tool_pending", tool_pending_payload(s)))
+    return sorted(events + notices, key=lambda e: e.t_ms)  # stable: a notice never ties its answer
+
+
 def _events(call: RenderedCall, t: int, cfg: ModelConfig) -> tuple[list[list[int]], dict[int, int], int]:
     """(tokens before each micro-turn, event arrival ms -> micro-turn of its first token, dropped)."""
-    arrivals = [e for e in call.events if e.kind != "config"]
+    arrivals = with_tool_pending(call)
     groups: list[list[int]] = [[] for _ in range(t)]
     first: dict[int, int] = {}
     queue: deque[tuple[int, int | None]] = deque()  # (token, arrival ms if it starts an event)
@@ -187,9 +225,13 @@ def pack_bytes(targets: list[int], lower: list[int], capacity: int) -> list[int]
 
 
 def _text(call: RenderedCall, t: int, cfg: ModelConfig,
-          first_event_turn: dict[int, int]) -> tuple[np.ndarray, int]:
-    data, targets, lower = [], [], []
-    for s in sorted((s for s in call.says if s.speaker == "agent"), key=lambda s: s.start_sample):
+          first_event_turn: dict[int, int]) -> tuple[np.ndarray, dict[int, int], int]:
+    """(text [T, max_text_tokens], say index -> micro-turn of its first byte, bytes dropped)."""
+    data, targets, lower, owner = [], [], [], []
+    agent = sorted((i for i, s in enumerate(call.says) if s.speaker == "agent"),
+                   key=lambda i: call.says[i].start_sample)
+    for i in agent:
+        s = call.says[i]
         floor_turn = 0
         if s.not_before_sample:
             ms = s.not_before_sample // MS
@@ -200,17 +242,20 @@ def _text(call: RenderedCall, t: int, cfg: ModelConfig,
                 data.append(byte)
                 targets.append(target)
                 lower.append(floor_turn)
+                owner.append(i)
     text = np.full((t, cfg.max_text_tokens), SPECIAL.PAD, np.int64)
     fill = np.zeros(t, np.int64)
     dropped = 0
-    for byte, k in zip(data, pack_bytes(targets, lower, cfg.max_text_tokens - 1)):
+    first: dict[int, int] = {}
+    for byte, k, i in zip(data, pack_bytes(targets, lower, cfg.max_text_tokens - 1), owner):
         if k >= t:
             dropped += 1
             continue
         text[k, fill[k]] = byte
         fill[k] += 1
+        first.setdefault(i, k)
     text[np.arange(t), fill] = SPECIAL.EOT
-    return text, dropped
+    return text, first, dropped
 
 
 def tool_call_tokens(name: str, arguments_json: str, cfg: ModelConfig) -> list[int]:
@@ -242,13 +287,14 @@ def micro_turn_labels(call: RenderedCall, cfg: ModelConfig) -> CallLabels:
     advanced = np.zeros(call.n_samples, np.float32)
     advanced[: max(0, call.n_samples - shift)] = call.agent[shift:]
     events, first_turn, dropped_events = _events(call, t, cfg)
-    text, dropped_text = _text(call, t, cfg, first_turn)
-    config = next((e.payload for e in call.events if e.kind == "config"), "")
+    text, first_text_turn, dropped_text = _text(call, t, cfg, first_turn)
+    # The agent's configuration as serving renders it today, not as it was when the call was cached.
+    config = config_text(call.script.agent)
     return CallLabels(
         agent=call.script.agent, seed=call.seed, held_out=call.held_out, prefix=config_prefix(config, cfg),
-        caller=dmel_levels(call.caller, cfg), audio=dmel_levels(advanced, cfg), floor=_floor(call, t),
-        text=text, tool=_tools(call, t, cfg), events=events, dropped_text_bytes=dropped_text,
-        dropped_event_tokens=dropped_events,
+        caller=dmel_levels(call.caller, cfg), audio=dmel_levels(advanced, cfg),
+        floor=_floor(call, t, first_text_turn), text=text, tool=_tools(call, t, cfg), events=events,
+        dropped_text_bytes=dropped_text, dropped_event_tokens=dropped_events,
     )
 
 

@@ -43,7 +43,7 @@ def test_prefix_puts_the_essentials_first_within_budget(a):
 
 def test_prefix_formats():
     assert render_prefix(get_agent("translate-en-es")).startswith(
-        "translate-en-es|en>es||You are a live interpreter"
+        "translate-en-es|en>es|end_call|You are a live interpreter"
     )
     assert render_prefix(get_agent("support")).startswith(
         "support|en|lookup_order,create_return,search_faq,book_callback,transfer,end_call|You answer"

@@ -14,9 +14,10 @@ pytest.importorskip("espeakng_loader")
 
 from model.config import FLOOR_STATES, ModelConfig  # noqa: E402
 from model.data import render as rd  # noqa: E402
-from agent.events import event_json  # noqa: E402
+from agent.events import event_json, tool_pending_payload  # noqa: E402
 from model.data.labels import (N, TOKENIZER, CallLabels, agent_shift_samples, build_example,  # noqa: E402
-                               config_prefix, micro_turn_labels, output_window, pack_bytes, to_batch)
+                               config_prefix, micro_turn_labels, output_window, pack_bytes, to_batch,
+                               with_tool_pending)
 from model.data.render import CorpusCache, Event, RenderedCall, render_call  # noqa: E402
 from model.data.scripts import Dtmf, Timer, ToolCall, generate_script  # noqa: E402
 from model.data.tts import Espeak  # noqa: E402
@@ -56,6 +57,17 @@ def agent_says(call: RenderedCall):
 def byte_turns(lab: CallLabels) -> list[int]:
     """The micro-turn of every text byte, in stream order."""
     return [k for k in range(lab.n_turns) for tok in lab.text[k] if tok < 256]
+
+
+def first_byte_turn(call: RenderedCall, lab: CallLabels) -> dict[int, int]:
+    """The micro-turn of each agent say's first text byte, by say index in call.says."""
+    turns, pos, first = byte_turns(lab), 0, {}
+    for s in agent_says(call):
+        size = sum(len((w.text + " ").encode()) for w in s.words)
+        if size:
+            first[call.says.index(s)] = turns[pos]
+        pos += size
+    return first
 
 
 # -- determinism ----------------------------------------------------------------------------------
@@ -201,11 +213,14 @@ def test_floor_is_speak_exactly_where_the_agent_is_heard(rendered, labelled, cas
     shifted = np.zeros_like(call.agent)  # window k of `shifted` is micro-turn k's output window
     shifted[: len(shifted) - N] = without_bc[N:]
     speak = FLOOR_STATES.index("speak")
+    first = first_byte_turn(call, lab)
     for k in range(lab.n_turns):
         window = shifted[k * N:(k + 1) * N]
         a, b = output_window(k)
         in_turn = any(s.start_sample < b and s.end_sample > a for s in turns)
-        assert in_turn == (lab.floor[k] == speak), k
+        # ...or writing the first words of a turn that will sound: the floor leads as the text does
+        leading = any(first.get(call.says.index(s), k + 1) <= k < s.start_sample // N - 1 for s in turns)
+        assert (in_turn or leading) == (lab.floor[k] == speak), k
         if np.any(window):
             assert lab.floor[k] == speak, k  # heard beyond backchannels -> speak
         if lab.floor[k] not in SPEAKING:
@@ -275,9 +290,51 @@ def test_text_leads_its_audio_by_one_micro_turn(rendered, labelled, case):
 
 
 @pytest.mark.parametrize("case", CASES)
+def test_every_turn_starts_its_floor_with_its_first_words(rendered, labelled, case):
+    """The floor decides and the text follows: no agent turn's first byte is written while the
+    floor is still "listen", and the floor never starts more than a micro-turn before its words."""
+    call, lab = rendered[case], labelled[case]
+    first = first_byte_turn(call, lab)
+    speak, bc = FLOOR_STATES.index("speak"), FLOOR_STATES.index("backchannel")
+    seen = 0
+    for i, k in first.items():
+        s = call.says[i]
+        if s.end_sample <= s.start_sample:
+            continue
+        assert lab.floor[k] in ((bc, speak) if s.role == "backchannel" else (speak,)), (s, k)
+        if k > 0 and lab.floor[k - 1] == FLOOR_STATES.index("listen"):
+            seen += 1
+            assert k <= s.start_sample // N - 1  # the onset is where the words begin, not before
+    assert seen >= 2
+
+
+def test_slow_tools_send_pending_notices_as_a_live_call_does():
+    """A tool answering 5.2 s after its call: notices at 1.5 s and 4.5 s with the session's payload,
+    in time order before the answer; a 1 s tool, the session's own tools and a notice due just
+    before its answer (4.7 s for a 5 s tool) get none."""
+    script = generate_script("support", 0)
+    config = Event(0, "config", "x")
+    tools = [rd.PlacedToolCall(1000, "lookup_order", "{}"), rd.PlacedToolCall(7000, "search_faq", "{}"),
+             rd.PlacedToolCall(9000, "create_return", "{}"), rd.PlacedToolCall(12000, "end_call", "{}")]
+    events = [config, Event(6200, "tool_result", "{}"), Event(8000, "tool_result", "{}"),
+              Event(10700, "tool_result", "{}"), Event(17000, "tool_result", '{"status":"ending"}')]
+    call = RenderedCall(np.zeros(20 * 16000, np.float32), np.zeros(20 * 16000, np.float32), 16000, [], events,
+                        tools, script, 0, False, "en-us", None)
+    got = [(e.t_ms, e.kind, e.payload) for e in with_tool_pending(call)]
+    assert got == [(2500, "tool_pending", tool_pending_payload(1.5)), (5500, "tool_pending", tool_pending_payload(4.5)),
+                   (6200, "tool_result", "{}"), (8000, "tool_result", "{}"), (10700, "tool_result", "{}"),
+                   (17000, "tool_result", '{"status":"ending"}')]
+    assert json.loads(got[0][2]) == {"seconds": 2}
+    lab = micro_turn_labels(call, CFG)  # and they reach the labels, before the answer
+    flat = [tok for group in lab.events for tok in group]
+    assert flat[:len(TOKENIZER.encode_event("tool_pending", got[0][2]))] == \
+        TOKENIZER.encode_event("tool_pending", got[0][2])
+
+
+@pytest.mark.parametrize("case", CASES)
 def test_events_come_before_the_micro_turn_they_arrive_in(rendered, labelled, case):
     call, lab = rendered[case], labelled[case]
-    arrivals = [e for e in call.events if e.kind != "config"]
+    arrivals = with_tool_pending(call)
     assert all(len(g) <= CFG.max_event_tokens for g in lab.events)
     flat = [(k, tok) for k, group in enumerate(lab.events) for tok in group]
     expected = [t for e in arrivals for t in TOKENIZER.encode_event(e.kind, e.payload)]

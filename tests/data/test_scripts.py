@@ -161,6 +161,16 @@ def test_validate_passes_on_500_seeds(support, interpret):
         script.validate()
 
 
+def test_scripts_only_call_tools_their_agent_has(support, interpret):
+    """A tool the agent's configuration lacks is refused at serving ("tool not allowed")."""
+    from agent.config import get_agent
+
+    for script in support + interpret:
+        allowed = set(get_agent(script.agent).tools)
+        used = {it.name for it in script.items if isinstance(it, ToolCall)}
+        assert used <= allowed, (script.agent, used - allowed)
+
+
 def test_timing_relations_use_the_specified_ranges(support):
     for s in support[:200]:
         items = s.items

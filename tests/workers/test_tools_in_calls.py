@@ -116,7 +116,7 @@ async def test_results_come_back_while_audio_flows(worker, router):
     first_with_both = min(seq for seq, n in seen.items() if n == 2)
     assert first_with_both - 3 >= 10
     pending = events_of(fake, "flow", "tool_pending")
-    assert pending and all(p["tool"] == "slow_echo" and p["status"] == "working" for _, p in pending)
+    assert pending and all(set(p) == {"seconds"} and p["seconds"] >= 0 for _, p in pending)
     kinds = [k for k, _ in fake.session("flow").events]
     assert kinds.index("tool_pending") < len(kinds) - 1 - kinds[::-1].index("tool_result")
     assert session.timeline.counters["tool_result"] == 2 and "tool_error" not in session.timeline.counters
