@@ -32,7 +32,7 @@ from torch import nn
 from model.backbone import Backbone, LayerCache
 from model.config import FLOOR_STATES, MICRO_TURN_SAMPLES, ModelConfig
 from model.dmel import DMel
-from model.sampling import sample, uniform
+from model.sampling import sample, sample_decision, sample_until, uniform
 from model.state import StreamState, initial_feedback
 from model.tokenizer import SPECIAL
 from model.vocoder import Vocoder
@@ -67,6 +67,16 @@ class Outputs:
     tool_text_logits: torch.Tensor  # [Q, Ntool, V]
     balance_loss: torch.Tensor  # scalar
     prev_floor: torch.Tensor  # [B, T] the true previous floor state (before any feedback noise)
+
+
+@dataclass
+class OwnOutputs:
+    """The model's own samples at every stream position (`InteractionModel.own_outputs`)."""
+
+    mask: torch.Tensor  # [B, T] bool: micro-turns whose fed-back outputs are these
+    floor: torch.Tensor  # [B, T]
+    text: torch.Tensor  # [B, T, max_text_tokens]: bytes, then EOT, then PAD
+    audio: torch.Tensor  # [B, T, F, M] dMel levels
 
 
 @dataclass
@@ -202,12 +212,14 @@ class InteractionModel(nn.Module):
 
     # -- teacher-forced forward ----------------------------------------------------------------
 
-    def forward(self, batch: Batch, feedback_noise: float = 0.0) -> Outputs:
+    def forward(self, batch: Batch, feedback_noise: float = 0.0, own: OwnOutputs | None = None) -> Outputs:
         """Teacher-forced pass. `feedback_noise` (training only) corrupts that share of the fed-back
         previous outputs, each kind independently per micro-turn: the floor becomes a random state,
         the text is dropped, the dMel levels move by up to +-2. Served, the model reads its own
         sampled outputs, which are never as clean as the references; trained only on clean ones it
-        learns to copy its previous floor and stalls on its first imperfect output."""
+        learns to copy its previous floor and stalls on its first imperfect output. `own` (training
+        only, from `own_outputs`) replaces the fed-back outputs of the micro-turns it marks with
+        the model's own samples, before any noise; the targets stay the references."""
         c = self.cfg
         b, t = batch.kind.shape
         dev = batch.kind.device
@@ -224,11 +236,17 @@ class InteractionModel(nn.Module):
             return torch.where(has_prev.view(b, t, *([1] * (x.dim() - 2))), g, initial.to(x.dtype))
 
         initial = initial_feedback(c, dev)
-        prev_floor = take(batch.floor, initial["prev_floor"])
-        prev_text = take(batch.text, initial["prev_text"])
+        true_prev_floor = take(batch.floor, initial["prev_floor"])
+        fed_floor, fed_text, fed_audio = batch.floor, batch.text, batch.audio
+        if own is not None:
+            m = own.mask
+            fed_floor = torch.where(m, own.floor, fed_floor)
+            fed_text = torch.where(m[..., None], own.text, fed_text)
+            fed_audio = torch.where(m[..., None, None], own.audio, fed_audio)
+        prev_floor = take(fed_floor, initial["prev_floor"])
+        prev_text = take(fed_text, initial["prev_text"])
         prev_tool = take(batch.tool, initial["prev_tool"])
-        prev_audio = take(batch.audio, initial["prev_audio"])
-        true_prev_floor = prev_floor
+        prev_audio = take(fed_audio, initial["prev_audio"])
         if feedback_noise > 0:
             def hit() -> torch.Tensor:
                 return torch.rand(b, t, device=dev) < feedback_noise
@@ -276,6 +294,28 @@ class InteractionModel(nn.Module):
         audio_logits = self.audio_out(out).view(b, t, nf, c.n_mels, c.dmel_levels)
         return Outputs(hidden, floor_logits, tool_logits, text_logits, audio_logits,
                        tool_positions, tool_text_logits, balance, true_prev_floor)
+
+    @torch.no_grad()
+    def own_outputs(self, batch: Batch, share: float, feedback_noise: float = 0.0) -> OwnOutputs:
+        """The model's own outputs at every micro-turn, sampled from one teacher-forced pass
+        (parallel scheduled sampling), marked for feeding back at `share` of the micro-turns.
+
+        Each text byte is sampled given the reference bytes before it and each dMel frame given the
+        reference frames before it, so this costs one forward pass without gradients, not a
+        step-by-step decode; the samples read like what the model writes served (the same
+        misspelt bytes and blurred levels), which corrupting the references does not imitate."""
+        out = self(batch, feedback_noise)
+        floor = torch.distributions.Categorical(logits=out.floor_logits.float()).sample()
+        text = torch.distributions.Categorical(logits=out.text_logits.float()).sample()  # [B, T, N]
+        ended = (text == SPECIAL.EOT) | (text == SPECIAL.PAD)
+        ended[..., -1] = True  # the last slot always closes the text
+        first_end = ended.int().argmax(dim=-1, keepdim=True)  # [B, T, 1]
+        slot = torch.arange(text.shape[-1], device=text.device)
+        text = torch.where(slot < first_end, text, torch.full_like(text, SPECIAL.PAD))
+        text = torch.where(slot == first_end, torch.full_like(text, SPECIAL.EOT), text)
+        audio = torch.distributions.Categorical(logits=out.audio_logits.float()).sample()  # [B, T, F, M]
+        mask = (batch.kind == KIND_TURN) & (torch.rand(batch.kind.shape, device=batch.kind.device) < share)
+        return OwnOutputs(mask, floor, text, audio)
 
     # -- streaming -----------------------------------------------------------------------------
 
@@ -387,10 +427,12 @@ class InteractionModel(nn.Module):
         # Heads, sampled per slot with counter-based randomness.
         seed, counter = state.seed[idx], state.counter[idx]
         temp, top_p = state.temperature[idx], state.top_p[idx]
+        # The floor, the tool flag and each text token's "stop here" are decisions, drawn from the
+        # model's own distribution; the slot's temperature and top-p shape only what is written.
         floor_logits = self.floor_head(h)
-        floor = sample(floor_logits, temp, top_p, uniform(seed, counter, 0, 1)[:, 0])
+        floor = sample_decision(floor_logits, temp, uniform(seed, counter, 0, 1)[:, 0])
         tool_logits = self.tool_head(h)
-        tool_flag = sample(tool_logits, temp, top_p, uniform(seed, counter, 1, 1)[:, 0]) == 1
+        tool_flag = sample_decision(tool_logits, temp, uniform(seed, counter, 1, 1)[:, 0]) == 1
         cond, h0 = self._depth_context(h, floor)
         text, text_logits = self._decode_text(cond, h0, SPECIAL.BOS, c.max_text_tokens,
                                               seed, counter, temp, top_p, draw=10)
@@ -440,12 +482,12 @@ class InteractionModel(nn.Module):
         done = torch.zeros(b, dtype=torch.bool, device=cond.device)
         prev = torch.full((b,), start, dtype=torch.int64, device=cond.device)
         hstate = h0.unsqueeze(0).contiguous()
-        u = uniform(seed, counter, draw, n)  # [B, n]
+        u, u_stop = uniform(seed, counter, draw, n), uniform(seed, counter, draw + 1, n)  # [B, n]
         for i in range(n):
             out, hstate = self.text_gru((self.depth_tok(prev) + cond).unsqueeze(1), hstate)
             logits = self.text_out(out[:, 0])
             logits_all[:, i] = logits
-            tok = sample(logits, temp, top_p, u[:, i])
+            tok = sample_until(logits, SPECIAL.EOT, temp, top_p, u_stop[:, i], u[:, i])
             if i == n - 1:
                 tok = torch.full_like(tok, SPECIAL.EOT)  # the last slot always closes the text
             tok = torch.where(done, torch.full_like(tok, SPECIAL.PAD), tok)

@@ -75,3 +75,42 @@ def sample(
     pick = (kept_cum <= target).sum(dim=-1, keepdim=True).clamp_max(sorted_p.shape[-1] - 1)
     drawn = order.gather(-1, pick).squeeze(-1)
     return torch.where(temperature <= 0, greedy, drawn)
+
+
+def sample_decision(logits: torch.Tensor, temperature: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Sample a decision (speak or not, call a tool or not) from the model's own distribution:
+    temperature 1 and no nucleus, greedy only where temperature <= 0.
+
+    Sharpening or truncating a decision does not make it more careful, it removes the rare
+    choice: top-p 0.9 never takes a choice the model gives 9%, and the micro-turn that starts a
+    turn or a tool call is exactly where that choice is rare. Returns [...] int64.
+    """
+    decide_t = torch.where(temperature <= 0, temperature, torch.ones_like(temperature))
+    return sample(logits, decide_t, torch.ones_like(decide_t), u)
+
+
+def sample_until(
+    logits: torch.Tensor,
+    stop: int,
+    temperature: torch.Tensor,
+    top_p: torch.Tensor,
+    u_stop: torch.Tensor,
+    u: torch.Tensor,
+) -> torch.Tensor:
+    """Sample the next token of a sequence that ends with `stop`: whether to stop is a decision,
+    drawn at the model's own odds of `stop` (as `sample_decision` draws; greedy: stop where `stop`
+    is the argmax); what to write, if not stopping, is content, sampled with the slot's
+    temperature and top-p from the other tokens.
+
+    A low temperature then makes the words more likely ones without making the model silent: at
+    temperature 0.4 a text head that gives "write nothing this micro-turn" 40% and spreads the
+    rest over many bytes would otherwise never write a byte.
+    logits [..., K]; temperature, top_p, u_stop, u: broadcastable to logits[..., 0]. Returns [...] int64.
+    """
+    p_stop = torch.softmax(logits.float(), dim=-1)[..., stop]
+    greedy_stop = logits.argmax(dim=-1) == stop
+    stopping = torch.where(temperature <= 0, greedy_stop, u_stop < p_stop)
+    content = logits.float().clone()
+    content[..., stop] = float("-inf")
+    drawn = sample(content, temperature, top_p, u)
+    return torch.where(stopping, torch.full_like(drawn, stop), drawn)

@@ -66,6 +66,9 @@ def add_command(sub) -> None:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--feedback-noise", type=float, default=0.15,
                    help="share of fed-back previous outputs corrupted in training (exposure bias)")
+    p.add_argument("--self-feed", type=float, default=0.0,
+                   help="share of micro-turns that read back the model's own sampled outputs instead of "
+                        "the references (parallel scheduled sampling; one more forward pass a step)")
     p.add_argument("--part", choices=("model", "vocoder"), default="model",
                    help="what to train: the interaction model's heads, or the vocoder (into OUT/vocoder)")
     p.set_defaults(func=cmd_train)
@@ -108,7 +111,8 @@ def cmd_train(args) -> int:
     data = CallStream(cfg, DataConfig(args.batch_size, args.max_positions, args.corpus_calls))
     train_cfg = TrainConfig(lr=args.lr, total_steps=args.total_steps or TrainConfig.total_steps,
                             checkpoint_every=args.checkpoint_every,
-                            data_seed=args.data_seed, feedback_noise=args.feedback_noise)
+                            data_seed=args.data_seed, feedback_noise=args.feedback_noise,
+                            self_feed=args.self_feed)
     trainer = Trainer(model, data, args.out, train_cfg, device=args.device)
     if args.resume and not trainer.resume():
         log.info("nothing to resume in %s: starting a new run", args.out)

@@ -46,6 +46,7 @@ class TrainConfig:
     checkpoint_every: int = 200
     data_seed: int = 0
     feedback_noise: float = 0.15  # see InteractionModel.forward
+    self_feed: float = 0.0  # share of micro-turns fed the model's own samples (InteractionModel.own_outputs)
 
 
 def lr_at(step: int, c: TrainConfig) -> float:
@@ -132,7 +133,10 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.step, self.cfg)
         batch = _to(self.data(self.cfg.data_seed, self.step), self.device)
-        losses = compute_losses(self.model(batch, self.cfg.feedback_noise), batch, self.weights)
+        own = None
+        if self.cfg.self_feed > 0:
+            own = self.model.own_outputs(batch, self.cfg.self_feed, self.cfg.feedback_noise)
+        losses = compute_losses(self.model(batch, self.cfg.feedback_noise, own), batch, self.weights)
         self.opt.zero_grad(set_to_none=True)
         losses["total"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)

@@ -108,3 +108,33 @@ def test_sampling_is_reproducible_with_a_seed(tiny):
     state.set_sampling([0, 1], temperature=1.0, top_p=0.9, seed=[70, 80])
     other = tiny.step(state, StepInputs(audio=caller_audio(2, 1)[0]), [0, 1]).audio
     assert not torch.equal(other, outs[0][0])
+
+
+def test_floor_and_tool_decisions_are_drawn_from_the_whole_distribution(tiny):
+    """A 'speak' the model gives 8% (a tool call 10%) is taken about that often whatever the
+    slot's temperature and top-p (nucleus truncation at 0.9 would never take it); greedy never."""
+    import copy
+
+    from model.config import FLOOR_STATES
+    from model.interaction import StepInputs
+    from tests.model.conftest import caller_audio
+
+    model = copy.deepcopy(tiny)
+    probs = torch.full((len(FLOOR_STATES),), 1e-6)
+    probs[FLOOR_STATES.index("listen")], probs[FLOOR_STATES.index("speak")] = 0.92, 0.08
+    with torch.no_grad():
+        model.floor_head.weight.zero_()
+        model.floor_head.bias.copy_(probs.log())
+        model.tool_head.weight.zero_()
+        model.tool_head.bias.copy_(torch.tensor([0.9, 0.1]).log())
+    slots = 200
+    state = StreamState.allocate(model.cfg, slots)
+    state.set_sampling(list(range(slots)), temperature=0.8, top_p=0.9, seed=list(range(slots)))
+    out = model.step(state, StepInputs(audio=caller_audio(slots, 1)[0]), list(range(slots)))
+    speak = int((out.floor == FLOOR_STATES.index("speak")).sum())
+    tools = int((out.tool[:, 0] != SPECIAL.PAD).sum())
+    assert 4 <= speak <= 32 and 6 <= tools <= 40, (speak, tools)
+    greedy = StreamState.allocate(model.cfg, slots)
+    greedy.set_sampling(list(range(slots)), temperature=0.0, seed=list(range(slots)))
+    out = model.step(greedy, StepInputs(audio=caller_audio(slots, 1)[0]), list(range(slots)))
+    assert bool((out.floor == FLOOR_STATES.index("listen")).all()) and bool((out.tool[:, 0] == SPECIAL.PAD).all())

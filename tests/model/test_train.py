@@ -109,3 +109,38 @@ def test_feedback_noise_corrupts_only_what_the_model_reads_back():
     noisy = model(batch, feedback_noise=0.5)
     assert not torch.allclose(clean.floor_logits, noisy.floor_logits)
     assert torch.equal(clean.prev_floor, noisy.prev_floor)  # the loss sees the true previous floor
+
+
+def test_self_feed_reads_back_the_models_own_samples_and_keeps_the_targets():
+    model = _tiny().train()
+    batch = data(0, 0)
+    torch.manual_seed(1)
+    own = model.own_outputs(batch, share=1.0)
+    is_turn = batch.kind == KIND_TURN
+    assert torch.equal(own.mask, is_turn)  # every micro-turn at share 1, never an event position
+    # Text is a well-formed micro-turn: bytes, exactly one EOT, then PAD.
+    eot = (own.text == SPECIAL.EOT)
+    assert bool((eot.sum(-1) == 1).all())
+    after = torch.arange(own.text.shape[-1]) > eot.int().argmax(-1, keepdim=True)
+    assert bool((own.text[after] == SPECIAL.PAD).all())
+    assert own.audio.shape == batch.audio.shape and int(own.audio.max()) < model.cfg.dmel_levels
+    # Fed back, the own samples change what the model reads, not what it is scored against.
+    clean, fed = model(batch), model(batch, own=own)
+    assert not torch.allclose(clean.floor_logits, fed.floor_logits)
+    assert torch.equal(clean.prev_floor, fed.prev_floor)
+    none = model.own_outputs(batch, share=0.0)
+    assert not bool(none.mask.any()) and torch.equal(model(batch, own=none).floor_logits, clean.floor_logits)
+
+
+def test_self_fed_run_lowers_the_loss_and_resumes_exactly(tmp_path):
+    cfg = TrainConfig(lr=1e-3, warmup_steps=2, total_steps=100, checkpoint_every=3, self_feed=0.3)
+    straight = Trainer(_tiny(), data, tmp_path / "a", cfg)
+    records = straight.run(steps=6)
+    first = Trainer(_tiny(), data, tmp_path / "b", cfg)
+    first.run(steps=4)
+    resumed = Trainer(_tiny(seed=99), data, tmp_path / "b", cfg)
+    assert resumed.resume() and resumed.step == 4
+    resumed.run(steps=2)
+    for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert records[-1]["total"] < records[0]["total"]
