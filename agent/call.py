@@ -529,6 +529,10 @@ async def place_call(
         "line_seconds": round(caller_heard.size / client.rate, 3),
         "agent_seconds": round(agent_heard.size / client.rate, 3),
         "agent_packets": client.counters["agent_packets"],
+        # When the agent's first and last packets arrived (s after the call opened): the first is
+        # the answer latency, and the span between them is what the packet count should cover.
+        "first_agent_s": round(client.packet_times[0], 3) if client.packet_times else None,
+        "last_agent_s": round(client.packet_times[-1], 3) if client.packet_times else None,
         "marks": client.counters["mark"],
         "clears": client.counters["clear"],
         "close_code": close_code,

@@ -81,6 +81,7 @@ class GatewayStats:
     agent_frames: int = 0  # frames of agent audio queued for playback
     packets_out: int = 0  # 20 ms audio packets sent
     packets_dropped: int = 0  # by the pacer's one-frame bound
+    underruns: int = 0  # the pacer ran dry mid-call (a late frame; the end of a call counts one)
     marks_sent: int = 0
     marks_echoed: int = 0  # marks the far end sent back (played)
     clears_sent: int = 0
@@ -133,6 +134,7 @@ class WebsocketCall:
         # outbound chain
         self._out_rs: Optional[ResampleStream] = None
         self._pacer: Optional[Pacer] = None
+        self._pacer_counted = False  # its counters are in the gateway's stats
         self._send_lock = asyncio.Lock()
         self._outbox: Deque[Union[str, bytes]] = collections.deque()
         self._tasks: set[asyncio.Task] = set()
@@ -560,6 +562,9 @@ class WebsocketCall:
             await asyncio.wait_for(self._pacer.close(), RUN_GRACE_S)
         except asyncio.TimeoutError:
             logger.warning("pacer did not stop in time", extra={"call_id": self._call_id()})
+        if not self._pacer_counted:  # stopping runs twice on some paths (close, then serve's finally)
+            self._pacer_counted = True
+            self._stats.underruns += self._pacer.stats.underruns
 
     def _call_id(self) -> Optional[str]:
         return self._info.call_id if self._info is not None else None

@@ -76,8 +76,15 @@ async def test_sixteen_concurrent_calls_for_ten_seconds_lose_no_frames(tiny, tmp
         # A frame that lands less than one tick before the hang-up is not stepped.
         assert session["stepped"] >= session["frames"] - 1, session
     for summary in summaries:
-        # Agent audio covers the call (10 packets of 20 ms per stepped micro-turn, minus the tail).
-        assert summary["agent_packets"] >= (expected - 4) * 10, summary
+        # Agent audio runs from its first packet to the hang-up: 20 ms packets for the whole span,
+        # with a micro-turn of slack for a late tick, except where the (untrained) model yielded and
+        # the gateway sent `clear`: that drops what was queued, up to two frames plus the ~100 ms
+        # the outbound resampler holds. When the first packet comes depends on how busy the machine
+        # is (bench/e2e.py measures it); it only has to come while the caller is still on the line.
+        span = summary["last_agent_s"] - summary["first_agent_s"]
+        assert summary["agent_packets"] >= span / 0.020 - 10 - 25 * summary["clears"], summary
+        assert summary["first_agent_s"] < summary["line_seconds"] / 2, summary
+        assert summary["last_agent_s"] >= summary["line_seconds"] - 0.2, summary
     assert health["dropped_frames"] == 0
     assert gateway["packets_dropped"] == 0
     assert gateway["caller_frames"] == sum(s["frames"] for s in ended)
