@@ -128,5 +128,7 @@ def cmd_eval(args) -> int:
     rows = goals(results["summary"])
     print(json.dumps({"report": str(report), "results": str(args.out / "results.json"), "calls": len(records),
                       "goals_met": sum(r["model_met"] is True for r in rows), "goals": len(rows),
+                      "turn_taking_by_agent": {a: s["model"]["turn_taking_rate"]
+                                               for a, s in results["summary"]["by_agent"].items()},
                       "wall_seconds": round(time.perf_counter() - t0, 1)}))
     return 0

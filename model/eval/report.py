@@ -201,8 +201,7 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.met{backgro
 details{margin:0.3em 0 1.5em}code{font-size:12px}"""
 
 
-def _summary_table(results: dict) -> str:
-    summary = results["summary"]
+def _summary_table(summary: dict) -> str:
     systems = [s for s in ("model", "cascade") if s in summary]
     head = "".join(f"<th>{s}</th>" for s in systems) + "<th>goal</th>" + "".join(f"<th>{s}</th>" for s in systems)
     out = [f"<table><tr><th>metric</th>{head}</tr>"]
@@ -259,8 +258,10 @@ def render_html(results: dict) -> str:
     parts = [f"<!doctype html><html>{head}<body><h1>Parley evaluation</h1><p>{meta}</p>"]
     if results.get("notes"):
         parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in results["notes"]) + "</ul>")
-    parts += ["<h2>Summary against the goals</h2>", _summary_table(results), ABOUT,
-              "<h2>Latency</h2>", '<img src="latency_cdf.png" alt="latency CDFs">',
+    parts += ["<h2>Summary against the goals</h2>", _summary_table(results["summary"]), ABOUT]
+    for agent, summary in results["summary"].get("by_agent", {}).items():
+        parts += [f"<h3>{html.escape(agent)} calls only</h3>", _summary_table(summary)]
+    parts += ["<h2>Latency</h2>", '<img src="latency_cdf.png" alt="latency CDFs">',
               "<h2>Calls</h2>", _calls_table(results), "<h2>Timelines</h2>"]
     for c in results["calls"]:
         name = html.escape(c["name"])

@@ -364,6 +364,7 @@ def evaluate(records: Sequence[CallRecord], *, baseline: bool = True, asr: bool 
     cascade = _cascade(notes) if baseline else None
     recogniser = _recogniser(notes) if asr else None
     calls, model_results, cascade_results, ref_errors = [], [], [], []
+    agents: list[str] = []  # the scenario's agent, index by index with the results
     for rec in records:
         sc = rec.scenario
         track = agent_track(rec)
@@ -376,6 +377,7 @@ def evaluate(records: Sequence[CallRecord], *, baseline: bool = True, asr: bool 
             asr_text = recogniser.transcribe(rec.agent_audio.astype(np.float32) / 32768.0, SAMPLE_RATE)
         result = evaluate_call(ann, track, asr_text)
         model_results.append(result)
+        agents.append(sc.agent)
         call: dict[str, Any] = {
             "name": sc.name, "agent": sc.agent, "duration_s": round(sc.duration_s, 3),
             "echo": dataclasses.asdict(sc.echo) if sc.echo else None,
@@ -386,7 +388,7 @@ def evaluate(records: Sequence[CallRecord], *, baseline: bool = True, asr: bool 
         if recogniser is not None and english(sc.agent) and sc.reference_audio is not None and sc.reference_text:
             ref_asr = recogniser.transcribe(sc.reference_audio, SAMPLE_RATE)
             errors, words = word_errors(sc.reference_text, ref_asr)
-            ref_errors.append((errors, words))
+            ref_errors.append((sc.agent, (errors, words)))
             call["reference"] = {"asr_text": ref_asr, "errors": errors, "words": words}
         if cascade is not None:
             c = cascade(sc)
@@ -399,15 +401,31 @@ def evaluate(records: Sequence[CallRecord], *, baseline: bool = True, asr: bool 
             cascade_results.append(c_result)
             call["cascade"] = {"metrics": _result_dict(c_result), **_track_dict(c.track)}
         calls.append(call)
+    summary = _pooled(model_results, cascade_results, [e for _, e in ref_errors])
+    if cascade_results:
+        notes.append("The cascade baseline speaks scripted lines and makes no tool calls: its tool-call "
+                     "accuracy is not applicable.")
+    # The agents do different jobs (an interpreter talks over the caller by design), so a pooled
+    # figure can hide an agent that never takes its turn: each agent's calls pooled on their own.
+    summary["by_agent"] = {}
+    for name in sorted(set(agents)):
+        mine = [i for i, a in enumerate(agents) if a == name]
+        summary["by_agent"][name] = _pooled([model_results[i] for i in mine],
+                                            [cascade_results[i] for i in mine] if cascade_results else [],
+                                            [e for a, e in ref_errors if a == name])
+    return {"calls": calls, "summary": summary, "notes": notes}
+
+
+def _pooled(model_results: Sequence, cascade_results: Sequence,
+            ref_errors: Sequence[tuple[int, int]]) -> dict:
+    """The summary of some calls: each system's pooled metrics and the reference recording's WER."""
     summary: dict[str, Any] = {"model": summarize(model_results)}
     if cascade_results:
         summary["cascade"] = summarize(cascade_results)
-        summary["cascade"]["tool_call_accuracy"] = None
-        notes.append("The cascade baseline speaks scripted lines and makes no tool calls: its tool-call "
-                     "accuracy is not applicable.")
+        summary["cascade"]["tool_call_accuracy"] = None  # it speaks scripted lines, calls no tools
     words = sum(w for _, w in ref_errors)
     summary["reference"] = {"wer": sum(e for e, _ in ref_errors) / words if words else None, "words": words}
-    return {"calls": calls, "summary": summary, "notes": notes}
+    return summary
 
 
 def _cascade(notes: list[str]):

@@ -150,8 +150,19 @@ def test_parley_eval_end_to_end_with_the_tiny_preset(tmp_path, capsys):
         assert summary[key] is None or 0.0 <= summary[key] <= 1.0
     assert 0.0 <= summary["chrf"] <= 100.0
     assert [g["key"] for g in results["goals"]][-1] == "wer" and results["goals"][-1]["model_met"] is None
+    # Each agent's calls pooled on their own: the interpreter's turn does not hide the support agent's.
+    by_agent = results["summary"]["by_agent"]
+    assert set(by_agent) == {"support", "translate-en-es"}
+    support, interpreter = by_agent["support"]["model"], by_agent["translate-en-es"]["model"]
+    assert support["n_pauses"] == 1 and interpreter["n_pauses"] == 0
+    assert support["chrf"] is None and interpreter["chrf"] is not None
+    assert support["tool_calls_expected"] == 1 and interpreter["tool_calls_expected"] == 0
+    assert printed["turn_taking_by_agent"] == {a: s["model"]["turn_taking_rate"] for a, s in by_agent.items()}
+    assert "translate-en-es calls only" in html
     if "cascade" in results["summary"]:  # the baseline ran (silero-vad and espeak-ng installed)
         assert all("cascade" in c for c in results["calls"])
         assert results["summary"]["cascade"]["n_turn_ends"] == 2
+        cascade = by_agent["support"]["cascade"]
+        assert cascade["n_turn_ends"] == 1 and cascade["tool_call_accuracy"] is None
     else:
         assert any("cascade" in n for n in results["notes"])
