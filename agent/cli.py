@@ -3,6 +3,7 @@
     parley model info  --preset NAME | --checkpoint PATH
     parley bench step  --preset NAME --slots N --ticks T [--device cpu|cuda] [--threads K]
     parley bench gateway --calls N --seconds S
+    parley bench resample [--seconds S]
     parley bench e2e   --calls N [--seconds S] [--preset NAME | --checkpoint PATH]
     parley model-server [--preset NAME | --checkpoint PATH] [--host H] [--port P] [--max-slots N]
     parley serve       [--demo-call WAV --agent NAME --out call.wav]
@@ -98,6 +99,13 @@ def cmd_bench_gateway(args: argparse.Namespace) -> int:
     from bench.gateway import run
 
     print(json.dumps(run(args.calls, args.seconds)))
+    return 0
+
+
+def cmd_bench_resample(args: argparse.Namespace) -> int:
+    from bench.resample import run
+
+    print(json.dumps(run(args.seconds)))
     return 0
 
 
@@ -208,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     gw.add_argument("--calls", type=int, default=50)
     gw.add_argument("--seconds", type=float, default=10.0)
     gw.set_defaults(func=cmd_bench_gateway)
+    rsb = bench.add_parser("resample", help="the gateway's resampler vs soxr's stream: frame waits, gaps")
+    rsb.add_argument("--seconds", type=float, default=20.0)
+    rsb.set_defaults(func=cmd_bench_resample)
     e2e = bench.add_parser("e2e", help="tick lateness and caller-frame -> agent-frame latency, end to end")
     _add_model_source(e2e, default_preset=None)
     e2e.add_argument("--calls", type=int, default=8)

@@ -1,9 +1,10 @@
 """Cutting a stream of int16 samples into fixed-size frames, for one direction of one call.
 
-`Framer` takes int16 mono PCM in pieces of any length (resampler output is bursty: 0, 830 or
-1660 samples at a time) and hands back exact frames of `frame_samples` samples, 3200 by default
-(200 ms at 16 kHz, the model's micro-turn). It counts samples only: it knows nothing of sample
-rates (the resampler upstream fixes the rate for the whole call), codecs, clocks or the model.
+`Framer` takes int16 mono PCM in pieces of any length (the resampler hands over whatever it has:
+nothing, part of a frame or several) and hands back exact frames of `frame_samples` samples, 3200
+by default (200 ms at 16 kHz, the model's micro-turn). It counts samples only: it knows nothing of
+sample rates (the resampler upstream fixes the rate for the whole call), codecs, clocks or the
+model.
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ size and silence of one packet (`Pacer.for_encoding` works them out), or of any 
 is whatever puts bytes on the wire.
 
 Input is bytes, not arrays: the pacer sits after the encoder, and every transport sends bytes.
-Pushes may be of any length that is whole samples (the resampler's output per 200 ms frame is
-not exactly 200 ms: 830 / 1660 / ... samples at 8 kHz); bytes that do not fill a packet are
-carried to the next push, so the packet stream stays contiguous. A carried partial packet is only
+Pushes may be of any length that is whole samples (a resampler's output per 200 ms frame need
+not be a whole number of packets); bytes that do not fill a packet are carried to the next push,
+so the packet stream stays contiguous. A carried partial packet is only
 sent (padded with silence) by `close(drain=True)`.
 
 Clock. While audio is queued, packet n of a run goes out at `start + n * packet_ms` on a

@@ -1,21 +1,30 @@
 """Streaming sample-rate conversion for one direction of one call.
 
 `ResampleStream` turns a continuous stream of int16 mono PCM at one rate into int16 at another,
-chunk by chunk, carrying the filter state across chunks so that the chunked output equals what a
-one-shot conversion of the whole signal would give. It wraps `soxr.ResampleStream` at quality HQ
-(never QQ, which aliases). Rates are fixed at construction: audio at another rate needs another
-stream. It knows nothing of codecs, packets, frames or the model.
+chunk by chunk, so that the chunked output equals (within 1 LSB) what a one-shot conversion of the
+whole signal would give. It uses soxr at quality HQ (never QQ, which aliases). Rates are fixed at
+construction: audio at another rate needs another stream. It knows nothing of codecs, packets,
+frames or the model.
 
-Internally it runs soxr in float32 and rounds once on the way out. Measured on the 2-core box
-(soxr 1.1, 20 ms chunks): float32 is about 7-10 us a chunk including the int16 conversions and its
-chunked output is bit-identical to a one-shot float32 conversion rounded once; soxr's own int16
-path is about 3-5.5 us a chunk but its chunked output wanders up to 2 LSB from its one-shot output.
-Both costs are noise next to a 20 ms budget, so exactness wins.
+How. soxr's own stream resampler works in internal blocks, so its output is bursty: fed 200 ms
+at 16 kHz it returns 830, 1660, 1660, ..., 1660, 830 samples at 8 kHz (one block of ~104 ms, two,
+..., then one again), so how far the output lags the input wanders between ~14 and ~110 ms. On the
+agent's side that starved the 20 ms pacer about once a second on every 8 kHz call (a gap the caller
+hears), and on the caller's side it delayed frames by up to ~110 ms. So this class runs soxr
+one-shot over a sliding window instead: every push resamples the input from `CONTEXT_S` before the
+first output sample still owed to the newest input, and keeps only the output that lies at least
+`LOOKAHEAD_S` before the end of the input. Away from a window's edges a one-shot resample of the
+window equals one of the whole signal (the filter only reaches ~10 ms each way), so the stream's
+output is within 1 LSB of a one-shot conversion of the whole stream, arrives in exact proportion
+to the input, and lags it by a fixed `LOOKAHEAD_S` (10 ms) instead of a wandering ~14-110 ms.
+Output is produced on the grid where both rates meet in whole samples (1 input sample per 2 at
+16 -> 8 kHz, 441 -> 160 at 44.1 -> 16 kHz), so any chunking gives the same number of samples.
+`min_out` makes it wait until that many output samples are owed (the caller's side asks for
+whole model frames): fewer, larger windows cost less.
 
-Latency: soxr HQ works in internal blocks, so output is bursty. Fed 20 ms chunks at 8 kHz it
-returns nothing for about 100 ms and then ~104 ms at once; fed 200 ms chunks at 16 kHz it returns
-830, 1660, 1660, ... samples at 8 kHz (not 1600 each), averaging out to the exact rate. Callers
-must accept any output length, including zero.
+Cost (2-core box, soxr 1.1 HQ): a one-shot window is ~23 us for a 20 ms chunk at 8 -> 16 kHz and
+~30 us for a 200 ms frame at 16 -> 8 kHz (soxr's stream: ~2 and ~10 us); at `min_out` = one 200 ms
+frame the caller's side costs about what soxr's stream did. It runs in float32 and rounds once.
 
 Gaps: never `clear()` a stream because the input had a gap (it clicks); feed silence or nothing.
 `clear()` is for reusing the object for a new call; `flush()` is for the end of a call.
@@ -24,6 +33,7 @@ Gaps: never `clear()` a stream because the input had a gap (it clicks); feed sil
 from __future__ import annotations
 
 import logging
+import math
 from typing import Optional
 
 import numpy as np
@@ -32,6 +42,8 @@ import soxr
 logger = logging.getLogger(__name__)
 
 QUALITY = "HQ"
+CONTEXT_S = 0.012  # input kept before the next output sample (the filter reaches ~10 ms back)
+LOOKAHEAD_S = 0.010  # input needed after an output sample before it is final (and ~10 ms ahead)
 _TO_FLOAT = np.float32(1.0 / 32768.0)
 
 
@@ -40,23 +52,25 @@ class ResampleStream:
 
     `push(pcm)` returns the samples available now (possibly none); `flush()` returns the tail at the
     end of the stream; `clear()` forgets everything, ready for a new stream at the same rates.
-    When `in_rate == out_rate` it is the identity and soxr is not involved.
+    When `in_rate == out_rate` it is the identity and soxr is not involved. `min_out` (output
+    samples) holds output back until at least that much is ready; `flush()` always gives the rest.
     """
 
-    def __init__(self, in_rate: int, out_rate: int) -> None:
+    def __init__(self, in_rate: int, out_rate: int, *, min_out: int = 1) -> None:
         for name, rate in (("in_rate", in_rate), ("out_rate", out_rate)):
             if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate <= 0:
                 raise ValueError(f"ResampleStream: {name}={rate!r} must be a positive integer (Hz)")
+        if not isinstance(min_out, int) or min_out < 1:
+            raise ValueError(f"ResampleStream: min_out={min_out!r} must be a whole number of samples >= 1")
         self._in_rate = int(in_rate)
         self._out_rate = int(out_rate)
-        self._soxr: Optional[soxr.ResampleStream] = None
-        if self._in_rate != self._out_rate:
-            self._soxr = soxr.ResampleStream(
-                self._in_rate, self._out_rate, 1, dtype="float32", quality=QUALITY
-            )
-        self._flushed = False
-        self._clipped = 0
-        self._discard = 0  # output samples still to drop (see `discard_held`)
+        self._identity = self._in_rate == self._out_rate
+        g = math.gcd(self._in_rate, self._out_rate)
+        self._q_in, self._q_out = self._in_rate // g, self._out_rate // g  # the grid both rates share
+        self._context = math.ceil(CONTEXT_S * self._in_rate)
+        self._lookahead = math.ceil(LOOKAHEAD_S * self._in_rate)
+        self._min_out = min_out
+        self.clear()
 
     def __repr__(self) -> str:
         return f"ResampleStream({self._in_rate} -> {self._out_rate})"
@@ -72,7 +86,7 @@ class ResampleStream:
     @property
     def identity(self) -> bool:
         """True when the rates are equal and samples pass through unchanged."""
-        return self._soxr is None
+        return self._identity
 
     @property
     def clipped(self) -> int:
@@ -81,8 +95,10 @@ class ResampleStream:
 
     @property
     def delay(self) -> float:
-        """Output samples soxr is holding back right now (0 for the identity)."""
-        return 0.0 if self._soxr is None else float(self._soxr.delay())
+        """Output samples owed to the input pushed so far but not returned yet (0 for the identity)."""
+        if self._identity or self._flushed:
+            return 0.0
+        return float(max(0, self._in_pos * self._out_rate // self._in_rate - self._out_pos))
 
     def push(self, pcm: np.ndarray, rate: Optional[int] = None) -> np.ndarray:
         """Feed int16 samples at `in_rate`; return the int16 samples at `out_rate` ready now.
@@ -97,13 +113,10 @@ class ResampleStream:
                 f"{self._in_rate} Hz; a rate change mid-stream needs a new ResampleStream"
             )
         pcm = _check_mono_int16(pcm, f"{self!r}.push")
-        if self._flushed:
-            raise RuntimeError(f"{self!r}: push after flush(); call clear() to start a new stream")
-        if self._soxr is None:
+        self._check_open()
+        if self._identity:
             return pcm.copy()
-        if pcm.size == 0:
-            return np.zeros(0, dtype=np.int16)
-        return self._to_int16(self._soxr.resample_chunk(pcm.astype(np.float32) * _TO_FLOAT))
+        return self._feed(pcm.astype(np.float32) * _TO_FLOAT)
 
     def push_float(self, samples: np.ndarray) -> np.ndarray:
         """`push` for samples already scaled to float32 in [-1, 1) (int16 / 32768, as
@@ -114,39 +127,71 @@ class ResampleStream:
             if isinstance(samples, np.ndarray):
                 got = f"{samples.dtype}{samples.shape}"
             raise ValueError(f"{self!r}.push_float: expected 1-D float32 samples, got {got}")
-        if self._flushed:
-            raise RuntimeError(f"{self!r}: push after flush(); call clear() to start a new stream")
-        if self._soxr is None:
+        self._check_open()
+        if self._identity:
             return self._to_int16(samples)
-        if samples.size == 0:
-            return np.zeros(0, dtype=np.int16)
-        return self._to_int16(self._soxr.resample_chunk(samples))
+        return self._feed(samples)
 
     def discard_held(self) -> int:
-        """Drop from the coming output the samples soxr holds back right now, keeping its filter
-        state (clearing it clicks). For a barge-in: what the resampler still holds is the cut
-        utterance, never to be played. Returns how many samples will be dropped."""
+        """Drop from the coming output what is owed to the input pushed so far, keeping the input
+        as filter context (starting cold clicks). For a barge-in: what the resampler still holds is
+        the cut utterance, never to be played. Returns how many samples will be dropped."""
         self._discard = int(round(self.delay))
         return self._discard
 
     def flush(self) -> np.ndarray:
-        """End of stream: return the samples soxr still holds. Later pushes need `clear()` first."""
-        if self._flushed or self._soxr is None:
+        """End of stream: return everything still owed. Later pushes need `clear()` first."""
+        if self._flushed or self._identity:
             self._flushed = True
             return np.zeros(0, dtype=np.int16)
         self._flushed = True
-        return self._to_int16(self._soxr.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+        return self._emit(final=True)
 
     def clear(self) -> None:
         """Forget all state, ready for a new stream (a new call). Never use it to paper over a gap."""
-        if self._soxr is not None:
-            self._soxr.clear()
+        self._buf = np.zeros(0, dtype=np.float32)  # input from absolute sample `_buf_start` on
+        self._buf_start = 0
+        self._in_pos = 0  # input samples pushed
+        self._out_pos = 0  # output samples accounted for (returned or discarded)
         self._flushed = False
         self._clipped = 0
         self._discard = 0
 
+    # --- the sliding window ------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._flushed:
+            raise RuntimeError(f"{self!r}: push after flush(); call clear() to start a new stream")
+
+    def _feed(self, samples: np.ndarray) -> np.ndarray:
+        if samples.size:
+            self._buf = np.concatenate([self._buf, samples])
+            self._in_pos += samples.size
+        return self._emit(final=False)
+
+    def _emit(self, final: bool) -> np.ndarray:
+        """Resample the window and return the output owed up to the lookahead (or the end)."""
+        first_in = self._out_pos // self._q_out * self._q_in  # input position of the next output sample
+        w0 = max(0, (first_in - self._context) // self._q_in * self._q_in)
+        w0_out = w0 // self._q_in * self._q_out
+        if not final:
+            target = (self._in_pos - self._lookahead) // self._q_in * self._q_out
+            if target - self._out_pos < self._min_out:
+                return np.zeros(0, dtype=np.int16)
+        window = self._buf[w0 - self._buf_start:]
+        y = soxr.resample(window, self._in_rate, self._out_rate, quality=QUALITY) if window.size else window
+        if final:
+            target = w0_out + y.size
+        out = y[self._out_pos - w0_out:target - w0_out]
+        self._out_pos = target
+        # Keep only the input the next window reaches back to.
+        keep = max(0, (target // self._q_out * self._q_in - self._context) // self._q_in * self._q_in)
+        if keep > self._buf_start:
+            self._buf = self._buf[keep - self._buf_start:]
+            self._buf_start = keep
+        return self._to_int16(out)
+
     def _to_int16(self, out: np.ndarray) -> np.ndarray:
-        if not out.size:  # soxr HQ answers most 20 ms chunks with nothing
+        if not out.size:
             return np.zeros(0, dtype=np.int16)
         scaled = out * np.float32(32768.0)
         np.rint(scaled, out=scaled)

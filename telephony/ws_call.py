@@ -10,7 +10,7 @@
 One resampler per direction, never cleared on a gap. Marks: `utterance_end()` notes how many whole
 packets had been queued by then, and the mark goes out right after the last of them has been sent
 (or dropped by the pacer); `interrupt()` clears the pacer, drops the audio the outbound resampler
-still holds from before it (soxr HQ holds up to ~100 ms; its state is kept, never cleared), sends
+still holds from before it (its 10 ms lookahead; its input is kept as context, never cleared), sends
 `clear` and releases every mark still waiting (Twilio echoes marks at once after a clear). All
 sends go through one lock, control messages ahead of the next audio packet, so a `clear` never
 overtakes audio queued before it and audio queued after it is never cleared by it.
@@ -298,7 +298,8 @@ class WebsocketCall:
             parameters=parameters,
             auth=auth,
         )
-        self._in_rs = ResampleStream(start.sample_rate, SAMPLE_RATE)
+        # The caller's side is only read in whole frames: resample a frame at a time (cheaper).
+        self._in_rs = ResampleStream(start.sample_rate, SAMPLE_RATE, min_out=FRAME_SAMPLES)
         self._out_rs = ResampleStream(SAMPLE_RATE, start.sample_rate)
         self._pacer = Pacer.for_encoding(self._send_packet, start.encoding, start.sample_rate)
         try:

@@ -78,8 +78,8 @@ async def test_sixteen_concurrent_calls_for_ten_seconds_lose_no_frames(tiny, tmp
     for summary in summaries:
         # Agent audio runs from its first packet to the hang-up: 20 ms packets for the whole span,
         # with a micro-turn of slack for a late tick, except where the (untrained) model yielded and
-        # the gateway sent `clear`: that drops what was queued, up to two frames plus the ~100 ms
-        # the outbound resampler holds. When the first packet comes depends on how busy the machine
+        # the gateway sent `clear`: that drops what was queued, up to two frames plus the 10 ms the
+        # outbound resampler holds. When the first packet comes depends on how busy the machine
         # is (bench/e2e.py measures it); it only has to come while the caller is still on the line.
         span = summary["last_agent_s"] - summary["first_agent_s"]
         assert summary["agent_packets"] >= span / 0.020 - 10 - 25 * summary["clears"], summary

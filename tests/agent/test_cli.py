@@ -56,6 +56,20 @@ def test_unknown_preset_is_a_clear_error():
     assert "unknown model preset 'huge'" in res.stderr and "Traceback" not in res.stderr
 
 
+def test_bench_resample_compares_soxr_stream_and_the_windowed_stream():
+    res = parley("bench", "resample", "--seconds", "4")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    caller, agent = out["caller_side_8k_to_16k"], out["agent_side_16k_to_8k"]
+    # The windowed stream hands each frame over one 20 ms chunk after it ends, and returns 200 ms
+    # of agent audio per 200 ms frame a fixed 10 ms behind (soxr's stream: bursts, ~14-115 ms).
+    assert caller["windowed"]["frame_wait_ms_max"] == 20
+    assert caller["windowed_frame_at_a_time"]["frame_wait_ms_max"] == 20
+    assert caller["soxr_stream"]["frame_wait_ms_max"] > 20
+    assert agent["windowed"]["lag_ms_min"] == agent["windowed"]["lag_ms_max"] == 10
+    assert agent["windowed"]["push_sizes"] == [1520, 1600] and 830 in agent["soxr_stream"]["push_sizes"]
+
+
 def test_bench_gateway_and_e2e_print_figures():
     res = parley("bench", "gateway", "--calls", "2", "--seconds", "1")
     assert res.returncode == 0, res.stderr

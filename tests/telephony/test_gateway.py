@@ -294,7 +294,9 @@ async def test_a_burst_of_media_while_the_handler_is_busy_arrives_whole_and_in_o
     rs = ResampleStream(8000, 16000)
     expected = np.concatenate([rs.push(heard), rs.flush()])
     assert len(handler.frames) == 15  # 3 s at 16 kHz, exactly
-    np.testing.assert_array_equal(np.concatenate(handler.frames), expected)
+    # Whole and in order: sample for sample what one stream makes of it (within the 1 LSB by which
+    # the gateway's frame-at-a-time windows may round differently from one big push).
+    assert np.abs(np.concatenate(handler.frames).astype(np.int32) - expected).max() <= 1
 
 
 async def test_native_audio_of_any_size_is_framed_exactly():
