@@ -357,6 +357,7 @@ def to_batch(calls: list[CallLabels], cfg: ModelConfig, max_positions: int, seed
 
 
 def build_example(agent: str, seed: int, cfg: ModelConfig, held_out: bool = False,
-                  cache: CorpusCache | None = None) -> CallLabels:
-    """Labels of call (agent, seed): rendered once into the corpus cache, labelled for `cfg`."""
-    return micro_turn_labels((cache or CorpusCache()).call(agent, seed, held_out), cfg)
+                  cache: CorpusCache | None = None, agent_voice: str = "espeak") -> CallLabels:
+    """Labels of call (agent, seed): rendered once into the corpus cache, labelled for `cfg`. The
+    agent's voice is the cache's, or `agent_voice` (model.data.render) for the default cache."""
+    return micro_turn_labels((cache or CorpusCache(agent_voice=agent_voice)).call(agent, seed, held_out), cfg)

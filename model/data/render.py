@@ -25,7 +25,11 @@ it fires; Dtmf after len(digits) * interval_ms; Handoff/EndCall at their start, 
 - The call ends one micro-turn after the micro-turn in which its last item ends (EndCall/Handoff).
 
 Voices. The agent has one fixed voice per language (`AGENT_VOICES`: the same variant in English
-and Spanish, fixed rate and pitch). The caller gets one voice per call from
+and Spanish, fixed rate and pitch). `agent_voice="piper"` gives its English lines piper's neural
+"joe" voice instead (model.data.piper_voice: each distinct line voiced once, then read from disk);
+Spanish lines and the caller stay on espeak-ng, and the caller's voice, prosody and line are
+drawn exactly as for "espeak" (only the agent's audio and what depends on its timing change).
+The shipped checkpoint was trained on "espeak", the default. The caller gets one voice per call from
 `TRAIN_CALLER_VOICES`, or from `HELD_OUT_CALLER_VOICES` when held_out=True: disjoint both in base
 voice (accent) and in variant (timbre), and neither uses the agent's variant. Caller rate is
 145-185 wpm times `script.style.rate_factor` (+-6% per utterance), pitch and pitch range per call.
@@ -36,8 +40,9 @@ they arrive (payload: compact JSON of the result dict, or of the error string), 
 fire, and one "dtmf" event per key. Tool calls (t_ms, name, arguments_json) at their issue time.
 
 `CorpusCache` keeps rendered calls as compressed .npz files (PCM16 channels + JSON metadata)
-under ~/.cache/parley/corpus or $PARLEY_CACHE_DIR; both channels are on the PCM16 grid, so a call
-loaded from the cache is bit-identical to a freshly rendered one.
+under ~/.cache/parley/corpus or $PARLEY_CACHE_DIR, in a directory of their own per agent voice;
+both channels are on the PCM16 grid, so a call loaded from the cache is bit-identical to a freshly
+rendered one.
 
 What it does not know: labels, micro-turn alignment, tensors (model.data.labels does that).
 """
@@ -60,6 +65,7 @@ import numpy as np
 
 from agent.events import event_json
 from model.config import MICRO_TURN_SAMPLES, SAMPLE_RATE
+from model.data import piper_voice
 from model.data.effects import ChannelParams, apply_channel, to_pcm16_grid
 from model.data.scripts import SCRIPT_VERSION, CallScript, Dtmf, Say, Timer, ToolCall, generate_script
 from model.data.tts import Espeak
@@ -70,6 +76,7 @@ MS = SAMPLE_RATE // 1000  # samples per millisecond
 AGENT_VARIANT = "f3"
 AGENT_VOICES = {"en": f"en-us+{AGENT_VARIANT}", "es": f"es+{AGENT_VARIANT}"}
 AGENT_RATE_WPM = 170
+AGENT_VOICE_CHOICES = ("espeak", "piper")  # "espeak": what the shipped checkpoint was trained on
 TRAIN_CALLER_BASES = ("en-us", "en-gb", "en-gb-x-rp", "en-gb-scotland", "en-029")
 TRAIN_CALLER_VARIANTS = ("", "m1", "m2", "m3", "m4", "m5", "m6", "f1", "f2", "f4", "klatt", "klatt2",
                          "klatt3", "Annie", "Andy", "Alicia", "benjamin", "steph", "david", "john",
@@ -97,6 +104,24 @@ _SEED_SALT = 0x50524C59  # "PRLY"
 
 def caller_voices(held_out: bool = False) -> tuple[str, ...]:
     return HELD_OUT_CALLER_VOICES if held_out else TRAIN_CALLER_VOICES
+
+
+def agent_voices(agent_voice: str = "espeak") -> dict[str, str]:
+    """Language -> the agent's voice: `AGENT_VOICES`, or with agent_voice="piper" piper joe
+    (`piper_voice.VOICE_NAME`) for English."""
+    if agent_voice == "espeak":
+        return dict(AGENT_VOICES)
+    if agent_voice == "piper":
+        return {**AGENT_VOICES, "en": piper_voice.VOICE_NAME}
+    raise ValueError(f"agent_voice must be one of {AGENT_VOICE_CHOICES}, got {agent_voice!r}")
+
+
+def agent_tts(agent_voice: str = "espeak"):
+    """A TTS that speaks every voice of `agent_voices(agent_voice)` and the callers' voices."""
+    agent_voices(agent_voice)  # ValueError if unknown
+    if agent_voice == "piper":
+        return piper_voice.WithPiper(Espeak.instance())
+    return Espeak.instance()
 
 
 def config_text(agent_name: str) -> str:
@@ -164,6 +189,7 @@ class RenderedCall:
     held_out: bool
     caller_voice: str
     channel: ChannelParams
+    agent_voice: str = "espeak"  # AGENT_VOICE_CHOICES
 
     @property
     def n_samples(self) -> int:
@@ -182,6 +208,7 @@ class RenderedCall:
         meta = {
             "render_version": RENDER_VERSION, "sample_rate": self.sample_rate, "seed": self.seed,
             "held_out": self.held_out, "caller_voice": self.caller_voice, "channel": self.channel.to_dict(),
+            "agent_voice": self.agent_voice,
             "script": self.script.to_json(),
             "says": [{**asdict(s), "words": [list(w) for w in ((w.text, w.start_sample) for w in s.words)]}
                      for s in self.says],
@@ -201,7 +228,8 @@ class RenderedCall:
         says = [PlacedSay(**{**s, "words": tuple(Word(t, n) for t, n in s["words"])}) for s in meta["says"]]
         return cls(caller, agent, meta["sample_rate"], says, [Event(*e) for e in meta["events"]],
                    [PlacedToolCall(*t) for t in meta["tool_calls"]], CallScript.from_json(meta["script"]),
-                   meta["seed"], meta["held_out"], meta["caller_voice"], ChannelParams(**meta["channel"]))
+                   meta["seed"], meta["held_out"], meta["caller_voice"], ChannelParams(**meta["channel"]),
+                   meta.get("agent_voice", "espeak"))  # calls cached before the choice existed: espeak
 
 
 def _pcm16(x: np.ndarray) -> np.ndarray:
@@ -237,12 +265,13 @@ def _word_onsets(text: str, words) -> list[tuple[str, int]]:
 
 
 class _Synth:
-    def __init__(self, tts: Espeak, caller: _Voice, rng: np.random.Generator) -> None:
-        self.tts, self.caller, self.rng = tts, caller, rng
+    def __init__(self, tts: Espeak, caller: _Voice, rng: np.random.Generator,
+                 agent: dict[str, str] = AGENT_VOICES) -> None:
+        self.tts, self.caller, self.rng, self.agent = tts, caller, rng, agent
 
     def __call__(self, say: Say) -> tuple[np.ndarray, list[tuple[str, int]]]:
         if say.speaker == "agent":
-            voice, rate, pitch, spread = AGENT_VOICES[say.lang], AGENT_RATE_WPM, 50, 50
+            voice, rate, pitch, spread = self.agent[say.lang], AGENT_RATE_WPM, 50, 50
         else:
             c = self.caller
             jitter = self.rng.uniform(1 - CALLER_RATE_JITTER, 1 + CALLER_RATE_JITTER)
@@ -319,16 +348,18 @@ def _rng(script: CallScript, seed: int, held_out: bool) -> np.random.Generator:
 
 
 def render_call(script: CallScript, seed: int, held_out: bool = False,
-                tts: Espeak | None = None) -> RenderedCall:
-    """Synthesise and lay out `script` (see the module docstring). Same arguments, same call."""
-    tts = tts or Espeak.instance()
+                tts: Espeak | None = None, agent_voice: str = "espeak") -> RenderedCall:
+    """Synthesise and lay out `script` (see the module docstring). Same arguments, same call.
+    `tts` (default `agent_tts(agent_voice)`) must speak the voices of `agent_voices(agent_voice)`."""
+    voices_of_agent = agent_voices(agent_voice)
+    tts = tts or agent_tts(agent_voice)
     voice_rng, prosody_rng, channel_rng = _rng(script, seed, held_out).spawn(3)
     voices = caller_voices(held_out)
     caller = _Voice(voices[int(voice_rng.integers(len(voices)))],
                     float(voice_rng.uniform(*CALLER_RATE_WPM)) * script.style.rate_factor,
                     int(voice_rng.integers(30, 71)), int(voice_rng.integers(30, 81)))
     items = script.items
-    placed = _place(script, _Synth(tts, caller, prosody_rng))
+    placed = _place(script, _Synth(tts, caller, prosody_rng, voices_of_agent))
 
     last = max(p.end for p in placed)
     n = (last // MICRO_TURN_SAMPLES + 2) * MICRO_TURN_SAMPLES  # one whole micro-turn after the last end
@@ -368,7 +399,7 @@ def render_call(script: CallScript, seed: int, held_out: bool = False,
     agent = to_pcm16_grid(tracks["agent"])
     caller_channel = apply_channel(tracks["caller"], agent, params, channel_rng)
     return RenderedCall(caller_channel, agent, SAMPLE_RATE, says, events, tool_calls, script, seed, held_out,
-                        caller.name, params)
+                        caller.name, params, agent_voice)
 
 
 # -- cache ----------------------------------------------------------------------------------------
@@ -381,13 +412,20 @@ def default_cache_dir() -> Path:
 class CorpusCache:
     """Rendered calls on disk, one compressed .npz per (agent, seed, split), rendered on a miss.
 
-    The directory name carries the render, script and espeakng-loader versions, so a change to
-    any of them starts a fresh corpus instead of reading stale calls. Writes are atomic."""
+    The directory name carries the render, script and espeakng-loader versions (and for
+    agent_voice="piper" the piper voice with a digest of its versions and settings), so a change
+    to any of them, or another agent voice, starts a fresh corpus instead of reading stale calls.
+    Writes are atomic."""
 
-    def __init__(self, root: str | Path | None = None) -> None:
+    def __init__(self, root: str | Path | None = None, agent_voice: str = "espeak") -> None:
+        agent_voices(agent_voice)  # ValueError if unknown
         self.root = Path(root) if root is not None else default_cache_dir()
+        self.agent_voice = agent_voice
         espeak = importlib.metadata.version("espeakng-loader")
-        self.dir = self.root / f"render{RENDER_VERSION}-script{SCRIPT_VERSION}-espeak{espeak}"
+        name = f"render{RENDER_VERSION}-script{SCRIPT_VERSION}-espeak{espeak}"
+        if agent_voice == "piper":  # the voice and a digest of everything that shapes its audio
+            name += f"-piper-{piper_voice.VOICE_ID}-{piper_voice.settings_digest()}"
+        self.dir = self.root / name
 
     def path(self, agent: str, seed: int, held_out: bool = False) -> Path:
         return self.dir / agent / ("held_out" if held_out else "train") / f"{int(seed)}.npz"
@@ -396,10 +434,12 @@ class CorpusCache:
         path = self.path(agent, seed, held_out)
         if path.is_file():
             try:
-                return RenderedCall.load(path)
+                call = RenderedCall.load(path)
+                if call.agent_voice == self.agent_voice:
+                    return call
             except (OSError, ValueError, KeyError, zipfile.BadZipFile):
                 pass  # a damaged or stale file: render it again
-        call = render_call(generate_script(agent, seed), seed, held_out)
+        call = render_call(generate_script(agent, seed), seed, held_out, agent_voice=self.agent_voice)
         path.parent.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
         call.save(buf)

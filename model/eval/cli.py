@@ -2,10 +2,12 @@
 
     parley eval [--checkpoint DIR | --preset NAME] [--scenarios DIR] --out DIR [--limit N]
                 [--no-baseline] [--no-asr] [--max-slots 8] [--tick-ms 200] [--save-audio]
-    parley eval --write-scenarios DIR [--n 20] [--seed0 900000]
+    parley eval --write-scenarios DIR [--n 20] [--seed0 900000] [--agent-voice espeak|piper]
 
 Without --scenarios, `--n` held-out scenarios are generated into OUT/scenarios first (kept and
 reused when that directory already holds some). `--write-scenarios` only writes scenarios.
+`--agent-voice piper` voices the generated scenarios' English agent lines with piper joe instead
+of espeak-ng (model.data.render; the shipped checkpoint was trained on espeak-ng).
 The model is the shipped checkpoint unless --checkpoint or --preset say otherwise (a preset has
 random weights). Calls run in real time (200 ms ticks), up to --max-slots at once; --tick-ms
 below 200 runs them faster than real time when the machine keeps up (late frames are reported).
@@ -48,14 +50,18 @@ def add_command(sub) -> None:
     p.add_argument("--write-scenarios", type=Path, metavar="DIR", help="only write held-out scenarios to DIR")
     p.add_argument("--n", type=int, default=20, help="held-out scenarios to generate")
     p.add_argument("--seed0", type=int, help="first held-out seed (default model.eval.scenarios.HELD_OUT_SEED0)")
+    p.add_argument("--agent-voice", choices=("espeak", "piper"), default="espeak",
+                   help="agent voice of generated scenarios: espeak-ng (as trained) or piper joe "
+                        "(its English lines)")
     p.set_defaults(func=cmd_eval)
 
 
-def _write_scenarios(directory: Path, n: int, seed0: int | None) -> list[Path]:
+def _write_scenarios(directory: Path, n: int, seed0: int | None, agent_voice: str = "espeak") -> list[Path]:
     from model.eval.scenarios import HELD_OUT_SEED0, write_held_out
 
     t = time.perf_counter()
-    paths = write_held_out(directory, n, seed0=HELD_OUT_SEED0 if seed0 is None else seed0)
+    paths = write_held_out(directory, n, seed0=HELD_OUT_SEED0 if seed0 is None else seed0,
+                           agent_voice=agent_voice)
     log.info("wrote %d held-out scenarios to %s in %.1f s", len(paths), directory, time.perf_counter() - t)
     return paths
 
@@ -74,7 +80,7 @@ def save_audio(record, path: Path) -> None:
 
 def cmd_eval(args) -> int:
     if args.write_scenarios is not None:
-        paths = _write_scenarios(args.write_scenarios, args.n, args.seed0)
+        paths = _write_scenarios(args.write_scenarios, args.n, args.seed0, args.agent_voice)
         print(json.dumps({"scenarios": str(args.write_scenarios), "written": len(paths)}))
         return 0
     if args.out is None:
@@ -95,7 +101,7 @@ def cmd_eval(args) -> int:
     if scenario_dir is None:
         scenario_dir = args.out / "scenarios"
         if not any(scenario_dir.glob("*.json")):
-            _write_scenarios(scenario_dir, args.n, args.seed0)
+            _write_scenarios(scenario_dir, args.n, args.seed0, args.agent_voice)
     scenarios = load_scenarios(scenario_dir, args.limit)
     model = load_model(args.preset, args.checkpoint, device=args.device)
     if args.checkpoint:

@@ -444,7 +444,8 @@ def scenario_from_call(call, name: str, edges: dict[int, tuple[int, int]] | None
         "agent_reference": {"wav": f"{name}.agent.wav",
                             "text": " ".join(s.text for s in says if s.speaker == "agent" and s.text)},
         "source": {"generator": "model.data.render", "agent": call.script.agent, "seed": call.seed,
-                   "held_out": call.held_out, "scenario": call.script.scenario,
+                   "held_out": call.held_out, "agent_voice": call.agent_voice,
+                   "scenario": call.script.scenario,
                    "features": sorted(call.script.features()), "channel": call.channel.to_dict()},
     }
     if call.channel.echo_delay_ms is not None:
@@ -454,22 +455,22 @@ def scenario_from_call(call, name: str, edges: dict[int, tuple[int, int]] | None
 
 
 def write_held_out(out_dir: str | Path, n: int, agents: tuple[str, ...] = AGENTS,
-                   seed0: int = HELD_OUT_SEED0) -> list[Path]:
-    """Render `n` held-out calls (agents in turn, seeds seed0, seed0 + 1, ...) as scenarios."""
-    from model.data.render import AGENT_VOICES, render_call
+                   seed0: int = HELD_OUT_SEED0, agent_voice: str = "espeak") -> list[Path]:
+    """Render `n` held-out calls (agents in turn, seeds seed0, seed0 + 1, ...) as scenarios, the
+    agent's lines in `agent_voice` (model.data.render.AGENT_VOICE_CHOICES)."""
+    from model.data.render import agent_tts, agent_voices, render_call
     from model.data.scripts import generate_script
-    from model.data.tts import Espeak
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tts = Espeak.instance()
+    tts = agent_tts(agent_voice)
     paths = []
     for i in range(n):
         agent, seed = agents[i % len(agents)], seed0 + i
         script = generate_script(agent, seed)
-        call = render_call(script, seed, held_out=True)
-        muted = _MutedAgent(tts, AGENT_VOICES.values())
-        caller = render_call(script, seed, held_out=True, tts=muted).caller
+        call = render_call(script, seed, held_out=True, tts=tts, agent_voice=agent_voice)
+        muted = _MutedAgent(tts, agent_voices(agent_voice).values())
+        caller = render_call(script, seed, held_out=True, tts=muted, agent_voice=agent_voice).caller
         name = f"{agent}-{seed}"
         write_wav(out / f"{name}.wav", caller)
         write_wav(out / f"{name}.agent.wav", call.agent)

@@ -1,10 +1,12 @@
 """`parley train`: train a preset on generated calls, resumable, with progress and loss curves.
 
     parley train --preset small --out runs/small [--resume] [--device cpu|cuda] [--hours H] [--steps N]
+                 [--agent-voice espeak|piper]
 
 Every `--checkpoint-every` steps the run directory gets a loadable checkpoint (config.json +
 model.safetensors), the trainer state, losses.jsonl and losses.png. Stopped at any point, the same
-command with --resume continues exactly where the last checkpoint left off.
+command with --resume continues exactly where the last checkpoint left off (pass the same
+--agent-voice: the agent's English voice, espeak-ng as the shipped checkpoint, or piper joe).
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ def add_command(sub) -> None:
     p.add_argument("--self-feed", type=float, default=0.0,
                    help="share of micro-turns that read back the model's own sampled outputs instead of "
                         "the references (parallel scheduled sampling; one more forward pass a step)")
+    p.add_argument("--agent-voice", choices=("espeak", "piper"), default="espeak",
+                   help="the agent's English voice in the generated calls: espeak-ng (the shipped "
+                        "checkpoint's) or piper joe (model.data.piper_voice)")
     p.add_argument("--part", choices=("model", "vocoder"), default="model",
                    help="what to train: the interaction model's heads, or the vocoder (into OUT/vocoder)")
     p.set_defaults(func=cmd_train)
@@ -108,7 +113,8 @@ def cmd_train(args) -> int:
     cfg = ModelConfig.from_name(args.preset)
     torch.manual_seed(args.data_seed)
     model = InteractionModel(cfg)
-    data = CallStream(cfg, DataConfig(args.batch_size, args.max_positions, args.corpus_calls))
+    data = CallStream(cfg, DataConfig(args.batch_size, args.max_positions, args.corpus_calls,
+                                      agent_voice=args.agent_voice))
     train_cfg = TrainConfig(lr=args.lr, total_steps=args.total_steps or TrainConfig.total_steps,
                             checkpoint_every=args.checkpoint_every,
                             data_seed=args.data_seed, feedback_noise=args.feedback_noise,
@@ -142,7 +148,7 @@ def _train_vocoder(args, cfg) -> int:
     if (out / "vocoder_state.pt").is_file() and not args.resume:
         raise SystemExit(f"parley: {out} already holds a vocoder run; pass --resume to continue it")
     c = VocoderTrainConfig(total_steps=args.total_steps or VocoderTrainConfig.total_steps, seed=args.data_seed,
-                           checkpoint_every=args.checkpoint_every)
+                           checkpoint_every=args.checkpoint_every, agent_voice=args.agent_voice)
     trainer = VocoderTrainer(cfg, out, c, device=args.device)
     if args.resume:
         trainer.resume()

@@ -4,7 +4,8 @@ Batch `index` holds `batch_size` calls drawn from a fixed corpus of `corpus_call
 (rendered once into the corpus cache, then reused across epochs), each cropped at a seeded random
 micro-turn to `max_positions` stream positions. Agents are mixed by a fixed ratio. Call seeds for
 training and for evaluation come from disjoint ranges (`EVAL_SEED_BASE`), and evaluation also uses
-held-out caller voices.
+held-out caller voices. `agent_voice` picks the agent's English voice (model.data.render:
+"espeak", what the shipped checkpoint was trained on, or "piper"); each has its own corpus cache.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class DataConfig:
     max_positions: int = 256
     corpus_calls: int = 4000
     interpreting_share: float = 0.3
+    agent_voice: str = "espeak"  # model.data.render.AGENT_VOICE_CHOICES
 
 
 class CallStream:
@@ -35,7 +37,7 @@ class CallStream:
     def __init__(self, cfg: ModelConfig, data: DataConfig = DataConfig(), cache: CorpusCache | None = None) -> None:
         self.cfg = cfg
         self.data = data
-        self.cache = cache or CorpusCache()
+        self.cache = cache or CorpusCache(agent_voice=data.agent_voice)
 
     def call(self, seed: int, n: int) -> tuple[str, int]:
         """The n-th call of the corpus: (agent, script seed)."""

@@ -60,6 +60,7 @@ class VocoderTrainConfig:
     jitter_share: float = 0.02  # share of (frame, bin) levels moved by +-1
     checkpoint_every: int = 200
     seed: int = 0
+    agent_voice: str = "espeak"  # the voice it learns: model.data.render.AGENT_VOICE_CHOICES
 
 
 def _lr(step: int, c: VocoderTrainConfig) -> float:
@@ -100,7 +101,7 @@ class SegmentPool:
     @classmethod
     def from_corpus(cls, cfg: ModelConfig, c: VocoderTrainConfig, cache: CorpusCache | None = None) -> SegmentPool:
         """The agent channel of the first `c.corpus_calls` calls of the training corpus."""
-        stream = CallStream(cfg, DataConfig(corpus_calls=c.corpus_calls), cache)
+        stream = CallStream(cfg, DataConfig(corpus_calls=c.corpus_calls, agent_voice=c.agent_voice), cache)
         return cls(cfg, c, [stream.cache.call(*stream.call(c.seed, n)).agent for n in range(c.corpus_calls)])
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
