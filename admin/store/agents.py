@@ -20,7 +20,6 @@ import time
 from typing import Callable, Optional
 
 import redis.asyncio as aioredis
-from redis.exceptions import WatchError
 
 from admin.store import names
 from admin.store.errors import Conflict, Invalid, NotFound
@@ -76,23 +75,23 @@ class AgentStore:
         if await self.redis.exists(names.AGENTS_SEEDED):
             return False
         keys = [names.AGENTS_SEEDED, *(names.agent(a.name) for a in SHIPPED_AGENTS)]
-        async with self.redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(*keys)
-                    if await pipe.exists(names.AGENTS_SEEDED):
-                        return False
-                    present = [bool(await pipe.exists(names.agent(a.name))) for a in SHIPPED_AGENTS]
-                    now = self.clock()
-                    pipe.multi()
-                    pipe.set(names.AGENTS_SEEDED, repr(now))
-                    for agent, exists in zip(SHIPPED_AGENTS, present):
-                        if not exists:
-                            self._write(pipe, agent, 1, now, now, "create", None)
-                    await pipe.execute()
-                    return True
-                except WatchError:
-                    continue
+
+        async def txn(pipe) -> bool:
+            # `transaction` WATCHes `keys`, runs this, EXECs and retries on WatchError. Returning
+            # before `multi()` leaves an empty MULTI/EXEC: harmless (retried, so rechecked, only if
+            # a watched key changed meanwhile). The same holds wherever a txn returns early.
+            if await pipe.exists(names.AGENTS_SEEDED):
+                return False
+            present = [bool(await pipe.exists(names.agent(a.name))) for a in SHIPPED_AGENTS]
+            now = self.clock()
+            pipe.multi()
+            pipe.set(names.AGENTS_SEEDED, repr(now))
+            for agent, exists in zip(SHIPPED_AGENTS, present):
+                if not exists:
+                    self._write(pipe, agent, 1, now, now, "create", None)
+            return True
+
+        return await self.redis.transaction(txn, *keys, value_from_callable=True)
 
     def _write(self, pipe, config: AgentConfig, version: int, created: float, now: float, change: str,
                key_id: Optional[str]) -> None:
@@ -138,20 +137,17 @@ class AgentStore:
     # --- writing -----------------------------------------------------------------------------------
     async def create(self, config: AgentConfig, key_id: Optional[str] = None) -> StoredAgent:
         key = names.agent(config.name)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(key)
-                    if await pipe.exists(key):
-                        raise Conflict(f"an agent called {config.name!r} exists", "name")
-                    now = self.clock()
-                    pipe.multi()
-                    pipe.delete(names.agent_versions(config.name), names.agent_deleted(config.name))
-                    self._write(pipe, config, 1, now, now, "create", key_id)
-                    await pipe.execute()
-                    return StoredAgent(config, 1, now, now)
-                except WatchError:
-                    continue
+
+        async def txn(pipe) -> StoredAgent:
+            if await pipe.exists(key):
+                raise Conflict(f"an agent called {config.name!r} exists", "name")
+            now = self.clock()
+            pipe.multi()
+            pipe.delete(names.agent_versions(config.name), names.agent_deleted(config.name))
+            self._write(pipe, config, 1, now, now, "create", key_id)
+            return StoredAgent(config, 1, now, now)
+
+        return await self.redis.transaction(txn, key, value_from_callable=True)
 
     async def update(
         self,
@@ -164,46 +160,39 @@ class AgentStore:
         """Apply `change` to the current configuration and store the result as the next version.
         Whatever `change` raises (pydantic's ValidationError, `Invalid`) goes to the caller."""
         key = names.agent(name)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(key)
-                    data = await pipe.hgetall(key)
-                    if not data:
-                        raise NotFound(f"no agent {name!r}", "name")
-                    current = _stored(data)
-                    if expected_version is not None and expected_version != current.version:
-                        raise Conflict(
-                            f"agent {name!r} is at version {current.version}, not {expected_version}",
-                            "expected_version",
-                        )
-                    config = change(current.config)
-                    if config.name != name:
-                        raise Invalid("an agent's name cannot change", "name")
-                    now = self.clock()
-                    version = current.version + 1
-                    pipe.multi()
-                    self._write(pipe, config, version, current.created_at, now, "update", key_id)
-                    await pipe.execute()
-                    return StoredAgent(config, version, current.created_at, now)
-                except WatchError:
-                    continue
+
+        async def txn(pipe) -> StoredAgent:
+            data = await pipe.hgetall(key)
+            if not data:
+                raise NotFound(f"no agent {name!r}", "name")
+            current = _stored(data)
+            if expected_version is not None and expected_version != current.version:
+                raise Conflict(
+                    f"agent {name!r} is at version {current.version}, not {expected_version}",
+                    "expected_version",
+                )
+            config = change(current.config)
+            if config.name != name:
+                raise Invalid("an agent's name cannot change", "name")
+            now = self.clock()
+            version = current.version + 1
+            pipe.multi()
+            self._write(pipe, config, version, current.created_at, now, "update", key_id)
+            return StoredAgent(config, version, current.created_at, now)
+
+        return await self.redis.transaction(txn, key, value_from_callable=True)
 
     async def delete(self, name: str) -> None:
         key = names.agent(name)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(key, names.stream_tokens(name))
-                    if not await pipe.exists(key):
-                        raise NotFound(f"no agent {name!r}", "name")
-                    tokens = await pipe.smembers(names.stream_tokens(name))
-                    pipe.multi()
-                    pipe.delete(key, names.agent_versions(name), names.stream_tokens(name),
-                                *(names.stream_token(t) for t in tokens))
-                    pipe.srem(names.AGENTS, name)
-                    pipe.set(names.agent_deleted(name), repr(self.clock()))
-                    await pipe.execute()
-                    return
-                except WatchError:
-                    continue
+
+        async def txn(pipe) -> None:
+            if not await pipe.exists(key):
+                raise NotFound(f"no agent {name!r}", "name")
+            tokens = await pipe.smembers(names.stream_tokens(name))
+            pipe.multi()
+            pipe.delete(key, names.agent_versions(name), names.stream_tokens(name),
+                        *(names.stream_token(t) for t in tokens))
+            pipe.srem(names.AGENTS, name)
+            pipe.set(names.agent_deleted(name), repr(self.clock()))
+
+        await self.redis.transaction(txn, key, names.stream_tokens(name))

@@ -21,7 +21,6 @@ import time
 from typing import Callable, Optional
 
 import redis.asyncio as aioredis
-from redis.exceptions import WatchError
 
 from admin.core import security
 from admin.store import names
@@ -138,32 +137,29 @@ class CredentialStore:
     async def revoke_key(self, ident: str) -> StoredKey:
         """Revoke a key (again: no change). The last active admin key cannot be revoked."""
         key = names.api_key(ident)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(key, names.API_KEYS_ACTIVE)
-                    data = await pipe.hgetall(key)
-                    if not data:
-                        raise NotFound(f"no API key {ident!r}", "key_id")
-                    stored = _key(ident, data)
-                    if not stored.active:
-                        return stored
-                    if stored.scope == "admin":
-                        others = 0
-                        for other in await pipe.smembers(names.API_KEYS_ACTIVE):
-                            if other != ident and await pipe.hget(names.api_key(other), "scope") == "admin":
-                                others += 1
-                        if not others:
-                            raise Conflict("this is the last active admin key; create another admin key "
-                                           "before revoking it", "key_id")
-                    now = self.clock()
-                    pipe.multi()
-                    pipe.hset(key, "revoked_at", repr(now))
-                    pipe.srem(names.API_KEYS_ACTIVE, ident)
-                    await pipe.execute()
-                    return dataclasses.replace(stored, revoked_at=now)
-                except WatchError:
-                    continue
+
+        async def txn(pipe) -> StoredKey:
+            data = await pipe.hgetall(key)
+            if not data:
+                raise NotFound(f"no API key {ident!r}", "key_id")
+            stored = _key(ident, data)
+            if not stored.active:
+                return stored
+            if stored.scope == "admin":
+                others = 0
+                for other in await pipe.smembers(names.API_KEYS_ACTIVE):
+                    if other != ident and await pipe.hget(names.api_key(other), "scope") == "admin":
+                        others += 1
+                if not others:
+                    raise Conflict("this is the last active admin key; create another admin key "
+                                   "before revoking it", "key_id")
+            now = self.clock()
+            pipe.multi()
+            pipe.hset(key, "revoked_at", repr(now))
+            pipe.srem(names.API_KEYS_ACTIVE, ident)
+            return dataclasses.replace(stored, revoked_at=now)
+
+        return await self.redis.transaction(txn, key, names.API_KEYS_ACTIVE, value_from_callable=True)
 
     async def hit(self, ident: str, limit: int, window_s: int, *, failures: bool = False) -> Optional[int]:
         """Count one request (or one failed check) of key `ident`; None while within `limit` per

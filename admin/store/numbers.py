@@ -13,7 +13,6 @@ import time
 from typing import Callable, Optional
 
 import redis.asyncio as aioredis
-from redis.exceptions import WatchError
 
 from admin.store import names
 from admin.store.errors import Conflict, NotFound
@@ -53,41 +52,35 @@ class NumberStore:
     async def create(self, number: str, agent: str, label: str = "") -> StoredNumber:
         key = names.number(number)
         now = self.clock()
-        async with self.redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(key)
-                    if await pipe.exists(key):
-                        raise Conflict(f"number {number} is configured already", "number")
-                    pipe.multi()
-                    pipe.hset(key, mapping={"agent": agent, "label": label, "created_at": repr(now),
-                                            "updated_at": repr(now)})
-                    pipe.sadd(names.NUMBERS, number)
-                    await pipe.execute()
-                    return StoredNumber(number, agent, label, now, now)
-                except WatchError:
-                    continue
+
+        async def txn(pipe) -> StoredNumber:
+            if await pipe.exists(key):
+                raise Conflict(f"number {number} is configured already", "number")
+            pipe.multi()
+            pipe.hset(key, mapping={"agent": agent, "label": label, "created_at": repr(now),
+                                    "updated_at": repr(now)})
+            pipe.sadd(names.NUMBERS, number)
+            return StoredNumber(number, agent, label, now, now)
+
+        return await self.redis.transaction(txn, key, value_from_callable=True)
 
     async def update(self, number: str, *, agent: Optional[str] = None, label: Optional[str] = None) -> StoredNumber:
         key = names.number(number)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(key)
-                    data = await pipe.hgetall(key)
-                    if not data:
-                        raise NotFound(f"no number {number}", "number")
-                    changes = {"updated_at": repr(self.clock())}
-                    if agent is not None:
-                        changes["agent"] = agent
-                    if label is not None:
-                        changes["label"] = label
-                    pipe.multi()
-                    pipe.hset(key, mapping=changes)
-                    await pipe.execute()
-                    return _stored(number, {**data, **changes})
-                except WatchError:
-                    continue
+
+        async def txn(pipe) -> StoredNumber:
+            data = await pipe.hgetall(key)
+            if not data:
+                raise NotFound(f"no number {number}", "number")
+            changes = {"updated_at": repr(self.clock())}
+            if agent is not None:
+                changes["agent"] = agent
+            if label is not None:
+                changes["label"] = label
+            pipe.multi()
+            pipe.hset(key, mapping=changes)
+            return _stored(number, {**data, **changes})
+
+        return await self.redis.transaction(txn, key, value_from_callable=True)
 
     async def delete(self, number: str) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
