@@ -5,8 +5,10 @@
 
 Every `--checkpoint-every` steps the run directory gets a loadable checkpoint (config.json +
 model.safetensors), the trainer state, losses.jsonl and losses.png. Stopped at any point, the same
-command with --resume continues exactly where the last checkpoint left off (pass the same
---agent-voice: the agent's English voice, espeak-ng as the shipped checkpoint, or piper joe).
+command with --resume continues exactly where the last checkpoint left off. The run directory's
+data.json records what the run's calls are made of (the agent's English voice: espeak-ng, as the
+shipped checkpoint, or piper joe); resuming with another --agent-voice is refused, since it would
+silently switch the run to another corpus.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+DATA_FILE = "data.json"  # what the run's calls are made of (see the module docstring)
 
 
 def plot_losses(run_dir: Path, name: str = "losses.jsonl",
@@ -110,6 +113,7 @@ def cmd_train(args) -> int:
         return _train_vocoder(args, ModelConfig.from_name(args.preset))
     if (args.out / "trainer.pt").is_file() and not args.resume:
         raise SystemExit(f"parley: {args.out} already holds a run; pass --resume to continue it")
+    _same_data(args.out, {"agent_voice": args.agent_voice}, existing=(args.out / "trainer.pt").is_file())
     cfg = ModelConfig.from_name(args.preset)
     torch.manual_seed(args.data_seed)
     model = InteractionModel(cfg)
@@ -140,6 +144,21 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _same_data(out: Path, record: dict, existing: bool) -> None:
+    """Write `record` to OUT/data.json for a new run; for an `existing` one, refuse another record.
+    Runs from before data.json existed were all voiced by espeak-ng."""
+    path = out / DATA_FILE
+    if existing:
+        was = json.loads(path.read_text()) if path.is_file() else {"agent_voice": "espeak"}
+        changed = [f"--{k.replace('_', '-')} {was.get(k)} (asked for {v})" for k, v in record.items()
+                   if was.get(k) != v]
+        if changed:
+            raise SystemExit(f"parley: {out} was trained with {', '.join(changed)}; resume it with the "
+                             "same options, or start a new run in another directory")
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record) + "\n")
+
+
 def _train_vocoder(args, cfg) -> int:
     """`--part vocoder`: the vocoder alone, on the agent channel, into OUT/vocoder."""
     from model.train.vocoder import LOSSES, VocoderTrainConfig, VocoderTrainer
@@ -147,6 +166,7 @@ def _train_vocoder(args, cfg) -> int:
     out = args.out / "vocoder"
     if (out / "vocoder_state.pt").is_file() and not args.resume:
         raise SystemExit(f"parley: {out} already holds a vocoder run; pass --resume to continue it")
+    _same_data(out, {"agent_voice": args.agent_voice}, existing=(out / "vocoder_state.pt").is_file())
     c = VocoderTrainConfig(total_steps=args.total_steps or VocoderTrainConfig.total_steps, seed=args.data_seed,
                            checkpoint_every=args.checkpoint_every, agent_voice=args.agent_voice)
     trainer = VocoderTrainer(cfg, out, c, device=args.device)
