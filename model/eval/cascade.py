@@ -33,12 +33,20 @@ Lines are voiced with espeak-ng in the training data's agent voice (model.data.r
 whatever the caller channel holds; `echo_gain` > 0 adds the cascade's own output to what it hears,
 delayed by `echo_delay_ms`, for a line without echo cancellation.
 
+`run_cascade_reactive(caller, agent_lines, player)` adds a caller who reacts to the cascade's own
+output (a scenario's interjections, `model.eval.scenarios.InterjectionPlayer`): at each 200 ms
+boundary the player decides from the cascade's output so far whether a clip starts there; the clip
+is added to the caller channel and the whole call run again. The cascade is causal, so its output
+before the onset is the same in both runs: one deterministic rerun per clip played, nothing
+changed when none is.
+
 The result's `track` is a `model.eval.metrics.AgentTrack`: speech intervals measured from the
 produced audio with `metrics.speech_intervals` (as the model's are), no floor states (the metrics
 then count agent backchannels as short intervals: a cascade has none), no tool calls, and the
 spoken text. Deterministic for a given caller array and package versions.
 
-What it does not know: scenarios, reports, the interaction model, recognisers.
+What it does not know: scenarios (a player is anything with `step(k, agent_audio)` and
+`track(n)`), reports, the interaction model, recognisers.
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ from __future__ import annotations
 import threading
 import warnings
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -57,6 +66,7 @@ SAMPLE_RATE = 16_000
 CHUNK = 512  # Silero's chunk at 16 kHz: 32 ms
 CHUNK_MS = 1000 * CHUNK / SAMPLE_RATE
 FADE_SAMPLES = 8 * SAMPLE_RATE // 1000
+FRAME = 3200  # a 200 ms micro-turn: where a reactive caller may start a clip
 OUTCOMES = ("finished", "barged_in", "cancelled", "call_ended")
 
 
@@ -265,3 +275,25 @@ def run_cascade(caller: np.ndarray, agent_lines: list[AgentLine], *, silence_ms:
     text = " ".join(t.text for t in turns if t.text)
     track = AgentTrack(speech=speech_intervals(out, SAMPLE_RATE), floor=[], tool_calls=[], text=text)
     return CascadeResult(agent_audio=out, track=track, turns=turns, vad_probs=probs)
+
+
+class Player(Protocol):
+    """A reactive caller (model.eval.scenarios.InterjectionPlayer)."""
+
+    def step(self, k: int, agent: np.ndarray) -> int | None: ...
+
+    def track(self, n: int) -> np.ndarray: ...
+
+
+def run_cascade_reactive(caller: np.ndarray, agent_lines: list[AgentLine], player: Player,
+                         **kwargs) -> CascadeResult:
+    """`run_cascade` against a caller that reacts to it: at each frame boundary k * FRAME,
+    `player.step(k, agent_audio)` sees the cascade's output so far (it reads only what precedes the
+    boundary) and may start a clip there; the call is then run again with `player.track` added to
+    the caller channel. `kwargs` go to `run_cascade`; without a clip played, its result as is."""
+    x = _check_caller(caller)
+    result = run_cascade(x, agent_lines, **kwargs)
+    for k in range(-(-len(x) // FRAME)):
+        if player.step(k, result.agent_audio) is not None:
+            result = run_cascade(x + player.track(len(x)), agent_lines, **kwargs)
+    return result

@@ -42,6 +42,8 @@ OTHER_ROWS = (  # reported without a goal
     ("Turn ends / pauses / barge-ins / caller backchannels / echoes",
      ("n_turn_ends", "n_pauses", "n_barge_ins", "n_caller_backchannels", "n_echoes")),
     ("Tool calls expected / correct / extra", ("tool_calls_expected", "tool_calls_correct", "tool_calls_extra")),
+    ("Caller interjections played / planned (met the agent talking)",
+     ("n_interjections_triggered", "n_interjections_planned")),
 )
 FLOOR_COLOURS = {"speak": "#2e7d32", "backchannel": "#f9a825", "yield": "#c62828"}  # listen: none
 
@@ -225,7 +227,8 @@ def _summary_table(summary: dict) -> str:
 
 def _calls_table(results: dict) -> str:
     cols = ("call", "agent", "s", "turns taken", "latency p50", "pauses taken over", "barge-in stops (s)",
-            "false stops bc/echo", "tools correct/expected/extra", "chrF", "missing frames", "ended")
+            "false stops bc/echo", "tools correct/expected/extra", "chrF", "interjections played",
+            "missing frames", "ended")
     out = ["<table><tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>"]
     for c in results["calls"]:
         m = c["model"]["metrics"]
@@ -235,10 +238,12 @@ def _calls_table(results: dict) -> str:
         ended = c["model"]["session"].get("ended") or {}
         stops = f"{sum(m['backchannel_stops'])}/{len(m['backchannel_stops'])}, " \
             + f"{sum(m['echo_stops'])}/{len(m['echo_stops'])}"
+        ij = c["model"]["session"].get("interjections", [])
+        played = f"{sum(x['onset_s'] is not None for x in ij)}/{len(ij)}"
         cells = (f'<a href="#{html.escape(c["name"])}">{html.escape(c["name"])}</a>', html.escape(c["agent"]),
                  _fmt(c["duration_s"]), f"{len(lat)}/{len(m['turns'])}", _fmt(p50),
                  f"{sum(m['pauses'])}/{len(m['pauses'])}", ", ".join(f"{x:.2f}" for x in m["barge_in_latencies"]),
-                 stops, f"{t['correct']}/{t['expected']}/{t['extra']}", _fmt(m["chrf"]),
+                 stops, f"{t['correct']}/{t['expected']}/{t['extra']}", _fmt(m["chrf"]), played,
                  _fmt(c["model"]["session"].get("missing_frames")), html.escape(str(ended.get("by", ""))))
         out.append("<tr>" + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
     out.append("</table>")

@@ -11,6 +11,12 @@ concurrent scenario, the same tick loop and `Runner` that serve calls) and drive
   k-1's audio, since that audio is what leaks into it, and the caller's clock slips by the wait
   rather than sending the next frames in a burst (a burst would leave the server a frame behind
   for good). Waits are counted; a micro-turn the server skipped leaks silence.
+- Interjections (the scenario's "interjections", `scenarios.InterjectionPlayer`): before frame k
+  the player decides from the agent's audio that has sounded by kN (micro-turns up to k-2; the
+  harness waits for k-2 while one may still start, slipping the clock like the echo's wait)
+  whether a clip starts at kN, and frame k carries the clips' samples from then on. The onsets
+  (seconds, None: not played) are in the record and its session counters; what the model heard
+  includes the clips.
 - Agent side. The session plays every micro-turn's audio on the leg. Micro-turn k read frame k
   (the turn message says which), so its audio sounds over [(k+1)N, (k+2)N) of the call clock
   (`metrics.AgentTrack`): the leg lays it there, whatever the wall-clock jitter, i.e. as an ideal
@@ -23,12 +29,15 @@ concurrent scenario, the same tick loop and `Runner` that serve calls) and drive
 
 `evaluate(records)` measures the agent's speech (`metrics.speech_intervals` of its audio), builds
 the `AgentTrack` (floor per micro-turn, tool calls at the end of the micro-turn that made them,
-text) and scores it with `metrics.evaluate_call`. Echo intervals for "echo" scenarios come from
-the agent's own speech and its own stop decisions (`echo_intervals`). Optional, imported lazily
-and skipped with a note when missing: the VAD cascade baseline (`model.eval.cascade.run_cascade`,
-speaking the scenario's agent lines, hearing its own echo under the same delay and attenuation)
-and the recogniser for intelligibility (`model.eval.asr.Recogniser`, English agents only: it is
-an English model; the reference is its WER on the scenario's scripted agent recording).
+text) and scores it with `metrics.evaluate_call`, the played interjections added to the
+annotations (`with_interjections`) and counted (planned / triggered) per system. Echo intervals for
+"echo" scenarios come from the agent's own speech and its own stop decisions (`echo_intervals`).
+Optional, imported lazily and skipped with a note when missing: the VAD cascade baseline
+(`model.eval.cascade.run_cascade`, speaking the scenario's agent lines, hearing its own echo under
+the same delay and attenuation, the interjections played against its own output:
+`cascade.run_cascade_reactive`) and the recogniser for intelligibility (`model.eval.asr.Recogniser`,
+English agents only: it is an English model; the reference is its WER on the scenario's scripted
+agent recording).
 
 This module knows nothing of HTML or plots (`model.eval.report`).
 """
@@ -40,7 +49,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -61,7 +70,7 @@ from model.eval.metrics import (
     summarize,
     word_errors,
 )
-from model.eval.scenarios import SAMPLE_RATE, Scenario
+from model.eval.scenarios import SAMPLE_RATE, Interjection, InterjectionPlayer, Scenario
 from telephony.leg import CallInfo
 
 log = logging.getLogger(__name__)
@@ -172,6 +181,7 @@ class CallRecord:
     text: dict[int, str]  # caller frame -> text written in that micro-turn
     tool_calls: list[dict]  # {"frame", "t", "name", "arguments" | "arguments_raw"}
     session: dict  # counters: frames sent, turns, missing frames, how it ended, ...
+    interjections: list[float | None] = field(default_factory=list)  # per scenario interjection: onset (s)
 
     @property
     def n_frames(self) -> int:
@@ -212,7 +222,8 @@ async def run_call(scenario: Scenario, url: str, *, tick_s: float = MICRO_TURN_S
     delay = round(echo.delay_ms * SAMPLE_RATE / 1000) if echo else 0
     gain = db_to_gain(-echo.attenuation_db) if echo else 0.0
     events = list(scenario.events)
-    late_echo = 0  # frames sent before the audio that leaks into them was back
+    late_echo = late_interjection = 0  # frames sent before the agent audio they depend on was back
+    player = InterjectionPlayer.for_scenario(scenario)
     for k in range(n):
         if session.ended is not None:
             break
@@ -225,6 +236,13 @@ async def run_call(scenario: Scenario, url: str, *, tick_s: float = MICRO_TURN_S
             lo = k * N - delay
             agent = leg.audio[max(0, lo):lo + N].astype(np.float32) / 32768.0
             x[N - len(agent):] += gain * agent
+        if player.pending:  # decided on the audio sounded by kN: micro-turns up to k-2
+            if echo is None and k >= 2:
+                if not await leg.wait_answered(k - 2, 2 * tick_s):
+                    late_interjection += 1  # a skipped micro-turn: silence to the caller
+                due = max(due, loop.time())
+            player.step(k, leg.audio)
+        x += player.audio(k)
         while events and int(events[0].t / MICRO_TURN_S + 1e-9) <= k:  # events, then their frame
             ev = events.pop(0)
             if ev.kind == "dtmf":
@@ -252,14 +270,17 @@ async def run_call(scenario: Scenario, url: str, *, tick_s: float = MICRO_TURN_S
             tool_calls.append(call)
     counters = summary["timeline"].get("counters", {})
     floor = [leg.floor.get(k, "listen") for k in range(n)]
+    onsets = [None if t is None else round(t, 4) for t in player.onsets_s]
     return CallRecord(
         scenario, leg.audio, heard, floor, dict(leg.text), tool_calls,
         {"frames": n, "frames_sent": summary["frames_sent"], "turns": summary["turns_received"],
          "missing_frames": n - len(leg.floor), "echo_late_frames": late_echo,
+         "interjections": [{"kind": ij.kind, "onset_s": t} for ij, t in zip(scenario.interjections, onsets)],
+         "interjection_late_frames": late_interjection,
          "clock_slip_s": round(due - start - sent * tick_s, 3),
          "interrupts": leg.interrupts, "utterances": leg.utterances, "stray_frames": leg.stray_frames,
          "transfers": len(leg.transfers), "unmatched_tool_calls": router.unmatched,
-         "ended": summary["ended"], "counters": dict(counters)})
+         "ended": summary["ended"], "counters": dict(counters)}, onsets)
 
 
 async def run_scenarios(model, scenarios: Sequence[Scenario], *, max_slots: int = 8, tick_ms: int = 200,
@@ -329,6 +350,27 @@ def echo_intervals(speech: Sequence[tuple[float, float]], delay_s: float, ann: A
     return out
 
 
+def with_interjections(ann: Annotations, interjections: Sequence[Interjection],
+                       onsets: Sequence[float | None]) -> Annotations:
+    """`ann` plus the interjections that were played (`onsets[i]` None: not played). A barge-in:
+    its onset to barge_ins and its clip to caller_speech (a caller turn part, as the generated
+    scenarios annotate barge-ins; no turn end, since nothing scripted answers it). A backchannel:
+    its clip to backchannels only (caller_speech, and the caller time that agent backchannels are
+    counted in, are the caller's turns, as generated)."""
+    out = dataclasses.replace(ann, barge_ins=list(ann.barge_ins), backchannels=list(ann.backchannels),
+                              caller_speech=list(ann.caller_speech))
+    for ij, t in zip(interjections, onsets):
+        if t is None:
+            continue
+        span = (round(t, 4), round(t + ij.duration_s, 4))
+        if ij.kind == "barge_in":
+            out.barge_ins = sorted(out.barge_ins + [span[0]])
+            out.caller_speech = sorted(out.caller_speech + [span])
+        else:
+            out.backchannels = sorted(out.backchannels + [span])
+    return out
+
+
 def _result_dict(result) -> dict:
     d = dataclasses.asdict(result)
     d["chrf"] = result.chrf
@@ -365,10 +407,11 @@ def evaluate(records: Sequence[CallRecord], *, baseline: bool = True, asr: bool 
     recogniser = _recogniser(notes) if asr else None
     calls, model_results, cascade_results, ref_errors = [], [], [], []
     agents: list[str] = []  # the scenario's agent, index by index with the results
+    played: list[tuple[int, int, int | None]] = []  # per call: planned, model's, cascade's (or None)
     for rec in records:
         sc = rec.scenario
         track = agent_track(rec)
-        ann = dataclasses.replace(sc.annotations)
+        ann = with_interjections(sc.annotations, sc.interjections, rec.interjections)
         if sc.echo is not None:
             ann.echoes = list(ann.echoes) + echo_intervals(track.speech, sc.echo.delay_ms / 1000, ann,
                                                            model_cuts(track))
@@ -390,18 +433,22 @@ def evaluate(records: Sequence[CallRecord], *, baseline: bool = True, asr: bool 
             errors, words = word_errors(sc.reference_text, ref_asr)
             ref_errors.append((sc.agent, (errors, words)))
             call["reference"] = {"asr_text": ref_asr, "errors": errors, "words": words}
+        c_played = None
         if cascade is not None:
-            c = cascade(sc)
-            c_ann = dataclasses.replace(sc.annotations)
+            c, c_onsets = cascade(sc)
+            c_ann = with_interjections(sc.annotations, sc.interjections, c_onsets)
+            c_played = sum(t is not None for t in c_onsets)
             if sc.echo is not None:
                 cuts = [t.end_s for t in c.turns if t.outcome == "barged_in"]
                 c_ann.echoes = list(c_ann.echoes) + echo_intervals(c.track.speech, sc.echo.delay_ms / 1000,
                                                                    c_ann, cuts)
             c_result = evaluate_call(c_ann, c.track)
             cascade_results.append(c_result)
-            call["cascade"] = {"metrics": _result_dict(c_result), **_track_dict(c.track)}
+            call["cascade"] = {"metrics": _result_dict(c_result), **_track_dict(c.track),
+                               "interjections": c_onsets}
+        played.append((len(sc.interjections), sum(t is not None for t in rec.interjections), c_played))
         calls.append(call)
-    summary = _pooled(model_results, cascade_results, [e for _, e in ref_errors])
+    summary = _pooled(model_results, cascade_results, [e for _, e in ref_errors], played)
     if cascade_results:
         notes.append("The cascade baseline speaks scripted lines and makes no tool calls: its tool-call "
                      "accuracy is not applicable.")
@@ -412,17 +459,24 @@ def evaluate(records: Sequence[CallRecord], *, baseline: bool = True, asr: bool 
         mine = [i for i, a in enumerate(agents) if a == name]
         summary["by_agent"][name] = _pooled([model_results[i] for i in mine],
                                             [cascade_results[i] for i in mine] if cascade_results else [],
-                                            [e for a, e in ref_errors if a == name])
+                                            [e for a, e in ref_errors if a == name],
+                                            [played[i] for i in mine])
     return {"calls": calls, "summary": summary, "notes": notes}
 
 
-def _pooled(model_results: Sequence, cascade_results: Sequence,
-            ref_errors: Sequence[tuple[int, int]]) -> dict:
-    """The summary of some calls: each system's pooled metrics and the reference recording's WER."""
+def _pooled(model_results: Sequence, cascade_results: Sequence, ref_errors: Sequence[tuple[int, int]],
+            played: Sequence[tuple[int, int, int | None]] = ()) -> dict:
+    """The summary of some calls: each system's pooled metrics, how many of the calls' interjections
+    it met (`played`: per call planned, the model's, the cascade's) and the reference recording's WER."""
+    planned = sum(p for p, _, _ in played)
     summary: dict[str, Any] = {"model": summarize(model_results)}
+    summary["model"].update(n_interjections_planned=planned,
+                            n_interjections_triggered=sum(m for _, m, _ in played))
     if cascade_results:
         summary["cascade"] = summarize(cascade_results)
         summary["cascade"]["tool_call_accuracy"] = None  # it speaks scripted lines, calls no tools
+        summary["cascade"].update(n_interjections_planned=planned,
+                                  n_interjections_triggered=sum(c or 0 for _, _, c in played))
     words = sum(w for _, w in ref_errors)
     summary["reference"] = {"wer": sum(e for e, _ in ref_errors) / words if words else None, "words": words}
     return summary
@@ -436,7 +490,7 @@ def _cascade(notes: list[str]):
         notes.append(f"VAD cascade baseline not available ({exc}); model only.")
         return None
 
-    def run(sc: Scenario):
+    def run(sc: Scenario) -> tuple[Any, list[float | None]]:
         # One response per caller turn: the lines answering turn end k (a filler, then the answer
         # after the tool result) are said as one line. Lines before the first turn end (a greeting)
         # are left out: a cascade only speaks after it has detected a turn end.
@@ -448,7 +502,9 @@ def _cascade(notes: list[str]):
                  for k, group in sorted(by_turn.items())]
         echo = {} if sc.echo is None else {"echo_gain": db_to_gain(-sc.echo.attenuation_db),
                                            "echo_delay_ms": sc.echo.delay_ms}
-        return cascade.run_cascade(sc.audio, lines, **echo)
+        player = InterjectionPlayer.for_scenario(sc)
+        result = cascade.run_cascade_reactive(sc.audio, lines, player, **echo)
+        return result, [None if t is None else round(t, 4) for t in player.onsets_s]
 
     return run
 

@@ -33,7 +33,30 @@ listed here is an error):
      "agent_reference": {"wav": "<name>.agent.wav", "text": "..."},
                                                      # the scripted agent's audio and its words:
                                                      # the recogniser's reference WER
+     "interjections": [{"kind": "barge_in" | "backchannel",
+                        "wav": "<name>.int0.wav",    # the caller's clip (mono, any rate, like the
+                                                     # caller WAV); its first sample is the onset
+                        "not_before": 4.0,           # earliest onset [0]
+                        "after_speech_s": 0.8,       # the agent's unbroken speech it waits for [1.0]
+                        "not_after": 40.0,           # latest onset [null: while the clip fits]
+                        "text": "..."}, ...],        # what the clip says, not read
      "source": {...}}                                # free-form provenance, not read
+
+Interjections are what the fixed caller WAV cannot do: interrupt the agent under test or say
+"uh-huh" over it while it is actually talking (the WAV was rendered against a scripted agent that
+spoke at other times, so its barge-ins and backchannels mostly meet a silent agent and measure
+nothing). The harness plays each clip reactively, added to the caller WAV, and `InterjectionPlayer`
+is the rule, the same for the model (model.eval.run, on its actual output) and the VAD cascade:
+at each 200 ms frame boundary t on the call clock, an interjection not played yet starts at t when
+t >= not_before, t <= not_after, the clip fits in the call and overlaps none of the annotated
+caller speech (caller_speech, pauses, backchannels: the caller does not talk over itself), no
+other clip is playing, and the agent's audio before t holds speech for the last after_speech_s
+without a break (`speaking_for`: metrics.speech_intervals' rule, the one the scoring uses), all of
+it after the previous clip ended. Only audio that has sounded by t counts: the model's micro-turn
+k sounds over [(k+1)N, (k+2)N), so the decision at frame k reads its micro-turns up to k-2.
+Candidates are tried in list order; one that can no longer start (past not_after, or no room left)
+is not triggered. A played clip is scored (model.eval.run.with_interjections) as a barge-in at
+its onset plus caller speech, or as a caller backchannel over [onset, onset + clip length].
 
 Tool results are matched on the name and the arguments after `metrics.normalize_arguments`; an
 unmatched call gets a tool_error "unknown request". Loading checks every key and names the file
@@ -44,7 +67,12 @@ caller voices) into this format: the caller WAV is the caller channel rendered w
 voice muted (same speech, noise and line; no scripted echo: when the call had echo its parameters
 go to "echo", so the model hears its own voice instead), annotations from the placed utterances
 (see `scenario_from_call`), the scripted tool results, agent lines, DTMF and timer events, and the
-clean scripted agent channel as `<name>.agent.wav`.
+clean scripted agent channel as `<name>.agent.wav`. Support calls also get two interjections
+(`held_out_interjections`): a barge-in ("Wait, wait, that's not my order.") and a backchannel
+("uh-huh"), in the call's caller voice and prosody, trimmed to their audible speech and put
+through the call's line (level, band, mu-law; the WAV already has the noise), written as
+`<name>.int0.wav` and `<name>.int1.wav`; drawn from the seed, so the same seed gives the same
+bytes. Interpreting calls get none: their caller talks on while the interpreter speaks, by design.
 
 This module knows nothing of the model server, metrics' rules or reports.
 """
@@ -68,8 +96,13 @@ SAMPLE_RATE = 16_000
 AGENTS = ("support", "translate-en-es")
 EVENT_KINDS = ("dtmf", "timer", "system")  # tool events come from the tool router, not the scenario
 HELD_OUT_SEED0 = 900_000  # far from the training corpus' seeds (which also use other caller voices)
-KEYS = ("agent", "annotations", "echo", "tool_results", "agent_lines", "events", "agent_reference", "source")
+KEYS = ("agent", "annotations", "echo", "tool_results", "agent_lines", "events", "agent_reference",
+        "interjections", "source")
 INTERVAL_KEYS = ("pauses", "backchannels", "echoes", "caller_speech")
+INTERJECTION_KINDS = ("barge_in", "backchannel")
+INTERJECTION_KEYS = ("kind", "wav", "not_before", "after_speech_s", "not_after", "text")
+FRAME = 3200  # samples per 200 ms micro-turn: interjections start on frame boundaries
+SPEECH_HOP = SAMPLE_RATE * 20 // 1000  # metrics.speech_intervals' 20 ms frames
 
 
 class ScenarioError(ValueError):
@@ -105,6 +138,23 @@ class ScenarioEvent:
     payload: str
 
 
+@dataclass(frozen=True, eq=False)
+class Interjection:
+    """A caller clip the harness plays reactively (see the module docstring)."""
+
+    kind: str  # INTERJECTION_KINDS
+    wav: str  # the clip's file name, beside the scenario JSON
+    audio: np.ndarray  # [S] float32 16 kHz; its first sample is the onset
+    not_before: float = 0.0
+    after_speech_s: float = 1.0
+    not_after: float | None = None  # None: as long as the clip still fits in the call
+    text: str = ""
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.audio) / SAMPLE_RATE
+
+
 @dataclass(eq=False)
 class Scenario:
     name: str
@@ -118,10 +168,17 @@ class Scenario:
     reference_audio: np.ndarray | None = None  # [S] float32 16 kHz: the scripted agent
     reference_text: str | None = None
     path: Path | None = None  # the JSON file
+    interjections: list[Interjection] = field(default_factory=list)
 
     @property
     def duration_s(self) -> float:
         return len(self.audio) / SAMPLE_RATE
+
+    @property
+    def caller_busy(self) -> list[tuple[float, float]]:
+        """Where the fixed caller WAV speaks (annotated): no interjection may overlap it."""
+        ann = self.annotations
+        return list(ann.caller_speech) + list(ann.pauses) + list(ann.backchannels)
 
 
 # -------------------------------------------------------------------------------------------- WAV
@@ -239,8 +296,32 @@ def _annotations(c: _Check, raw) -> Annotations:
     return Annotations.from_dict(raw)
 
 
-def parse_scenario(data, path: Path, audio: np.ndarray, reference_audio: np.ndarray | None = None) -> Scenario:
-    """A scenario from its parsed JSON (validated; errors name `path` and the key)."""
+def _interjections(c: _Check, raw, clips: dict[str, np.ndarray]) -> list[Interjection]:
+    out = []
+    for i, ij in enumerate(c.list(raw, "interjections")):
+        where = f"interjections[{i}]"
+        c.obj(ij, where, INTERJECTION_KEYS, ("kind", "wav"))
+        if ij["kind"] not in INTERJECTION_KINDS:
+            c.fail(f"{where}.kind", f"{ij['kind']!r} is not one of {', '.join(INTERJECTION_KINDS)}")
+        wav = c.text(ij["wav"], f"{where}.wav")
+        if wav not in clips:
+            c.fail(f"{where}.wav", f"{wav} is missing")
+        if not len(clips[wav]):
+            c.fail(f"{where}.wav", f"{wav} holds no samples")
+        not_before = c.number(ij.get("not_before", 0.0), f"{where}.not_before")
+        not_after = ij.get("not_after")
+        if not_after is not None:
+            not_after = c.number(not_after, f"{where}.not_after", not_before)
+        out.append(Interjection(ij["kind"], wav, clips[wav], not_before,
+                                c.number(ij.get("after_speech_s", 1.0), f"{where}.after_speech_s", 0, 600),
+                                not_after, c.text(ij.get("text", ""), f"{where}.text")))
+    return out
+
+
+def parse_scenario(data, path: Path, audio: np.ndarray, reference_audio: np.ndarray | None = None,
+                   clips: dict[str, np.ndarray] | None = None) -> Scenario:
+    """A scenario from its parsed JSON (validated; errors name `path` and the key). `clips`: the
+    interjections' audio by their "wav" name (16 kHz float32)."""
     c = _Check(path)
     c.obj(data, "(top level)", KEYS, ("agent",))
     if data["agent"] not in AGENTS:
@@ -285,8 +366,9 @@ def parse_scenario(data, path: Path, audio: np.ndarray, reference_audio: np.ndar
         ref = c.obj(data["agent_reference"], "agent_reference", ("wav", "text"), ("wav", "text"))
         c.text(ref["wav"], "agent_reference.wav")
         ref_text = c.text(ref["text"], "agent_reference.text")
-    return Scenario(path.stem, data["agent"], audio, ann, echo, tools, lines, sorted(events, key=lambda e: e.t),
-                    reference_audio, ref_text, path)
+    interjections = _interjections(c, data.get("interjections", []), clips or {})
+    return Scenario(path.stem, data["agent"], audio, ann, echo, tools, lines,
+                    sorted(events, key=lambda e: e.t), reference_audio, ref_text, path, interjections)
 
 
 def load_scenario(json_path: str | Path) -> Scenario:
@@ -308,7 +390,14 @@ def load_scenario(json_path: str | Path) -> Scenario:
         if not ref_path.is_file():
             raise ScenarioError(f"{path}: agent_reference.wav: {ref_path.name} is missing")
         reference = load_audio(ref_path)
-    return parse_scenario(data, path, load_audio(wav), reference)
+    clips = {}
+    raw = data.get("interjections") if isinstance(data, dict) else None
+    for ij in raw if isinstance(raw, list) else []:
+        if isinstance(ij, dict) and isinstance(ij.get("wav"), str) and ij["wav"] not in clips:
+            clip_path = path.parent / ij["wav"]
+            if clip_path.is_file():  # a missing one is refused by parse_scenario, naming the key
+                clips[ij["wav"]] = load_audio(clip_path)
+    return parse_scenario(data, path, load_audio(wav), reference, clips)
 
 
 def load_scenarios(directory: str | Path, limit: int | None = None) -> list[Scenario]:
@@ -320,6 +409,97 @@ def load_scenarios(directory: str | Path, limit: int | None = None) -> list[Scen
     if not files:
         raise ScenarioError(f"{directory}: no scenarios (<name>.json + <name>.wav)")
     return [load_scenario(p) for p in files[:limit]]
+
+
+# --------------------------------------------------------------------------------- interjections
+
+
+def speaking_for(agent: np.ndarray, t: int, seconds: float, since: int = 0) -> bool:
+    """Has the agent been speaking over the last `seconds` before sample `t` without a break, all of
+    it at or after sample `since`? `agent`: its audio on the call clock (float or int), of which
+    only [0, t) is read. Speech is `metrics.speech_intervals`' (20 ms frames at -45 dBFS, gaps under
+    150 ms bridged): read over a window `seconds` + 0.2 s long on its 20 ms grid, which decides as the
+    whole track would (`t` on the grid: a frame boundary)."""
+    from model.eval.metrics import speech_intervals
+
+    need = int(round(seconds * SAMPLE_RATE))
+    if t - need < since or t <= 0:
+        return False
+    lo = max(0, (t - need - FRAME) // SPEECH_HOP * SPEECH_HOP)
+    window = agent[lo:t]
+    if len(window) < t - lo:  # the track ends before t: silence there
+        return False
+    iv = speech_intervals(window, SAMPLE_RATE)
+    return bool(iv) and iv[-1][1] * SAMPLE_RATE >= t - lo - 0.5 \
+        and lo + iv[-1][0] * SAMPLE_RATE <= t - need + 0.5
+
+
+class InterjectionPlayer:
+    """Plays a scenario's interjections against an agent as its output comes (the module docstring
+    has the rule). Frame by frame, k = 0, 1, ...: `step(k, agent)` decides whether one starts at
+    t = k * FRAME, from `agent` (the agent's audio on the call clock, only [0, t) read);
+    `audio(k)` is what the played clips add to caller frame k. `onsets[i]`: interjection i's onset
+    in samples, None while (and if) it is not played. The same decisions for the same audio."""
+
+    def __init__(self, interjections: list[Interjection], n_samples: int,
+                 caller_busy: list[tuple[float, float]] = ()) -> None:
+        self.interjections = list(interjections)
+        self.n_samples = n_samples
+        self.busy = [(int(round(s * SAMPLE_RATE)), int(round(e * SAMPLE_RATE))) for s, e in caller_busy]
+        self.onsets: list[int | None] = [None] * len(self.interjections)
+        self._done = [False] * len(self.interjections)
+        self._free_from = 0  # the latest played clip's end
+
+    @classmethod
+    def for_scenario(cls, scenario: Scenario) -> InterjectionPlayer:
+        return cls(scenario.interjections, len(scenario.audio), scenario.caller_busy)
+
+    @property
+    def pending(self) -> bool:
+        """Some interjection may still start."""
+        return not all(self._done)
+
+    @property
+    def onsets_s(self) -> list[float | None]:
+        return [None if t is None else t / SAMPLE_RATE for t in self.onsets]
+
+    def step(self, k: int, agent: np.ndarray) -> int | None:
+        """Decide at frame k; the index of the interjection that starts at k * FRAME, or None."""
+        t = k * FRAME
+        for i, ij in enumerate(self.interjections):
+            if self._done[i]:
+                continue
+            end = t + len(ij.audio)
+            if (ij.not_after is not None and t > ij.not_after * SAMPLE_RATE + 0.5) or end > self.n_samples:
+                self._done[i] = True  # too late, or no room left for the clip: not played
+                continue
+            if t < self._free_from or t < ij.not_before * SAMPLE_RATE - 0.5:
+                continue
+            if any(s < end and e > t for s, e in self.busy):
+                continue
+            if speaking_for(agent, t, ij.after_speech_s, self._free_from):
+                self.onsets[i], self._done[i], self._free_from = t, True, end
+                return i
+        return None
+
+    def audio(self, k: int) -> np.ndarray:
+        """[FRAME] float32: the played clips' samples in caller frame k."""
+        out = np.zeros(FRAME, np.float32)
+        lo = k * FRAME
+        for ij, t in zip(self.interjections, self.onsets):
+            if t is not None and t < lo + FRAME and t + len(ij.audio) > lo:
+                a, b = max(t, lo), min(t + len(ij.audio), lo + FRAME)
+                out[a - lo:b - lo] += ij.audio[a - t:b - t]
+        return out
+
+    def track(self, n: int) -> np.ndarray:
+        """[n] float32: every played clip at its onset (what they add to the whole caller channel)."""
+        out = np.zeros(n, np.float32)
+        for ij, t in zip(self.interjections, self.onsets):
+            if t is not None and t < n:
+                part = ij.audio[:n - t]
+                out[t:t + len(part)] += part
+        return out
 
 
 # -------------------------------------------------------------------------------- held-out calls
@@ -454,6 +634,63 @@ def scenario_from_call(call, name: str, edges: dict[int, tuple[int, int]] | None
     return scenario
 
 
+INTERJECTION_SALT = 0x494E544A  # "INTJ": the interjections' random numbers, apart from the call's
+BARGE_IN_LINES = ("Sorry, actually, can I change the delivery address?", "Wait, wait, that's not my order.",
+                  "Sorry to interrupt, can you say that again?", "Hang on, I gave you the wrong number.")
+BACKCHANNEL_LINES = ("uh-huh", "okay", "right", "mm-hmm")
+
+
+def _caller_voice(call) -> tuple[str, int, int, int]:
+    """(voice, rate wpm, pitch, pitch range) of a rendered call's caller: the draws of
+    model.data.render.render_call repeated (it keeps only the voice's name); the name alone, at
+    the middle of the ranges, should the two ever disagree."""
+    from model.data.render import CALLER_RATE_WPM, _rng, caller_voices
+
+    voice_rng = _rng(call.script, call.seed, call.held_out).spawn(3)[0]
+    voices = caller_voices(call.held_out)
+    name = voices[int(voice_rng.integers(len(voices)))]
+    rate = float(voice_rng.uniform(*CALLER_RATE_WPM)) * call.script.style.rate_factor
+    pitch, spread = int(voice_rng.integers(30, 71)), int(voice_rng.integers(30, 81))
+    if name != call.caller_voice:
+        return call.caller_voice, 165, 50, 55
+    return name, int(np.clip(round(rate), 80, 450)), pitch, spread
+
+
+def held_out_interjections(call, tts, scenario: dict, name: str) -> list[tuple[dict, np.ndarray]]:
+    """A support call's interjections (the module docstring) as (JSON entry, clip at 16 kHz) pairs:
+    a barge-in and a backchannel, in an order drawn from the seed, each allowed from 0.5 s after
+    the first caller turn end until the call's end less the clip and 1.5 s (room to stop)."""
+    from model.data.effects import apply_channel
+    from model.eval.metrics import speech_intervals
+
+    rng = np.random.default_rng([INTERJECTION_SALT, int(call.seed)])
+    voice, rate, pitch, spread = _caller_voice(call)
+    ann = scenario["annotations"]
+    first = ann["turn_ends"][0] if ann["turn_ends"] \
+        else min((e for _, e in ann["caller_speech"]), default=0.0)
+    duration = len(call.caller) / call.sample_rate
+    line = dataclasses.replace(call.channel, noise="none", echo_delay_ms=None)  # the WAV has the noise
+    plan = [("barge_in", str(rng.choice(BARGE_IN_LINES)), round(float(rng.uniform(0.6, 1.2)), 2)),
+            ("backchannel", str(rng.choice(BACKCHANNEL_LINES)), round(float(rng.uniform(0.8, 1.4)), 2))]
+    if rng.random() < 0.5:
+        plan.reverse()
+    out = []
+    for kind, text, after in plan:
+        x = tts.synthesize_16k(text, voice, rate, pitch, spread).audio.astype(np.float32)
+        iv = speech_intervals(x, SAMPLE_RATE)  # without the synthesiser's silence: onset = first sample
+        if iv:
+            x = x[int(iv[0][0] * SAMPLE_RATE):int(round(iv[-1][1] * SAMPLE_RATE))]
+        clip = apply_channel(x, np.zeros_like(x), line, np.random.default_rng(0))
+        not_before = round(first + 0.5, 3)
+        not_after = round(duration - len(clip) / SAMPLE_RATE - 1.5, 3)
+        if not_after < not_before:
+            continue
+        wav = f"{name}.int{len(out)}.wav"
+        out.append(({"kind": kind, "wav": wav, "not_before": not_before, "after_speech_s": after,
+                     "not_after": not_after, "text": text}, clip))
+    return out
+
+
 def write_held_out(out_dir: str | Path, n: int, agents: tuple[str, ...] = AGENTS,
                    seed0: int = HELD_OUT_SEED0, agent_voice: str = "espeak") -> list[Path]:
     """Render `n` held-out calls (agents in turn, seeds seed0, seed0 + 1, ...) as scenarios, the
@@ -475,6 +712,11 @@ def write_held_out(out_dir: str | Path, n: int, agents: tuple[str, ...] = AGENTS
         write_wav(out / f"{name}.wav", caller)
         write_wav(out / f"{name}.agent.wav", call.agent)
         scenario = scenario_from_call(call, name, audible_edges(call, muted.caller_audio))
+        if agent == "support":
+            interjections = held_out_interjections(call, tts, scenario, name)
+            for entry, clip in interjections:
+                write_wav(out / entry["wav"], clip)
+            scenario["interjections"] = [entry for entry, _ in interjections]
         path = out / f"{name}.json"
         path.write_text(json.dumps(scenario, indent=1, ensure_ascii=False) + "\n")
         paths.append(path)

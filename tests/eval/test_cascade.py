@@ -237,3 +237,66 @@ def test_rejects_unknown_language_and_bad_parameters():
 def test_silence_gives_silence():
     r = run_cascade(np.zeros(2 * SR, dtype=np.float32), [AgentLine("Hello.")])
     assert r.turns == [] and not np.any(r.agent_audio) and r.track.speech == [] and r.track.text == ""
+
+
+# --------------------------------------------------------------------------- a reactive caller
+
+
+def _clip(text: str) -> np.ndarray:
+    """The caller saying `text`, from its first audible sample (an interjection's onset)."""
+    audio, s, e = _utterance(text)
+    return audio[int(s * SR):int(round(e * SR))]
+
+
+def test_an_interjection_meets_the_cascade_talking_and_cuts_it(call):
+    from model.eval.cascade import run_cascade_reactive
+    from model.eval.scenarios import FRAME, Interjection, InterjectionPlayer, speaking_for
+
+    kw = {"silence_ms": SILENCE_MS, "barge_min_ms": BARGE_MIN_MS, "processing_ms": PROCESSING_MS}
+    x = call.caller.copy()
+    x[int((call.barge_onset - 0.1) * SR):] = 0.0  # no scripted barge-in: the long line plays out
+    base = run_cascade(x, call.lines, **kw)
+    line = base.turns[1]
+    assert line.outcome in ("finished", "call_ended") and line.end_s - line.start_s > 3.0
+    ij = Interjection("barge_in", "wait.wav", _clip("Sorry, wait, one more thing."), not_before=line.start_s,
+                      after_speech_s=1.0)
+    player = InterjectionPlayer([ij], len(x))
+    r = run_cascade_reactive(x, call.lines, player, **kw)
+    onset = player.onsets[0]
+    expected = next(k * FRAME for k in range(len(x) // FRAME)
+                    if k * FRAME >= line.start_s * SR and speaking_for(base.agent_audio, k * FRAME, 1.0))
+    assert onset == expected and onset / SR >= line.start_s + 1.0
+    assert np.array_equal(r.agent_audio[:onset], base.agent_audio[:onset])  # causal: same until then
+    cut = r.turns[1]
+    assert cut.line == 1 and cut.outcome == "barged_in" and cut.start_s < onset / SR < cut.end_s
+    stops = metrics.barge_in_stops([onset / SR], r.track.speech)
+    assert len(stops) == 1
+    assert BARGE_MIN_MS / 1000 - 0.01 <= stops[0] <= BARGE_MIN_MS / 1000 + ONSET_SLACK_S + 0.03
+
+
+def test_a_backchannel_interjection_cuts_the_cascade_too(call):
+    from model.eval.cascade import run_cascade_reactive
+    from model.eval.scenarios import Interjection, InterjectionPlayer
+
+    kw = {"silence_ms": SILENCE_MS, "barge_min_ms": BARGE_MIN_MS, "processing_ms": PROCESSING_MS}
+    x = call.caller.copy()
+    x[int((call.barge_onset - 0.1) * SR):] = 0.0
+    clip = _clip("uh-huh, okay.")
+    player = InterjectionPlayer([Interjection("backchannel", "bc.wav", clip, after_speech_s=1.5)], len(x))
+    r = run_cascade_reactive(x, call.lines, player, **kw)
+    onset = player.onsets_s[0]
+    assert onset is not None and r.turns[0].start_s + 1.5 <= onset < r.turns[0].end_s
+    assert r.turns[0].outcome == "barged_in"
+    assert metrics.backchannel_false_stops([(onset, onset + len(clip) / SR)], r.track.speech) == [True]
+
+
+def test_without_interjections_the_reactive_cascade_is_the_cascade(call, result):
+    from model.eval.cascade import run_cascade_reactive
+    from model.eval.scenarios import Interjection, InterjectionPlayer
+
+    kw = {"silence_ms": SILENCE_MS, "barge_min_ms": BARGE_MIN_MS, "processing_ms": PROCESSING_MS}
+    never = Interjection("barge_in", "late.wav", _clip("Wait."), not_after=0.1)
+    for player in (InterjectionPlayer([], len(call.caller)), InterjectionPlayer([never], len(call.caller))):
+        r = run_cascade_reactive(call.caller, call.lines, player, **kw)
+        assert np.array_equal(r.agent_audio, result.agent_audio) and r.turns == result.turns
+        assert player.onsets == [None] * len(player.interjections)

@@ -97,6 +97,11 @@ def write_scenario(directory: Path, name: str, spans, seconds: float, data: dict
 def test_parley_eval_end_to_end_with_the_tiny_preset(tmp_path, capsys):
     scen = tmp_path / "scenarios"
     scen.mkdir()
+    with wave.open(str(scen / "order.int0.wav"), "wb") as w:  # "wait!" once the agent talks 0.4 s
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(np.round(bursts([(0.0, 0.3)], 0.3) * 32767).astype("<i2").tobytes())
     write_scenario(scen, "order", [(0.2, 1.0), (1.5, 2.2), (3.4, 3.9)], 4.0, {
         "agent": "support",
         "annotations": {"turn_ends": [2.2], "pauses": [[1.0, 1.5]], "barge_ins": [3.4],
@@ -107,6 +112,8 @@ def test_parley_eval_end_to_end_with_the_tiny_preset(tmp_path, capsys):
                           "result": {"status": "shipped"}, "delay_s": 0.5}],
         "agent_lines": [{"text": "Let me check.", "after_turn_end": 0}],
         "events": [{"t": 0.6, "kind": "dtmf", "payload": "1"}],
+        "interjections": [{"kind": "barge_in", "wav": "order.int0.wav", "not_before": 2.4,
+                           "after_speech_s": 0.4}],
     })
     write_scenario(scen, "interpret", [(0.2, 1.4)], 3.0, {
         "agent": "translate-en-es",
@@ -121,6 +128,7 @@ def test_parley_eval_end_to_end_with_the_tiny_preset(tmp_path, capsys):
 
     html = (out / "report.html").read_text()
     assert "latency_cdf.png" in html and "timelines/order.png" in html and "not met" in html
+    assert "interjections played" in html
     for png in ("latency_cdf.png", "timelines/order.png", "timelines/interpret.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with wave.open(str(out / "audio" / "order.wav")) as w:
@@ -143,9 +151,15 @@ def test_parley_eval_end_to_end_with_the_tiny_preset(tmp_path, capsys):
     assert calls["order"]["echo"] == {"delay_ms": 60, "attenuation_db": 20}
     assert len(calls["order"]["annotations"]["echoes"]) == len(order["speech"])  # one per utterance
     assert calls["interpret"]["model"]["metrics"]["chrf"] is not None
+    (played,) = order["session"]["interjections"]
+    assert played["kind"] == "barge_in" and (played["onset_s"] is None or 2.4 <= played["onset_s"] <= 3.7)
+    if played["onset_s"] is not None:  # scored as a barge-in at its onset
+        assert played["onset_s"] in calls["order"]["annotations"]["barge_ins"]
 
     summary = results["summary"]["model"]
     assert summary["calls"] == 2 and summary["n_turn_ends"] == 2 and summary["n_pauses"] == 1
+    assert summary["n_interjections_planned"] == 1
+    assert summary["n_interjections_triggered"] == (played["onset_s"] is not None)
     for key in ("pause_takeover_rate", "turn_taking_rate", "false_stop_rate_echo", "tool_call_accuracy"):
         assert summary[key] is None or 0.0 <= summary[key] <= 1.0
     assert 0.0 <= summary["chrf"] <= 100.0
@@ -164,5 +178,7 @@ def test_parley_eval_end_to_end_with_the_tiny_preset(tmp_path, capsys):
         assert results["summary"]["cascade"]["n_turn_ends"] == 2
         cascade = by_agent["support"]["cascade"]
         assert cascade["n_turn_ends"] == 1 and cascade["tool_call_accuracy"] is None
+        assert cascade["n_interjections_planned"] == 1
+        assert len(calls["order"]["cascade"]["interjections"]) == 1
     else:
         assert any("cascade" in n for n in results["notes"])

@@ -117,6 +117,54 @@ def test_bad_scenarios_are_refused_naming_file_and_key(tmp_path, data, message):
     assert str(err.value).startswith(str(path))
 
 
+INTERJECTION = {"kind": "barge_in", "wav": "call.int0.wav", "not_before": 4.0, "after_speech_s": 0.6,
+                "not_after": 20.0, "text": "Wait, wait."}
+
+
+def with_interjections(tmp_path: Path, *entries: dict) -> Path:
+    write_pcm16(tmp_path / "call.int0.wav", tone(0.5, 22050), 22050)
+    return scenario_dir(tmp_path, {**VALID, "interjections": list(entries)})
+
+
+def test_interjections_load_with_their_clips_and_defaults(tmp_path):
+    bare = {"kind": "backchannel", "wav": "call.int0.wav"}
+    sc = load_scenario(with_interjections(tmp_path, INTERJECTION, bare))
+    full, bare = sc.interjections
+    assert (full.kind, full.not_before, full.after_speech_s, full.not_after, full.text) == \
+        ("barge_in", 4.0, 0.6, 20.0, "Wait, wait.")
+    assert full.audio.dtype == np.float32 and abs(len(full.audio) - SR // 2) <= 2  # resampled to 16 kHz
+    assert (bare.kind, bare.not_before, bare.after_speech_s, bare.not_after) == \
+        ("backchannel", 0.0, 1.0, None)
+    assert load_scenario(scenario_dir(tmp_path, VALID)).interjections == []  # optional
+
+
+BAD_INTERJECTIONS = [
+    ({"interjections": {"kind": "barge_in"}}, r"interjections: must be a list"),
+    ({**INTERJECTION, "kind": "cough"},
+     r"interjections\[0\].kind: 'cough' is not one of barge_in, backchannel"),
+    ({**INTERJECTION, "onset": 3.0}, r"interjections\[0\]: unknown keys \['onset'\]"),
+    ({"kind": "backchannel"}, r"interjections\[0\]: missing key 'wav'"),
+    ({**INTERJECTION, "wav": "nope.wav"}, r"interjections\[0\].wav: nope.wav is missing"),
+    ({**INTERJECTION, "wav": 3}, r"interjections\[0\].wav: must be a string"),
+    ({**INTERJECTION, "not_after": 3.0}, r"interjections\[0\].not_after: must be a number in \[4, inf\]"),
+    ({**INTERJECTION, "after_speech_s": -1},
+     r"interjections\[0\].after_speech_s: must be a number in \[0, 600\]"),
+    ({**INTERJECTION, "not_before": "later"}, r"interjections\[0\].not_before: must be a number"),
+]
+
+
+@pytest.mark.parametrize("entry,message", BAD_INTERJECTIONS, ids=[m for _, m in BAD_INTERJECTIONS])
+def test_bad_interjections_are_refused_naming_file_and_key(tmp_path, entry, message):
+    if "interjections" in entry:
+        write_pcm16(tmp_path / "call.int0.wav", tone(0.5, 8000), 8000)
+        path = scenario_dir(tmp_path, {**VALID, **entry})
+    else:
+        path = with_interjections(tmp_path, entry)
+    with pytest.raises(ScenarioError, match=message) as err:
+        load_scenario(path)
+    assert str(err.value).startswith(str(path))
+
+
 def test_missing_audio_and_bad_json_are_refused(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps(VALID))
     with pytest.raises(ScenarioError, match=r"a.json: the caller audio a.wav is missing"):
@@ -201,3 +249,27 @@ def test_held_out_caller_audio_has_no_scripted_echo(held_out):
     for s, e in agent_only:
         part = sc.audio[int(s * SR):int(e * SR)]
         assert np.sqrt(np.mean(part.astype(np.float64) ** 2)) < 10 ** ((data["source"]["channel"]["caller_level_dbfs"] - 30) / 20)
+
+
+def test_held_out_support_calls_get_reactive_interjections(held_out, tmp_path):
+    """A barge-in and a backchannel clip in the call's caller voice, after the first caller turn
+    end, starting with speech; interpreting calls get none; the same seed writes the same bytes."""
+    from model.eval.scenarios import write_held_out
+
+    (support, data), (interp, i_data) = held_out
+    assert interp.interjections == [] and "interjections" not in i_data
+    assert sorted(ij.kind for ij in support.interjections) == ["backchannel", "barge_in"]
+    level = data["source"]["channel"]["caller_level_dbfs"]
+    for k, (ij, raw) in enumerate(zip(support.interjections, data["interjections"])):
+        assert raw["wav"] == f"{support.name}.int{k}.wav" and raw["text"]
+        assert ij.not_before > support.annotations.turn_ends[0]
+        assert ij.not_after > ij.not_before + 10 and ij.not_after + ij.duration_s < support.duration_s
+        assert 0.5 <= ij.after_speech_s <= 1.5
+        speech = speech_intervals(ij.audio, SR, threshold_db=level - 30)
+        assert speech and speech[0][0] <= 0.03 and speech[-1][1] >= ij.duration_s - 0.03  # trimmed
+        assert 0.2 <= ij.duration_s <= 5.0
+    agent, seed = HELD_OUT[0]
+    (again,) = write_held_out(tmp_path, 1, agents=(agent,), seed0=seed)
+    first = support.path.parent
+    for name in (again.name, f"{again.stem}.int0.wav", f"{again.stem}.int1.wav", f"{again.stem}.wav"):
+        assert (tmp_path / name).read_bytes() == (first / name).read_bytes(), name
