@@ -347,17 +347,24 @@ def _rng(script: CallScript, seed: int, held_out: bool) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(entropy))
 
 
+def caller_voice(script: CallScript, seed: int, held_out: bool = False) -> _Voice:
+    """The caller's voice, rate, pitch and pitch range of call (script, seed, held_out), as
+    `render_call` draws them (the held-out scenarios voice the caller's interjections with it)."""
+    voice_rng = _rng(script, seed, held_out).spawn(3)[0]
+    voices = caller_voices(held_out)
+    return _Voice(voices[int(voice_rng.integers(len(voices)))],
+                  float(voice_rng.uniform(*CALLER_RATE_WPM)) * script.style.rate_factor,
+                  int(voice_rng.integers(30, 71)), int(voice_rng.integers(30, 81)))
+
+
 def render_call(script: CallScript, seed: int, held_out: bool = False,
                 tts: Espeak | None = None, agent_voice: str = "espeak") -> RenderedCall:
     """Synthesise and lay out `script` (see the module docstring). Same arguments, same call.
     `tts` (default `agent_tts(agent_voice)`) must speak the voices of `agent_voices(agent_voice)`."""
     voices_of_agent = agent_voices(agent_voice)
     tts = tts or agent_tts(agent_voice)
-    voice_rng, prosody_rng, channel_rng = _rng(script, seed, held_out).spawn(3)
-    voices = caller_voices(held_out)
-    caller = _Voice(voices[int(voice_rng.integers(len(voices)))],
-                    float(voice_rng.uniform(*CALLER_RATE_WPM)) * script.style.rate_factor,
-                    int(voice_rng.integers(30, 71)), int(voice_rng.integers(30, 81)))
+    _, prosody_rng, channel_rng = _rng(script, seed, held_out).spawn(3)  # the first: `caller_voice`
+    caller = caller_voice(script, seed, held_out)
     items = script.items
     placed = _place(script, _Synth(tts, caller, prosody_rng, voices_of_agent))
 

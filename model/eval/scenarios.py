@@ -90,6 +90,7 @@ from typing import Any
 import numpy as np
 import soxr
 
+from model.config import MICRO_TURN_SAMPLES
 from model.eval.metrics import Annotations
 
 SAMPLE_RATE = 16_000
@@ -101,7 +102,7 @@ KEYS = ("agent", "annotations", "echo", "tool_results", "agent_lines", "events",
 INTERVAL_KEYS = ("pauses", "backchannels", "echoes", "caller_speech")
 INTERJECTION_KINDS = ("barge_in", "backchannel")
 INTERJECTION_KEYS = ("kind", "wav", "not_before", "after_speech_s", "not_after", "text")
-FRAME = 3200  # samples per 200 ms micro-turn: interjections start on frame boundaries
+FRAME = MICRO_TURN_SAMPLES  # interjections start on micro-turn (200 ms frame) boundaries
 SPEECH_HOP = SAMPLE_RATE * 20 // 1000  # metrics.speech_intervals' 20 ms frames
 
 
@@ -641,19 +642,15 @@ BACKCHANNEL_LINES = ("uh-huh", "okay", "right", "mm-hmm")
 
 
 def _caller_voice(call) -> tuple[str, int, int, int]:
-    """(voice, rate wpm, pitch, pitch range) of a rendered call's caller: the draws of
-    model.data.render.render_call repeated (it keeps only the voice's name); the name alone, at
-    the middle of the ranges, should the two ever disagree."""
-    from model.data.render import CALLER_RATE_WPM, _rng, caller_voices
+    """(voice, rate wpm, pitch, pitch range) of a rendered call's caller (model.data.render keeps
+    only the voice's name with the call); the name alone, at the middle of the ranges, should the
+    two ever disagree."""
+    from model.data.render import caller_voice
 
-    voice_rng = _rng(call.script, call.seed, call.held_out).spawn(3)[0]
-    voices = caller_voices(call.held_out)
-    name = voices[int(voice_rng.integers(len(voices)))]
-    rate = float(voice_rng.uniform(*CALLER_RATE_WPM)) * call.script.style.rate_factor
-    pitch, spread = int(voice_rng.integers(30, 71)), int(voice_rng.integers(30, 81))
-    if name != call.caller_voice:
+    c = caller_voice(call.script, call.seed, call.held_out)
+    if c.name != call.caller_voice:
         return call.caller_voice, 165, 50, 55
-    return name, int(np.clip(round(rate), 80, 450)), pitch, spread
+    return c.name, int(np.clip(round(c.rate_wpm), 80, 450)), c.pitch, c.pitch_range
 
 
 def held_out_interjections(call, tts, scenario: dict, name: str) -> list[tuple[dict, np.ndarray]]:
