@@ -58,6 +58,7 @@ from typing import Protocol
 
 import numpy as np
 
+from model.config import MICRO_TURN_SAMPLES as FRAME  # where a reactive caller may start a clip
 from model.data.render import AGENT_RATE_WPM, AGENT_VOICES, _word_onsets
 from model.data.tts import Espeak
 from model.eval.metrics import AgentTrack, speech_intervals
@@ -66,7 +67,6 @@ SAMPLE_RATE = 16_000
 CHUNK = 512  # Silero's chunk at 16 kHz: 32 ms
 CHUNK_MS = 1000 * CHUNK / SAMPLE_RATE
 FADE_SAMPLES = 8 * SAMPLE_RATE // 1000
-FRAME = 3200  # a 200 ms micro-turn: where a reactive caller may start a clip
 OUTCOMES = ("finished", "barged_in", "cancelled", "call_ended")
 
 
