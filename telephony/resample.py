@@ -170,8 +170,7 @@ class ResampleStream:
 
     def _emit(self, final: bool) -> np.ndarray:
         """Resample the window and return the output owed up to the lookahead (or the end)."""
-        first_in = self._out_pos // self._q_out * self._q_in  # input position of the next output sample
-        w0 = max(0, (first_in - self._context) // self._q_in * self._q_in)
+        w0 = self._window_start(self._out_pos)
         w0_out = w0 // self._q_in * self._q_out
         if not final:
             target = (self._in_pos - self._lookahead) // self._q_in * self._q_out
@@ -183,12 +182,17 @@ class ResampleStream:
             target = w0_out + y.size
         out = y[self._out_pos - w0_out:target - w0_out]
         self._out_pos = target
-        # Keep only the input the next window reaches back to.
-        keep = max(0, (target // self._q_out * self._q_in - self._context) // self._q_in * self._q_in)
+        keep = self._window_start(target)  # only the input the next window reaches back to
         if keep > self._buf_start:
             self._buf = self._buf[keep - self._buf_start:]
             self._buf_start = keep
         return self._to_int16(out)
+
+    def _window_start(self, out_pos: int) -> int:
+        """Where the window for output from `out_pos` on starts in the input: `CONTEXT_S` before
+        that output's input position, on the grid both rates share."""
+        first_in = out_pos // self._q_out * self._q_in
+        return max(0, (first_in - self._context) // self._q_in * self._q_in)
 
     def _to_int16(self, out: np.ndarray) -> np.ndarray:
         if not out.size:
