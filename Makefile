@@ -25,7 +25,7 @@ DEMO_TEXT := Hi, I'm calling about my order. The number is A 4 8 2 1 3. Can you 
 
 $(DEMO_CALLER): $(STAMP)
 	@mkdir -p out
-	$(PY) -m model.data.tts --voice en-us --rate 16000 --out $@ --text "$(DEMO_TEXT)"
+	$(PY) -m corpus.tts --voice en-us --rate 16000 --out $@ --text "$(DEMO_TEXT)"
 
 # Starts model server + gateway, places one call to the `support` agent, prints its summary, stops.
 run: install $(DEMO_CALLER)

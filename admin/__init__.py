@@ -4,9 +4,9 @@
   hashes, verification);
 - `admin.store`: the Redis storage every process shares (the gateway reads agents and numbers
   from it per call and writes call records to it);
-- `admin.link`: what a gateway process uses of that storage (`GatewayLink`);
+- `parley.admin_link`: what a gateway process uses of that storage (`GatewayLink`);
 - `admin.api` and `admin.main`: the FastAPI app.
 
-Only `admin.api` and `admin.main` import FastAPI; the gateway imports `admin.link` and
+Only `admin.api` and `admin.main` import FastAPI; the gateway imports `parley.admin_link` and
 `admin.store` alone.
 """

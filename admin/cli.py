@@ -1,4 +1,4 @@
-"""`parley admin`: the admin API, registered on the `parley` command line (agent/cli.py).
+"""`parley admin`: the admin API, registered on the `parley` command line (parley/cli.py).
 
     parley admin [--host H] [--port 8090]       # PARLEY_ADMIN_* and REDIS_URL for the rest
 

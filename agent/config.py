@@ -10,7 +10,7 @@ compact text the model server pins at the start of the call's context:
 The essentials (name, languages, tools) come first and are kept within `ESSENTIALS_BUDGET` bytes
 (an agent whose essentials do not fit is refused at construction), so a model whose prefix budget
 is ~90-100 bytes always sees them; the instructions come last, and the model server cuts them at
-its own budget. The format is what the model is trained on: change it together with model/data.
+its own budget. The format is what the model is trained on: change it together with corpus.
 
 Tool schemas live here too: `TOOL_SCHEMAS` maps each tool an agent may call to its arguments
 (`{"description", "parameters": {name: {"type": "string" | "integer", "required": bool}}}`; the

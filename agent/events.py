@@ -1,7 +1,7 @@
 """The text of events injected into a call's model session (tool results, errors, timers).
 
 One function, shared by the live call path (agent.session) and the training data
-(model.data.render), so the model reads in a call exactly the payloads it was trained on.
+(corpus.render), so the model reads in a call exactly the payloads it was trained on.
 Standard library only: the gateway process must stay free of torch and model/.
 """
 

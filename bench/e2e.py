@@ -95,9 +95,9 @@ def run(calls: int, seconds: float, preset: str | None = None, checkpoint=None, 
         agent: str = "support", threads: int = 0) -> dict:
     model_port, gw_port = free_port(), free_port()
     source = ["--checkpoint", str(checkpoint)] if checkpoint else (["--preset", preset] if preset else [])
-    with child(["-m", "agent.cli", "model-server", *source, "--port", str(model_port), "--max-slots",
+    with child(["-m", "parley.cli", "model-server", *source, "--port", str(model_port), "--max-slots",
                 str(max(calls, 1)), "--threads", str(threads)], f"http://127.0.0.1:{model_port}/healthz", "model-server") as _:
-        with child(["-m", "agent.cli", "gateway", "--host", "127.0.0.1", "--port", str(gw_port), "--model-url",
+        with child(["-m", "parley.cli", "gateway", "--host", "127.0.0.1", "--port", str(gw_port), "--model-url",
                     f"ws://127.0.0.1:{model_port}/session"], f"http://127.0.0.1:{gw_port}/healthz", "gateway"):
             before = get_json(f"http://127.0.0.1:{model_port}/healthz")
             callers, after = asyncio.run(_drive(f"ws://127.0.0.1:{gw_port}/stream", calls, seconds, agent,

@@ -88,7 +88,7 @@ def run(calls: int, seconds: float, agent: str = "support") -> dict:
     model_port, gw_port = free_port(), free_port()
     with child(["-m", "bench.echo_model", "--port", str(model_port)], f"http://127.0.0.1:{model_port}/healthz",
                "echo-model"):
-        with child(["-m", "agent.cli", "gateway", "--host", "127.0.0.1", "--port", str(gw_port), "--model-url",
+        with child(["-m", "parley.cli", "gateway", "--host", "127.0.0.1", "--port", str(gw_port), "--model-url",
                     f"ws://127.0.0.1:{model_port}/session"], f"http://127.0.0.1:{gw_port}/healthz",
                    "gateway") as gw:
             before = cpu_seconds(gw.pid)

@@ -10,7 +10,7 @@ import urllib.request
 from contextlib import contextmanager
 from typing import Iterator
 
-from agent.serve import Child, stop_all, wait_healthy
+from procs.children import Child, stop_all, wait_healthy
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

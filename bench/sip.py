@@ -357,7 +357,7 @@ class SipStack:
         await self.stop()
 
     async def start(self, timeout_s: float = 60.0) -> None:
-        argv = [sys.executable, "-m", "agent.cli", "sip", "--workers", str(self.workers), "--host", self.host,
+        argv = [sys.executable, "-m", "parley.cli", "sip", "--workers", str(self.workers), "--host", self.host,
                 "--port", str(self.port), "--model-url", self.model_url, "--health-port", "0", "--events"]
         self.proc = await asyncio.create_subprocess_exec(
             *argv, env=self.env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, limit=1 << 22)

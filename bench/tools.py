@@ -33,11 +33,12 @@ from websockets.exceptions import ConnectionClosed
 
 from agent.config import get_agent
 from agent.model_client import ToolCall
-from agent.serve import stop_all, wait_healthy, worker_child
+from procs.children import stop_all, wait_healthy
+from workers.process import worker_child
 from agent.session import CallSession
 from agent.tool_router import CeleryToolRouter, ToolRouterSettings
 from telephony.leg import CallInfo
-from workers.redis_server import EmbeddedRedis
+from procs.redis_server import EmbeddedRedis
 from workers.shop import Shop
 from workers.store import ShopStore
 

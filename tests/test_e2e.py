@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from agent.call import place_call
-from agent.gateway_app import run_agent_gateway
+from parley.call import place_call
+from parley.gateway_app import run_agent_gateway
 from model.config import ModelConfig
 from model.interaction import InteractionModel
 from model.runner import Runner
 from model.server import ModelServer, ModelServerSettings
-from telephony.settings import Settings
+from telephony.ws.settings import Settings
 from tests.helpers import voiced_wav
 
 pytestmark = pytest.mark.timeout(180)
@@ -96,7 +96,7 @@ async def test_the_shipped_checkpoint_serves_a_call(tmp_path):
     a spoken call through the gateway gets a micro-turn of agent audio back for every tick. (What
     the model says is measured by `parley eval`, not asserted here: it samples.)"""
     from model.checkpoint import DEFAULT_CHECKPOINT, load_model
-    from model.data.tts import Espeak, write_wav
+    from corpus.tts import Espeak, write_wav
 
     assert (DEFAULT_CHECKPOINT / "model.safetensors").is_file(), "the trained checkpoint ships in the repo"
     model = load_model()  # no preset, no path: the shipped checkpoint

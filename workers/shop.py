@@ -2,7 +2,7 @@
 
 `Shop.generate(seed)` builds a small online store (customers, orders with items, statuses, dates
 and tracking, a return policy, opening hours, FAQ entries) from nothing but the seed, so the same
-seed always gives the same shop. The synthetic call generator (model.data.scripts) draws order ids
+seed always gives the same shop. The synthetic call generator (corpus.scripts) draws order ids
 and names from a shop and computes every tool result with `Shop.call`, so the answers spoken in
 training calls are the shop's real values; the shipped support agent's tools serve
 `Shop.default()` (seed 0). `TOOL_SCHEMAS` describes the tools the sample agents may call.

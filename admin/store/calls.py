@@ -1,6 +1,6 @@
 """Calls in Redis: live calls, finished calls' records, hang-up commands, and the call metrics.
 
-Gateways write here (`admin.link.GatewayLink`): a call is registered as live when it starts,
+Gateways write here (`parley.admin_link.GatewayLink`): a call is registered as live when it starts,
 under a lease its gateway renews while the call lasts (so the calls of a gateway that died leave
 the live list by themselves), and replaced by its record when it ends. A record is the call's
 summary (who, when, how it ended) plus its transcript, timeline and tool calls; it expires after

@@ -10,5 +10,5 @@
     supervisor.py  `parley sip --workers N`: workers + Kamailio, restarts, /healthz, events
 
 Like the websocket gateway, this package knows nothing of agents or the model: a worker asks a
-`CallConnector` (agent/cli_sip.py passes the agent's SessionConnector) for each call's handler.
+`CallConnector` (parley/cli_sip.py passes the agent's SessionConnector) for each call's handler.
 """

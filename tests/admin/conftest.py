@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 
 from admin.store.credentials import CredentialStore
 from tests.helpers import stop_group
-from workers.redis_server import EmbeddedRedis
+from procs.redis_server import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,7 +54,7 @@ class AdminProcess:
         env.update({f"PARLEY_ADMIN_{k.upper()}": str(v) for k, v in self.settings.items()})
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "agent.cli", "admin", "--host", "127.0.0.1", "--port", str(self.port)],
+                [sys.executable, "-m", "parley.cli", "admin", "--host", "127.0.0.1", "--port", str(self.port)],
                 cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
             )
         deadline = time.monotonic() + timeout_s

@@ -1,5 +1,5 @@
 """The admin API driving real calls: a real websocket gateway linked to the same Redis
-(`admin.link.GatewayLink`), real call clients (`agent.call`), a model server that speaks what its
+(`parley.admin_link.GatewayLink`), real call clients (`parley.call`), a model server that speaks what its
 configuration says (the fake, so transcripts are known) or the real one with a tiny random model.
 
 Configured through the API -> used by the next call -> found through the API with its
@@ -18,17 +18,17 @@ import numpy as np
 import pytest
 import torch
 
-from admin.link import GatewayLink
-from agent.call import NativeCallClient, TwilioCallClient, place_call
-from agent.gateway_app import run_agent_gateway
+from parley.admin_link import GatewayLink
+from parley.call import NativeCallClient, TwilioCallClient, place_call
+from parley.gateway_app import run_agent_gateway
 from model.config import ModelConfig
 from model.interaction import InteractionModel
 from model.runner import Runner
 from model.server import ModelServer, ModelServerSettings
-from telephony.settings import Settings
-from telephony.signature import twilio_signature
+from telephony.ws.settings import Settings
+from telephony.ws.signature import twilio_signature
 from tests.admin.conftest import AdminProcess, make_key
-from tests.agent.fake_model_server import FakeModelServer, Step
+from tests.fakes.model_server import FakeModelServer, Step
 from tests.helpers import voiced_wav as caller_wav
 
 pytestmark = pytest.mark.timeout(180)
@@ -211,7 +211,7 @@ async def test_media_websockets_need_a_stream_token_or_a_twilio_signature(admin,
 
 async def test_no_key_no_media_auth(tmp_path):
     """Before any API key exists, the gateway takes calls as it always did."""
-    from workers.redis_server import EmbeddedRedis
+    from procs.redis_server import EmbeddedRedis
 
     wav = caller_wav(tmp_path / "caller.wav", 0.4)
     with EmbeddedRedis(tmp_path / "fresh") as fresh:

@@ -12,7 +12,7 @@ from schemathesis import checks
 from admin.core.config import Settings
 from admin.main import create_app
 from tests.admin.conftest import AdminProcess, make_key
-from workers.redis_server import EmbeddedRedis
+from procs.redis_server import EmbeddedRedis
 
 pytestmark = pytest.mark.timeout(300)
 

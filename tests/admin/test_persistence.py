@@ -9,9 +9,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from admin.store.credentials import CredentialStore
-from agent.serve import first_admin_key
+from parley.serve import first_admin_key
 from tests.admin.conftest import AdminProcess, make_key
-from workers.redis_server import EmbeddedRedis
+from procs.redis_server import EmbeddedRedis
 
 pytestmark = pytest.mark.timeout(120)
 

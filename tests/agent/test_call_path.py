@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from agent.call import CallClient, NativeCallClient, TwilioCallClient
-from agent.gateway_app import run_agent_gateway
+from parley.call import CallClient, NativeCallClient, TwilioCallClient
+from parley.gateway_app import run_agent_gateway
 from telephony.leg import CloseCode
-from telephony.settings import Settings
-from tests.agent.fake_model_server import FakeModelServer, Step
+from telephony.ws.settings import Settings
+from tests.fakes.model_server import FakeModelServer, Step
 
 pytestmark = pytest.mark.timeout(90)
 

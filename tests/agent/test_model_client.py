@@ -21,7 +21,7 @@ from agent.model_client import (
     ToolCall,
     Turn,
 )
-from tests.agent.fake_model_server import FakeModelServer, Step
+from tests.fakes.model_server import FakeModelServer, Step
 
 pytestmark = pytest.mark.timeout(30)
 

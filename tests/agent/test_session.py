@@ -13,7 +13,7 @@ import pytest
 from agent.config import AgentConfig, get_agent
 from agent.session import CallSession, ToolEvent
 from telephony.leg import CallInfo, CloseCode, Leg
-from tests.agent.fake_model_server import FakeModelServer, Step
+from tests.fakes.model_server import FakeModelServer, Step
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -7,8 +7,8 @@ import torch
 
 from model.checkpoint import DEFAULT_CHECKPOINT, load_model
 from model.config import ModelConfig
-from model.data.labels import dmel_levels
-from model.data.tts import Espeak
+from corpus.labels import dmel_levels
+from corpus.tts import Espeak
 from model.dmel import DMel
 from model.vocoder import Vocoder, vocoder_delay_samples
 

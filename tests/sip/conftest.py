@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.agent.fake_model_server import FakeModelServer, FakeSession, Step
+from tests.fakes.model_server import FakeModelServer, FakeSession, Step
 from tests.helpers import voiced_wav
 
 NUMBERS = {"+15550001": "support", "+15550002": "translate-en-es"}

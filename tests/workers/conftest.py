@@ -22,10 +22,10 @@ from typing import Callable, Optional
 import pytest
 
 from agent.config import TOOL_SCHEMAS, AgentConfig, register_tool_schema
-from agent.serve import worker_ping
+from workers.process import worker_ping
 from agent.tool_router import CeleryToolRouter, ToolRouterSettings
 from tests.helpers import stop_group
-from workers.redis_server import EmbeddedRedis
+from procs.redis_server import EmbeddedRedis
 from workers.shop import Shop
 from workers.store import ShopStore
 
@@ -86,7 +86,7 @@ class Worker:
                 [
                     sys.executable,
                     "-m",
-                    "agent.cli",
+                    "parley.cli",
                     "worker",
                     f"--concurrency={self.concurrency}",
                     f"--include={TEST_TOOLS}",

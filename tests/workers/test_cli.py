@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.agent.test_cli import parley
-from workers.redis_server import EmbeddedRedis
+from procs.redis_server import EmbeddedRedis
 from workers.shop import Shop
 from workers.store import ShopStore
 

@@ -14,11 +14,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from agent.tool_router import CeleryToolRouter, ToolRouterSettings
-from tests.agent.fake_model_server import FakeModelServer, Step
+from tests.fakes.model_server import FakeModelServer, Step
 from tests.workers.conftest import TEST_AGENT, Worker, wait_until
 from tests.workers.test_tools_in_calls import ECHO, SHIPPED, call, events_of
 from tests.workers.tools_for_tests import EVENTS, TEST_BOOKINGS, runs_key
-from workers.redis_server import EmbeddedRedis
+from procs.redis_server import EmbeddedRedis
 from workers.settings import WorkerSettings
 from workers.shop import Shop
 from workers.store import ShopStore

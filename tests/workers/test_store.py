@@ -24,7 +24,7 @@ def test_workers_import_neither_torch_nor_model():
     code = (
         "import sys\n"
         "import workers, workers.app, workers.tools, workers.store, workers.faq, workers.shop, "
-        "workers.settings, workers.protocol, workers.redis_server, workers.__main__\n"
+        "workers.settings, workers.protocol, procs.redis_server, workers.__main__\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'model'))\n"
         "assert not bad, bad\n"
         "print('clean', len(sys.modules))\n"

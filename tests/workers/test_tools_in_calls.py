@@ -18,11 +18,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from agent.events import event_json
-from agent.gateway_app import run_agent_gateway
+from parley.gateway_app import run_agent_gateway
 from agent.session import CallSession
 from agent.tool_router import CeleryToolRouter, ToolRouterSettings
-from telephony.settings import Settings
-from tests.agent.fake_model_server import FakeModelServer, Step
+from telephony.ws.settings import Settings
+from tests.fakes.model_server import FakeModelServer, Step
 from tests.agent.test_call_path import stream, twilio
 from tests.agent.test_session import FakeLeg
 from tests.workers.conftest import SHOP_AGENT, TEST_AGENT, wait_until

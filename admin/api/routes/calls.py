@@ -1,6 +1,6 @@
 """`/v1/calls`: finished calls (filtered, paginated), live calls, one call, and hang-up.
 
-Records are written by the gateways when calls end (`admin.link`) and expire after the
+Records are written by the gateways when calls end (`parley.admin_link`) and expire after the
 retention period. A call's record holds its transcript, timeline and tool calls; listings show
 summaries only. Hang-up publishes a command the gateway holding the call obeys: the call then
 ends as ended by "admin" once its queued audio has played.

@@ -1,0 +1,457 @@
+"""Rendering a `CallScript` into a two-channel 16 kHz call: audio, placed words, events, tool calls.
+
+`render_call(script, seed, held_out=False)` synthesises every `Say` with espeak-ng, resolves the
+script's timing relations into absolute times, and returns a `RenderedCall`: the caller channel
+(what the model hears: caller speech + echo of the agent + noise, through a phone line, see
+`corpus.effects`), a clean agent channel (what the model should say), the utterances as placed
+(with the text actually spoken and word onsets), the injected events and the tool calls. The
+same (script, seed, held_out) always gives the same samples (espeak-ng is deterministic per
+utterance; every random choice comes from a seeded numpy Generator).
+
+Times. Items are walked in list order (the script guarantees references point backwards; list
+order is not time order). `Gap(ref, ms, overlap_ok, of, frac)`: start = (start or end of item
+`of`) + frac * its duration + ms; `of=None` is the call's start. Ends: a Say ends when its audio
+ends; a ToolCall when its result (or error) arrives, latency_ms after it was issued; a Timer when
+it fires; Dtmf after len(digits) * interval_ms; Handoff/EndCall at their start, which ends the call.
+- A Say that resolves inside the same speaker's previous Say starts when that one ends (agent
+  answers after interim fillers, consecutive translation chunks).
+- Barge-in: the caller's Say starts `ms` after the agent turn's start and the agent is cut at the
+  caller's onset + one micro-turn (200 ms), with an 8 ms fade; its text keeps the words whose
+  onset lies before the cut. If the agent turn is too short for that (onset + 200 ms at or past
+  its end), the onset is moved to 55% of the turn.
+- Timers: both sides are silent until the timer fires, but never more than 8 s after the last
+  speech (a 60 s callback would otherwise be 95% silence); the timer event's payload says how
+  many seconds actually passed: {"timer": note, "seconds": elapsed}.
+- The call ends one micro-turn after the micro-turn in which its last item ends (EndCall/Handoff).
+
+Voices. The agent has one fixed voice per language (`AGENT_VOICES`: the same variant in English
+and Spanish, fixed rate and pitch). `agent_voice="piper"` gives its English lines piper's neural
+"joe" voice instead (corpus.piper_voice: each distinct line voiced once, then read from disk);
+Spanish lines and the caller stay on espeak-ng, and the caller's voice, prosody and line are
+drawn exactly as for "espeak" (only the agent's audio and what depends on its timing change).
+The shipped checkpoint was trained on "espeak", the default. The caller gets one voice per call from
+`TRAIN_CALLER_VOICES`, or from `HELD_OUT_CALLER_VOICES` when held_out=True: disjoint both in base
+voice (accent) and in variant (timbre), and neither uses the agent's variant. Caller rate is
+145-185 wpm times `script.style.rate_factor` (+-6% per utterance), pitch and pitch range per call.
+
+Events (t_ms, kind, payload): the call's configuration at t=0 (`config_text(agent)`: the same
+text the model server pins at serving, from agent.config.render_prefix), tool results/errors when
+they arrive (payload: compact JSON of the result dict, or of the error string), timers when they
+fire, and one "dtmf" event per key. Tool calls (t_ms, name, arguments_json) at their issue time.
+
+`CorpusCache` keeps rendered calls as compressed .npz files (PCM16 channels + JSON metadata)
+under ~/.cache/parley/corpus or $PARLEY_CACHE_DIR, in a directory of their own per agent voice;
+both channels are on the PCM16 grid, so a call loaded from the cache is bit-identical to a freshly
+rendered one.
+
+What it does not know: labels, micro-turn alignment, tensors (corpus.labels does that).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import io
+import json
+import os
+import re
+import zipfile
+import zlib
+from bisect import bisect_right
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from agent.events import event_json
+from model.config import MICRO_TURN_SAMPLES, SAMPLE_RATE
+from corpus import piper_voice
+from corpus.effects import ChannelParams, apply_channel, to_pcm16_grid
+from corpus.scripts import SCRIPT_VERSION, CallScript, Dtmf, Say, Timer, ToolCall, generate_script
+from corpus.tts import Espeak
+
+RENDER_VERSION = 1
+MS = SAMPLE_RATE // 1000  # samples per millisecond
+
+AGENT_VARIANT = "f3"
+AGENT_VOICES = {"en": f"en-us+{AGENT_VARIANT}", "es": f"es+{AGENT_VARIANT}"}
+AGENT_RATE_WPM = 170
+AGENT_VOICE_CHOICES = ("espeak", "piper")  # "espeak": what the shipped checkpoint was trained on
+TRAIN_CALLER_BASES = ("en-us", "en-gb", "en-gb-x-rp", "en-gb-scotland", "en-029")
+TRAIN_CALLER_VARIANTS = ("", "m1", "m2", "m3", "m4", "m5", "m6", "f1", "f2", "f4", "klatt", "klatt2",
+                         "klatt3", "Annie", "Andy", "Alicia", "benjamin", "steph", "david", "john",
+                         "aunty", "adam", "grandma", "grandpa", "shelby", "michel", "marcelo", "robert",
+                         "Reed", "belinda", "norbert", "zac", "travis")
+HELD_OUT_CALLER_BASES = ("en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd")
+HELD_OUT_CALLER_VARIANTS = ("m7", "m8", "f5", "klatt4", "linda", "max", "edward", "paul", "rob", "quincy",
+                            "Lee", "caleb")
+
+
+def _voices(bases: tuple[str, ...], variants: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(f"{b}+{v}" if v else b for b in bases for v in variants)
+
+
+TRAIN_CALLER_VOICES = _voices(TRAIN_CALLER_BASES, TRAIN_CALLER_VARIANTS)
+HELD_OUT_CALLER_VOICES = _voices(HELD_OUT_CALLER_BASES, HELD_OUT_CALLER_VARIANTS)
+CALLER_RATE_WPM = (145.0, 185.0)
+CALLER_RATE_JITTER = 0.06
+BARGE_CUT_SAMPLES = MICRO_TURN_SAMPLES  # the agent stops one micro-turn after the caller's onset
+BARGE_CLAMP_FRAC = 0.55
+FADE_SAMPLES = 8 * MS
+TIMER_SILENCE_CAP_MS = 8000
+_SEED_SALT = 0x50524C59  # "PRLY"
+
+
+def caller_voices(held_out: bool = False) -> tuple[str, ...]:
+    return HELD_OUT_CALLER_VOICES if held_out else TRAIN_CALLER_VOICES
+
+
+def agent_voices(agent_voice: str = "espeak") -> dict[str, str]:
+    """Language -> the agent's voice: `AGENT_VOICES`, or with agent_voice="piper" piper joe
+    (`piper_voice.VOICE_NAME`) for English."""
+    if agent_voice == "espeak":
+        return dict(AGENT_VOICES)
+    if agent_voice == "piper":
+        return {**AGENT_VOICES, "en": piper_voice.VOICE_NAME}
+    raise ValueError(f"agent_voice must be one of {AGENT_VOICE_CHOICES}, got {agent_voice!r}")
+
+
+def agent_tts(agent_voice: str = "espeak"):
+    """A TTS that speaks every voice of `agent_voices(agent_voice)` and the callers' voices."""
+    agent_voices(agent_voice)  # ValueError if unknown
+    if agent_voice == "piper":
+        return piper_voice.WithPiper(Espeak.instance())
+    return Espeak.instance()
+
+
+def config_text(agent_name: str) -> str:
+    """The configuration text the model reads for `agent_name`: exactly what the agent session
+    sends the model server at serving (agent.config.render_prefix); the server and
+    corpus.labels cut it to the model's prefix budget."""
+    from agent.config import get_agent, render_prefix  # pydantic only; kept out of model imports
+
+    return render_prefix(get_agent(agent_name))
+
+
+
+
+def tool_event(call: ToolCall) -> tuple[str, str]:
+    """(kind, payload) of the event a tool call's answer injects."""
+    if call.error is not None:
+        return "tool_error", event_json(call.error)
+    return "tool_result", event_json(call.result)
+
+
+# -- the rendered call ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Word:
+    text: str  # the whitespace-separated token of the Say's text, punctuation attached
+    start_sample: int  # onset on the call's clock
+
+
+@dataclass(frozen=True)
+class PlacedSay:
+    item: int  # index in script.items
+    speaker: str
+    role: str  # "turn" | "backchannel" | "filler"
+    lang: str
+    start_sample: int
+    end_sample: int  # exclusive; after any barge-in cut
+    text: str  # what was actually spoken (words before a cut)
+    words: tuple[Word, ...]
+    cut_sample: int | None = None  # agent turns cut by a barge-in: caller onset + 200 ms
+    not_before_sample: int = 0  # agent Says answering a result/timer/keys: when that became known
+
+
+class Event(NamedTuple):
+    t_ms: int
+    kind: str  # model.tokenizer.EVENT_KINDS
+    payload: str
+
+
+class PlacedToolCall(NamedTuple):
+    t_ms: int
+    name: str
+    arguments_json: str
+
+
+@dataclass(eq=False)
+class RenderedCall:
+    caller: np.ndarray  # [N] float32, PCM16 grid: what the model hears
+    agent: np.ndarray  # [N] float32, PCM16 grid: what the agent says (clean)
+    sample_rate: int
+    says: list[PlacedSay]  # in start order
+    events: list[Event]  # in time order; the config event first
+    tool_calls: list[PlacedToolCall]
+    script: CallScript
+    seed: int
+    held_out: bool
+    caller_voice: str
+    channel: ChannelParams
+    agent_voice: str = "espeak"  # AGENT_VOICE_CHOICES
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.caller)
+
+    @property
+    def n_turns(self) -> int:
+        return self.n_samples // MICRO_TURN_SAMPLES
+
+    @property
+    def duration_s(self) -> float:
+        return self.n_samples / self.sample_rate
+
+    def save(self, file) -> None:
+        """Compressed .npz: PCM16 channels and one JSON metadata string."""
+        meta = {
+            "render_version": RENDER_VERSION, "sample_rate": self.sample_rate, "seed": self.seed,
+            "held_out": self.held_out, "caller_voice": self.caller_voice, "channel": self.channel.to_dict(),
+            "agent_voice": self.agent_voice,
+            "script": self.script.to_json(),
+            "says": [{**asdict(s), "words": [list(w) for w in ((w.text, w.start_sample) for w in s.words)]}
+                     for s in self.says],
+            "events": [list(e) for e in self.events], "tool_calls": [list(t) for t in self.tool_calls],
+        }
+        np.savez_compressed(file, caller=_pcm16(self.caller), agent=_pcm16(self.agent),
+                            meta=np.array(json.dumps(meta, ensure_ascii=False)))
+
+    @classmethod
+    def load(cls, file) -> "RenderedCall":
+        with np.load(file, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            caller = data["caller"].astype(np.float32) / 32768.0
+            agent = data["agent"].astype(np.float32) / 32768.0
+        if meta["render_version"] != RENDER_VERSION:
+            raise ValueError(f"rendered with version {meta['render_version']}, this code is {RENDER_VERSION}")
+        says = [PlacedSay(**{**s, "words": tuple(Word(t, n) for t, n in s["words"])}) for s in meta["says"]]
+        return cls(caller, agent, meta["sample_rate"], says, [Event(*e) for e in meta["events"]],
+                   [PlacedToolCall(*t) for t in meta["tool_calls"]], CallScript.from_json(meta["script"]),
+                   meta["seed"], meta["held_out"], meta["caller_voice"], ChannelParams(**meta["channel"]),
+                   meta.get("agent_voice", "espeak"))  # calls cached before the choice existed: espeak
+
+
+def _pcm16(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(x.astype(np.float64) * 32768.0), -32768, 32767).astype(np.int16)
+
+
+# -- synthesis ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Voice:
+    name: str
+    rate_wpm: float
+    pitch: int
+    pitch_range: int
+
+
+def _word_onsets(text: str, words) -> list[tuple[str, int]]:
+    """(token, onset sample) for each whitespace-separated token of `text`, from espeak's word
+    events (which may repeat, go back, or split a token: the earliest onset inside a token wins;
+    a token with no event takes the previous onset; onsets never decrease)."""
+    tokens = [(m.group(), m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+    starts = [t[1] for t in tokens]
+    onsets: list[int | None] = [None] * len(tokens)
+    for w in words:
+        k = bisect_right(starts, w.text_offset) - 1
+        if k >= 0 and w.text_offset < tokens[k][2]:
+            onsets[k] = w.start_sample if onsets[k] is None else min(onsets[k], w.start_sample)
+    out, last = [], 0
+    for (tok, _, _), onset in zip(tokens, onsets):
+        last = max(last, onset if onset is not None else last)
+        out.append((tok, last))
+    return out
+
+
+class _Synth:
+    def __init__(self, tts: Espeak, caller: _Voice, rng: np.random.Generator,
+                 agent: dict[str, str] = AGENT_VOICES) -> None:
+        self.tts, self.caller, self.rng, self.agent = tts, caller, rng, agent
+
+    def __call__(self, say: Say) -> tuple[np.ndarray, list[tuple[str, int]]]:
+        if say.speaker == "agent":
+            voice, rate, pitch, spread = self.agent[say.lang], AGENT_RATE_WPM, 50, 50
+        else:
+            c = self.caller
+            jitter = self.rng.uniform(1 - CALLER_RATE_JITTER, 1 + CALLER_RATE_JITTER)
+            voice, rate, pitch, spread = c.name, c.rate_wpm * jitter, c.pitch, c.pitch_range
+        result = self.tts.synthesize_16k(say.text, voice, int(np.clip(round(rate), 80, 450)), pitch, spread)
+        return result.audio.astype(np.float32), _word_onsets(say.text, result.words)
+
+
+# -- placement ------------------------------------------------------------------------------------
+
+@dataclass
+class _Placed:
+    start: int
+    end: int
+    audio: np.ndarray | None = None
+    words: list[tuple[str, int]] | None = None  # relative onsets
+    cut: int | None = None
+    not_before: int = 0
+
+
+def _place(script: CallScript, synth: _Synth) -> list[_Placed]:
+    items = script.items
+    placed: list[_Placed] = []
+    for i, it in enumerate(items):
+        g = it.after
+        if g.of is None:
+            base = 0
+        else:
+            ref = placed[g.of]
+            base = ref.start + round(g.frac * (ref.end - ref.start)) if g.ref == "prev_start" else ref.end
+        start = base + g.ms * MS
+        if isinstance(it, Say):
+            audio, words = synth(it)
+            if it.barge_in:
+                agent = placed[g.of]
+                length = agent.end - agent.start
+                if g.ms * MS + BARGE_CUT_SAMPLES >= length:
+                    start = agent.start + round(BARGE_CLAMP_FRAC * length)
+            same = [q.end for j, q in enumerate(placed)
+                    if isinstance(items[j], Say) and items[j].speaker == it.speaker]
+            start = max(start, max(same, default=0), 0)
+            p = _Placed(start, start + len(audio), audio, words)
+            if it.barge_in:
+                cut = start + BARGE_CUT_SAMPLES
+                if cut < agent.end:
+                    agent.end, agent.cut = cut, cut
+            ref_item = items[g.of] if g.of is not None else None
+            if it.speaker == "agent" and g.ref == "prev_end":
+                if isinstance(ref_item, (ToolCall, Timer)):
+                    p.not_before = placed[g.of].end
+                elif isinstance(ref_item, Dtmf):
+                    p.not_before = placed[g.of].start + (len(ref_item.digits) - 1) * ref_item.interval_ms * MS
+        elif isinstance(it, ToolCall):
+            start = max(start, 0)
+            p = _Placed(start, start + it.latency_ms * MS)
+        elif isinstance(it, Timer):
+            start = max(start, 0)
+            speech_end = max((q.end for j, q in enumerate(placed) if isinstance(items[j], Say)), default=0)
+            fire = min(start + it.seconds * 1000 * MS, max(start, speech_end) + TIMER_SILENCE_CAP_MS * MS)
+            p = _Placed(start, fire)
+        elif isinstance(it, Dtmf):
+            start = max(start, 0)
+            p = _Placed(start, start + len(it.digits) * it.interval_ms * MS)
+        else:  # Handoff, EndCall
+            start = max(start, 0)
+            p = _Placed(start, start)
+        placed.append(p)
+    return placed
+
+
+def _rng(script: CallScript, seed: int, held_out: bool) -> np.random.Generator:
+    entropy = [_SEED_SALT, RENDER_VERSION, zlib.crc32(script.agent.encode()), int(seed), int(held_out)]
+    return np.random.default_rng(np.random.SeedSequence(entropy))
+
+
+def caller_voice(script: CallScript, seed: int, held_out: bool = False) -> _Voice:
+    """The caller's voice, rate, pitch and pitch range of call (script, seed, held_out), as
+    `render_call` draws them (the held-out scenarios voice the caller's interjections with it)."""
+    voice_rng = _rng(script, seed, held_out).spawn(3)[0]
+    voices = caller_voices(held_out)
+    return _Voice(voices[int(voice_rng.integers(len(voices)))],
+                  float(voice_rng.uniform(*CALLER_RATE_WPM)) * script.style.rate_factor,
+                  int(voice_rng.integers(30, 71)), int(voice_rng.integers(30, 81)))
+
+
+def render_call(script: CallScript, seed: int, held_out: bool = False,
+                tts: Espeak | None = None, agent_voice: str = "espeak") -> RenderedCall:
+    """Synthesise and lay out `script` (see the module docstring). Same arguments, same call.
+    `tts` (default `agent_tts(agent_voice)`) must speak the voices of `agent_voices(agent_voice)`."""
+    voices_of_agent = agent_voices(agent_voice)
+    tts = tts or agent_tts(agent_voice)
+    _, prosody_rng, channel_rng = _rng(script, seed, held_out).spawn(3)  # the first: `caller_voice`
+    caller = caller_voice(script, seed, held_out)
+    items = script.items
+    placed = _place(script, _Synth(tts, caller, prosody_rng, voices_of_agent))
+
+    last = max(p.end for p in placed)
+    n = (last // MICRO_TURN_SAMPLES + 2) * MICRO_TURN_SAMPLES  # one whole micro-turn after the last end
+    tracks = {"caller": np.zeros(n, np.float32), "agent": np.zeros(n, np.float32)}
+    says: list[PlacedSay] = []
+    for i, (it, p) in enumerate(zip(items, placed)):
+        if not isinstance(it, Say):
+            continue
+        audio = p.audio[:p.end - p.start].copy()
+        if p.cut is not None:
+            fade = min(FADE_SAMPLES, len(audio))
+            audio[len(audio) - fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
+        tracks[it.speaker][p.start:p.start + len(audio)] += audio
+        words = tuple(Word(tok, p.start + onset) for tok, onset in p.words
+                      if p.cut is None or p.start + onset < p.cut)
+        spoken = " ".join(w.text for w in words)
+        says.append(PlacedSay(i, it.speaker, it.role, it.lang, p.start, p.end, spoken, words, p.cut,
+                              p.not_before))
+    says.sort(key=lambda s: (s.start_sample, s.item))
+
+    events: list[Event] = [Event(0, "config", config_text(script.agent))]
+    tool_calls: list[PlacedToolCall] = []
+    for it, p in zip(items, placed):
+        if isinstance(it, ToolCall):
+            tool_calls.append(PlacedToolCall(p.start // MS, it.name, event_json(it.arguments)))
+            events.append(Event(p.end // MS, *tool_event(it)))
+        elif isinstance(it, Timer):
+            elapsed = round((p.end - p.start) / SAMPLE_RATE)
+            events.append(Event(p.end // MS, "timer", event_json({"timer": it.note, "seconds": elapsed})))
+        elif isinstance(it, Dtmf):
+            for k, digit in enumerate(it.digits):
+                events.append(Event((p.start + k * it.interval_ms * MS) // MS, "dtmf", digit))
+    events.sort(key=lambda e: e.t_ms)  # stable: same-time events keep script order
+    tool_calls.sort(key=lambda t: t.t_ms)
+
+    params = ChannelParams.draw(channel_rng)
+    agent = to_pcm16_grid(tracks["agent"])
+    caller_channel = apply_channel(tracks["caller"], agent, params, channel_rng)
+    return RenderedCall(caller_channel, agent, SAMPLE_RATE, says, events, tool_calls, script, seed, held_out,
+                        caller.name, params, agent_voice)
+
+
+# -- cache ----------------------------------------------------------------------------------------
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("PARLEY_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "parley" / "corpus"
+
+
+class CorpusCache:
+    """Rendered calls on disk, one compressed .npz per (agent, seed, split), rendered on a miss.
+
+    The directory name carries the render, script and espeakng-loader versions (and for
+    agent_voice="piper" the piper voice with a digest of its versions and settings), so a change
+    to any of them, or another agent voice, starts a fresh corpus instead of reading stale calls.
+    Writes are atomic."""
+
+    def __init__(self, root: str | Path | None = None, agent_voice: str = "espeak") -> None:
+        agent_voices(agent_voice)  # ValueError if unknown
+        self.root = Path(root) if root is not None else default_cache_dir()
+        self.agent_voice = agent_voice
+        espeak = importlib.metadata.version("espeakng-loader")
+        name = f"render{RENDER_VERSION}-script{SCRIPT_VERSION}-espeak{espeak}"
+        if agent_voice == "piper":  # the voice and a digest of everything that shapes its audio
+            name += f"-piper-{piper_voice.VOICE_ID}-{piper_voice.settings_digest()}"
+        self.dir = self.root / name
+
+    def path(self, agent: str, seed: int, held_out: bool = False) -> Path:
+        return self.dir / agent / ("held_out" if held_out else "train") / f"{int(seed)}.npz"
+
+    def call(self, agent: str, seed: int, held_out: bool = False) -> RenderedCall:
+        path = self.path(agent, seed, held_out)
+        if path.is_file():
+            try:
+                call = RenderedCall.load(path)
+                if call.agent_voice == self.agent_voice:
+                    return call
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+                pass  # a damaged or stale file: render it again
+        call = render_call(generate_script(agent, seed), seed, held_out, agent_voice=self.agent_voice)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        call.save(buf)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
+        tmp.write_bytes(buf.getvalue())
+        os.replace(tmp, path)
+        return call
+

@@ -1,0 +1,140 @@
+"""`parley eval`: scenarios through the real model server, scored, with an HTML report.
+
+    parley eval [--checkpoint DIR | --preset NAME] [--scenarios DIR] --out DIR [--limit N]
+                [--no-baseline] [--no-asr] [--max-slots 8] [--tick-ms 200] [--save-audio]
+    parley eval --write-scenarios DIR [--n 20] [--seed0 900000] [--agent-voice espeak|piper]
+
+Without --scenarios, `--n` held-out scenarios are generated into OUT/scenarios first (kept and
+reused when that directory already holds some). `--write-scenarios` only writes scenarios.
+`--agent-voice piper` voices the generated scenarios' English agent lines with piper joe instead
+of espeak-ng (corpus.render; the shipped checkpoint was trained on espeak-ng).
+The model is the shipped checkpoint unless --checkpoint or --preset say otherwise (a preset has
+random weights). Calls run in real time (200 ms ticks), up to --max-slots at once; --tick-ms
+below 200 runs them faster than real time when the machine keeps up (late frames are reported).
+Prints one JSON line: where the report is and how many goals were met.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import sys
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def add_command(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate the model on scenarios through the real model server")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", type=Path, help="checkpoint directory (default: the shipped one)")
+    src.add_argument("--preset", help="a preset with random weights instead (e.g. tiny)")
+    p.add_argument("--scenarios", type=Path, help="scenario directory (default: generate into OUT/scenarios)")
+    p.add_argument("--out", type=Path, help="report directory")
+    p.add_argument("--limit", type=int, help="only the first N scenarios (by name)")
+    p.add_argument("--no-baseline", action="store_true", help="skip the VAD cascade baseline")
+    p.add_argument("--no-asr", action="store_true", help="skip the recogniser (intelligibility)")
+    p.add_argument("--max-slots", type=int, default=8, help="calls run at once")
+    p.add_argument("--tick-ms", type=int, default=200, help="tick period; 200 is real time")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: half the cores)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed of the first call (+1 per call)")
+    p.add_argument("--temperature", type=float, help="sampling temperature (default: the server's)")
+    p.add_argument("--save-audio", action="store_true", help="OUT/audio/<name>.wav: heard (left), agent (right)")
+    p.add_argument("--write-scenarios", type=Path, metavar="DIR", help="only write held-out scenarios to DIR")
+    p.add_argument("--n", type=int, default=20, help="held-out scenarios to generate")
+    p.add_argument("--seed0", type=int, help="first held-out seed (default evaluation.scenarios.HELD_OUT_SEED0)")
+    p.add_argument("--agent-voice", choices=("espeak", "piper"), default="espeak",
+                   help="agent voice of generated scenarios: espeak-ng (as trained) or piper joe "
+                        "(its English lines)")
+    p.set_defaults(func=cmd_eval)
+
+
+def _write_scenarios(directory: Path, n: int, seed0: int | None, agent_voice: str = "espeak") -> list[Path]:
+    from evaluation.scenarios import HELD_OUT_SEED0, write_held_out
+
+    t = time.perf_counter()
+    paths = write_held_out(directory, n, seed0=HELD_OUT_SEED0 if seed0 is None else seed0,
+                           agent_voice=agent_voice)
+    log.info("wrote %d held-out scenarios to %s in %.1f s", len(paths), directory, time.perf_counter() - t)
+    return paths
+
+
+def save_audio(record, path: Path) -> None:
+    """Two channels at 16 kHz: what the model heard (left) and what it said (right)."""
+    agent = record.agent_audio
+    heard = np.zeros(len(agent), np.int16)
+    heard[:len(record.heard)] = record.heard
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(np.stack([heard, agent], axis=1).astype("<i2").tobytes())
+
+
+def cmd_eval(args) -> int:
+    if args.write_scenarios is not None:
+        paths = _write_scenarios(args.write_scenarios, args.n, args.seed0, args.agent_voice)
+        print(json.dumps({"scenarios": str(args.write_scenarios), "written": len(paths)}))
+        return 0
+    if args.out is None:
+        raise ValueError("--out DIR is required (or --write-scenarios DIR)")
+    import asyncio
+
+    import torch
+
+    from model.checkpoint import DEFAULT_CHECKPOINT, WEIGHTS_FILE, load_model
+    from evaluation.report import goals, write_report
+    from evaluation.run import evaluate, run_scenarios
+    from evaluation.scenarios import load_scenarios
+
+    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 2) // 2))
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda requested but no CUDA device is available")
+    scenario_dir = args.scenarios
+    if scenario_dir is None:
+        scenario_dir = args.out / "scenarios"
+        if not any(scenario_dir.glob("*.json")):
+            _write_scenarios(scenario_dir, args.n, args.seed0, args.agent_voice)
+    scenarios = load_scenarios(scenario_dir, args.limit)
+    model = load_model(args.preset, args.checkpoint, device=args.device)
+    if args.checkpoint:
+        name = str(args.checkpoint)
+    elif args.preset is None and (DEFAULT_CHECKPOINT / WEIGHTS_FILE).is_file():
+        name = str(DEFAULT_CHECKPOINT)
+    else:
+        name = f"preset {args.preset or 'small'} (RANDOM weights)"
+    audio_s = sum(s.duration_s for s in scenarios)
+    log.info("evaluating %s on %d scenarios (%.0f s of calls, %d at once)", name, len(scenarios), audio_s,
+             min(args.max_slots, len(scenarios)))
+    t0 = time.perf_counter()
+    records, health = asyncio.run(run_scenarios(
+        model, scenarios, max_slots=args.max_slots, tick_ms=args.tick_ms, device=args.device,
+        model_name=name, seed=args.seed, temperature=args.temperature))
+    run_s = time.perf_counter() - t0
+    results = evaluate(records, baseline=not args.no_baseline, asr=not args.no_asr)
+    results["meta"] = {
+        "model": name, "scenarios": str(scenario_dir), "calls": len(scenarios), "call_seconds": round(audio_s, 1),
+        "calls_wall_seconds": round(run_s, 1), "scoring_seconds": round(time.perf_counter() - t0 - run_s, 1),
+        "tick_ms": args.tick_ms, "max_slots": min(args.max_slots, len(scenarios)), "device": args.device,
+        "server": health, "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["parley"] + sys.argv[1:]),
+    }
+    if args.save_audio:
+        (args.out / "audio").mkdir(parents=True, exist_ok=True)
+        for record in records:
+            save_audio(record, args.out / "audio" / f"{record.scenario.name}.wav")
+    report = write_report(results, args.out)
+    rows = goals(results["summary"])
+    print(json.dumps({"report": str(report), "results": str(args.out / "results.json"), "calls": len(records),
+                      "goals_met": sum(r["model_met"] is True for r in rows), "goals": len(rows),
+                      "turn_taking_by_agent": {a: s["model"]["turn_taking_rate"]
+                                               for a, s in results["summary"]["by_agent"].items()},
+                      "wall_seconds": round(time.perf_counter() - t0, 1)}))
+    return 0

@@ -1,0 +1,111 @@
+"""Run the model free over a generated call and show, micro-turn by micro-turn, what it decides.
+
+Teacher-forced losses say little about how a duplex model behaves once it reads back its own
+outputs. This steps the model (the same `InteractionModel.step` the server runs) over a corpus
+call's caller channel and events, and prints the labelled floor beside the floor the model chose
+and its probability of "speak". Variants feed back the teacher's output for some channels instead
+of the model's own (`--feed text`, `audio`, `floor`, or several joined with `+`): the channel
+whose teacher version restores the behaviour is the one the model leans on.
+
+    python -m evaluation.freerun [--checkpoint DIR] --agent support --seeds 900000,900002 \\
+        [--feed free,text,audio,floor] [--turns 150]
+
+Legend: . listen, b backchannel, S speak, y yield; p(S) digits are tenths of P(speak).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.config import FLOOR_STATES, MICRO_TURN_SAMPLES
+from corpus.labels import CallLabels, micro_turn_labels
+from corpus.render import RenderedCall
+from model.interaction import InteractionModel, StepInputs
+from model.state import StreamState
+
+SYMBOL = {"listen": ".", "backchannel": "b", "speak": "S", "yield": "y"}
+CHANNELS = ("text", "audio", "floor")
+
+
+@dataclass
+class FreeRun:
+    feed: frozenset[str]  # channels fed back from the labels instead of the model's own output
+    floor: list[int]  # the floor state the model chose at each micro-turn
+    p_speak: list[float]  # its probability of "speak" there
+
+
+def floor_strip(floors) -> str:
+    return "".join(SYMBOL[FLOOR_STATES[int(f)]] for f in floors)
+
+
+def prob_strip(probs) -> str:
+    return "".join(str(min(9, int(p * 10))) for p in probs)
+
+
+@torch.no_grad()
+def free_run(model: InteractionModel, call: RenderedCall, labels: CallLabels, feed=frozenset(),
+             turns: int | None = None, temperature: float = 0.8, top_p: float = 0.9,
+             seed: int = 0) -> FreeRun:
+    """Step `model` over `call` as a served call would, feeding back the labels' `feed` channels."""
+    unknown = set(feed) - set(CHANNELS)
+    if unknown:
+        raise ValueError(f"unknown feed channel(s) {sorted(unknown)}; known: {', '.join(CHANNELS)}")
+    cfg = model.cfg
+    state = StreamState.allocate(cfg, 1)
+    state.set_sampling(0, temperature=temperature, top_p=top_p, seed=seed)
+    model.prefill(state, 0, labels.prefix[: cfg.max_prefix])
+    speak = FLOOR_STATES.index("speak")
+    floors, probs = [], []
+    for k in range(min(labels.n_turns, turns or labels.n_turns)):
+        audio = torch.from_numpy(call.caller[k * MICRO_TURN_SAMPLES:(k + 1) * MICRO_TURN_SAMPLES].copy())
+        events = {0: labels.events[k]} if labels.events[k] else {}
+        out = model.step(state, StepInputs(audio=audio[None].float(), events=events), [0])
+        floors.append(int(out.floor[0]))
+        probs.append(float(torch.softmax(out.floor_logits[0].float(), -1)[speak]))
+        if "text" in feed:
+            state.prev_text[0] = torch.from_numpy(labels.text[k])
+        if "audio" in feed:
+            state.prev_audio[0] = torch.from_numpy(labels.audio[k].astype(np.int64))
+        if "floor" in feed:
+            state.prev_floor[0] = int(labels.floor[k])
+    return FreeRun(frozenset(feed), floors, probs)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from model.checkpoint import load_model
+    from corpus.render import CorpusCache
+
+    p = argparse.ArgumentParser(prog="python -m evaluation.freerun", description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", type=Path, help="checkpoint or training run directory (default: shipped)")
+    p.add_argument("--agent", default="support")
+    p.add_argument("--seeds", default="900000", help="held-out call seeds, comma-separated")
+    p.add_argument("--train-calls", action="store_true", help="training calls instead of held-out ones")
+    p.add_argument("--feed", default="free,text,audio,floor", help="variants: free or channels joined with +")
+    p.add_argument("--turns", type=int, default=150, help="micro-turns per call")
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-p", type=float, default=0.9)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    model = load_model(checkpoint=args.checkpoint).eval()
+    cache = CorpusCache()
+    for seed in (int(s) for s in args.seeds.split(",")):
+        call = cache.call(args.agent, seed, not args.train_calls)
+        labels = micro_turn_labels(call, model.cfg)
+        n = min(labels.n_turns, args.turns)
+        print(f"== {args.agent} {seed}: {n} of {labels.n_turns} micro-turns")
+        print(f"{'label':<12} {floor_strip(labels.floor[:n])}")
+        for variant in args.feed.split(","):
+            feed = frozenset() if variant == "free" else frozenset(variant.split("+"))
+            run = free_run(model, call, labels, feed, n, args.temperature, args.top_p, seed)
+            print(f"{variant:<12} {floor_strip(run.floor)}")
+            print(f"{'  p(S)':<12} {prob_strip(run.p_speak)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+"""The websocket gateway's app layer: each call a transport accepts becomes a `CallSession`.
+
+telephony/ws/gateway.py serves the media-stream websockets and knows nothing of agents or the model;
+it asks a `CallConnector` for each call's handler. `SessionConnector` is that connector: it looks
+the call's agent up in an `AgentRegistry`, opens a `CallSession` on the model server, and turns
+what can go wrong into close codes the transport understands (unknown agent 4404, model server at
+capacity 1013, model server unreachable or refusing 1014). The wiring lives here, in agent/,
+because it is the one place that knows both sides: telephony stays free of agent behaviour, and
+the SIP gateway can reuse the same connector.
+
+With `REDIS_URL` set, the connector is linked to the admin API's Redis (`parley.admin_link.GatewayLink`):
+agents and numbers are read from there per call (changes apply to the next call), media
+websockets authenticate once API keys exist (a per-agent stream token, or a Twilio signature),
+live calls and finished calls' records are written there, and the admin API can hang calls up.
+
+`run_agent_gateway(settings)` (tests, embedding) and `serve_agent_gateway(settings)`
+(`parley gateway`) run the gateway with this connector; `parley gateway` sends tool calls to the
+Celery workers (`agent.tool_router.CeleryToolRouter`) when `REDIS_URL` is set, and answers them
+"tool unavailable" otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from typing import TYPE_CHECKING, AsyncIterator, Optional
+
+from admin.core.security import bearer
+from agent.config import BUILTIN_AGENTS, AgentConfig, AgentRegistry, UnknownAgent
+from agent.model_client import ModelRefused, ModelUnavailable
+from agent.session import CallSession, ToolRouter, UnavailableToolRouter
+from telephony.ws.gateway import RunningGateway, run_gateway, serve
+from telephony.leg import CallInfo, CallRefused, CloseCode, Leg
+from telephony.ws.settings import Settings
+from telephony.ws.signature import twilio_signature_valid
+
+if TYPE_CHECKING:
+    from parley.admin_link import GatewayLink
+
+logger = logging.getLogger(__name__)
+
+MEDIA_WEBSOCKETS = ("twilio", "native")  # the protocols `_authorize` checks
+
+
+class SessionConnector:
+    """Makes a started `CallSession` per call, or refuses the call with a close code and reason.
+
+    With a `link` (the admin API's Redis, `parley.admin_link.GatewayLink`), agents and numbers are read
+    from Redis per call, media websockets authenticate (`_authorize`), live calls and finished
+    calls' records are written there, and hang-up commands from the admin API are obeyed. Without
+    one, agents come from `registry` (the shipped agents by default) and nothing is recorded.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Optional[AgentRegistry] = None,
+        tool_router: Optional[ToolRouter] = None,
+        link: Optional["GatewayLink"] = None,
+    ) -> None:
+        self.settings = settings
+        self.link = link
+        self.registry: AgentRegistry = registry or (link.registry if link is not None else BUILTIN_AGENTS)
+        self.tool_router: ToolRouter = tool_router or UnavailableToolRouter()
+        self.sessions: dict[str, CallSession] = {}  # live calls by call_id
+        self.finished: collections.deque[dict] = collections.deque(maxlen=100)  # summaries, newest last
+
+    async def has_agent(self, name: str) -> bool:
+        try:
+            await self.registry.get(name)
+        except UnknownAgent:
+            return False
+        return True
+
+    async def agent_for_number(self, number: str) -> Optional[str]:
+        """The agent the admin API routes `number` to (None: not configured there); refuses
+        a number whose agent no longer exists. Used by POST /twiml."""
+        if self.link is None:
+            return None
+        name = await self.link.agent_for_number(number)
+        if name is not None and not await self.has_agent(name):
+            raise CallRefused(CloseCode.UNKNOWN_AGENT, _orphan_reason(name))
+        return name
+
+    async def _agent(self, info: CallInfo) -> tuple[AgentConfig, int]:
+        """The call's agent and its version: the dialled number's agent when the admin API
+        configures that number, else the agent the call named."""
+        name, by_number = info.agent, False
+        number = info.parameters.get("number")
+        if number and self.link is not None:
+            routed = await self.link.agent_for_number(number)
+            if routed is not None:
+                name, by_number = routed, True
+        try:
+            versioned = getattr(self.registry, "get_versioned", None)
+            if versioned is not None:
+                return await versioned(name)
+            return await self.registry.get(name), 0
+        except UnknownAgent as exc:
+            reason = _orphan_reason(name) if by_number else str(exc)
+            raise CallRefused(CloseCode.UNKNOWN_AGENT, reason) from None
+
+    async def _authorize(self, info: CallInfo, agent: AgentConfig) -> None:
+        """Refuse (4401) a call that must authenticate and did not: a stream token of its agent
+        (either protocol), or on /twilio a valid Twilio signature of the handshake. Required when
+        `media_auth` is `required`; with `auto`, once the admin API holds an API key, and for
+        Twilio streams whenever a Twilio auth token is configured. SIP calls are not checked here:
+        the SIP gateway admits trunks itself."""
+        mode = self.settings.media_auth
+        if mode == "off" or info.protocol not in MEDIA_WEBSOCKETS:  # SIP authenticates its trunks itself
+            return
+        twilio = self.settings.twilio_auth_token if info.protocol == "twilio" else None
+        required = (
+            mode == "required"
+            or twilio is not None
+            or (self.link is not None and await self.link.keys_configured())
+        )
+        if not required:
+            return
+        token = info.auth.get("token") or bearer(info.auth.get("authorization"))
+        if token:
+            if self.link is not None and await self.link.token_valid(agent.name, token):
+                return
+            raise CallRefused(CloseCode.UNAUTHORIZED, f"invalid stream token for agent {agent.name!r}")
+        if twilio is not None:
+            url, signature = info.auth.get("url", ""), info.auth.get("x-twilio-signature")
+            if twilio_signature_valid(twilio.get_secret_value(), url, (), signature):
+                return
+            raise CallRefused(CloseCode.UNAUTHORIZED, "missing or invalid X-Twilio-Signature")
+        raise CallRefused(
+            CloseCode.UNAUTHORIZED,
+            "stream token required (Authorization: Bearer <token>, or a 'token' parameter)",
+        )
+
+    async def open(self, info: CallInfo, leg: Leg) -> CallSession:
+        agent, version = await self._agent(info)
+        await self._authorize(info, agent)
+        session = _TrackedSession(
+            self,
+            agent,
+            leg,
+            model_url=self.settings.model_url,
+            tool_router=self.tool_router,
+            call_id=info.call_id,
+            connect_timeout=self.settings.model_connect_timeout_s,
+            tool_timeout=self.settings.tool_timeout_s,
+        )
+        try:
+            await session.start()
+        except ModelRefused as exc:
+            if exc.code == CloseCode.TRY_AGAIN_LATER:
+                raise CallRefused(
+                    CloseCode.TRY_AGAIN_LATER, f"model server {exc.reason or 'at capacity'}"
+                ) from None
+            raise CallRefused(
+                CloseCode.BAD_GATEWAY, f"model server refused the session ({exc.code}: {exc.reason})"
+            ) from None
+        except ModelUnavailable as exc:
+            logger.warning("model server unavailable", extra={"call_id": info.call_id, "error": str(exc)})
+            raise CallRefused(CloseCode.BAD_GATEWAY, "model server unavailable") from None
+        self.sessions[info.call_id] = session
+        if self.link is not None:
+            await self.link.call_started(info, agent, version)
+        return session
+
+    async def hang_up(self, call_id: str, reason: str) -> bool:
+        """End a live call of this gateway from outside (the admin API); False if it holds none."""
+        session = self.sessions.get(call_id)
+        return session.hang_up(reason) if session is not None else False
+
+    async def _ended(self, session: CallSession) -> None:
+        self.sessions.pop(session.call_id, None)
+        summary = session.summary()
+        self.finished.append(summary)
+        if self.link is not None:
+            try:
+                await self.link.call_ended(session.call_id, summary, session.agent, session.turn_latency_ms)
+            except Exception:
+                logger.exception("call %s: record not stored", session.call_id, extra={"call_id": session.call_id})
+
+
+def _orphan_reason(agent: str) -> str:
+    return f"the dialled number's agent {agent!r} does not exist (deleted?): the number takes no calls"
+
+
+class _TrackedSession(CallSession):
+    """A CallSession that leaves its connector's table of live calls when it is over."""
+
+    def __init__(self, connector: SessionConnector, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._connector = connector
+
+    async def run(self) -> None:
+        try:
+            await super().run()
+        finally:
+            await asyncio.shield(self._connector._ended(self))
+
+
+@contextlib.asynccontextmanager
+async def run_agent_gateway(
+    settings: Settings,
+    *,
+    registry: Optional[AgentRegistry] = None,
+    tool_router: Optional[ToolRouter] = None,
+    link: Optional["GatewayLink"] = None,
+) -> AsyncIterator[RunningGateway]:
+    """The gateway with CallSessions, in the running event loop (see `telephony.ws.gateway.run_gateway`).
+    A `link` is started with the gateway and closed with it."""
+    connector = SessionConnector(settings, registry, tool_router, link)
+    if link is not None:
+        await link.start(connector.hang_up)
+    try:
+        async with run_gateway(settings, connector) as gateway:
+            yield gateway
+    finally:
+        if link is not None:
+            await link.close()
+
+
+async def serve_agent_gateway(settings: Settings) -> None:
+    from agent.tool_router import CeleryToolRouter, ToolRouterSettings
+
+    router = CeleryToolRouter.from_env()
+    if router is None:
+        logger.warning("REDIS_URL is not set: every tool call will be answered 'tool unavailable'")
+    link = None
+    redis_url = ToolRouterSettings().redis_url
+    if redis_url:
+        from parley.admin_link import GatewayLink
+
+        link = GatewayLink(redis_url)
+    else:
+        logger.warning("REDIS_URL is not set: agents are the shipped ones and no call is recorded")
+    connector = SessionConnector(settings, tool_router=router, link=link)
+    try:
+        if link is not None:
+            await link.start(connector.hang_up)
+        await serve(settings, connector)
+    finally:
+        if link is not None:
+            await link.close()
+        if router is not None:
+            logger.info("tool router counters", extra={"counters": router.stats()})
+            await router.close()

@@ -1,0 +1,206 @@
+"""`parley serve`: the whole platform on one machine, as child processes.
+
+Starts the model server, the websocket media gateway, one tool worker and the admin API as
+separate processes (the model step loop must not share a GIL with thousands of socket handlers),
+waits until each is ready (`/healthz`; the worker answers a Celery ping), and supervises them.
+Redis is `REDIS_URL`; when that is unset, an embedded Redis server (`procs.redis_server`) is
+started first and stopped last, with its data kept between runs in `PARLEY_REDIS_DATA` (default
+~/.local/share/parley/redis: append-only file, so a restart loses no configuration), and the
+sample shop is seeded into it (into a configured Redis only if it holds no shop yet). The children
+get `REDIS_URL`. When Redis holds no active admin API key (a first start), one is created and
+printed on stderr, once.
+
+Supervision: if one child dies, everything stops with its exit status; Ctrl-C or SIGTERM stops the
+children cleanly (SIGTERM, then SIGKILL after a grace period); if `parley serve` itself is killed,
+even by SIGKILL, the kernel sends its children and the embedded Redis SIGTERM (the next start
+removes what the embedded Redis left on disk). Every child logs to the same stderr with its process
+name in each line, so the platform reads as one log.
+
+With `--demo-call WAV` it places one call through the gateway once everything is up (with a
+10-minute stream token of the agent, since media websockets authenticate once keys exist),
+prints the summary, and stops: that is `make run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from procs.children import Child, stop_all, wait_healthy
+from workers.process import worker_child
+
+log = logging.getLogger(__name__)
+
+
+def redis_data_dir() -> Path:
+    """Where the embedded Redis of `parley serve` keeps its data between runs."""
+    return Path(os.environ.get("PARLEY_REDIS_DATA") or Path.home() / ".local" / "share" / "parley" / "redis")
+
+
+def start_redis() -> tuple[str, object | None]:
+    """REDIS_URL, or an embedded server's URL and the server; the sample shop seeded either way.
+
+    The embedded server keeps its data (append-only file) in `redis_data_dir()`, so agents,
+    numbers and keys configured through the admin API survive a restart of `parley serve`."""
+    import redis
+
+    from procs.redis_server import EmbeddedRedis, live_server_pid
+    from workers.shop import Shop
+    from workers.store import ShopStore
+
+    url, server = os.environ.get("REDIS_URL"), None
+    if not url:
+        data = redis_data_dir()
+        pid = live_server_pid(data)
+        if pid:
+            raise RuntimeError(f"another embedded Redis (pid {pid}) uses {data}: stop that parley serve "
+                               "first, or set PARLEY_REDIS_DATA or REDIS_URL")
+        server = EmbeddedRedis(data).start()
+        url = server.url
+        log.info("REDIS_URL is not set: started an embedded Redis at %s (data in %s)", url, data)
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        store = ShopStore(client)
+        if not store.seeded():
+            log.info("seeded the sample shop (%d orders)", store.seed(Shop.default()))
+    finally:
+        client.close()
+    return url, server
+
+
+def build_children(args, redis_url: str) -> list[Child]:
+    exe = [sys.executable, "-m", "parley.cli"]
+    model_src = []
+    if args.checkpoint:
+        model_src = ["--checkpoint", str(args.checkpoint)]
+    elif args.preset:
+        model_src = ["--preset", args.preset]
+    host = args.host
+    model = Child(
+        "model-server",
+        [*exe, "model-server", *model_src, "--host", host, "--port", str(args.model_port),
+         "--max-slots", str(args.max_slots), "--device", args.device],
+        f"http://{host}:{args.model_port}/healthz",
+    )
+    gateway = Child(
+        "gateway",
+        [*exe, "gateway", "--host", host, "--port", str(args.gateway_port),
+         "--model-url", f"ws://{host}:{args.model_port}/session"],
+        f"http://{host}:{args.gateway_port}/healthz",
+        env={"REDIS_URL": redis_url},
+    )
+    admin = Child(
+        "admin",
+        [*exe, "admin", "--host", host, "--port", str(args.admin_port)],
+        f"http://{host}:{args.admin_port}/healthz",
+        env={"REDIS_URL": redis_url,
+             "PARLEY_ADMIN_MODEL_HEALTH_URLS": json.dumps([f"http://{host}:{args.model_port}/healthz"])},
+    )
+    return [model, gateway, worker_child(redis_url), admin]
+
+
+def first_admin_key(redis_url: str) -> Optional[str]:
+    """A new admin API key when Redis holds no active admin key (a first start), else None."""
+    import redis.asyncio as aioredis
+
+    from admin.store.credentials import CredentialStore
+
+    async def go() -> Optional[str]:
+        client = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=5)
+        try:
+            store = CredentialStore(client)
+            if any(k.active and k.scope == "admin" for k in await store.list_keys()):
+                return None
+            return (await store.create_key("first admin key (parley serve)", "admin"))[1]
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())
+
+
+def demo_token(redis_url: str, agent: str) -> str:
+    """A stream token for the demo call, valid for 10 minutes."""
+    import redis.asyncio as aioredis
+
+    from admin.store.credentials import CredentialStore
+
+    async def go() -> str:
+        client = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=5)
+        try:
+            return (await CredentialStore(client).create_token(agent, "parley serve --demo-call", 600))[1]
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())
+
+
+def serve(args) -> int:
+    children: list[Child] = []
+    redis_server = None
+    stopping = False
+
+    def on_signal(signum, _frame):
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            log.info("signal %d: stopping", signum)
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        redis_url, redis_server = start_redis()
+        key = first_admin_key(redis_url)
+        children = build_children(args, redis_url)
+        for child in children:
+            child.start()
+        wait_healthy(children, args.ready_timeout)
+        log.info("Parley is up: gateway ws://%s:%d/twilio and /stream, model server ws://%s:%d/session, "
+                 "admin API http://%s:%d (/docs)", args.host, args.gateway_port, args.host, args.model_port,
+                 args.host, args.admin_port)
+        if key is not None:  # printed, never logged: shown once, only its hash is stored
+            print(f"\nFirst admin API key (shown only now; only a hash of it is stored):\n  {key}\n"
+                  f"Use it as 'Authorization: Bearer <key>' on http://{args.host}:{args.admin_port}/v1 "
+                  "(OpenAPI at /docs).\n", file=sys.stderr, flush=True)
+        if args.demo_call:
+            return demo_call(args, demo_token(redis_url, args.agent))
+        while True:
+            for child in children:
+                code = child.proc.poll()
+                if code is not None:
+                    log.error("%s exited with status %d: stopping everything", child.name, code)
+                    return code or 1
+            if redis_server is not None and redis_server.proc.poll() is not None:
+                log.error("the embedded Redis exited: stopping everything")
+                return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        return 0
+    except RuntimeError as exc:
+        log.error("%s", exc)
+        return 1
+    finally:
+        stop_all(children)
+        if redis_server is not None:
+            redis_server.stop()
+
+
+def demo_call(args, token: Optional[str] = None) -> int:
+    from parley.call import place_call
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    url = f"ws://{args.host}:{args.gateway_port}"
+    summary = asyncio.run(place_call(args.agent, Path(args.demo_call), out, url=url, protocol="twilio", token=token))
+    print(json.dumps(summary))
+    return 0

@@ -1,0 +1,52 @@
+"""Training data: generated calls as a function of (seed, index), the loop's only data position.
+
+Batch `index` holds `batch_size` calls drawn from a fixed corpus of `corpus_calls` scripted calls
+(rendered once into the corpus cache, then reused across epochs), each cropped at a seeded random
+micro-turn to `max_positions` stream positions. Agents are mixed by a fixed ratio. Call seeds for
+training and for evaluation come from disjoint ranges (`EVAL_SEED_BASE`), and evaluation also uses
+held-out caller voices. `agent_voice` picks the agent's English voice (corpus.render:
+"espeak", what the shipped checkpoint was trained on, or "piper"); each has its own corpus cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from model.config import ModelConfig
+from corpus.labels import build_example, to_batch
+from corpus.render import CorpusCache
+from model.interaction import Batch
+
+EVAL_SEED_BASE = 10_000_000
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    batch_size: int = 8
+    max_positions: int = 256
+    corpus_calls: int = 4000
+    interpreting_share: float = 0.3
+    agent_voice: str = "espeak"  # corpus.render.AGENT_VOICE_CHOICES
+
+
+class CallStream:
+    """Callable (seed, index) -> Batch, deterministic; renders on first use, then reads the cache."""
+
+    def __init__(self, cfg: ModelConfig, data: DataConfig = DataConfig(), cache: CorpusCache | None = None) -> None:
+        self.cfg = cfg
+        self.data = data
+        self.cache = cache or CorpusCache(agent_voice=data.agent_voice)
+
+    def call(self, seed: int, n: int) -> tuple[str, int]:
+        """The n-th call of the corpus: (agent, script seed)."""
+        rng = np.random.default_rng([seed, n])
+        agent = "translate-en-es" if rng.random() < self.data.interpreting_share else "support"
+        return agent, seed * 1_000_003 + n
+
+    def __call__(self, seed: int, index: int) -> Batch:
+        d = self.data
+        picks = np.random.default_rng([seed, index, 1]).integers(0, d.corpus_calls, size=d.batch_size)
+        labels = [build_example(*self.call(seed, int(n)), self.cfg, cache=self.cache) for n in picks]
+        return to_batch(labels, self.cfg, d.max_positions, seed=seed * 7919 + index)

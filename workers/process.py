@@ -1,0 +1,39 @@
+"""A tool worker as a supervised child process: `python -m workers`, ready when it answers a ping.
+
+`parley serve`, the benchmarks and the tests start workers this way. The Celery app is built only
+inside the readiness probe, so importing this module loads no Celery.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Callable
+
+from procs.children import Child
+
+
+def worker_ping(redis_url: str, hostname: str) -> Callable[[], bool]:
+    """Readiness of one Celery worker: it answers a remote-control ping."""
+    from workers.app import make_app
+    from workers.settings import WorkerSettings
+
+    app = make_app(WorkerSettings(redis_url=redis_url))
+
+    def ready() -> bool:
+        try:
+            return bool(app.control.ping(destination=[hostname], timeout=0.5))
+        except Exception:  # Redis not reachable yet
+            return False
+
+    return ready
+
+
+def worker_child(redis_url: str, name: str = "worker", stdout: int | None = None, extra: tuple = ()) -> Child:
+    """`python -m workers` (what `parley worker` runs) on `redis_url`, ready when it answers a ping."""
+    hostname = f"{name}-{os.getpid()}-{time.monotonic_ns() % 100000}@localhost"
+    return Child(name, [sys.executable, "-m", "workers", f"--hostname={hostname}", *extra], "",
+                 stdout=stdout, env={"REDIS_URL": redis_url}, ready=worker_ping(redis_url, hostname))
+
+
