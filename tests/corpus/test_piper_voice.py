@@ -25,7 +25,7 @@ from corpus import piper_voice as pv  # noqa: E402
 from corpus import render as rd  # noqa: E402
 from corpus.labels import micro_turn_labels  # noqa: E402
 from corpus.scripts import generate_script  # noqa: E402
-from tests.data import test_render as tr  # noqa: E402  (label-consistency checks, called directly)
+from tests.corpus import test_render as tr  # noqa: E402  (label-consistency checks, called directly)
 
 SR = 16000
 FRAME = 80  # 5 ms

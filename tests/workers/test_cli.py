@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.agent.test_cli import parley
+from tests.parley.test_cli import parley
 from procs.redis_server import EmbeddedRedis
 from workers.shop import Shop
 from workers.store import ShopStore
