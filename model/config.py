@@ -17,11 +17,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-SAMPLE_RATE = 16_000
-MICRO_TURN_MS = 200
-MICRO_TURN_SAMPLES = SAMPLE_RATE * MICRO_TURN_MS // 1000  # 3200
+from model.protocol import FLOOR_STATES, FRAME_SAMPLES, MICRO_TURN_MS, SAMPLE_RATE
 
-FLOOR_STATES = ("listen", "backchannel", "speak", "yield")
+MICRO_TURN_SAMPLES = FRAME_SAMPLES
 
 
 def _fail(name: str, value: Any, why: str) -> None:
