@@ -4,9 +4,8 @@
   hashes, verification);
 - `admin.store`: the Redis storage every process shares (the gateway reads agents and numbers
   from it per call and writes call records to it);
-- `parley.admin_link`: what a gateway process uses of that storage (`GatewayLink`);
 - `admin.api` and `admin.main`: the FastAPI app.
 
-Only `admin.api` and `admin.main` import FastAPI; the gateway imports `parley.admin_link` and
-`admin.store` alone.
+Only `admin.api` and `admin.main` import FastAPI; a gateway process reaches the storage through
+`parley.admin_link` (the composition root), which imports `admin.store` alone.
 """

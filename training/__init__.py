@@ -1,1 +1,2 @@
-"""Training the interaction model: losses over teacher-forced batches, a resumable training loop."""
+"""Training the interaction model and its vocoder on `corpus` calls: losses over teacher-forced
+batches, a resumable loop, export to a serving checkpoint (`parley train`, `parley export`)."""
