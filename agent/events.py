@@ -1,18 +1,17 @@
 """The text of events injected into a call's model session (tool results, errors, timers).
 
-One function, shared by the live call path (agent.session) and the training data
-(corpus.render), so the model reads in a call exactly the payloads it was trained on.
-Standard library only: the gateway process must stay free of torch and model/.
+`event_json` (defined with the rest of the session contract in model.protocol) is shared by the
+live call path (agent.session) and the training data (corpus.render), so the model reads in a call
+exactly the payloads it was trained on. Standard library only: the gateway process stays free of
+torch.
 """
 
 from __future__ import annotations
 
-import json
+from model.protocol import event_json
 
-
-def event_json(value: object) -> str:
-    """An event payload as the model reads it: compact JSON, non-ASCII kept as UTF-8."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+__all__ = ["SESSION_TOOLS", "TOOL_PENDING_AFTER_S", "TOOL_PENDING_EVERY_S", "event_json",
+           "tool_pending_payload", "tool_pending_times"]
 
 
 # Tools the call session carries out itself (hang up, hand off): no worker, no pending notices.

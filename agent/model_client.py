@@ -1,24 +1,10 @@
 """Asyncio client for one model-server session (ws://HOST:8765/session), one per call.
 
-The protocol, as the model server speaks it:
-
-1. client -> server, text: {"type": "hello", "call_id", "config" (the rendered agent prefix),
-   optional "seed", "temperature", "top_p"};
-2. server -> client, text: {"type": "ready", "session_id", "slot", "sample_rate": 16000,
-   "frame_bytes": 6400, "micro_turn_ms": 200, "model"}, or a close: 1013 "at capacity: ..." when
-   full, 1008 for a bad hello;
-3. client -> server: binary frames of exactly 6400 bytes (3200 int16 LE samples, 200 ms at
-   16 kHz), one per micro-turn in real time; text {"type": "event", "kind", "payload"};
-   {"type": "bye"} to end (the server closes 1000);
-4. server -> client: per micro-turn stepped for this call, text {"type": "turn", "seq", "t_ms",
-   "floor", "text"} immediately followed by one binary message of 6400 bytes (the agent's next
-   200 ms); {"type": "tool_call", "seq", "t_ms", "id", "name", "arguments" | "arguments_raw"};
-   {"type": "error", "message"} then a close (1003 bad frame, 1008 protocol, 1011 server error).
-   A micro-turn whose frame was late is skipped: no turn message at all.
-
-`ModelClient.connect` does 1-2 and returns a client or raises `ModelRefused` (the server closed
-the handshake: capacity, bad hello) or `ModelUnavailable` (no server, timeout, not the protocol).
-Iterating the client yields `Turn` (its audio paired in), `ToolCall`, `ServerError` and, last,
+The contract is `model.protocol`; this is its client side. `ModelClient.connect` sends the hello
+and waits for the ready, and returns a client or raises `ModelRefused` (the server closed the
+handshake: 1013 at capacity, 1008 bad hello) or `ModelUnavailable` (no server, timeout, not the
+protocol). Iterating the client yields `Turn` (the turn message with its audio paired in),
+`ToolCall`, `ServerError` (the server dropped a message of ours; the call goes on) and, last,
 `Closed` with the close code and reason. A server that breaks the protocol (a turn without its
 audio, audio of the wrong size, non-JSON) gets closed with 1002 and shows up as a `ServerError`
 then `Closed`. Unknown message types are counted and skipped. This module knows nothing of
@@ -31,22 +17,34 @@ import asyncio
 import dataclasses
 import json
 import logging
-from typing import Any, AsyncIterator, Optional, Union
+from typing import AsyncIterator, Optional, Union
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.protocol import State
 
+from model import protocol
+from model.protocol import (
+    EVENT_KINDS,
+    FRAME_BYTES,
+    FRAME_SAMPLES,
+    MAX_MESSAGE_BYTES,
+    Bye,
+    CloseCode,
+    Event,
+    Hello,
+    ProtocolError,
+    Ready,
+    ToolCall,
+)
+
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
-FRAME_SAMPLES = 3200
-FRAME_BYTES = 2 * FRAME_SAMPLES
-MICRO_TURN_MS = 200
-FLOORS = ("listen", "backchannel", "speak", "yield")
-EVENT_KINDS = ("tool_result", "tool_error", "tool_pending", "timer", "dtmf", "system", "caller_hangup")
-MAX_MESSAGE_BYTES = 1 << 20
+__all__ = [
+    "Closed", "Hello", "ModelClient", "ModelClientError", "ModelConnectionClosed", "ModelMessage",
+    "ModelRefused", "ModelUnavailable", "Ready", "ServerError", "ToolCall", "Turn",
+]
 
 
 class ModelClientError(Exception):
@@ -71,34 +69,9 @@ class ModelConnectionClosed(ModelClientError):
 
 
 @dataclasses.dataclass(frozen=True)
-class Hello:
-    call_id: str
-    config: str
-    seed: Optional[int] = None
-    temperature: Optional[float] = None
-    top_p: Optional[float] = None
-
-    def to_json(self) -> str:
-        msg: dict[str, Any] = {"type": "hello", "call_id": self.call_id, "config": self.config}
-        for key in ("seed", "temperature", "top_p"):
-            value = getattr(self, key)
-            if value is not None:
-                msg[key] = value
-        return json.dumps(msg)
-
-
-@dataclasses.dataclass(frozen=True)
-class Ready:
-    session_id: str
-    slot: int
-    sample_rate: int
-    frame_bytes: int
-    micro_turn_ms: int
-    model: str
-
-
-@dataclasses.dataclass(frozen=True)
 class Turn:
+    """A `protocol.Turn` with the audio that followed it."""
+
     seq: int
     t_ms: int
     floor: str
@@ -108,17 +81,9 @@ class Turn:
 
 
 @dataclasses.dataclass(frozen=True)
-class ToolCall:
-    seq: int
-    t_ms: int
-    id: str
-    name: str
-    arguments: Optional[dict]  # None when the model's arguments were not a JSON object
-    arguments_raw: Optional[str] = None
-
-
-@dataclasses.dataclass(frozen=True)
 class ServerError:
+    """A `protocol.Error` from the server, or a protocol violation of the server's (then closed)."""
+
     message: str
 
 
@@ -131,22 +96,11 @@ class Closed:
 ModelMessage = Union[Turn, ToolCall, ServerError, Closed]
 
 
-class _ProtocolViolation(Exception):
-    pass
-
-
 def _closed_of(ws: ClientConnection, exc: Optional[ConnectionClosed] = None) -> Closed:
     frame = (exc.rcvd if exc is not None else None) or ws.protocol.close_rcvd or ws.protocol.close_sent
     if frame is None:
-        return Closed(1006, "connection lost")
+        return Closed(CloseCode.ABNORMAL, "connection lost")
     return Closed(int(frame.code), frame.reason)
-
-
-def _int(data: dict, key: str) -> int:
-    value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _ProtocolViolation(f"{data.get('type')} message without an integer {key!r}")
-    return value
 
 
 class ModelClient:
@@ -179,42 +133,17 @@ class ModelClient:
         try:
             await ws.send(hello.to_json())
             raw = await asyncio.wait_for(ws.recv(), timeout)
-            ready = cls._parse_ready(raw)
+            ready = Ready.from_json(raw)
         except ConnectionClosed as exc:
             closed = _closed_of(ws, exc)
             raise ModelRefused(closed.code, closed.reason) from None
         except asyncio.TimeoutError:
-            await ws.close(1002, "no ready message")
+            await ws.close(CloseCode.PROTOCOL_ERROR, "no ready message")
             raise ModelUnavailable(f"model server at {url} sent no ready within {timeout:g} s") from None
-        except _ProtocolViolation as exc:
-            await ws.close(1002, "protocol error")
+        except ProtocolError as exc:
+            await ws.close(CloseCode.PROTOCOL_ERROR, "protocol error")
             raise ModelUnavailable(f"model server at {url}: {exc}") from None
         return cls(ws, ready)
-
-    @staticmethod
-    def _parse_ready(raw: Union[str, bytes]) -> Ready:
-        if not isinstance(raw, str):
-            raise _ProtocolViolation("expected a ready message, got binary")
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            raise _ProtocolViolation("ready message is not JSON") from None
-        if not isinstance(data, dict) or data.get("type") != "ready":
-            raise _ProtocolViolation("expected a ready message")
-        ready = Ready(
-            session_id=str(data.get("session_id", "")),
-            slot=_int(data, "slot"),
-            sample_rate=_int(data, "sample_rate"),
-            frame_bytes=_int(data, "frame_bytes"),
-            micro_turn_ms=_int(data, "micro_turn_ms"),
-            model=str(data.get("model", "")),
-        )
-        if (ready.sample_rate, ready.frame_bytes) != (SAMPLE_RATE, FRAME_BYTES):
-            raise _ProtocolViolation(
-                f"server speaks {ready.sample_rate} Hz in {ready.frame_bytes}-byte frames; "
-                f"this client needs {SAMPLE_RATE} Hz in {FRAME_BYTES}-byte frames"
-            )
-        return ready
 
     # --- sending -----------------------------------------------------------------------------------
     @property
@@ -236,7 +165,7 @@ class ModelClient:
             raise ValueError(f"send_event: unknown kind {kind!r}; expected one of {', '.join(EVENT_KINDS)}")
         if not isinstance(payload, str):
             raise ValueError("send_event: payload must be a string")
-        await self._send(json.dumps({"type": "event", "kind": kind, "payload": payload}))
+        await self._send(Event(kind, payload).to_json())
         self.events_sent += 1
 
     async def _send(self, message: Union[str, bytes]) -> None:
@@ -253,15 +182,15 @@ class ModelClient:
         if not self._bye_sent and self.open:
             self._bye_sent = True
             try:
-                await self._ws.send('{"type":"bye"}')
+                await self._ws.send(Bye().to_json())
             except ConnectionClosed:
                 pass
         try:
             await asyncio.wait_for(asyncio.shield(self._ws.wait_closed()), timeout)
         except asyncio.TimeoutError:
-            await self._ws.close(1000, "bye")
+            await self._ws.close(CloseCode.NORMAL, "bye")
 
-    async def abort(self, code: int = 1000, reason: str = "") -> None:
+    async def abort(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Close at once, without waiting for the server's goodbye."""
         await self._ws.close(code, reason)
 
@@ -278,10 +207,10 @@ class ModelClient:
             except ConnectionClosed as exc:
                 yield _closed_of(ws, exc)
                 return
-            except _ProtocolViolation as exc:
+            except ProtocolError as exc:
                 logger.warning("model server broke the protocol: %s", exc)
                 yield ServerError(f"protocol error: {exc}")
-                await ws.close(1002, "protocol error")
+                await ws.close(CloseCode.PROTOCOL_ERROR, "protocol error")
                 yield _closed_of(ws)
                 return
             if message is not None:
@@ -289,44 +218,22 @@ class ModelClient:
 
     async def _decode(self, raw: Union[str, bytes]) -> Optional[ModelMessage]:
         if not isinstance(raw, str):
-            raise _ProtocolViolation(f"binary message of {len(raw)} bytes without a turn before it")
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            raise _ProtocolViolation("text message is not JSON") from None
-        if not isinstance(data, dict):
-            raise _ProtocolViolation("text message is not a JSON object")
-        kind = data.get("type")
-        if kind == "turn":
-            floor, text = data.get("floor"), data.get("text", "")
-            if floor not in FLOORS or not isinstance(text, str):
-                raise _ProtocolViolation("turn with an unknown floor or a non-string text")
-            seq, t_ms = _int(data, "seq"), _int(data, "t_ms")
+            raise ProtocolError(f"binary message of {len(raw)} bytes without a turn before it")
+        message = protocol.parse_server_message(raw)
+        if isinstance(message, protocol.Turn):
             audio = await self._ws.recv()
             if not isinstance(audio, bytes) or len(audio) != FRAME_BYTES:
                 got = f"{len(audio)} bytes" if isinstance(audio, bytes) else "text"
-                raise _ProtocolViolation(f"turn {seq} followed by {got}, not {FRAME_BYTES} bytes of audio")
+                raise ProtocolError(f"turn {message.seq} followed by {got}, not {FRAME_BYTES} bytes of audio")
             self.turns += 1
             pcm = np.frombuffer(audio, dtype="<i2").astype(np.int16)
-            frame = data.get("frame", -1)
-            frame = frame if isinstance(frame, int) and not isinstance(frame, bool) else -1
-            return Turn(seq=seq, t_ms=t_ms, floor=floor, text=text, audio=pcm, frame=frame)
-        if kind == "tool_call":
-            args = data.get("arguments")
-            raw_args = data.get("arguments_raw")
+            return Turn(message.seq, message.t_ms, message.floor, message.text, pcm, message.frame)
+        if isinstance(message, ToolCall):
             self.tool_calls += 1
-            return ToolCall(
-                seq=_int(data, "seq"),
-                t_ms=_int(data, "t_ms"),
-                id=str(data.get("id", "")),
-                name=str(data.get("name", "")),
-                arguments=args if isinstance(args, dict) else None,
-                arguments_raw=raw_args
-                if isinstance(raw_args, str)
-                else (None if isinstance(args, dict) else json.dumps(args)),
-            )
-        if kind == "error":
-            return ServerError(str(data.get("message", "")))
+            return message
+        if isinstance(message, protocol.Error):
+            return ServerError(message.message)
         self.unknown_messages += 1
+        kind = json.loads(raw).get("type")  # a JSON object: parse_server_message checked
         logger.debug("skipped a model-server message of unknown type", extra={"type": str(kind)[:40]})
         return None

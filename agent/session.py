@@ -69,6 +69,7 @@ from agent.model_client import (
     Turn,
 )
 from agent.timeline import Timeline, Transcript
+from model import protocol
 from telephony.leg import CloseCode, Leg
 
 logger = logging.getLogger(__name__)
@@ -266,7 +267,7 @@ class CallSession:
                 task.cancel()
             if client.open:
                 try:
-                    await asyncio.wait_for(client.abort(1000, "session over"), 2.0)
+                    await asyncio.wait_for(client.abort(protocol.CloseCode.NORMAL, "session over"), 2.0)
                 except (asyncio.TimeoutError, Exception):
                     pass
         if self._hangup_task is not None:

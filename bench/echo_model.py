@@ -9,27 +9,40 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
+from model.protocol import (
+    FRAME_BYTES,
+    MICRO_TURN_MS,
+    SAMPLE_RATE,
+    Bye,
+    CloseCode,
+    Hello,
+    ProtocolError,
+    Ready,
+    Turn,
+    parse_client_message,
+)
+
 
 async def handler(ws) -> None:
     try:
-        hello = json.loads(await ws.recv())
-        assert hello.get("type") == "hello"
-        await ws.send(json.dumps({"type": "ready", "session_id": "echo", "slot": 0, "sample_rate": 16000,
-                                  "frame_bytes": 6400, "micro_turn_ms": 200, "model": "echo"}))
+        try:
+            Hello.from_json(await ws.recv())
+        except ProtocolError as exc:
+            await ws.close(CloseCode.POLICY_VIOLATION, str(exc))
+            return
+        await ws.send(Ready("echo", 0, SAMPLE_RATE, FRAME_BYTES, MICRO_TURN_MS, "echo").to_json())
         seq = 0
         async for message in ws:
             if isinstance(message, bytes):
-                await ws.send(json.dumps({"type": "turn", "seq": seq, "t_ms": seq * 200, "floor": "speak",
-                                          "text": ""}))
+                await ws.send(Turn(seq, seq * MICRO_TURN_MS, "speak", "").to_json())
                 await ws.send(message)
                 seq += 1
-            elif json.loads(message).get("type") == "bye":
-                await ws.close(1000, "bye")
+            elif isinstance(parse_client_message(message), Bye):
+                await ws.close(CloseCode.NORMAL, "bye")
                 return
     except ConnectionClosed:
         pass

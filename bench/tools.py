@@ -18,7 +18,6 @@ burst of lookups through the router into the same single worker. Prints one JSON
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import sys
@@ -33,6 +32,19 @@ from websockets.exceptions import ConnectionClosed
 
 from agent.config import get_agent
 from agent.model_client import ToolCall
+from model.protocol import (
+    FRAME_BYTES,
+    FRAME_SAMPLES,
+    MICRO_TURN_MS,
+    SAMPLE_RATE,
+    Bye,
+    CloseCode,
+    Event,
+    Hello,
+    Ready,
+    Turn,
+    parse_client_message,
+)
 from procs.children import stop_all, wait_healthy
 from workers.process import worker_child
 from agent.session import CallSession
@@ -42,7 +54,6 @@ from procs.redis_server import EmbeddedRedis
 from workers.shop import Shop
 from workers.store import ShopStore
 
-FRAME_BYTES = 6400
 
 
 def _tool_cycle(shop: Shop) -> list[tuple[str, dict]]:
@@ -69,21 +80,8 @@ class _StandIn:
 
     async def handler(self, ws) -> None:
         try:
-            hello = json.loads(await ws.recv())
-            call = hello.get("call_id", "?")
-            await ws.send(
-                json.dumps(
-                    {
-                        "type": "ready",
-                        "session_id": call,
-                        "slot": 0,
-                        "sample_rate": 16000,
-                        "frame_bytes": FRAME_BYTES,
-                        "micro_turn_ms": 200,
-                        "model": "stand-in",
-                    }
-                )
-            )
+            call = Hello.from_json(await ws.recv()).call_id
+            await ws.send(Ready(call, 0, SAMPLE_RATE, FRAME_BYTES, MICRO_TURN_MS, "stand-in").to_json())
             seq, n, in_flight = 0, 0, None
             async for message in ws:
                 if isinstance(message, bytes):
@@ -92,40 +90,19 @@ class _StandIn:
                         in_flight, n = f"{call}-{n}", n + 1
                         self.names[in_flight] = name
                         self.sent[in_flight] = time.perf_counter()
-                        await ws.send(
-                            json.dumps(
-                                {
-                                    "type": "tool_call",
-                                    "seq": seq,
-                                    "t_ms": seq * 200,
-                                    "id": in_flight,
-                                    "name": name,
-                                    "arguments": arguments,
-                                }
-                            )
-                        )
-                    await ws.send(
-                        json.dumps(
-                            {
-                                "type": "turn",
-                                "seq": seq,
-                                "t_ms": seq * 200,
-                                "frame": seq,
-                                "floor": "listen",
-                                "text": "",
-                            }
-                        )
-                    )
+                        t_ms = seq * MICRO_TURN_MS
+                        await ws.send(ToolCall(seq, t_ms, in_flight, name, arguments).to_json())
+                    await ws.send(Turn(seq, seq * MICRO_TURN_MS, "listen", "", frame=seq).to_json())
                     await ws.send(message)
                     seq += 1
                 else:
-                    msg = json.loads(message)
-                    if msg.get("type") == "event" and msg["kind"] in ("tool_result", "tool_error"):
+                    msg = parse_client_message(message)
+                    if isinstance(msg, Event) and msg.kind in ("tool_result", "tool_error"):
                         if in_flight is not None:
                             self.answered[in_flight] = time.perf_counter()
                             in_flight = None
-                    elif msg.get("type") == "bye":
-                        await ws.close(1000, "bye")
+                    elif isinstance(msg, Bye):
+                        await ws.close(CloseCode.NORMAL, "bye")
                         return
         except ConnectionClosed:
             pass
@@ -133,7 +110,7 @@ class _StandIn:
 
 class _QuietLeg:
     def __init__(self, call_id: str) -> None:
-        self.info = CallInfo(call_id, "native", "support", 16000, "pcm16")
+        self.info = CallInfo(call_id, "native", "support", SAMPLE_RATE, "pcm16")
 
     def play(self, frame: np.ndarray) -> None: ...
     def utterance_end(self) -> None: ...
@@ -161,7 +138,7 @@ async def _calls(
         await s.start()
         sessions.append(s)
     runs = [asyncio.create_task(s.run()) for s in sessions]
-    frame = np.zeros(3200, np.int16)
+    frame = np.zeros(FRAME_SAMPLES, np.int16)
     t0 = time.monotonic()
 
     async def stream(i: int, s: CallSession) -> None:

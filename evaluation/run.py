@@ -71,11 +71,12 @@ from evaluation.metrics import (
     word_errors,
 )
 from evaluation.scenarios import SAMPLE_RATE, Interjection, InterjectionPlayer, Scenario
+from model.protocol import FRAME_SAMPLES
 from telephony.leg import CallInfo
 
 log = logging.getLogger(__name__)
 
-N = 3200  # samples per micro-turn
+N = FRAME_SAMPLES  # samples per micro-turn
 CUT_ECHO_S = 1.0  # how far past a false stop the agent's echo is taken to run (> metrics' 0.25 s tail)
 
 

@@ -18,13 +18,12 @@ import torch
 
 from model.config import FLOOR_STATES, MICRO_TURN_SAMPLES
 from model.interaction import InteractionModel, StepInputs
+from model.protocol import FRAME_BYTES
 from model.scheduler import TickPlan
 from model.state import StreamState
 from model.tokenizer import SPECIAL, ByteTokenizer, StreamDecoder
 
 log = logging.getLogger(__name__)
-
-FRAME_BYTES = MICRO_TURN_SAMPLES * 2
 
 
 @dataclass

@@ -20,11 +20,13 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from model.protocol import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
+
 
 @dataclass
 class Sampling:
-    temperature: float = 0.8
-    top_p: float = 0.9
+    temperature: float = DEFAULT_TEMPERATURE
+    top_p: float = DEFAULT_TOP_P
     seed: int = 0
 
 

@@ -1,6 +1,6 @@
 """The model server: one websocket session per call, one 200 ms tick loop for all of them.
 
-    ws://HOST:8765/session   one call (protocol in README.md, "Model-server protocol")
+    ws://HOST:8765/session   one call (the contract: model.protocol)
     GET /healthz             JSON: slots, active sessions, tick p50/p99, late frames
     GET /metrics             Prometheus text format
 
@@ -30,15 +30,29 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from model.config import MICRO_TURN_MS
-from model.runner import FRAME_BYTES, Runner, SlotResult
+from model.protocol import (
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TOP_P,
+    FRAME_BYTES,
+    MAX_EVENT_PAYLOAD_BYTES,
+    MICRO_TURN_MS,
+    SAMPLE_RATE,
+    Bye,
+    CloseCode,
+    Error,
+    Hello,
+    ProtocolError,
+    Ready,
+    ToolCall,
+    Turn,
+    check_frame,
+    parse_client_message,
+)
+from model.runner import Runner, SlotResult
 from model.scheduler import Sampling, Scheduler
-from model.tokenizer import EVENT_KINDS, SPECIAL, ByteTokenizer
+from model.tokenizer import SPECIAL, ByteTokenizer
 
 log = logging.getLogger(__name__)
-
-CLOSE_NORMAL, CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_ERROR, CLOSE_TRY_AGAIN = 1000, 1001, 1008, 1011, 1013
-IN_EVENTS = set(EVENT_KINDS) - {"config"}
 
 
 class ModelServerSettings(BaseSettings):
@@ -52,7 +66,8 @@ class ModelServerSettings(BaseSettings):
     tick_ms: int = Field(MICRO_TURN_MS, ge=10, le=2000, description="tick period (200 ms micro-turns)")
     max_queued_frames: int = Field(3, ge=1, le=50, description="caller frames buffered per call")
     catch_up_after: int = Field(5, ge=1, description="ticks a backlog may stand before a frame is skipped")
-    max_event_payload: int = Field(2048, ge=16, description="bytes of one injected event's payload")
+    max_event_payload: int = Field(MAX_EVENT_PAYLOAD_BYTES, ge=16,
+                                   description="bytes of one injected event's payload")
     hello_timeout_s: float = Field(10.0, gt=0, description="time a new connection has to say hello")
     outbox: int = Field(64, ge=4, description="messages queued to a slow client before dropping")
     max_message_bytes: int = Field(65536, ge=FRAME_BYTES, description="largest websocket message accepted")
@@ -139,7 +154,7 @@ class ModelServer:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)
         for session in list(self._sessions.values()):
-            await session.ws.close(CLOSE_GOING_AWAY, "model server shutting down")
+            await session.ws.close(CloseCode.GOING_AWAY, "model server shutting down")
         if self._server:
             self._server.close()
             await self._server.wait_closed()
@@ -199,8 +214,8 @@ class ModelServer:
         if slot is None:
             self.metrics.refused.inc()
             log.warning("session refused: at capacity (%d slots)", self.settings.max_slots)
-            await ws.close(CLOSE_TRY_AGAIN, f"at capacity: {self.settings.max_slots} of "
-                                            f"{self.settings.max_slots} slots busy")
+            await ws.close(CloseCode.TRY_AGAIN_LATER, f"at capacity: {self.settings.max_slots} of "
+                                                      f"{self.settings.max_slots} slots busy")
             return
         session = _Session(uuid.uuid4().hex[:12], call_id, slot, ws, asyncio.Queue(self.settings.outbox))
         session.sender = asyncio.create_task(self._sender(session))
@@ -208,15 +223,13 @@ class ModelServer:
         self.metrics.sessions.inc()
         log.info("session %s admitted to slot %d", session.id, slot)
         try:
-            await ws.send(json.dumps({
-                "type": "ready", "session_id": session.id, "slot": slot, "sample_rate": 16000,
-                "frame_bytes": FRAME_BYTES, "micro_turn_ms": self.settings.tick_ms, "model": self.model_name,
-            }))
+            await ws.send(Ready(session.id, slot, SAMPLE_RATE, FRAME_BYTES, self.settings.tick_ms,
+                                self.model_name).to_json())
             async for message in ws:
                 if isinstance(message, bytes):
                     self._on_frame(session, message)
-                elif self._on_text(session, message) == "bye":
-                    await ws.close(CLOSE_NORMAL, "bye")
+                elif isinstance(self._on_text(session, message), Bye):
+                    await ws.close(CloseCode.NORMAL, "bye")
                     break
         except ConnectionClosed:
             pass
@@ -236,74 +249,47 @@ class ModelServer:
         try:
             raw = await asyncio.wait_for(ws.recv(), self.settings.hello_timeout_s)
         except asyncio.TimeoutError:
-            await ws.close(CLOSE_POLICY, "no hello within the timeout")
+            await ws.close(CloseCode.POLICY_VIOLATION, "no hello within the timeout")
             return None
         try:
-            msg = json.loads(raw) if isinstance(raw, str) else None
-        except json.JSONDecodeError:
-            msg = None
-        if not isinstance(msg, dict) or msg.get("type") != "hello":
-            await ws.close(CLOSE_POLICY, 'first message must be a JSON {"type": "hello", ...}')
+            hello = Hello.from_json(raw, max_config_bytes=self.settings.max_message_bytes)
+        except ProtocolError as exc:
+            await ws.close(CloseCode.POLICY_VIOLATION, str(exc))
             return None
-        config = msg.get("config", "")
-        call_id = msg.get("call_id", "")
-        seed = msg.get("seed", int.from_bytes(uuid.uuid4().bytes[:4], "little"))
-        temperature = msg.get("temperature", 0.8)
-        top_p = msg.get("top_p", 0.9)
-        problem = None
-        if not isinstance(config, str):
-            problem = "hello.config must be a string"
-        elif not isinstance(call_id, str) or len(call_id) > 128:
-            problem = "hello.call_id must be a string of at most 128 characters"
-        elif not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            problem = "hello.seed must be a non-negative integer"
-        elif not isinstance(temperature, (int, float)) or not 0 <= temperature <= 5:
-            problem = "hello.temperature must be a number in [0, 5]"
-        elif not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
-            problem = "hello.top_p must be a number in (0, 1]"
-        if problem:
-            await ws.close(CLOSE_POLICY, problem)
-            return None
-        body = self.tokenizer.encode(config)[: self._max_prefix - 2]
+        seed = int.from_bytes(uuid.uuid4().bytes[:4], "little") if hello.seed is None else hello.seed
+        temperature = DEFAULT_TEMPERATURE if hello.temperature is None else hello.temperature
+        top_p = DEFAULT_TOP_P if hello.top_p is None else hello.top_p
+        body = self.tokenizer.encode(hello.config)[: self._max_prefix - 2]
         prefix = [SPECIAL.CONFIG, *body, SPECIAL.EVENT_END]
-        return prefix, Sampling(float(temperature), float(top_p), seed & 0xFFFFFFFF), call_id
+        return prefix, Sampling(float(temperature), float(top_p), seed & 0xFFFFFFFF), hello.call_id
 
     def _error(self, session: _Session, message: str) -> None:
         self.metrics.bad_messages.inc()
-        self._enqueue(session, json.dumps({"type": "error", "message": message}))
+        self._enqueue(session, Error(message).to_json())
 
     def _on_frame(self, session: _Session, frame: bytes) -> None:
-        if len(frame) != FRAME_BYTES:
-            self._error(session, f"frame of {len(frame)} bytes dropped: frames are {FRAME_BYTES} bytes "
-                                 "(200 ms of PCM16 LE at 16 kHz)")
+        try:
+            check_frame(frame)
+        except ProtocolError as exc:
+            self._error(session, str(exc))
             return
         dropped = self.scheduler.push_frame(session.slot, frame)
         if dropped:
             self.metrics.dropped.inc(dropped)
 
-    def _on_text(self, session: _Session, text: str) -> str | None:
+    def _on_text(self, session: _Session, text: str) -> Bye | None:
         try:
-            msg = json.loads(text)
-        except json.JSONDecodeError:
-            self._error(session, "message is not JSON")
+            msg = parse_client_message(text)
+        except ProtocolError as exc:
+            self._error(session, str(exc))
             return None
-        kind = msg.get("type") if isinstance(msg, dict) else None
-        if kind == "bye":
-            return "bye"
-        if kind != "event":
-            self._error(session, f"unknown message type {kind!r}: expected 'event' or 'bye'")
+        if isinstance(msg, Bye):
+            return msg
+        size = len(msg.payload.encode("utf-8"))
+        if size > self.settings.max_event_payload:
+            self._error(session, f"event payload of {size} bytes exceeds {self.settings.max_event_payload}")
             return None
-        event, payload = msg.get("kind"), msg.get("payload", "")
-        if event not in IN_EVENTS:
-            self._error(session, f"unknown event kind {event!r}; known: {', '.join(sorted(IN_EVENTS))}")
-            return None
-        if not isinstance(payload, str):
-            payload = json.dumps(payload, separators=(",", ":"))
-        data = payload.encode("utf-8")
-        if len(data) > self.settings.max_event_payload:
-            self._error(session, f"event payload of {len(data)} bytes exceeds {self.settings.max_event_payload}")
-            return None
-        if not self.scheduler.push_event(session.slot, self.tokenizer.encode_event(event, payload)):
+        if not self.scheduler.push_event(session.slot, self.tokenizer.encode_event(msg.kind, msg.payload)):
             self._error(session, "event backlog full: event dropped")
         return None
 
@@ -355,19 +341,12 @@ class ModelServer:
     def _deliver(self, session: _Session, result: SlotResult, frame: int) -> None:
         seq, t_ms = session.seq, session.seq * self.settings.tick_ms
         session.seq += 1
-        messages: list[str | bytes] = [
-            json.dumps({"type": "turn", "seq": seq, "t_ms": t_ms, "frame": frame, "floor": result.floor,
-                        "text": result.text}),
-            result.pcm,
-        ]
-        if result.tool_call is not None:
-            call = {"type": "tool_call", "seq": seq, "t_ms": t_ms, "id": f"{session.id}-{seq}",
-                    "name": result.tool_call.name}
-            if result.tool_call.arguments is not None:
-                call["arguments"] = result.tool_call.arguments
-            else:
-                call["arguments_raw"] = result.tool_call.raw
-            messages.append(json.dumps(call))
+        turn = Turn(seq, t_ms, result.floor, result.text, frame)
+        messages: list[str | bytes] = [turn.to_json(), result.pcm]
+        if (tool := result.tool_call) is not None:
+            raw = tool.raw if tool.arguments is None else None
+            call = ToolCall(seq, t_ms, f"{session.id}-{seq}", tool.name, tool.arguments, raw)
+            messages.append(call.to_json())
         # A turn and its audio travel together or not at all.
         if session.outbox.maxsize - session.outbox.qsize() < len(messages):
             session.dropped_out += 1

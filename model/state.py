@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from model.config import FLOOR_STATES, ModelConfig
+from model.protocol import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 from model.tokenizer import SPECIAL
 
 LISTEN = FLOOR_STATES.index("listen")
@@ -111,7 +112,8 @@ class StreamState:
             prev_audio=z(s, c.frames_per_turn, c.n_mels, dt=torch.int64),
             seed=torch.arange(s, dtype=torch.int64, device=dev),
             counter=z(s, dt=torch.int64),
-            temperature=torch.full((s,), 0.8, device=dev), top_p=torch.full((s,), 0.9, device=dev),
+            temperature=torch.full((s,), DEFAULT_TEMPERATURE, device=dev),
+            top_p=torch.full((s,), DEFAULT_TOP_P, device=dev),
         )
         state.reset(torch.ones(s, dtype=torch.bool, device=dev))
         return state

@@ -14,9 +14,9 @@ from typing import Optional
 
 import numpy as np
 
-logger = logging.getLogger(__name__)
+from model.protocol import FRAME_SAMPLES
 
-FRAME_SAMPLES = 3200  # 200 ms at 16 kHz
+logger = logging.getLogger(__name__)
 
 
 class Framer:

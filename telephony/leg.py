@@ -22,9 +22,6 @@ from typing import Mapping, Optional, Protocol, runtime_checkable
 
 import numpy as np
 
-SAMPLE_RATE = 16000  # what a Leg hands to its handler and takes from it
-FRAME_SAMPLES = 3200  # 200 ms at 16 kHz
-
 
 class CloseCode(enum.IntEnum):
     """Why a call's websocket was closed. The close reason always says more, in words."""

@@ -33,8 +33,9 @@ from typing import Any, Callable, Optional
 import numpy as np
 import pjsua2 as pj
 
+from model.protocol import FRAME_SAMPLES
 from telephony.framer import Framer
-from telephony.leg import FRAME_SAMPLES, CallConnector, CallHandler, CallInfo, CallRefused, CloseCode
+from telephony.leg import CallConnector, CallHandler, CallInfo, CallRefused, CloseCode
 from telephony.sip.media import CHUNK_MS, CallMedia
 from telephony.sip.settings import SipSettings
 

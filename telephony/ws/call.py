@@ -33,11 +33,10 @@ from typing import Callable, Deque, Mapping, Optional, Union
 import numpy as np
 from starlette.websockets import WebSocket
 
+from model.protocol import FRAME_SAMPLES, SAMPLE_RATE
 from telephony import g711
 from telephony.framer import Framer
 from telephony.leg import (
-    FRAME_SAMPLES,
-    SAMPLE_RATE,
     CallConnector,
     CallHandler,
     CallInfo,

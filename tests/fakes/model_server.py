@@ -1,12 +1,14 @@
 """A fake model server for tests: a real websocket server speaking the model-server protocol.
 
 It answers every caller frame at once with a turn and 200 ms of agent audio (no tick clock), so
-tests control timing by what they send. What it says is scripted per session: `script(seq,
-session)` returns a `Step` (floor, text, optional tool call, audio: the caller's frame echoed back,
-a constant level, or silence). It can refuse sessions past `capacity` (1013), drop a session after
-some frames (1011), skip micro-turns (no turn message, like a late frame), and records what each
-session received (hello, frame count, events, bye). `wait_for(predicate, timeout)` waits on its
-state without sleeping.
+tests control timing by what they send. Its messages, checks and close codes are model.protocol's,
+as the real server's are. What it says is scripted per session: `script(seq, session)` returns a
+`Step` (floor, text, optional tool call, audio: the caller's frame echoed back, a constant level, or
+silence). It can refuse sessions past `capacity` (1013), drop a session after some frames (an error,
+then 1011, as a failing server), skip micro-turns (no turn message, like a late frame), and records
+what each session received (hello, frame count, events, bye). One difference from the server: a
+scripted tool call goes out before its turn (the server sends it after the turn's audio), which the
+tests of end_call rely on. `wait_for(predicate, timeout)` waits on its state without sleeping.
 """
 
 from __future__ import annotations
@@ -20,7 +22,23 @@ import numpy as np
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-FRAME_BYTES = 6400
+from model.protocol import (
+    FRAME_BYTES,
+    MAX_MESSAGE_BYTES,
+    MICRO_TURN_MS,
+    SAMPLE_RATE,
+    Bye,
+    CloseCode,
+    Error,
+    Event,
+    Hello,
+    ProtocolError,
+    Ready,
+    ToolCall,
+    Turn,
+    check_frame,
+    parse_client_message,
+)
 
 
 @dataclasses.dataclass
@@ -69,7 +87,7 @@ class FakeModelServer:
         self._server = None
 
     async def __aenter__(self) -> "FakeModelServer":
-        self._server = await serve(self._handle, "127.0.0.1", 0, max_size=1 << 20, compression=None)
+        self._server = await serve(self._handle, "127.0.0.1", 0, max_size=MAX_MESSAGE_BYTES, compression=None)
         port = self._server.sockets[0].getsockname()[1]
         self.url = f"ws://127.0.0.1:{port}/session"
         return self
@@ -91,63 +109,54 @@ class FakeModelServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         try:
-            hello = json.loads(await ws.recv())
-        except (ValueError, ConnectionClosed):
-            await ws.close(1008, "bad hello")
+            raw = await ws.recv()
+            hello = Hello.from_json(raw)
+        except ConnectionClosed:
             return
-        if (
-            not isinstance(hello, dict)
-            or hello.get("type") != "hello"
-            or not isinstance(hello.get("config"), str)
-        ):
-            await ws.send(json.dumps({"type": "error", "message": "bad hello"}))
-            await ws.close(1008, "bad hello")
+        except ProtocolError as exc:
+            await ws.close(CloseCode.POLICY_VIOLATION, str(exc))
             return
         if self.live >= self.capacity:
             self.refused += 1
-            await ws.close(1013, f"at capacity: {self.capacity} of {self.capacity} slots busy")
+            reason = f"at capacity: {self.capacity} of {self.capacity} slots busy"
+            await ws.close(CloseCode.TRY_AGAIN_LATER, reason)
             await self._notify()
             return
-        session = FakeSession(str(hello.get("call_id")), hello["config"], hello)
+        session = FakeSession(hello.call_id, hello.config, json.loads(raw))
         self.sessions.append(session)
         self.live += 1
-        await ws.send(
-            json.dumps(
-                {
-                    "type": "ready",
-                    "session_id": f"s{len(self.sessions)}",
-                    "slot": self.live - 1,
-                    "sample_rate": 16000,
-                    "frame_bytes": FRAME_BYTES,
-                    "micro_turn_ms": 200,
-                    "model": "fake",
-                }
-            )
-        )
+        slot = self.live - 1
+        ready = Ready(f"s{len(self.sessions)}", slot, SAMPLE_RATE, FRAME_BYTES, MICRO_TURN_MS, "fake")
+        await ws.send(ready.to_json())
         await self._notify()
         seq = 0
         try:
             async for message in ws:
                 if isinstance(message, bytes):
-                    if len(message) != FRAME_BYTES:
-                        await ws.send(json.dumps({"type": "error", "message": "bad frame size"}))
-                        await ws.close(1003, "bad frame")
-                        return
+                    try:
+                        check_frame(message)
+                    except ProtocolError as exc:  # dropped; the call goes on
+                        await ws.send(Error(str(exc)).to_json())
+                        continue
                     session.frames += 1
                     if self.drop_after is not None and session.frames >= self.drop_after:
-                        await ws.send(json.dumps({"type": "error", "message": "simulated failure"}))
-                        await ws.close(1011, "server error: simulated failure")
+                        await ws.send(Error("simulated failure").to_json())
+                        await ws.close(CloseCode.INTERNAL_ERROR, "server error: simulated failure")
                         return
                     if seq not in self.skip:
                         await self._turn(ws, session, seq, message)
                     seq += 1
                 else:
-                    data = json.loads(message)
-                    if data.get("type") == "event":
-                        session.events.append((data["kind"], data["payload"]))
-                    elif data.get("type") == "bye":
+                    try:
+                        data = parse_client_message(message)
+                    except ProtocolError as exc:
+                        await ws.send(Error(str(exc)).to_json())
+                        continue
+                    if isinstance(data, Event):
+                        session.events.append((data.kind, data.payload))
+                    elif isinstance(data, Bye):
                         session.bye = True
-                        await ws.close(1000, "bye")
+                        await ws.close(CloseCode.NORMAL, "bye")
                         return
                 await self._notify()
         except ConnectionClosed:
@@ -160,12 +169,12 @@ class FakeModelServer:
 
     async def _turn(self, ws: ServerConnection, session: FakeSession, seq: int, frame: bytes) -> None:
         step = self.script(seq, session)
-        t_ms = seq * 200
+        t_ms = seq * MICRO_TURN_MS
         if step.tool_call is not None:
-            await ws.send(json.dumps({"type": "tool_call", "seq": seq, "t_ms": t_ms, **step.tool_call}))
-        await ws.send(
-            json.dumps({"type": "turn", "seq": seq, "t_ms": t_ms, "floor": step.floor, "text": step.text})
-        )
+            call = step.tool_call
+            await ws.send(ToolCall(seq, t_ms, call["id"], call["name"], call.get("arguments"),
+                                   call.get("arguments_raw")).to_json())
+        await ws.send(Turn(seq, t_ms, step.floor, step.text).to_json())
         if step.audio == "echo":
             audio = frame
         elif step.audio == "silence":
