@@ -7,11 +7,12 @@ Endpoints:
 - `POST /twiml`: TwiML that connects a Twilio call to `/twilio` with a chosen agent (`agent` as a
   form field, JSON field or query parameter; optional `url` of the stream), or the agent of the
   dialled number (Twilio's `To`) when the connector routes numbers; the number goes along as a
-  `<Parameter>` (the caller's number does not). With a Twilio auth token configured, the request must carry
-  a valid X-Twilio-Signature (`telephony.ws.signature`);
+  `<Parameter>` (the caller's number does not); with neither, the connector's `default_agent`. With a
+  Twilio auth token configured, the request must carry a valid X-Twilio-Signature
+  (`telephony.ws.signature`);
 - `GET /healthz`: JSON with the live call count and the gateway's counters.
 
-Each accepted websocket becomes a `WebsocketCall` (ws_call.py), which asks the `CallConnector` it
+Each accepted websocket becomes a `WebsocketCall` (call.py), which asks the `CallConnector` it
 was built with for the call's handler. The connector is the only thing that knows what answers
 calls (the agent's app layer passes one that opens a CallSession on the model server); this module
 knows nothing of the model or the agents, and never imports either. One bad call never takes down
@@ -142,7 +143,7 @@ def create_app(settings: Settings, connector: CallConnector) -> Starlette:
                 agent = await route(number)  # None: the number is not configured
             except CallRefused as exc:
                 return PlainTextResponse(exc.reason, status_code=404)
-        agent = agent or settings.default_agent
+        agent = agent or connector.default_agent
         if not AGENT_NAME.fullmatch(agent) or len(agent) > 64:
             return PlainTextResponse("agent must be an agent name (lowercase slug)", status_code=400)
         if not await connector.has_agent(agent):
