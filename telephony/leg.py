@@ -9,7 +9,7 @@ Whatever answers the call implements `CallHandler` (the agent's `CallSession` do
 `CallConnector` makes one handler per call from its `CallInfo`, or refuses the call with
 `CallRefused(code, reason)`. This module only names those shapes: it knows nothing of the model,
 agents, floors, transcripts or tools, and the transport never learns more than this. The name a
-call asks for (`CallInfo.agent`) is opaque to the transport.
+call asks for (`CallInfo.agent`) is an opaque slug (`NAME`) to the transport.
 
 Close codes are websocket close codes (RFC 6455 and the IANA registry, plus application codes
 in the 4000 range); a SIP transport maps them onto SIP responses.
@@ -25,6 +25,9 @@ import numpy as np
 
 SAMPLE_RATE = 16000  # what a Leg hands to its handler and takes from it
 FRAME_SAMPLES = 3200  # 200 ms at 16 kHz
+# The one definition of each (agent.config's SLUG and PHONE anchor these; admin/ uses those):
+NAME = r"[a-z0-9]+(?:-[a-z0-9]+)*"  # a lowercase slug: the name a call asks for (CallInfo.agent), a trunk's
+E164 = r"\+[1-9][0-9]{6,14}"  # a dialled number, E.164 (+15555550123)
 
 
 class CloseCode(enum.IntEnum):

@@ -29,10 +29,10 @@ from typing import Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from telephony.leg import NAME
 
 MAX_CALLS_PER_PROCESS = 4  # PJSUA_MAX_CALLS of the pjsua2-python wheel
 CODECS = {"PCMU": "PCMU/8000/1", "PCMA": "PCMA/8000/1", "G722": "G722/16000/1"}  # name -> pjsua codec id
-SLUG = r"[a-z0-9]+(?:-[a-z0-9]+)*"
 # Characters safe inside a Kamailio string literal and a digest header: no quotes, backslashes, `$`.
 CREDENTIAL = r"[A-Za-z0-9._~!&'()*+,;=:@%-]{1,64}"
 _SEPARATORS = re.compile(r"[\s\-.()]")  # RFC 3966 visual separators
@@ -56,7 +56,7 @@ class Trunk(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field(pattern=f"^{SLUG}$", max_length=40, description="Slug naming the trunk in logs.")
+    name: str = Field(pattern=f"^{NAME}$", max_length=40, description="Slug naming the trunk in logs.")
     addresses: tuple[str, ...] = Field(
         (), description="Source addresses or networks (CIDR) whose INVITEs are accepted without auth."
     )
@@ -206,7 +206,7 @@ class SipSettings(BaseSettings):
             key = normalize_number(str(number))
             if not NUMBER.fullmatch(key):
                 raise ValueError(f"numbers: {number!r} is not a dialable number or user name")
-            if not isinstance(agent, str) or not re.fullmatch(SLUG, agent):
+            if not isinstance(agent, str) or not re.fullmatch(NAME, agent):
                 raise ValueError(f"numbers: {number!r} maps to {agent!r}, which is not an agent name (slug)")
             out[key] = agent
         return out

@@ -44,7 +44,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from telephony.leg import CallConnector, CallRefused, CloseCode
+from telephony.leg import E164, NAME, CallConnector, CallRefused, CloseCode
 from telephony.ws.serializers.base import Serializer
 from telephony.ws.serializers.native import NativeSerializer
 from telephony.ws.serializers.twilio import TwilioSerializer
@@ -54,8 +54,8 @@ from telephony.ws.call import GatewayStats, WebsocketCall
 
 logger = logging.getLogger(__name__)
 
-AGENT_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
-E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+AGENT_NAME = re.compile(NAME)
+NUMBER = re.compile(E164)
 MAX_TWIML_BODY = 64 * 1024
 READ_HIGH_WATER = 16  # messages a websocket may queue for its call before the socket stops being read
 
@@ -136,7 +136,7 @@ def create_app(settings: Settings, connector: CallConnector) -> Starlette:
                 return PlainTextResponse("missing or invalid X-Twilio-Signature", status_code=403)
         agent = fields.get("agent")
         number = fields.get("To") or fields.get("number")
-        number = number if number and E164.fullmatch(number) else None
+        number = number if number and NUMBER.fullmatch(number) else None
         route = getattr(connector, "agent_for_number", None)  # connectors that route by number
         if not agent and number and route is not None:
             try:
