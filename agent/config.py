@@ -31,13 +31,14 @@ from typing import Any, Iterable, Mapping, Optional, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from telephony.leg import E164, NAME
 from workers.shop import TOOL_SCHEMAS as SHOP_TOOL_SCHEMAS, schema_problem
 
 ESSENTIALS_BUDGET = 90  # bytes of "NAME|LANGS|TOOLS|"
-SLUG = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
+SLUG = rf"^{NAME}$"  # an agent's name: the name calls ask for
 LANGUAGE = r"^[a-z]{2,3}$"  # ISO 639-1/-3 codes
 TOOL = r"^[a-z][a-z0-9_]{0,39}$"
-PHONE = r"^\+[1-9][0-9]{6,14}$"  # E.164
+PHONE = rf"^{E164}$"  # E.164
 
 
 class UnknownAgent(LookupError):

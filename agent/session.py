@@ -1,42 +1,20 @@
 """`CallSession`: one call, binding a transport leg to one model-server session.
 
-Caller side: the transport hands the session 200 ms frames of 16 kHz audio (`caller_frame`), DTMF
-(`caller_dtmf`) and the end of the caller's side (`caller_ended`). The session forwards them to
-its model session (frames as binary, DTMF and the hang-up as events).
+Caller side: 200 ms frames of 16 kHz audio, DTMF and the end of the caller's side go to the model
+session (frames as binary, DTMF and the hang-up as events). Agent side (`run`): each micro-turn's
+200 ms of agent audio is played on the leg; floors become the two things a transport can do with
+queued audio: a speaking run that ends -> `leg.utterance_end()` (Twilio: a mark), the floor yielded
+mid-utterance -> `leg.interrupt()` first (Twilio: clear). Nothing else decides when the agent stops.
+Micro-turns the server skipped get no audio: it is never invented late (`unanswered_frames`; a new
+high is a `model_behind` timeline event).
 
-Agent side (`run`): every micro-turn the model server sends a turn (floor, text) with the agent's
-next 200 ms of audio. The session plays the audio on the leg, keeps the transcript and the
-timeline, and turns floors into the two things a transport can do with queued audio: when a
-speaking run (floor speak or backchannel) ends, `leg.utterance_end()` (Twilio: a mark); when the
-model yields the floor in the middle of one, `leg.interrupt()` first (the queued rest of the
-utterance is dropped at once; Twilio: clear). Nothing else decides when the agent stops.
-Micro-turns the server skipped (a late caller frame) get no turn message: the session keeps its
-own count (frames sent minus turns received, `unanswered_frames`; a new high is a `model_behind`
-timeline event) and also counts gaps in `seq`, should a server number skipped micro-turns. The
-caller hears silence for them: nothing is queued, so websocket far ends play nothing and a
-silence-filling pacer (RTP) fills the slot; audio is never invented late, which would only delay
-what follows.
-
-Tool calls: a name outside the agent's allowed tools gets a `tool_error` "tool not allowed";
-`end_call` ends the call (the leg hangs up after the queued audio has played); `transfer` asks
-the leg to transfer to the agent's configured `handoff_number` (never a number the model wrote)
-and ends the call, or gets a `tool_error` when the transport cannot transfer; both are also handed
-to the router afterwards, as a record (a hand-off ticket, the end of the call), whose answer
-nobody waits for. Every other allowed tool goes to the `ToolRouter`, concurrently with the
-conversation, with a timeout; while it runs, the model gets a `tool_pending` event after
-`tool_pending_after` seconds and every `tool_pending_every` seconds after that (payload
-`{"tool": NAME, "status": "working", "seconds": N}`), so it can tell the caller it is still
-looking. A result may carry a timer (a booked callback): the session injects it as a `timer`
-event when it is due, unless the call is over by then. The default `UnavailableToolRouter`
-answers "tool unavailable": the model always hears back, never silence
-(`agent.tool_router.CeleryToolRouter` runs the tools on the Celery workers).
-
-Outside the conversation: `hang_up(reason)` ends the call from the admin API (recorded as ended by
-"admin"); `turn_latency_ms` holds, per turn the agent took, the time from the arrival of the caller
-frame the model read when it took the floor to the turn's first agent frame being queued.
+Tool calls go to a `ToolRouter` concurrently with the conversation, with a timeout, and the model
+always hears back (`_on_tool_call`). `end_call` and `transfer` are handled here; a transfer only
+ever goes to the agent's configured `handoff_number`, never a number the model wrote.
 
 Logging: call ids, agent names, counters and codes only. Transcripts, DTMF digits and tool
-arguments stay in the session's transcript and timeline (call data), never in log lines.
+arguments stay in the session's transcript and timeline (call data), never in log lines. Nothing
+here knows which transport the leg is or how the model works inside.
 """
 
 from __future__ import annotations
@@ -193,7 +171,7 @@ class CallSession:
         self._max_behind = 0
         self._clock = clock
         self._frame_times: collections.deque[tuple[int, float]] = collections.deque(maxlen=64)
-        self.turn_latency_ms: list[int] = []  # per turn the agent took (see `_on_turn`), at most 1000
+        self.turn_latency_ms: list[int] = []  # per turn the agent took (see `_turn_taken`), at most 1000
 
     def _log_extra(self, **fields: object) -> dict:
         return {"call_id": self.call_id, "agent": self.agent.name, **fields}
@@ -340,6 +318,15 @@ class CallSession:
                 return
 
     async def _on_tool_call(self, call: ToolCall) -> None:
+        """A name outside the agent's allowed tools gets a `tool_error` "tool not allowed";
+        `end_call` ends the call (the leg hangs up after the queued audio has played); `transfer`
+        asks the leg to transfer to the agent's `handoff_number` and ends the call, or gets a
+        `tool_error` when the transport cannot transfer; both are also handed to the router
+        afterwards as a record whose answer nobody waits for. Every other allowed tool goes to the
+        router with a timeout; while it runs, the model gets a `tool_pending` event after
+        `tool_pending_after` seconds and every `tool_pending_every` seconds after that (payload
+        `{"tool": NAME, "status": "working", "seconds": N}`). A result may carry a timer (a booked
+        callback), injected as a `timer` event when due unless the call is over by then."""
         self.timeline.count("tool_calls")
         self.timeline.add(
             "tool_call",

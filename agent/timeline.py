@@ -5,7 +5,7 @@ entries while the text keeps coming in consecutive micro-turns (the caller's sid
 the model transcribes the caller). `Timeline` keeps counters and a bounded list of timestamped
 events (floor changes, utterance ends, interrupts, tool calls and results, skipped micro-turns,
 DTMF, the end of the call). Both are call data for the call's owner (the `parley call` timeline,
-the admin API later), never log lines. Nothing here knows about transports or the model.
+the admin API's call records), never log lines. Nothing here knows about transports or the model.
 """
 
 from __future__ import annotations

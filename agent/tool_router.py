@@ -1,28 +1,18 @@
 """`CeleryToolRouter`: a session's tool calls as Celery tasks, their outcomes back as events.
 
-One router per gateway process, shared by all its calls. For each tool call it:
+One router per gateway process, shared by all its calls. A tool call is checked against its schema
+(`agent.config.check_tool_call`; a bad one is answered at once and no task is sent), queued as the
+message Celery's `send_task` would queue (`workers.protocol.ToolRequest` with a fresh idempotency
+key, built by Celery and pushed with an asyncio Redis client, so no thread hand-off or restarting
+Redis holds the call up), and its outcome awaited on this process's one Redis pub/sub reply
+channel, re-checked in the store every `recheck_s`. After `result_timeout_s` the router fences the
+key: "tool timed out" is stored unless an outcome is stored already (then that one is the answer),
+so a booking the caller was told timed out never happens later, and one that happened is never
+reported as failed.
 
-1. checks the call against the tool's schema (`agent.config.check_tool_call`): bad arguments or a
-   tool without a schema are answered at once, and no task is sent;
-2. queues the task (`workers.protocol.ToolRequest`: the arguments, a fresh idempotency key, the
-   call and tool-call ids, this router's reply channel) with an asyncio Redis client: the
-   message is the one Celery's `send_task` would queue, built by Celery itself
-   (`app.amqp.as_task_v2`) and pushed onto the queue's Redis list, so neither a restarting Redis
-   nor a thread hand-off (milliseconds under the GIL on a busy gateway) holds the call up; the
-   task expires when the router stops waiting;
-3. waits for the outcome on this router's Redis pub/sub channel (`parley:tool:replies:<id>`,
-   one subscription per process, not per call), looking for the stored outcome every
-   `recheck_s` too, so a reply published while this router was reconnecting is not lost;
-4. after `result_timeout_s` fences the key: it stores "tool timed out" unless an outcome is
-   stored already (then that outcome is the answer). A booking the caller was told timed out
-   therefore never happens later, and one that happened is never reported as failed.
-
-Replies are matched by idempotency key and call id: a reply nobody waits for any more (its call
-ended, or its tool call was answered) is dropped and counted (`counters`), never handed to
-another call. The outcome becomes a `ToolEvent` whose payload is `agent.events.event_json` of the
-result or error, byte for byte what the training calls carried; a booked callback's timer comes
-with it (`ToolEvent.timer`) and the session fires it when due.
-
+Replies are matched by idempotency key and call id: one nobody waits for any more is dropped and
+counted (`counters`), never handed to another call. Outcomes become `ToolEvent`s whose payload is
+`agent.events.event_json` of the result or error, byte for byte what the training calls carried.
 Logs carry call ids, tool names and counters, never arguments or results.
 """
 

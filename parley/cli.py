@@ -1,18 +1,13 @@
-"""The `parley` command line.
+"""The `parley` command line: the composition root's entry point, one subcommand per process or tool.
 
-    parley model info  --preset NAME | --checkpoint PATH
-    parley bench step  --preset NAME --slots N --ticks T [--device cpu|cuda] [--threads K]
-    parley bench gateway --calls N --seconds S
-    parley bench resample [--seconds S]
-    parley bench e2e   --calls N [--seconds S] [--preset NAME | --checkpoint PATH]
-    parley model-server [--preset NAME | --checkpoint PATH] [--host H] [--port P] [--max-slots N]
-    parley serve       [--demo-call WAV --agent NAME --out call.wav]
-    parley admin       [--host H] [--port 8090]
-    parley worker      [--concurrency N] [--queues tools,bookings] [--include MODULE]
-    parley seed        [--shop-seed N]
-    parley bench tools --calls N [--seconds S]
-    parley demo        [--preset NAME | --checkpoint PATH] [--seconds S] [--out DIR]
+    parley model-server | gateway | sip | worker | admin | serve    # services; `serve` runs them all
+    parley call | demo | seed                 # a call through a gateway, a synthetic call, the sample shop
+    parley train | export | eval              # the model's training, its serving checkpoint, evaluation
+    parley model info                         # sizes of a preset or checkpoint
+    parley bench step | gateway | resample | e2e | tools | sip
 
+Commands of their own modules are registered from there (parley/cli_calls.py, parley/cli_sip.py,
+admin/cli.py, training/cli.py, evaluation/cli.py); `parley <command> --help` lists the flags.
 Every command that reports numbers prints one JSON object on stdout; logs go to stderr. Heavy
 imports (torch) happen inside the commands so `parley --help` stays fast.
 """

@@ -28,20 +28,18 @@ def _quiet_libraries() -> None:
 def cmd_gateway(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    from agent.settings import AgentSettings
     from parley.gateway_app import serve_agent_gateway
     from telephony.ws.settings import Settings
 
-    overrides = {
-        k: v
-        for k, v in (("host", args.host), ("port", args.port), ("model_url", args.model_url))
-        if v is not None
-    }
+    transport = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    agent = {"model_url": args.model_url} if args.model_url is not None else {}
     try:
-        settings = Settings(**overrides)
+        settings, agent_settings = Settings(**transport), AgentSettings(**agent)
     except ValidationError as exc:
         raise ValueError(f"bad gateway settings: {exc}") from None
     _quiet_libraries()
-    asyncio.run(serve_agent_gateway(settings))
+    asyncio.run(serve_agent_gateway(settings, agent_settings))
     return 0
 
 

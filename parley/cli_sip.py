@@ -1,10 +1,11 @@
 """`parley sip`, `parley sip-worker` and `parley bench sip`: the SIP gateway's commands.
 
     parley sip [--workers N] [--host H] [--port 5060] [--model-url ws://...] [--health-port P] [--events]
-    parley sip-worker --index I --settings FILE      # started by `parley sip`, one per worker
+    parley sip-worker --index I --settings FILE --agent-settings JSON   # started by `parley sip`
     parley bench sip --calls N --seconds S           # sipp calls with media through Kamailio, JSON
 
-Everything else comes from PARLEY_SIP_* (telephony/sip/settings.py): numbers, trunks, ports.
+Everything else comes from PARLEY_SIP_*: numbers, trunks, ports (telephony/sip/settings.py) and
+the model server's address and timeouts (agent/settings.py, read with the PARLEY_SIP_ prefix).
 This is also where the SIP transport meets the agent: each worker gets the same
 `SessionConnector` as the websocket gateway (parley/gateway_app.py), so a SIP call is one more
 `CallSession` on the model server. `add_commands(subparsers, bench_subparsers)` registers all
@@ -28,18 +29,23 @@ def _emit(event: dict) -> None:
 
 
 def _sip_settings(args: argparse.Namespace):
+    """The transport's settings and the agent's (`PARLEY_SIP_*` both), flags on top."""
     from pydantic import ValidationError
 
+    from agent.settings import AgentSettings
     from telephony.sip.settings import SipSettings
 
     overrides = {
         k: v
         for k, v in (("workers", args.workers), ("host", args.host), ("port", args.port),
-                     ("model_url", args.model_url), ("health_port", args.health_port))
+                     ("health_port", args.health_port))
         if v is not None
     }
+    agent = {"model_url": args.model_url} if args.model_url is not None else {}
     try:
-        return SipSettings(**overrides)
+        # Stream tokens are a websocket matter: a SIP call is authenticated by the trunk check
+        # (Kamailio or the worker), so media_auth is off here.
+        return SipSettings(**overrides), AgentSettings(_env_prefix="PARLEY_SIP_", media_auth="off", **agent)
     except ValidationError as exc:
         raise ValueError(f"bad SIP settings: {exc}") from None
 
@@ -48,7 +54,7 @@ def cmd_sip(args: argparse.Namespace) -> int:
     from agent.config import BUILTIN_AGENTS, UnknownAgent
     from telephony.sip.supervisor import Supervisor
 
-    settings = _sip_settings(args)
+    settings, agent_settings = _sip_settings(args)
     numbers = settings.load_numbers()
     for agent in sorted(set(numbers.values())):
         try:
@@ -63,26 +69,19 @@ def cmd_sip(args: argparse.Namespace) -> int:
         argv = [sys.executable, "-m", "parley.cli"]
         if args.verbose:
             argv.append("-v")
-        return argv + ["sip-worker", "--index", str(index), "--settings", str(settings_file)]
+        return argv + ["sip-worker", "--index", str(index), "--settings", str(settings_file),
+                       "--agent-settings", agent_settings.model_dump_json()]
 
     supervisor = Supervisor(settings, worker_argv, emit=_emit if args.events else None)
     return asyncio.run(supervisor.run())
 
 
-def _connector(settings):
+def _connector(agent_settings):
     """The websocket gateway's SessionConnector, wired as `parley gateway` wires it: with REDIS_URL,
     tool calls go to the Celery workers and the admin API's Redis is linked (its numbers route
-    calls, its records and hang-ups apply). Stream tokens are a websocket matter: a SIP call is
-    authenticated by the trunk check (Kamailio or the worker), so media_auth is off here."""
+    calls, its records and hang-ups apply)."""
     from parley.gateway_app import SessionConnector
-    from telephony.ws.settings import Settings
 
-    gateway = Settings(
-        model_url=settings.model_url,
-        model_connect_timeout_s=settings.model_connect_timeout_s,
-        tool_timeout_s=settings.tool_timeout_s,
-        media_auth="off",
-    )
     router = link = None
     redis_url = os.environ.get("REDIS_URL") or os.environ.get("PARLEY_TOOLS_REDIS_URL")
     if redis_url:  # imported only then: Celery and Redis clients stay out of a lean worker otherwise
@@ -90,20 +89,22 @@ def _connector(settings):
         from agent.tool_router import CeleryToolRouter
 
         router, link = CeleryToolRouter.from_env(), GatewayLink(redis_url)
-    return SessionConnector(gateway, tool_router=router, link=link), router, link
+    return SessionConnector(agent_settings, tool_router=router, link=link), router, link
 
 
 def cmd_sip_worker(args: argparse.Namespace) -> int:
     import signal
 
+    from agent.settings import AgentSettings
     from telephony.sip.settings import SipSettings
     from telephony.sip.worker import SipWorker
 
     settings = SipSettings.model_validate_json(args.settings.read_text())
+    agent_settings = AgentSettings.model_validate_json(args.agent_settings)
     logging.getLogger("websockets").setLevel(max(logging.INFO, logging.getLogger().level))
 
     async def main() -> int:
-        connector, router, link = _connector(settings)
+        connector, router, link = _connector(agent_settings)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -150,6 +151,7 @@ def add_commands(subparsers: argparse._SubParsersAction, bench: argparse._SubPar
     worker = subparsers.add_parser("sip-worker", help=argparse.SUPPRESS)
     worker.add_argument("--index", type=int, required=True)
     worker.add_argument("--settings", type=Path, required=True)
+    worker.add_argument("--agent-settings", required=True, help="AgentSettings as JSON")
     worker.set_defaults(func=cmd_sip_worker)
 
     b = bench.add_parser("sip", help="concurrent sipp calls with media through Kamailio: capacity and loss")

@@ -4,19 +4,21 @@ telephony/ws/gateway.py serves the media-stream websockets and knows nothing of 
 it asks a `CallConnector` for each call's handler. `SessionConnector` is that connector: it looks
 the call's agent up in an `AgentRegistry`, opens a `CallSession` on the model server, and turns
 what can go wrong into close codes the transport understands (unknown agent 4404, model server at
-capacity 1013, model server unreachable or refusing 1014). The wiring lives here, in agent/,
-because it is the one place that knows both sides: telephony stays free of agent behaviour, and
-the SIP gateway can reuse the same connector.
+capacity 1013, model server unreachable or refusing 1014). The wiring lives here, in the
+composition root, because it is the one place that knows both sides: telephony stays free of agent
+behaviour, and the SIP gateway (parley/cli_sip.py) reuses the same connector. The connector is
+configured by `agent.settings.AgentSettings`; the transport by `telephony.ws.settings.Settings`.
 
 With `REDIS_URL` set, the connector is linked to the admin API's Redis (`parley.admin_link.GatewayLink`):
 agents and numbers are read from there per call (changes apply to the next call), media
 websockets authenticate once API keys exist (a per-agent stream token, or a Twilio signature),
 live calls and finished calls' records are written there, and the admin API can hang calls up.
 
-`run_agent_gateway(settings)` (tests, embedding) and `serve_agent_gateway(settings)`
-(`parley gateway`) run the gateway with this connector; `parley gateway` sends tool calls to the
-Celery workers (`agent.tool_router.CeleryToolRouter`) when `REDIS_URL` is set, and answers them
-"tool unavailable" otherwise.
+`run_agent_gateway(settings, agent_settings)` (tests, embedding) and
+`serve_agent_gateway(settings, agent_settings)` (`parley gateway`) run the gateway with this
+connector; `parley gateway` sends tool calls to the Celery workers
+(`agent.tool_router.CeleryToolRouter`) when `REDIS_URL` is set, and answers them "tool
+unavailable" otherwise.
 """
 
 from __future__ import annotations
@@ -31,10 +33,10 @@ from admin.core.security import bearer
 from agent.config import BUILTIN_AGENTS, AgentConfig, AgentRegistry, UnknownAgent
 from agent.model_client import ModelRefused, ModelUnavailable
 from agent.session import CallSession, ToolRouter, UnavailableToolRouter
+from agent.settings import AgentSettings
 from telephony.ws.gateway import RunningGateway, run_gateway, serve
 from telephony.leg import CallInfo, CallRefused, CloseCode, Leg
 from telephony.ws.settings import Settings
-from telephony.ws.signature import twilio_signature_valid
 
 if TYPE_CHECKING:
     from parley.admin_link import GatewayLink
@@ -55,12 +57,13 @@ class SessionConnector:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: AgentSettings,
         registry: Optional[AgentRegistry] = None,
         tool_router: Optional[ToolRouter] = None,
         link: Optional["GatewayLink"] = None,
     ) -> None:
         self.settings = settings
+        self.default_agent = settings.default_agent
         self.link = link
         self.registry: AgentRegistry = registry or (link.registry if link is not None else BUILTIN_AGENTS)
         self.tool_router: ToolRouter = tool_router or UnavailableToolRouter()
@@ -104,14 +107,15 @@ class SessionConnector:
 
     async def _authorize(self, info: CallInfo, agent: AgentConfig) -> None:
         """Refuse (4401) a call that must authenticate and did not: a stream token of its agent
-        (either protocol), or on /twilio a valid Twilio signature of the handshake. Required when
+        (either protocol), or on /twilio a valid Twilio signature of the handshake (the transport
+        checks it when it holds a Twilio auth token: `info.auth["twilio_signature"]`). Required when
         `media_auth` is `required`; with `auto`, once the admin API holds an API key, and for
-        Twilio streams whenever a Twilio auth token is configured. SIP calls are not checked here:
+        Twilio streams whenever the transport checked a signature. SIP calls are not checked here:
         the SIP gateway admits trunks itself."""
         mode = self.settings.media_auth
         if mode == "off" or info.protocol not in MEDIA_WEBSOCKETS:  # SIP authenticates its trunks itself
             return
-        twilio = self.settings.twilio_auth_token if info.protocol == "twilio" else None
+        twilio = info.auth.get("twilio_signature") if info.protocol == "twilio" else None
         required = (
             mode == "required"
             or twilio is not None
@@ -125,8 +129,7 @@ class SessionConnector:
                 return
             raise CallRefused(CloseCode.UNAUTHORIZED, f"invalid stream token for agent {agent.name!r}")
         if twilio is not None:
-            url, signature = info.auth.get("url", ""), info.auth.get("x-twilio-signature")
-            if twilio_signature_valid(twilio.get_secret_value(), url, (), signature):
+            if twilio == "valid":
                 return
             raise CallRefused(CloseCode.UNAUTHORIZED, "missing or invalid X-Twilio-Signature")
         raise CallRefused(
@@ -202,14 +205,16 @@ class _TrackedSession(CallSession):
 @contextlib.asynccontextmanager
 async def run_agent_gateway(
     settings: Settings,
+    agent_settings: Optional[AgentSettings] = None,
     *,
     registry: Optional[AgentRegistry] = None,
     tool_router: Optional[ToolRouter] = None,
     link: Optional["GatewayLink"] = None,
 ) -> AsyncIterator[RunningGateway]:
     """The gateway with CallSessions, in the running event loop (see `telephony.ws.gateway.run_gateway`).
-    A `link` is started with the gateway and closed with it."""
-    connector = SessionConnector(settings, registry, tool_router, link)
+    `agent_settings` default to the environment's (`PARLEY_*`). A `link` is started with the
+    gateway and closed with it."""
+    connector = SessionConnector(agent_settings or AgentSettings(), registry, tool_router, link)
     if link is not None:
         await link.start(connector.hang_up)
     try:
@@ -220,7 +225,7 @@ async def run_agent_gateway(
             await link.close()
 
 
-async def serve_agent_gateway(settings: Settings) -> None:
+async def serve_agent_gateway(settings: Settings, agent_settings: AgentSettings) -> None:
     from agent.tool_router import CeleryToolRouter, ToolRouterSettings
 
     router = CeleryToolRouter.from_env()
@@ -234,7 +239,7 @@ async def serve_agent_gateway(settings: Settings) -> None:
         link = GatewayLink(redis_url)
     else:
         logger.warning("REDIS_URL is not set: agents are the shipped ones and no call is recorded")
-    connector = SessionConnector(settings, tool_router=router, link=link)
+    connector = SessionConnector(agent_settings, tool_router=router, link=link)
     try:
         if link is not None:
             await link.start(connector.hang_up)

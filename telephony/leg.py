@@ -1,16 +1,17 @@
 """The seam between a transport and whatever answers the call: call legs, handlers, close codes.
 
-A transport (the websocket media gateway here, the SIP gateway later) turns one phone call into a
-`Leg`: caller audio comes out of it as 200 ms frames of 16 kHz int16 (3200 samples), agent audio
-goes into it as 16 kHz int16 frames, and it can mark the end of an utterance, drop queued agent
-audio at once (`interrupt`), relay an opaque event to the far end, transfer and hang up.
+A transport (the websocket media gateway, the SIP gateway) turns one phone call into a `Leg`:
+caller audio comes out of it as 200 ms frames of 16 kHz int16 (3200 samples), agent audio goes
+into it as 16 kHz int16 frames, and it can mark the end of an utterance, drop queued agent audio at
+once (`interrupt`), relay an opaque event to the far end, transfer and hang up.
 
 Whatever answers the call implements `CallHandler` (the agent's `CallSession` does), and a
 `CallConnector` makes one handler per call from its `CallInfo`, or refuses the call with
 `CallRefused(code, reason)`. This module only names those shapes: it knows nothing of the model,
-agents, floors, transcripts or tools, and the transport never learns more than this.
+agents, floors, transcripts or tools, and the transport never learns more than this. The name a
+call asks for (`CallInfo.agent`) is an opaque slug (`NAME`) to the transport.
 
-Close codes are websocket close codes (RFC 6455 and the IANA registry, plus one application code
+Close codes are websocket close codes (RFC 6455 and the IANA registry, plus application codes
 in the 4000 range); a SIP transport maps them onto SIP responses.
 """
 
@@ -21,6 +22,11 @@ import enum
 from typing import Mapping, Optional, Protocol, runtime_checkable
 
 import numpy as np
+
+# The one definition of each (agent.config's SLUG and PHONE anchor these; admin/ uses those):
+# A lowercase slug: the name a call asks for (CallInfo.agent), a trunk's name.
+NAME = r"[a-z0-9]+(?:-[a-z0-9]+)*"
+E164 = r"\+[1-9][0-9]{6,14}"  # a dialled number, E.164 (+15555550123)
 
 
 class CloseCode(enum.IntEnum):
@@ -53,10 +59,12 @@ class CallInfo:
     `call_id` is Parley's own id for the call (fresh per call); `external_id` is the transport's
     (Twilio callSid, the native client's call_id) when it has one. `parameters` are the transport's
     custom parameters (Twilio `<Parameter>`s; a `number` parameter is the dialled number);
-    `agent` is the agent the call asked for. `auth` is what the transport received to
-    authenticate the call, for the connector to check: `url` (the URL the far end requested, as
-    it signed it), `authorization` and `x-twilio-signature` (handshake headers) and `token` (a
-    stream token sent in the start message), each only when present; never logged.
+    `agent` is the name the call asked for (the connector's `default_agent` when it named none).
+    `auth` is what the transport received to authenticate the call, for the connector to check:
+    `url` (the URL the far end requested, as it signed it), `authorization` and
+    `x-twilio-signature` (handshake headers), `token` (a stream token sent in the start message)
+    and `twilio_signature` ("valid" or "invalid": the transport checked the handshake's Twilio
+    signature with the auth token it holds), each only when present; never logged.
     """
 
     call_id: str
@@ -123,6 +131,8 @@ class CallHandler(Protocol):
 
 class CallConnector(Protocol):
     """Makes a handler for each new call (and tells TwiML which agents exist)."""
+
+    default_agent: str  # the name a call or a TwiML request that names none asks for
 
     async def open(self, info: CallInfo, leg: Leg) -> CallHandler:
         """A ready handler for the call, or raise `CallRefused`."""

@@ -1,42 +1,24 @@
 """Real-time pacing of outgoing audio: 20 ms packets on a monotonic clock, for one call.
 
-The owner pushes agent audio one frame at a time (a 200 ms model frame, already resampled to the
-transport's rate and encoded); `Pacer` cuts it into packets of `packet_ms` (20 ms) and calls an
-async `send(packet)` once per packet period. It knows nothing of the model, of codecs beyond the
-size and silence of one packet (`Pacer.for_encoding` works them out), or of any transport: `send`
-is whatever puts bytes on the wire.
+The owner pushes agent audio one frame at a time (a 200 ms model frame, already resampled and
+encoded, as bytes of whole samples); `Pacer` cuts it into packets of `packet_ms` (20 ms) and calls
+an async `send(packet)` once per packet period. Bytes that do not fill a packet carry over to the
+next push; only `close(drain=True)` sends a partial one, padded with silence. It knows nothing of
+the model, of codecs beyond the size and silence of one packet (`Pacer.for_encoding`), or of any
+transport: `send` is whatever puts bytes on the wire.
 
-Input is bytes, not arrays: the pacer sits after the encoder, and every transport sends bytes.
-Pushes may be of any length that is whole samples (a resampler's output per 200 ms frame need
-not be a whole number of packets); bytes that do not fill a packet are carried to the next push,
-so the packet stream stays contiguous. A carried partial packet is only
-sent (padded with silence) by `close(drain=True)`.
+Clock: packet n of a run goes out at `start + n * packet_ms` on a monotonic clock, so lateness
+never accumulates; after a stall at most `max_burst` due packets go out back to back and older
+slots are given up (`skipped_slots`), on the same grid. A run that starts after the queue ran dry
+starts a new grid at once.
 
-Clock. While audio is queued, packet n of a run goes out at `start + n * packet_ms` on a
-monotonic clock, so lateness never accumulates. After a stall (a slow `send`, a busy event loop)
-the packets that are due go out back to back, at most `max_burst` of them; slots older than that
-are given up (counted in `skipped_slots`) and the schedule continues on the same grid. When the
-queue runs dry the pacer sleeps until the next push and starts a new grid at that moment, so the
-first packet of new audio is never held back waiting for a tick.
+Bound: the frame being sent plus at most one waiting. A newer push replaces the waiting frame
+(counted in `dropped`/`dropped_frames`): the newest audio is what the model believes it is saying
+now, and latency stays about two frames. `clear()` drops everything queued at once (barge-in).
 
-Bound. The pacer holds the frame it is sending plus at most one frame waiting. A push that
-arrives while a frame is already waiting replaces it: the waiting (older, unsent) frame is dropped
-and counted in `dropped` (packets) and `dropped_frames`. The newest audio is kept because it is
-what the model believes it is saying now; either way the caller loses one frame, but latency
-stays bounded at about two frames. `clear()` drops everything queued at once (the model yielded
-the floor, a barge-in, Twilio `clear`).
-
-Silence. With `fill_silence=False` (the default) nothing is sent while nothing is queued: right
-for websocket transports, whose far end buffers and plays what it gets. With `fill_silence=True`
-the pacer sends a packet of digital silence in every empty slot from `start()` to `close()`: for
-transports that need a continuous packet stream (RTP-like, keep-alive). Silence packets are
-counted in `silence_sent`, never in `sent`.
-
-Counters (`stats`): `sent` audio packets, `silence_sent`, `dropped` and `dropped_frames` by the
-overflow policy, `cleared` packets dropped by `clear()` or a non-draining `close()`,
-`underruns` (times the queue ran dry right after sending audio: a late frame, or the end of the
-agent's audio; the model always writes audio, so in a live call this means a late frame) and
-`skipped_slots` after stalls.
+Silence: with `fill_silence=False` (websocket far ends buffer what they get) nothing is sent while
+nothing is queued; with `fill_silence=True` (RTP-like transports) every empty slot from `start()`
+to `close()` gets a packet of digital silence (`silence_sent`, never `sent`).
 
 Not thread-safe: push, clear and close from the event loop that runs the pacer.
 """
@@ -64,7 +46,13 @@ SleepFn = Callable[[float], Awaitable[None]]
 
 @dataclasses.dataclass
 class PacerStats:
-    """A pacer's counters (packets unless named otherwise); `Pacer.stats` hands out copies."""
+    """A pacer's counters (packets unless named otherwise); `Pacer.stats` hands out copies.
+
+    `sent` audio packets, `silence_sent`, `dropped` and `dropped_frames` by the one-waiting-frame
+    bound, `cleared` packets dropped by `clear()` or a non-draining `close()`, `underruns` (times the
+    queue ran dry right after sending audio: a late frame, or the end of the agent's audio) and
+    `skipped_slots` after stalls.
+    """
 
     sent: int = 0
     silence_sent: int = 0

@@ -2,29 +2,19 @@
 
 `ResampleStream` turns a continuous stream of int16 mono PCM at one rate into int16 at another,
 chunk by chunk, so that the chunked output equals (within 1 LSB) what a one-shot conversion of the
-whole signal would give. It uses soxr at quality HQ (never QQ, which aliases). Rates are fixed at
-construction: audio at another rate needs another stream. It knows nothing of codecs, packets,
-frames or the model.
+whole signal would give. It uses soxr at quality HQ (never QQ, which aliases), in float32, rounded
+once. Rates are fixed at construction: audio at another rate needs another stream. It knows
+nothing of codecs, packets, frames or the model.
 
-How. soxr's own stream resampler works in internal blocks, so its output is bursty: fed 200 ms
-at 16 kHz it returns 830, 1660, 1660, ..., 1660, 830 samples at 8 kHz (one block of ~104 ms, two,
-..., then one again), so how far the output lags the input wanders between ~14 and ~110 ms. On the
-agent's side that starved the 20 ms pacer about once a second on every 8 kHz call (a gap the caller
-hears), and on the caller's side it delayed frames by up to ~110 ms. So this class runs soxr
-one-shot over a sliding window instead: every push resamples the input from `CONTEXT_S` before the
-first output sample still owed to the newest input, and keeps only the output that lies at least
-`LOOKAHEAD_S` before the end of the input. Away from a window's edges a one-shot resample of the
-window equals one of the whole signal (the filter only reaches ~10 ms each way), so the stream's
-output is within 1 LSB of a one-shot conversion of the whole stream, arrives in exact proportion
-to the input, and lags it by a fixed `LOOKAHEAD_S` (10 ms) instead of a wandering ~14-110 ms.
-Output is produced on the grid where both rates meet in whole samples (1 input sample per 2 at
-16 -> 8 kHz, 441 -> 160 at 44.1 -> 16 kHz), so any chunking gives the same number of samples.
-`min_out` makes it wait until that many output samples are owed (the caller's side asks for
-whole model frames): fewer, larger windows cost less.
-
-Cost (2-core box, soxr 1.1 HQ): a one-shot window is ~23 us for a 20 ms chunk at 8 -> 16 kHz and
-~30 us for a 200 ms frame at 16 -> 8 kHz (soxr's stream: ~2 and ~10 us); at `min_out` = one 200 ms
-frame the caller's side costs about what soxr's stream did. It runs in float32 and rounds once.
+How: soxr's own stream resampler is bursty (~104 ms blocks; see the README and `parley bench
+resample`), so every push runs soxr one-shot over a sliding window: the input from `CONTEXT_S`
+before the first output sample still owed, keeping only the output at least `LOOKAHEAD_S` (10 ms)
+before the end of the input. The filter reaches ~10 ms each way, so away from a window's edges
+this equals a one-shot resample of the whole stream; output arrives in exact proportion to the
+input, a fixed 10 ms behind it. Output is produced on the grid where both rates meet in whole
+samples (1 input sample per 2 at 16 -> 8 kHz, 441 -> 160 at 44.1 -> 16 kHz), so any chunking gives
+the same samples. `min_out` makes it wait until that many output samples are owed (the caller's
+side asks for whole model frames): fewer, larger windows cost less.
 
 Gaps: never `clear()` a stream because the input had a gap (it clicks); feed silence or nothing.
 `clear()` is for reusing the object for a new call; `flush()` is for the end of a call.

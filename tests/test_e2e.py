@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from parley.call import place_call
+from agent.settings import AgentSettings
 from parley.gateway_app import run_agent_gateway
 from model.config import ModelConfig
 from model.interaction import InteractionModel
@@ -31,8 +32,8 @@ async def run_calls(model, tmp_path, protocols: list[str], seconds: float, slots
     voiced_wav(tmp_path / "caller.wav", seconds)
     settings = ModelServerSettings(port=0, max_slots=slots)
     async with ModelServer(Runner(model, slots), settings, model_name="tiny") as server:
-        gateway_settings = Settings(host="127.0.0.1", port=0, model_url=server.url)
-        async with run_agent_gateway(gateway_settings) as gw:
+        gateway_settings = Settings(host="127.0.0.1", port=0)
+        async with run_agent_gateway(gateway_settings, AgentSettings(model_url=server.url)) as gw:
             summaries = await asyncio.gather(*(
                 place_call("support", tmp_path / "caller.wav", tmp_path / f"call{i}.wav", url=gw.url,
                            protocol=p, linger_s=0.6)
@@ -108,7 +109,8 @@ async def test_the_shipped_checkpoint_serves_a_call(tmp_path):
 
     settings = ModelServerSettings(port=0, max_slots=2)
     async with ModelServer(Runner(model, 2), settings, model_name="shipped") as server:
-        async with run_agent_gateway(Settings(host="127.0.0.1", port=0, model_url=server.url)) as gw:
+        gateway = Settings(host="127.0.0.1", port=0), AgentSettings(model_url=server.url)
+        async with run_agent_gateway(*gateway) as gw:
             summary = await place_call("support", tmp_path / "caller.wav", tmp_path / "call.wav", url=gw.url,
                                        protocol="native", linger_s=0.6)
             await gw.stats.wait_for(lambda: gw.stats.calls_live == 0, 10)

@@ -13,8 +13,9 @@ Ports, for worker i of N (defaults):
     worker RTP                                            host:20000+100*i ... +49 (a gap of 50 follows)
     health and counters of the whole gateway              health_host:8081 GET /healthz
 
-Nothing here knows about agents or the model beyond the model server's address and the agent
-names the number plan maps to.
+Nothing here knows about agents or the model: the number plan maps numbers to names (slugs) that
+the connector resolves, and the model server's address, tool and connect timeouts are the agent's
+settings (agent/settings.py; `parley sip` reads them from `PARLEY_SIP_*` too).
 """
 
 from __future__ import annotations
@@ -28,11 +29,10 @@ from typing import Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from telephony.ws.settings import check_model_url
+from telephony.leg import NAME
 
 MAX_CALLS_PER_PROCESS = 4  # PJSUA_MAX_CALLS of the pjsua2-python wheel
 CODECS = {"PCMU": "PCMU/8000/1", "PCMA": "PCMA/8000/1", "G722": "G722/16000/1"}  # name -> pjsua codec id
-SLUG = r"[a-z0-9]+(?:-[a-z0-9]+)*"
 # Characters safe inside a Kamailio string literal and a digest header: no quotes, backslashes, `$`.
 CREDENTIAL = r"[A-Za-z0-9._~!&'()*+,;=:@%-]{1,64}"
 _SEPARATORS = re.compile(r"[\s\-.()]")  # RFC 3966 visual separators
@@ -56,7 +56,7 @@ class Trunk(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field(pattern=f"^{SLUG}$", max_length=40, description="Slug naming the trunk in logs.")
+    name: str = Field(pattern=f"^{NAME}$", max_length=40, description="Slug naming the trunk in logs.")
     addresses: tuple[str, ...] = Field(
         (), description="Source addresses or networks (CIDR) whose INVITEs are accepted without auth."
     )
@@ -131,9 +131,6 @@ class SipSettings(BaseSettings):
     health_port: int = Field(8081, ge=0, le=65535, description="Port of GET /healthz; 0 picks a free one.")
 
     # --- calls ---------------------------------------------------------------------------------
-    model_url: str = Field(
-        "ws://127.0.0.1:8765/session", description="The model server's session endpoint (one session per call)."
-    )
     numbers: dict[str, str] = Field(
         default_factory=dict,
         description='Dialled number (request-URI user part) -> agent name, e.g. {"+15550001": "support"}.',
@@ -164,8 +161,6 @@ class SipSettings(BaseSettings):
             "arrive every 200 ms with some jitter, play without gaps."
         ),
     )
-    model_connect_timeout_s: float = Field(5.0, gt=0, description="Seconds to open a model-server session.")
-    tool_timeout_s: float = Field(30.0, gt=0, description="Seconds a tool call may take.")
     hangup_drain_s: float = Field(1.0, ge=0, description="Seconds queued agent audio may play after the agent hangs up.")
     transfer_timeout_s: float = Field(5.0, gt=0, description="Seconds to wait for the REFER to be accepted.")
     max_call_s: float = Field(4 * 3600.0, gt=0, description="Calls are hung up after this long.")
@@ -192,11 +187,6 @@ class SipSettings(BaseSettings):
     run_dir: Optional[Path] = Field(None, description="Where the generated Kamailio files go; default: a temp dir.")
     pjsip_log_level: int = Field(1, ge=0, le=6, description="pjsip's own log level (stderr).")
 
-    @field_validator("model_url")
-    @classmethod
-    def _ws_url(cls, value: str) -> str:
-        return check_model_url(value)
-
     @field_validator("host", "worker_host", "health_host", "public_address")
     @classmethod
     def _ip(cls, value: Optional[str]) -> Optional[str]:
@@ -216,7 +206,7 @@ class SipSettings(BaseSettings):
             key = normalize_number(str(number))
             if not NUMBER.fullmatch(key):
                 raise ValueError(f"numbers: {number!r} is not a dialable number or user name")
-            if not isinstance(agent, str) or not re.fullmatch(SLUG, agent):
+            if not isinstance(agent, str) or not re.fullmatch(NAME, agent):
                 raise ValueError(f"numbers: {number!r} maps to {agent!r}, which is not an agent name (slug)")
             out[key] = agent
         return out

@@ -3,29 +3,21 @@
 `SipWorker.run()` owns the process's only pjsua2 Endpoint, and everything that touches pjsua2
 happens on the thread that runs the event loop. The loop watches pjsip's SIP sockets and runs the
 library (`libHandleEvents(0)`) as soon as one is readable, and every `poll_ms` for its timers;
-`threadCnt=0` and `mainThreadOnly` keep SIP callbacks on that thread. Calls are answered,
-transferred and hung up there, and the model-server websockets of the calls' sessions run on the
-same loop. The only other threads are pjsua's own (the media endpoint's RTP thread and the
-conference bridge's clock, which calls the media ports) and the loop's executor, whose threads
-are registered with pjsua2 (`libRegisterThread`) before they run anything. Automatic garbage
-collection is off and a collection runs on the loop thread every few seconds, so no pjsua2 object
-is ever freed from a thread pjsua2 does not know.
-
-Admission of a new INVITE (`_on_incoming`), in order: draining (recycle or shutdown) -> 486; the
-trunk check (`TrunkPolicy`: 403 / 407 challenge); the dialled number (request-URI user part) ->
-agent from the number plan, unknown -> 404; a free slot and port -> else 486; a codec among the
-accepted ones in the offer -> else 488. Then a `SipLeg` runs the call; the connector may still
-refuse it (404 for an agent that does not exist, 503 when the model server is full). After
-`recycle_after_calls` calls the worker refuses new ones (486; Kamailio tries another worker),
-finishes its live calls and exits 0, for the supervisor to start a fresh process.
+`threadCnt=0` and `mainThreadOnly` keep SIP callbacks on that thread, where calls are answered,
+transferred and hung up and the calls' model-server websockets run. The only other threads are
+pjsua's own (RTP, the conference bridge's clock) and the loop's executor, whose threads are
+registered with pjsua2 (`libRegisterThread`) first. Automatic garbage collection is off and a
+collection runs on the loop thread every few seconds, so no pjsua2 object is ever freed from a
+thread pjsua2 does not know.
 
 Shutdown keeps pjsua2's order: hang up every call and wait for them, disconnect the ports, stop the
 sound device (the bridge's clock), shut the account, `libDestroy()`. The caller of `run()` then
 leaves the process with `os._exit` so no pjsua2 object outlives the library.
 
-The worker reports what happens as events (`emit(dict)`; `parley sip-worker` writes them to
-stdout as JSON lines for the supervisor): ready, call_start, call_end (the leg's record), refused,
-exit. No numbers of callers, digits or credentials in them or in the log.
+Events (`emit(dict)`; `parley sip-worker` writes them to stdout as JSON lines for the supervisor):
+ready, call_start, call_end (the leg's record), refused, exit. No numbers of callers, digits or
+credentials in them or in the log. Nothing here knows about agents: a number maps to a name the
+connector resolves.
 """
 
 from __future__ import annotations
@@ -293,6 +285,13 @@ class SipWorker:
 
     # --- admission -----------------------------------------------------------------------------------
     def _on_incoming(self, prm) -> None:
+        """Admission of a new INVITE, in order: draining (recycle or shutdown) -> 486; the trunk
+        check (`TrunkPolicy`: 403 / 407 challenge); the dialled number (request-URI user part) ->
+        a name from the number plan, unknown -> 404; a free slot and port -> else 486; a codec among
+        the accepted ones in the offer -> else 488. Then a `SipLeg` runs the call; the connector
+        may still refuse it (404 for an agent that does not exist, 503 when the model server is
+        full). After `recycle_after_calls` calls the worker refuses new ones (486; Kamailio tries
+        another worker), finishes its live calls and exits 0, for the supervisor to start afresh."""
         msg = str(prm.rdata.wholeMsg)
         call = SipCall(self._account, prm.callId, self._on_call_gone)
         self._calls[prm.callId] = call

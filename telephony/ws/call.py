@@ -62,7 +62,7 @@ from telephony.ws.serializers.base import (
     Stop,
 )
 from telephony.ws.settings import Settings
-from telephony.ws.signature import request_url
+from telephony.ws.signature import request_url, twilio_signature_valid
 
 logger = logging.getLogger(__name__)
 
@@ -281,10 +281,15 @@ class WebsocketCall:
         token = parameters.pop("token", None)
         if token:
             auth["token"] = token
+        twilio = self._settings.twilio_auth_token
+        if twilio is not None and self._ser.name == "twilio":  # Twilio signs the handshake's URL alone
+            signature = auth.get("x-twilio-signature")
+            valid = twilio_signature_valid(twilio.get_secret_value(), auth["url"], (), signature)
+            auth["twilio_signature"] = "valid" if valid else "invalid"
         return auth
 
     async def _open(self, start: Start) -> bool:
-        agent = start.agent or self._settings.default_agent
+        agent = start.agent or self._connector.default_agent
         parameters = dict(start.parameters)
         auth = self._auth(parameters)
         self._info = CallInfo(

@@ -7,11 +7,12 @@ Endpoints:
 - `POST /twiml`: TwiML that connects a Twilio call to `/twilio` with a chosen agent (`agent` as a
   form field, JSON field or query parameter; optional `url` of the stream), or the agent of the
   dialled number (Twilio's `To`) when the connector routes numbers; the number goes along as a
-  `<Parameter>` (the caller's number does not). With a Twilio auth token configured, the request must carry
-  a valid X-Twilio-Signature (`telephony.ws.signature`);
+  `<Parameter>` (the caller's number does not); with neither, the connector's `default_agent`. With a
+  Twilio auth token configured, the request must carry a valid X-Twilio-Signature
+  (`telephony.ws.signature`);
 - `GET /healthz`: JSON with the live call count and the gateway's counters.
 
-Each accepted websocket becomes a `WebsocketCall` (ws_call.py), which asks the `CallConnector` it
+Each accepted websocket becomes a `WebsocketCall` (call.py), which asks the `CallConnector` it
 was built with for the call's handler. The connector is the only thing that knows what answers
 calls (the agent's app layer passes one that opens a CallSession on the model server); this module
 knows nothing of the model or the agents, and never imports either. One bad call never takes down
@@ -43,7 +44,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from telephony.leg import CallConnector, CallRefused, CloseCode
+from telephony.leg import E164, NAME, CallConnector, CallRefused, CloseCode
 from telephony.ws.serializers.base import Serializer
 from telephony.ws.serializers.native import NativeSerializer
 from telephony.ws.serializers.twilio import TwilioSerializer
@@ -53,8 +54,8 @@ from telephony.ws.call import GatewayStats, WebsocketCall
 
 logger = logging.getLogger(__name__)
 
-AGENT_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
-E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+AGENT_NAME = re.compile(NAME)
+NUMBER = re.compile(E164)
 MAX_TWIML_BODY = 64 * 1024
 READ_HIGH_WATER = 16  # messages a websocket may queue for its call before the socket stops being read
 
@@ -135,14 +136,14 @@ def create_app(settings: Settings, connector: CallConnector) -> Starlette:
                 return PlainTextResponse("missing or invalid X-Twilio-Signature", status_code=403)
         agent = fields.get("agent")
         number = fields.get("To") or fields.get("number")
-        number = number if number and E164.fullmatch(number) else None
+        number = number if number and NUMBER.fullmatch(number) else None
         route = getattr(connector, "agent_for_number", None)  # connectors that route by number
         if not agent and number and route is not None:
             try:
                 agent = await route(number)  # None: the number is not configured
             except CallRefused as exc:
                 return PlainTextResponse(exc.reason, status_code=404)
-        agent = agent or settings.default_agent
+        agent = agent or connector.default_agent
         if not AGENT_NAME.fullmatch(agent) or len(agent) > 64:
             return PlainTextResponse("agent must be an agent name (lowercase slug)", status_code=400)
         if not await connector.has_agent(agent):

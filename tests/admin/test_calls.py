@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+from agent.settings import AgentSettings
 from parley.admin_link import GatewayLink
 from parley.call import NativeCallClient, TwilioCallClient, place_call
 from parley.gateway_app import run_agent_gateway
@@ -56,8 +57,8 @@ def agent_body(mark: str, greeting: str) -> dict:
             "instructions": f"Answer the shop's phone. {mark} Keep it short.", "tools": ["search_faq"]}
 
 
-def gateway_settings(model_url: str, **kw) -> Settings:
-    return Settings(host="127.0.0.1", port=0, model_url=model_url, **kw)
+def gateway_settings(model_url: str, **kw) -> tuple[Settings, AgentSettings]:
+    return Settings(host="127.0.0.1", port=0, **kw), AgentSettings(model_url=model_url)
 
 
 def talk(client) -> asyncio.Task:
@@ -85,7 +86,7 @@ async def test_configure_call_find_update_and_delete_through_the_api(admin, admi
         assert (await api.post("/v1/numbers", json={"number": NUMBER, "agent": "shop-line"})).status_code == 201
         token = (await api.post("/v1/agents/shop-line/stream-tokens", json={"label": "test"})).json()["token"]
 
-        async with run_agent_gateway(gateway_settings(model.url), link=GatewayLink(redis_server.url)) as gw:
+        async with run_agent_gateway(*gateway_settings(model.url), link=GatewayLink(redis_server.url)) as gw:
             # Twilio's webhook: the dialled number picks the agent, and travels on to the stream.
             async with httpx.AsyncClient() as http:
                 twiml = (await http.post(gw.http_url + "/twiml", data={"To": NUMBER, "From": "+15550001111"})).text
@@ -168,7 +169,7 @@ async def test_media_websockets_need_a_stream_token_or_a_twilio_signature(admin,
         support = (await api.post("/v1/agents/support/stream-tokens", json={})).json()
         other = (await api.post("/v1/agents/translate-en-es/stream-tokens", json={})).json()
         settings = gateway_settings(model.url, twilio_auth_token="twilio-secret")
-        async with run_agent_gateway(settings, link=GatewayLink(redis_server.url)) as gw:
+        async with run_agent_gateway(*settings, link=GatewayLink(redis_server.url)) as gw:
             async def native(**kw) -> tuple:
                 summary = await place_call("support", wav, tmp_path / "n.wav", url=gw.url, protocol="native",
                                            linger_s=0.2, **kw)
@@ -216,7 +217,7 @@ async def test_no_key_no_media_auth(tmp_path):
     wav = caller_wav(tmp_path / "caller.wav", 0.4)
     with EmbeddedRedis(tmp_path / "fresh") as fresh:
         async with FakeModelServer(speaks_its_mark) as model:
-            async with run_agent_gateway(gateway_settings(model.url), link=GatewayLink(fresh.url)) as gw:
+            async with run_agent_gateway(*gateway_settings(model.url), link=GatewayLink(fresh.url)) as gw:
                 summary = await place_call("support", wav, tmp_path / "n.wav", url=gw.url, protocol="native",
                                            linger_s=0.2)
                 await ended(gw)
@@ -227,7 +228,7 @@ async def test_no_key_no_media_auth(tmp_path):
 async def test_live_calls_and_hang_up_through_the_api(admin, admin_key, redis_server, tmp_path):
     async with admin.async_client(admin_key) as api, FakeModelServer(speaks_its_mark) as model:
         token = (await api.post("/v1/agents/support/stream-tokens", json={})).json()["token"]
-        async with run_agent_gateway(gateway_settings(model.url), link=GatewayLink(redis_server.url)) as gw:
+        async with run_agent_gateway(*gateway_settings(model.url), link=GatewayLink(redis_server.url)) as gw:
             client = await NativeCallClient(gw.url + "/stream", "support",
                                             headers={"Authorization": f"Bearer {token}"}).open()
             talker = talk(client)
@@ -267,7 +268,7 @@ async def test_a_real_tiny_model_call_and_the_metrics(redis_server, admin_key, t
                 before = (await api.get("/metrics")).text
                 token = (await api.post("/v1/agents/support/stream-tokens", json={})).json()["token"]
                 settings = gateway_settings(server.url)
-                async with run_agent_gateway(settings, link=GatewayLink(redis_server.url)) as gw:
+                async with run_agent_gateway(*settings, link=GatewayLink(redis_server.url)) as gw:
                     summary = await place_call("support", wav, tmp_path / "tiny.wav", url=gw.url, protocol="native",
                                                linger_s=0.6, token=token)
                     await ended(gw)

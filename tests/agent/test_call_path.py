@@ -18,6 +18,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from parley.call import CallClient, NativeCallClient, TwilioCallClient
+from agent.settings import AgentSettings
 from parley.gateway_app import run_agent_gateway
 from telephony.leg import CloseCode
 from telephony.ws.settings import Settings
@@ -34,8 +35,8 @@ async def call_path(script=None, *, fake_kw=None, **settings_kw):
     if script is not None:
         fake_kw["script"] = script
     async with FakeModelServer(**fake_kw) as fake:
-        settings = Settings(host="127.0.0.1", port=0, model_url=fake.url, **settings_kw)
-        async with run_agent_gateway(settings) as gw:
+        settings = Settings(host="127.0.0.1", port=0, **settings_kw)
+        async with run_agent_gateway(settings, AgentSettings(model_url=fake.url)) as gw:
             yield fake, gw
 
 
@@ -259,7 +260,7 @@ async def test_model_server_at_capacity_and_dropping_end_calls_cleanly():
     async with call_path() as (fake, gw):
         pass
     async with run_agent_gateway(
-        Settings(host="127.0.0.1", port=0, model_url=fake.url, model_connect_timeout_s=1)
+        Settings(host="127.0.0.1", port=0), AgentSettings(model_url=fake.url, model_connect_timeout_s=1)
     ) as gw:  # fake is gone now
         call = await native(gw).open()
         await call.wait_for(lambda: call.closed is not None, 5)

@@ -11,6 +11,7 @@ import wave
 import numpy as np
 import pytest
 
+from agent.settings import AgentSettings
 from parley.call import call_url, place_call, read_wav
 from parley.cli_calls import add_commands
 from parley.gateway_app import run_agent_gateway
@@ -38,7 +39,8 @@ async def test_place_call_writes_a_two_channel_recording_and_a_timeline(tmp_path
         return Step("speak" if seq < 3 else "listen", text="hi " if seq == 0 else "", audio="echo")
 
     async with FakeModelServer(script) as fake:
-        async with run_agent_gateway(Settings(host="127.0.0.1", port=0, model_url=fake.url)) as gw:
+        settings = Settings(host="127.0.0.1", port=0)
+        async with run_agent_gateway(settings, AgentSettings(model_url=fake.url)) as gw:
             summary = await place_call(
                 "support",
                 tmp_path / "caller.wav",

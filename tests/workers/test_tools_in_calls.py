@@ -18,6 +18,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from agent.events import event_json
+from agent.settings import AgentSettings
 from parley.gateway_app import run_agent_gateway
 from agent.session import CallSession
 from agent.tool_router import CeleryToolRouter, ToolRouterSettings
@@ -295,8 +296,8 @@ async def test_tools_through_the_real_gateway(worker, router):
         else None,
     )
     async with FakeModelServer(script) as fake:
-        settings = Settings(host="127.0.0.1", port=0, model_url=fake.url)
-        async with run_agent_gateway(settings, tool_router=router) as gw:
+        settings = Settings(host="127.0.0.1", port=0)
+        async with run_agent_gateway(settings, AgentSettings(model_url=fake.url), tool_router=router) as gw:
             client = await twilio(gw).open()
             sender = asyncio.create_task(stream(client, 4.0))
             await fake.wait_for(

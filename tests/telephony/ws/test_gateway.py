@@ -64,6 +64,8 @@ class ScriptedHandler:
 
 
 class FakeConnector:
+    default_agent = "support"
+
     def __init__(
         self,
         on_frame: Optional[Callable] = None,
