@@ -59,7 +59,7 @@ from typing import Protocol
 import numpy as np
 
 from model.config import MICRO_TURN_SAMPLES as FRAME  # where a reactive caller may start a clip
-from corpus.render import AGENT_RATE_WPM, AGENT_VOICES, _word_onsets
+from corpus.render import AGENT_RATE_WPM, AGENT_VOICES, word_onsets
 from corpus.tts import Espeak
 from evaluation.metrics import AgentTrack, speech_intervals
 
@@ -186,7 +186,7 @@ def run_cascade(caller: np.ndarray, agent_lines: list[AgentLine], *, silence_ms:
         key = (line.text, line.lang)
         if key not in synthesized:
             r = tts.synthesize_16k(line.text, AGENT_VOICES[line.lang], AGENT_RATE_WPM, 50, 50)
-            synthesized[key] = (r.audio.astype(np.float32), _word_onsets(line.text, r.words))
+            synthesized[key] = (r.audio.astype(np.float32), word_onsets(line.text, r.words))
         return synthesized[key]
 
     n = len(x)

@@ -559,7 +559,7 @@ def scenario_from_call(call, name: str, edges: dict[int, tuple[int, int]] | None
     - events: DTMF keys and timers as they arrived (tool results come from tool_results).
     """
     from corpus.render import BARGE_CUT_SAMPLES
-    from corpus.scripts import Say, ToolCall
+    from corpus.call_script import Say, ToolCall
 
     sr = call.sample_rate
     items = call.script.items
