@@ -188,7 +188,7 @@ HELD_OUT = (("support", 900245), ("translate-en-es", 900116))
 @pytest.fixture(scope="module")
 def held_out(tmp_path_factory) -> list:
     pytest.importorskip("espeakng_loader")
-    from evaluation.scenarios import write_held_out
+    from evaluation.held_out import write_held_out
 
     out = tmp_path_factory.mktemp("held_out")
     paths = [p for agent, seed in HELD_OUT for p in write_held_out(out, 1, agents=(agent,), seed0=seed)]
@@ -254,7 +254,7 @@ def test_held_out_caller_audio_has_no_scripted_echo(held_out):
 def test_held_out_support_calls_get_reactive_interjections(held_out, tmp_path):
     """A barge-in and a backchannel clip in the call's caller voice, after the first caller turn
     end, starting with speech; interpreting calls get none; the same seed writes the same bytes."""
-    from evaluation.scenarios import write_held_out
+    from evaluation.held_out import write_held_out
 
     (support, data), (interp, i_data) = held_out
     assert interp.interjections == [] and "interjections" not in i_data
