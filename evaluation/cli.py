@@ -22,10 +22,11 @@ import logging
 import os
 import sys
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
+
+from telephony.wav import write_pcm16
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +72,7 @@ def save_audio(record, path: Path) -> None:
     agent = record.agent_audio
     heard = np.zeros(len(agent), np.int16)
     heard[:len(record.heard)] = record.heard
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(2)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(np.stack([heard, agent], axis=1).astype("<i2").tobytes())
+    write_pcm16(path, np.stack([heard, agent], axis=1), 16000)
 
 
 def cmd_eval(args) -> int:

@@ -28,7 +28,6 @@ import json
 import logging
 import time
 import uuid
-import wave
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 from urllib.parse import urlsplit
@@ -39,6 +38,7 @@ from websockets.exceptions import ConnectionClosed
 
 from telephony import g711
 from telephony.resample import ResampleStream
+from telephony.wav import read_pcm16, write_pcm16
 
 logger = logging.getLogger(__name__)
 
@@ -56,27 +56,6 @@ def call_url(url: Optional[str], protocol: str) -> str:
     return base if parts.path not in ("", "/") else base.rstrip("/") + PATHS[protocol]
 
 
-def read_wav(path: Union[str, Path]) -> tuple[np.ndarray, int]:
-    """A PCM WAV file as mono int16 samples and its rate."""
-    with wave.open(str(path), "rb") as wav:
-        channels, width, rate = wav.getnchannels(), wav.getsampwidth(), wav.getframerate()
-        raw = wav.readframes(wav.getnframes())
-    if width == 1:
-        samples = (np.frombuffer(raw, np.uint8).astype(np.int32) - 128) << 8
-    elif width == 2:
-        samples = np.frombuffer(raw, "<i2").astype(np.int32)
-    elif width == 3:
-        b = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int32)
-        samples = ((b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)) << 8) >> 16  # sign-extend, keep 16 bits
-    elif width == 4:
-        samples = np.frombuffer(raw, "<i4").astype(np.int64) >> 16
-    else:
-        raise ValueError(f"{path}: {8 * width}-bit WAV files are not supported")
-    if channels > 1:
-        samples = samples.reshape(-1, channels).mean(axis=1)
-    return np.clip(samples, -32768, 32767).astype(np.int16), rate
-
-
 def resample(pcm: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:
     stream = ResampleStream(in_rate, out_rate)
     return np.concatenate([stream.push(pcm), stream.flush()])
@@ -87,11 +66,7 @@ def write_stereo_wav(path: Union[str, Path], left: np.ndarray, right: np.ndarray
     frames = np.zeros((n, 2), dtype="<i2")
     frames[: left.size, 0] = left
     frames[: right.size, 1] = right
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(2)
-        wav.setsampwidth(2)
-        wav.setframerate(rate)
-        wav.writeframes(frames.tobytes())
+    write_pcm16(path, frames, rate)
 
 
 class CallClient:
@@ -469,7 +444,7 @@ async def place_call(
     if protocol not in PATHS:
         raise ValueError(f"protocol {protocol!r} must be 'twilio' or 'native'")
     target = call_url(url, protocol)
-    pcm, wav_rate = read_wav(wav)
+    pcm, wav_rate = read_pcm16(wav)
     client: CallClient
     headers = {"Authorization": f"Bearer {token}"} if token else None
     if protocol == "twilio":
