@@ -29,7 +29,6 @@ import resource
 import shutil
 import signal
 import socket
-import struct
 import sys
 import tempfile
 import time
@@ -39,6 +38,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from telephony import g711
+from telephony.wav import write_g711
 
 PT = {"PCMU": 0, "PCMA": 8}
 DTMF_PCAP = "/usr/share/sip-tester/dtmf_2833_{digit}.pcap"
@@ -53,12 +53,8 @@ def write_g711_wav(path: Path, codec: str, seconds: float = 4.0, rate: int = 800
     voiced = sum(np.sin(2 * math.pi * 140 * k * t) / k for k in range(1, 8))
     gate = (np.sin(2 * math.pi * 1.5 * t) > 0).astype(float)
     pcm = (6000 * voiced * gate).astype(np.int16)
-    encoding, tag = {"PCMU": ("mulaw", 7), "PCMA": ("alaw", 6)}[codec]
-    data = bytes(g711.encode(encoding, pcm))
-    header = b"RIFF" + struct.pack("<I", 4 + 26 + 8 + len(data)) + b"WAVE"
-    header += b"fmt " + struct.pack("<IHHIIHHH", 18, tag, 1, rate, rate, 1, 8, 0)
-    header += b"data" + struct.pack("<I", len(data))
-    path.write_bytes(header + data)
+    encoding = {"PCMU": "mulaw", "PCMA": "alaw"}[codec]
+    write_g711(path, bytes(g711.encode(encoding, pcm)), encoding, rate)
     return path
 
 

@@ -3,7 +3,7 @@
 An English caller says a few sentences in chunks, each followed by the agent's Spanish translation
 of that chunk (early, while the caller pauses inside a turn, or after the turn); in the
 "interpret_correction" scenario the caller barges in on a translation and says the sentence again
-with other details. `interpret_call` takes a `_Call` from `corpus.scripts` and appends those
+with other details. `interpret_call` takes a `CallBuilder` (corpus.call_builder) and appends those
 items, drawing every choice from the call's rng; it is what `generate_script` runs for this agent.
 
 This module knows nothing of the shop's tools or the support flows, nor of how a script is
@@ -12,7 +12,8 @@ validated, stored as JSON or rendered.
 
 from __future__ import annotations
 
-from corpus.scripts import BARGE_MS, ONES, PAUSE_MS, TRANSLATE_MS, Gap, Say, _Call, _est_ms, en_number
+from corpus.call_builder import ONES, CallBuilder, en_number, est_ms
+from corpus.call_script import BARGE_MS, PAUSE_MS, TRANSLATE_MS, Gap, Say
 
 INTRO = ("Hi, I'm your interpreter. Go ahead whenever you're ready, and I'll translate into Spanish.",
          "Interpreter here. Please go ahead.", "Hello, I'll be interpreting into Spanish. Go ahead, please.")
@@ -110,7 +111,7 @@ PERIODS = (("in the morning", "por la mañana", "de la mañana", (7, 11)),
            ("in the evening", "por la noche", "de la noche", (7, 10)))
 
 
-def _slots(c: _Call) -> dict[str, str]:
+def _slots(c: CallBuilder) -> dict[str, str]:
     rng = c.rng
     day = rng.randrange(7)
     n = rng.randint(2, 9)
@@ -131,7 +132,7 @@ def _slots(c: _Call) -> dict[str, str]:
                         + " ".join(ES_NUM[d] for d in phone[3:])}
 
 
-def interpret_call(c: _Call) -> None:
+def interpret_call(c: CallBuilder) -> None:
     """The whole call: maybe an intro, 2-5 sentences and a closing, each chunk translated."""
     c.p_caller_bc = 0.0  # an interpreter's caller is not listening to the Spanish
     rng = c.rng
@@ -171,7 +172,7 @@ def interpret_call(c: _Call) -> None:
                 agent_last = _translate(c, src[-2], joined[k - 1][1])
         agent_last = _translate(c, src[-1], joined[-1][1])
         caller_last = src[-1]
-        hi = min(BARGE_MS[1], int(0.55 * _est_ms(joined[-1][1])))
+        hi = min(BARGE_MS[1], int(0.55 * est_ms(joined[-1][1])))
         if si == correct_at and hi >= BARGE_MS[0] and si < len(sentences) - 1:
             resume = c.add(Say(speaker="caller", text=c.pick(CORRECTIONS), intent="correction", barge_in=True,
                                after=Gap("prev_start", c.ms(BARGE_MS[0], hi), True, agent_last)))
@@ -183,7 +184,7 @@ def interpret_call(c: _Call) -> None:
     c.hang_up(agent_last)
 
 
-def _translate(c: _Call, source: int, text: str) -> int:
+def _translate(c: CallBuilder, source: int, text: str) -> int:
     return c.add(Say(speaker="agent", text=text, lang="es", intent="translation", translates=source,
                      after=Gap("prev_end", c.ms(*TRANSLATE_MS), True, source)))
 

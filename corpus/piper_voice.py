@@ -9,7 +9,7 @@ Piper is English only; Spanish lines and the callers stay on espeak-ng (`WithPip
 Speed. A line costs roughly 0.07 s per second of speech on one CPU thread, so a corpus is not
 voiced call by call: each distinct line is voiced once and kept on disk next to the rendered
 calls (~/.cache/parley/corpus/piper-*/ or under $PARLEY_CACHE_DIR, see
-corpus.render.default_cache_dir), keyed by the text, the voice, the synthesis settings and
+corpus.paths.default_cache_dir), keyed by the text, the voice, the synthesis settings and
 `PIPER_VOICE_VERSION`, so every process and run after the first reads it back (about half a
 millisecond a line; writes are atomic: a temporary file, then os.replace). The model is loaded
 on first use in each process that meets a line not in the cache (about half a second here, and
@@ -63,6 +63,7 @@ from pathlib import Path
 import numpy as np
 import soxr
 
+from corpus.paths import default_cache_dir
 from corpus.tts import SAMPLE_RATE_16K, SynthResult, WordEvent
 
 VOICE_ID = "en_US-joe-medium"
@@ -161,8 +162,6 @@ class PiperJoe:
         """Lines are cached under `cache_dir` (default: the corpus cache root) unless use_cache is
         False. Nothing is loaded until a line is not in the cache."""
         if cache_dir is None:
-            from corpus.render import default_cache_dir  # render imports this module
-
             cache_dir = default_cache_dir()
         self.settings = settings()
         self.cache_dir = Path(cache_dir) / f"piper-{VOICE_ID}-v{PIPER_VOICE_VERSION}"

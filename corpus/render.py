@@ -66,8 +66,10 @@ import numpy as np
 from agent.events import event_json
 from model.config import MICRO_TURN_SAMPLES, SAMPLE_RATE
 from corpus import piper_voice
+from corpus.call_script import SCRIPT_VERSION, CallScript, Dtmf, Say, Timer, ToolCall
 from corpus.effects import ChannelParams, apply_channel, to_pcm16_grid
-from corpus.scripts import SCRIPT_VERSION, CallScript, Dtmf, Say, Timer, ToolCall, generate_script
+from corpus.paths import default_cache_dir
+from corpus.scripts import generate_script
 from corpus.tts import Espeak
 
 RENDER_VERSION = 1
@@ -246,7 +248,7 @@ class _Voice:
     pitch_range: int
 
 
-def _word_onsets(text: str, words) -> list[tuple[str, int]]:
+def word_onsets(text: str, words) -> list[tuple[str, int]]:
     """(token, onset sample) for each whitespace-separated token of `text`, from espeak's word
     events (which may repeat, go back, or split a token: the earliest onset inside a token wins;
     a token with no event takes the previous onset; onsets never decrease)."""
@@ -277,7 +279,7 @@ class _Synth:
             jitter = self.rng.uniform(1 - CALLER_RATE_JITTER, 1 + CALLER_RATE_JITTER)
             voice, rate, pitch, spread = c.name, c.rate_wpm * jitter, c.pitch, c.pitch_range
         result = self.tts.synthesize_16k(say.text, voice, int(np.clip(round(rate), 80, 450)), pitch, spread)
-        return result.audio.astype(np.float32), _word_onsets(say.text, result.words)
+        return result.audio.astype(np.float32), word_onsets(say.text, result.words)
 
 
 # -- placement ------------------------------------------------------------------------------------
@@ -410,11 +412,6 @@ def render_call(script: CallScript, seed: int, held_out: bool = False,
 
 
 # -- cache ----------------------------------------------------------------------------------------
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("PARLEY_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "parley" / "corpus"
-
 
 class CorpusCache:
     """Rendered calls on disk, one compressed .npz per (agent, seed, split), rendered on a miss.

@@ -1,12 +1,12 @@
 """The customer-service calls of the "support" agent: its phrase banks and one flow per scenario.
 
 Each flow (order status, return, callback, FAQ, handoff, angry, confused, unknown order) takes a
-`_Call` from `corpus.scripts` whose greeting has been said and appends the caller's and the
-agent's turns, tool calls, keys and timers, drawing every random choice from the call's rng and
-every tool result from its seeded shop. `support_call` is what `generate_script` runs.
+`CallBuilder` (corpus.call_builder) whose greeting has been said and appends the caller's and
+the agent's turns, tool calls, keys and timers, drawing every random choice from the call's rng
+and every tool result from its seeded shop. `support_call` is what `generate_script` runs.
 
-This module knows nothing of how a script is timed beyond `_Call`'s relations, validated, stored as
-JSON or rendered, and nothing of the interpreting agent; the scenario, caller style and shop come
+This module knows nothing of how a script is timed beyond `CallBuilder`'s relations, validated,
+stored as JSON or rendered, and nothing of the interpreting agent; the scenario, caller style and shop come
 from `generate_script`.
 """
 
@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from corpus.scripts import KEY_DATE, ONES, Gap, Timer, _Call, _lower_first, en_number
+from corpus.call_builder import ONES, CallBuilder, en_number, lower_first
+from corpus.call_script import KEY_DATE, Gap, Timer
 from workers.shop import (ALREADY_RETURNED, NOT_DELIVERED, SHOP_NAME, STATUSES, WINDOW_CLOSED,
                              spoken_amount, spoken_date, spoken_id, spoken_seconds)
 
@@ -186,7 +187,7 @@ SECONDS_PHRASES = {10: ("ten seconds",), 15: ("fifteen seconds",), 20: ("twenty 
 
 # -- support: flows -----------------------------------------------------------------------------
 
-def _digit_words(c: _Call, digits: str) -> list[str]:
+def _digit_words(c: CallBuilder, digits: str) -> list[str]:
     words, i = [], 0
     while i < len(digits):
         w = "oh" if digits[i] == "0" and c.rng.random() < 0.5 else ONES[int(digits[i])]
@@ -199,7 +200,7 @@ def _digit_words(c: _Call, digits: str) -> list[str]:
     return words
 
 
-def _say_id(c: _Call, oid: str) -> str:
+def _say_id(c: CallBuilder, oid: str) -> str:
     """How a caller reads an order id aloud: digits, digit words, 'as in', pairs, or as printed."""
     letter, digits = oid[0], oid[2:]
     style = c.rng.randrange(5)
@@ -216,7 +217,7 @@ def _say_id(c: _Call, oid: str) -> str:
     return oid
 
 
-def _wrong_id(c: _Call, oid: str) -> str:
+def _wrong_id(c: CallBuilder, oid: str) -> str:
     """`oid` with one digit misread, naming no order of the shop."""
     while True:
         digits = list(oid[2:])
@@ -227,11 +228,11 @@ def _wrong_id(c: _Call, oid: str) -> str:
             return cand
 
 
-def _order(c: _Call, statuses: tuple[str, ...]):
+def _order(c: CallBuilder, statuses: tuple[str, ...]):
     return c.pick([o for o in c.shop.orders if o.status in statuses])
 
 
-def _ask_id(c: _Call, anchor: int, oid: str, keypad: float = 0.25) -> tuple[int, str]:
+def _ask_id(c: CallBuilder, anchor: int, oid: str, keypad: float = 0.25) -> tuple[int, str]:
     """The agent asks for the order number; the caller says or types it. -> (item to answer, argument)."""
     if c.rng.random() < keypad:
         prompt = c.pick(ASK_ID_KEYPAD)
@@ -245,7 +246,8 @@ def _ask_id(c: _Call, anchor: int, oid: str, keypad: float = 0.25) -> tuple[int,
     return c.caller(c.pick(GIVE_ID).format(oid=_say_id(c, oid)), a, "give_order_id"), oid
 
 
-def _lookup(c: _Call, anchor: int, arg: str, keypad: bool = False) -> tuple[int, dict | None, str | None]:
+def _lookup(c: CallBuilder, anchor: int, arg: str,
+            keypad: bool = False) -> tuple[int, dict | None, str | None]:
     t, r, e = c.tool(anchor, "lookup_order", {"order_id": arg}, c.pick(FILLERS))
     if e:
         text = NOT_FOUND[-1] if keypad else c.pick(NOT_FOUND[:-1])
@@ -261,7 +263,7 @@ def _facts(r: dict) -> dict[str, str]:
             "carrier": r.get("carrier", ""), "amount": spoken_amount(r["total"])}
 
 
-def _after_status(c: _Call, a: int, r: dict) -> int | None:
+def _after_status(c: CallBuilder, a: int, r: dict) -> int | None:
     """Follow-ups to a status answer. -> the caller's last turn, or None when the call was handed off."""
     if r["status"] == "shipped" and c.rng.random() < 0.35:
         s = c.caller(c.pick(("Great. Do you have the tracking number?", "Can I get the tracking number?")),
@@ -277,7 +279,7 @@ def _after_status(c: _Call, a: int, r: dict) -> int | None:
     return c.caller(c.pick(ACKS), a, "ack")
 
 
-def _faq(c: _Call, question: int, topic: str | None, query: str | None = None) -> int | None:
+def _faq(c: CallBuilder, question: int, topic: str | None, query: str | None = None) -> int | None:
     query = query or c.pick(FAQ[topic][1])
     t, r, _ = c.tool(question, "search_faq", {"query": query}, c.pick(("Let me look that up.", *FILLERS)))
     if r["matches"]:
@@ -292,12 +294,12 @@ def _faq(c: _Call, question: int, topic: str | None, query: str | None = None) -
     return c.caller(c.pick(("No, that's okay.", "No thanks, I'll check the website.")), a, "decline_transfer")
 
 
-def _ask(c: _Call, leads: tuple[str, ...], question: str) -> str:
+def _ask(c: CallBuilder, leads: tuple[str, ...], question: str) -> str:
     lead = c.pick(leads)
-    return lead + (_lower_first(question) if lead.endswith(", ") else question)
+    return lead + (lower_first(question) if lead.endswith(", ") else question)
 
 
-def _closing(c: _Call, caller: int | None, more: bool = True) -> None:
+def _closing(c: CallBuilder, caller: int | None, more: bool = True) -> None:
     """'Anything else?' (now and then one more FAQ question), goodbye, end_call."""
     if caller is None:
         return
@@ -312,7 +314,7 @@ def _closing(c: _Call, caller: int | None, more: bool = True) -> None:
     c.hang_up(c.agent(c.pick(GOODBYES), s, "goodbye"))
 
 
-def _order_status(c: _Call, g: int) -> None:
+def _order_status(c: CallBuilder, g: int) -> None:
     o = _order(c, STATUSES)
     first, item = c.shop.customer(o.customer_id).first, o.items[0].name
     if c.rng.random() < 0.5:
@@ -325,7 +327,7 @@ def _order_status(c: _Call, g: int) -> None:
     _closing(c, _after_status(c, a, r))
 
 
-def _return(c: _Call, g: int) -> None:
+def _return(c: CallBuilder, g: int) -> None:
     ok = [o for o in c.shop.orders if c.shop.returnable(o)]
     o = c.pick(ok) if c.rng.random() < 0.75 else c.pick([o for o in c.shop.orders if o not in ok])
     reason = c.pick(sorted(REASONS))
@@ -346,13 +348,13 @@ def _return(c: _Call, g: int) -> None:
     _closing(c, c.caller(c.pick(ACKS if not e else ("Oh, okay.", "I see. Okay.", "Hmm, alright.")), a, "ack"))
 
 
-def _return_answer(c: _Call, r: dict | None, e: str | None) -> str:
+def _return_answer(c: CallBuilder, r: dict | None, e: str | None) -> str:
     if e:
         return c.pick(RETURN_ERR[e])
     return c.pick(RETURN_OK).format(rid=spoken_id(r["return_id"]), amount=spoken_amount(r["refund"]))
 
 
-def _callback(c: _Call, g: int) -> None:
+def _callback(c: CallBuilder, g: int) -> None:
     secs = c.pick((10, 15, 20, 30, 30, 45, 60))
     args: dict[str, Any] = {"seconds": secs}
     text = c.pick(OPEN_CALLBACK).format(s=c.pick(SECONDS_PHRASES[secs]))
@@ -381,7 +383,7 @@ def _callback(c: _Call, g: int) -> None:
         _closing(c, _faq(c, s, topic))
 
 
-def _faq_call(c: _Call, g: int) -> None:
+def _faq_call(c: CallBuilder, g: int) -> None:
     leads = ("Hi, quick question. ", "Hello. ", "Hi there. ", "")
     if c.rng.random() < 0.15:
         question, query = c.pick(NOT_IN_FAQ)
@@ -390,7 +392,7 @@ def _faq_call(c: _Call, g: int) -> None:
     _closing(c, _faq(c, c.caller(_ask(c, leads, c.pick(FAQ[topic][0])), g, "faq_question"), topic))
 
 
-def _handoff(c: _Call, g: int) -> None:
+def _handoff(c: CallBuilder, g: int) -> None:
     text, reason = c.pick(OPEN_HANDOFF)
     s = c.caller(text, g, "ask_human")
     if c.rng.random() < 0.5:
@@ -401,7 +403,7 @@ def _handoff(c: _Call, g: int) -> None:
     c.transfer(s, reason, c.pick(TRANSFER_LINES))
 
 
-def _angry(c: _Call, g: int) -> None:
+def _angry(c: CallBuilder, g: int) -> None:
     o = _order(c, ("processing", "shipped", "shipped", "delivered"))
     s = c.caller(c.pick(OPEN_ANGRY).format(item=o.items[0].name), g, "complaint")
     a = c.agent(c.pick(APOLOGIES), s, "apology", bargeable=True)
@@ -428,7 +430,7 @@ def _angry(c: _Call, g: int) -> None:
         _closing(c, s, more=False)
 
 
-def _confused(c: _Call, g: int) -> None:
+def _confused(c: CallBuilder, g: int) -> None:
     o = _order(c, STATUSES)
     s = c.caller(c.pick(OPEN_CONFUSED), g, "confused_opening")
     a = c.agent("You're in the right place, I can check that for you. Do you have an order number? It's a "
@@ -453,7 +455,7 @@ def _confused(c: _Call, g: int) -> None:
     _closing(c, c.caller(thanks, a, "ack"), more=False)
 
 
-def _unknown_order(c: _Call, g: int) -> None:
+def _unknown_order(c: CallBuilder, g: int) -> None:
     o = _order(c, STATUSES)
     wrong = _wrong_id(c, o.order_id)
     text = c.pick(OPEN_STATUS_ID).format(oid=_say_id(c, wrong), first=c.shop.customer(o.customer_id).first,
@@ -480,7 +482,7 @@ def _unknown_order(c: _Call, g: int) -> None:
 SUPPORT_FLOWS = {"order_status": _order_status, "return": _return, "callback": _callback, "faq": _faq_call,
                  "handoff": _handoff, "angry": _angry, "confused": _confused, "unknown_order": _unknown_order}
 
-def support_call(c: _Call) -> None:
+def support_call(c: CallBuilder) -> None:
     """The whole call for `c.scenario`: a greeting, then that scenario's flow."""
     text, long_ = c.pick(GREETINGS)
     SUPPORT_FLOWS[c.scenario](c, c.agent(text, None, "greeting", bargeable=long_))

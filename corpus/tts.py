@@ -32,7 +32,6 @@ import subprocess
 import sys
 import threading
 import time
-import wave
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ import soxr
 
 from corpus import espeak_server
 from corpus.espeak_server import encode_message
+from telephony.wav import write_float
 
 SAMPLE_RATE_16K = 16000
 RATE_WPM_RANGE = (80, 450)
@@ -375,16 +375,6 @@ atexit.register(_close_all)
 
 # ---- CLI ------------------------------------------------------------------------------------
 
-def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int) -> None:
-    """Write mono float audio in [-1, 1) as 16-bit PCM WAV."""
-    pcm = np.clip(np.round(np.asarray(audio, dtype=np.float64) * 32768.0), -32768, 32767).astype("<i2")
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(sample_rate)
-        out.writeframes(pcm.tobytes())
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m corpus.tts", description=__doc__.splitlines()[0])
     parser.add_argument("--text", help="what to say")
@@ -410,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
             result = result.resampled(args.rate)
     except ValueError as exc:
         parser.error(str(exc))
-    write_wav(args.out, result.audio, result.sample_rate)
+    write_float(args.out, result.audio, result.sample_rate)
     print(f"wrote {args.out}: {result.duration_s:.2f} s at {result.sample_rate} Hz, "
           f"{len(result.words)} words, espeak-ng {tts.version}")
     return 0

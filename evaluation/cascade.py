@@ -34,7 +34,7 @@ whatever the caller channel holds; `echo_gain` > 0 adds the cascade's own output
 delayed by `echo_delay_ms`, for a line without echo cancellation.
 
 `run_cascade_reactive(caller, agent_lines, player)` adds a caller who reacts to the cascade's own
-output (a scenario's interjections, `evaluation.scenarios.InterjectionPlayer`): at each 200 ms
+output (a scenario's interjections, `interjections.InterjectionPlayer`): at each 200 ms
 boundary the player decides from the cascade's output so far whether a clip starts there; the clip
 is added to the caller channel and the whole call run again. The cascade is causal, so its output
 before the onset is the same in both runs: one deterministic rerun per clip played, nothing
@@ -59,7 +59,7 @@ from typing import Protocol
 import numpy as np
 
 from model.config import MICRO_TURN_SAMPLES as FRAME  # where a reactive caller may start a clip
-from corpus.render import AGENT_RATE_WPM, AGENT_VOICES, _word_onsets
+from corpus.render import AGENT_RATE_WPM, AGENT_VOICES, word_onsets
 from corpus.tts import Espeak
 from evaluation.metrics import AgentTrack, speech_intervals
 
@@ -186,7 +186,7 @@ def run_cascade(caller: np.ndarray, agent_lines: list[AgentLine], *, silence_ms:
         key = (line.text, line.lang)
         if key not in synthesized:
             r = tts.synthesize_16k(line.text, AGENT_VOICES[line.lang], AGENT_RATE_WPM, 50, 50)
-            synthesized[key] = (r.audio.astype(np.float32), _word_onsets(line.text, r.words))
+            synthesized[key] = (r.audio.astype(np.float32), word_onsets(line.text, r.words))
         return synthesized[key]
 
     n = len(x)
@@ -278,7 +278,7 @@ def run_cascade(caller: np.ndarray, agent_lines: list[AgentLine], *, silence_ms:
 
 
 class Player(Protocol):
-    """A reactive caller (evaluation.scenarios.InterjectionPlayer)."""
+    """A reactive caller (evaluation.interjections.InterjectionPlayer)."""
 
     def step(self, k: int, agent: np.ndarray) -> int | None: ...
 

@@ -22,10 +22,11 @@ import logging
 import os
 import sys
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
+
+from telephony.wav import write_pcm16
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def add_command(sub) -> None:
     p.add_argument("--save-audio", action="store_true", help="OUT/audio/<name>.wav: heard (left), agent (right)")
     p.add_argument("--write-scenarios", type=Path, metavar="DIR", help="only write held-out scenarios to DIR")
     p.add_argument("--n", type=int, default=20, help="held-out scenarios to generate")
-    p.add_argument("--seed0", type=int, help="first held-out seed (default evaluation.scenarios.HELD_OUT_SEED0)")
+    p.add_argument("--seed0", type=int, help="first held-out seed (default evaluation.held_out.HELD_OUT_SEED0)")
     p.add_argument("--agent-voice", choices=("espeak", "piper"), default="espeak",
                    help="agent voice of generated scenarios: espeak-ng (as trained) or piper joe "
                         "(its English lines)")
@@ -57,7 +58,7 @@ def add_command(sub) -> None:
 
 
 def _write_scenarios(directory: Path, n: int, seed0: int | None, agent_voice: str = "espeak") -> list[Path]:
-    from evaluation.scenarios import HELD_OUT_SEED0, write_held_out
+    from evaluation.held_out import HELD_OUT_SEED0, write_held_out
 
     t = time.perf_counter()
     paths = write_held_out(directory, n, seed0=HELD_OUT_SEED0 if seed0 is None else seed0,
@@ -71,11 +72,7 @@ def save_audio(record, path: Path) -> None:
     agent = record.agent_audio
     heard = np.zeros(len(agent), np.int16)
     heard[:len(record.heard)] = record.heard
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(2)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(np.stack([heard, agent], axis=1).astype("<i2").tobytes())
+    write_pcm16(path, np.stack([heard, agent], axis=1), 16000)
 
 
 def cmd_eval(args) -> int:

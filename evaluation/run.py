@@ -11,7 +11,7 @@ concurrent scenario, the same tick loop and `Runner` that serve calls) and drive
   k-1's audio, since that audio is what leaks into it, and the caller's clock slips by the wait
   rather than sending the next frames in a burst (a burst would leave the server a frame behind
   for good). Waits are counted; a micro-turn the server skipped leaks silence.
-- Interjections (the scenario's "interjections", `scenarios.InterjectionPlayer`): before frame k
+- Interjections (the scenario's "interjections", `interjections.InterjectionPlayer`): before frame k
   the player decides from the agent's audio that has sounded by kN (micro-turns up to k-2; the
   harness waits for k-2 while one may still start, slipping the clock like the echo's wait)
   whether a clip starts at kN, and frame k carries the clips' samples from then on. The onsets
@@ -70,7 +70,8 @@ from evaluation.metrics import (
     summarize,
     word_errors,
 )
-from evaluation.scenarios import SAMPLE_RATE, Interjection, InterjectionPlayer, Scenario
+from evaluation.interjections import InterjectionPlayer
+from evaluation.scenarios import SAMPLE_RATE, Interjection, Scenario
 from model.protocol import FRAME_SAMPLES
 from telephony.leg import CallInfo
 

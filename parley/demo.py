@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from model.config import FLOOR_STATES, MICRO_TURN_MS, MICRO_TURN_SAMPLES, SAMPLE
 from model.interaction import InteractionModel, StepInputs
 from model.state import StreamState
 from model.tokenizer import ByteTokenizer, StreamDecoder
+from telephony.wav import write_pcm16
 
 
 def synthetic_caller(seconds: float, seed: int = 0) -> np.ndarray:
@@ -40,11 +40,7 @@ def synthetic_caller(seconds: float, seed: int = 0) -> np.ndarray:
 def write_stereo_wav(path: Path, left: np.ndarray, right: np.ndarray) -> None:
     pcm = np.stack([left, right], axis=1)
     pcm = (np.clip(pcm, -1.0, 1.0) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(2)
-        w.setsampwidth(2)
-        w.setframerate(SAMPLE_RATE)
-        w.writeframes(pcm.tobytes())
+    write_pcm16(path, pcm, SAMPLE_RATE)
 
 
 def run_demo(model: InteractionModel, seconds: float, out_dir: Path, agent: str = "support") -> dict:

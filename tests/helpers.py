@@ -6,10 +6,11 @@ import math
 import os
 import signal
 import subprocess
-import wave
 from pathlib import Path
 
 import numpy as np
+
+from telephony.wav import write_pcm16
 
 
 def voiced_wav(path: Path, seconds: float, rate: int = 16000, f0: float = 140.0, syllable_hz: float = 1.5,
@@ -19,9 +20,7 @@ def voiced_wav(path: Path, seconds: float, rate: int = 16000, f0: float = 140.0,
     t = np.arange(int(seconds * rate)) / rate
     voiced = sum(np.sin(2 * math.pi * f0 * k * t) / k for k in range(1, 8))
     gate = (np.sin(2 * math.pi * syllable_hz * t) > 0).astype(float)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(rate)
-        w.writeframes((amplitude * voiced * gate).astype("<i2").tobytes())
+    write_pcm16(path, (amplitude * voiced * gate).astype("<i2"), rate)
     return path
 
 

@@ -97,7 +97,8 @@ async def test_the_shipped_checkpoint_serves_a_call(tmp_path):
     a spoken call through the gateway gets a micro-turn of agent audio back for every tick. (What
     the model says is measured by `parley eval`, not asserted here: it samples.)"""
     from model.checkpoint import DEFAULT_CHECKPOINT, load_model
-    from corpus.tts import Espeak, write_wav
+    from corpus.tts import Espeak
+    from telephony.wav import write_float as write_wav
 
     assert (DEFAULT_CHECKPOINT / "model.safetensors").is_file(), "the trained checkpoint ships in the repo"
     model = load_model()  # no preset, no path: the shipped checkpoint

@@ -1,6 +1,7 @@
 """The admin API driving real calls: a real websocket gateway linked to the same Redis
-(`parley.admin_link.GatewayLink`), real call clients (`parley.call`), a model server that speaks what its
-configuration says (the fake, so transcripts are known) or the real one with a tiny random model.
+(`parley.admin_link.GatewayLink`), real call clients (`telephony.ws.client`), a model server that
+speaks what its configuration says (the fake, so transcripts are known) or the real one with a tiny
+random model.
 
 Configured through the API -> used by the next call -> found through the API with its
 transcript; media websockets authenticate once keys exist; live calls and hang-up; metrics.
@@ -20,7 +21,8 @@ import torch
 
 from agent.settings import AgentSettings
 from parley.admin_link import GatewayLink
-from parley.call import NativeCallClient, TwilioCallClient, place_call
+from parley.call import place_call
+from telephony.ws.client import NativeCallClient, TwilioCallClient
 from parley.gateway_app import run_agent_gateway
 from model.config import ModelConfig
 from model.interaction import InteractionModel

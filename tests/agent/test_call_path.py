@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from parley.call import CallClient, NativeCallClient, TwilioCallClient
 from agent.settings import AgentSettings
+from telephony.ws.client import CallClient, NativeCallClient, TwilioCallClient
 from parley.gateway_app import run_agent_gateway
 from telephony.leg import CloseCode
 from telephony.ws.settings import Settings

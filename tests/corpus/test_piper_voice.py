@@ -250,7 +250,8 @@ def test_cli_options_and_data_stream_take_the_agent_voice():
 
 def test_written_scenario_has_the_piper_agent_and_a_muted_caller(voice, tmp_path):
     """support 900245 (tests/evaluation/test_scenarios.py): a clean line with echo of the agent."""
-    from evaluation.scenarios import load_scenario, read_wav, write_held_out
+    from evaluation.held_out import write_held_out
+    from evaluation.scenarios import load_scenario, read_wav
 
     (path,) = write_held_out(tmp_path, 1, agents=("support",), seed0=900245, agent_voice="piper")
     data = json.loads(path.read_text())

@@ -19,7 +19,8 @@ from corpus.labels import (N, TOKENIZER, CallLabels, agent_shift_samples, build_
                                config_prefix, micro_turn_labels, output_window, pack_bytes, to_batch,
                                with_tool_pending)
 from corpus.render import CorpusCache, Event, RenderedCall, render_call  # noqa: E402
-from corpus.scripts import Dtmf, Timer, ToolCall, generate_script  # noqa: E402
+from corpus.call_script import Dtmf, Timer, ToolCall  # noqa: E402
+from corpus.scripts import generate_script  # noqa: E402
 from corpus.tts import Espeak  # noqa: E402
 from model.dmel import DMel  # noqa: E402
 from model.interaction import KIND_EVENT, KIND_PAD, KIND_TURN, InteractionModel  # noqa: E402

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from corpus import scripts as sc
-from corpus import support_calls
-from corpus.scripts import (BARGE_MS, PAUSE_MS, RESPONSE_MS, CallScript, Dtmf, EndCall, Gap, Handoff,
-                                Say, ScriptError, Timer, ToolCall, generate_script)
-from workers.shop import (ALREADY_RETURNED, NOT_DELIVERED, ORDER_NOT_FOUND, WINDOW_CLOSED, Shop,
+from corpus import call_builder, support_calls
+from corpus import call_script as sc
+from corpus.call_script import (BARGE_MS, PAUSE_MS, RESPONSE_MS, CallScript, Dtmf, EndCall, Gap, Handoff, Say,
+                                ScriptError, Timer, ToolCall)
+from corpus.scripts import generate_script
+from workers.shop import (ALREADY_RETURNED, NOT_DELIVERED, ORDER_NOT_FOUND, TOOL_SCHEMAS, WINDOW_CLOSED, Shop,
                              spoken_amount, spoken_date, spoken_id, spoken_seconds)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,7 +131,7 @@ def test_every_support_scenario_and_relation_appears_in_200_seeds(support):
     assert {"barge_in", "mid_turn_pause", "caller_backchannel", "agent_backchannel", "tool_call",
             "tool_error", "interim_filler", "timer", "dtmf", "handoff", "end_call"} <= seen
     tools = [it for s in calls for it in s.items if isinstance(it, ToolCall)]
-    assert {t.name for t in tools} == set(sc.TOOL_SCHEMAS)
+    assert {t.name for t in tools} == set(TOOL_SCHEMAS)
     latencies = [t.latency_ms for t in tools]
     assert min(latencies) >= 500 and max(latencies) <= 5000
     assert min(latencies) < 800 and max(latencies) > 4500  # the whole range is used
@@ -315,8 +316,8 @@ def test_dtmf_digits_are_the_order_the_agent_looks_up(support):
 
 def _digits_from_speech(spoken: str) -> str:
     """Invert the caller's ways of reading an order id (digits, words, 'oh', 'double', pairs)."""
-    ones = {w: str(i) for i, w in enumerate(sc.ONES)} | {"oh": "0"}
-    tens = {w: str(i) for i, w in enumerate(sc.TENS) if w != "_"}
+    ones = {w: str(i) for i, w in enumerate(call_builder.ONES)} | {"oh": "0"}
+    tens = {w: str(i) for i, w in enumerate(call_builder.TENS) if w != "_"}
     rest = re.sub(r"^\s*as in \w+", "", spoken[1:].lower())
     out, times = "", 1
     for tok in re.findall(r"[a-z]+(?:-[a-z]+)?|\d", rest):
@@ -335,7 +336,8 @@ def _digits_from_speech(spoken: str) -> str:
 def test_caller_reads_order_ids_that_mean_the_order():
     rng = random.Random(5)
     shop = Shop.generate(2)
-    call = sc._Call("support", 0, "order_status", rng, shop, sc.CallerStyle(1.0, 0.5, "neutral"))
+    style = sc.CallerStyle(1.0, 0.5, "neutral")
+    call = call_builder.CallBuilder("support", 0, "order_status", rng, shop, style)
     for o in shop.orders:
         for _ in range(6):
             spoken = support_calls._say_id(call, o.order_id)

@@ -250,7 +250,8 @@ def _clip(text: str) -> np.ndarray:
 
 def test_an_interjection_meets_the_cascade_talking_and_cuts_it(call):
     from evaluation.cascade import run_cascade_reactive
-    from evaluation.scenarios import FRAME, Interjection, InterjectionPlayer, speaking_for
+    from evaluation.interjections import FRAME, InterjectionPlayer, speaking_for
+    from evaluation.scenarios import Interjection
 
     kw = {"silence_ms": SILENCE_MS, "barge_min_ms": BARGE_MIN_MS, "processing_ms": PROCESSING_MS}
     x = call.caller.copy()
@@ -276,7 +277,8 @@ def test_an_interjection_meets_the_cascade_talking_and_cuts_it(call):
 
 def test_a_backchannel_interjection_cuts_the_cascade_too(call):
     from evaluation.cascade import run_cascade_reactive
-    from evaluation.scenarios import Interjection, InterjectionPlayer
+    from evaluation.interjections import InterjectionPlayer
+    from evaluation.scenarios import Interjection
 
     kw = {"silence_ms": SILENCE_MS, "barge_min_ms": BARGE_MIN_MS, "processing_ms": PROCESSING_MS}
     x = call.caller.copy()
@@ -292,7 +294,8 @@ def test_a_backchannel_interjection_cuts_the_cascade_too(call):
 
 def test_without_interjections_the_reactive_cascade_is_the_cascade(call, result):
     from evaluation.cascade import run_cascade_reactive
-    from evaluation.scenarios import Interjection, InterjectionPlayer
+    from evaluation.interjections import InterjectionPlayer
+    from evaluation.scenarios import Interjection
 
     kw = {"silence_ms": SILENCE_MS, "barge_min_ms": BARGE_MIN_MS, "processing_ms": PROCESSING_MS}
     never = Interjection("barge_in", "late.wav", _clip("Wait."), not_after=0.1)

@@ -11,7 +11,8 @@ import pytest
 
 from evaluation.metrics import Annotations, speech_intervals
 from evaluation.run import N, evaluate, run_scenarios, with_interjections
-from evaluation.scenarios import FRAME, Interjection, InterjectionPlayer, Scenario, speaking_for
+from evaluation.interjections import FRAME, InterjectionPlayer, speaking_for
+from evaluation.scenarios import Interjection, Scenario
 
 SR = 16_000
 pytestmark = pytest.mark.timeout(120)

@@ -16,6 +16,7 @@ from agent.model_client import ToolCall
 from evaluation.metrics import AgentTrack, Annotations
 from evaluation.run import EvalLeg, N, ScenarioToolRouter, echo_intervals, model_cuts
 from evaluation.scenarios import Scenario, ToolResult
+from telephony.wav import write_pcm16
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -86,22 +87,15 @@ def bursts(spans: list[tuple[float, float]], seconds: float, rate: int = 8000) -
 
 def write_scenario(directory: Path, name: str, spans, seconds: float, data: dict) -> None:
     x = bursts(spans, seconds)
-    with wave.open(str(directory / f"{name}.wav"), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(np.round(x * 32767).astype("<i2").tobytes())
+    write_pcm16(directory / f"{name}.wav", np.round(x * 32767).astype("<i2"), 8000)
     (directory / f"{name}.json").write_text(json.dumps(data))
 
 
 def test_parley_eval_end_to_end_with_the_tiny_preset(tmp_path, capsys):
     scen = tmp_path / "scenarios"
     scen.mkdir()
-    with wave.open(str(scen / "order.int0.wav"), "wb") as w:  # "wait!" once the agent talks 0.4 s
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(np.round(bursts([(0.0, 0.3)], 0.3) * 32767).astype("<i2").tobytes())
+    # "wait!" once the agent talks 0.4 s
+    write_pcm16(scen / "order.int0.wav", np.round(bursts([(0.0, 0.3)], 0.3) * 32767).astype("<i2"), 8000)
     write_scenario(scen, "order", [(0.2, 1.0), (1.5, 2.2), (3.4, 3.9)], 4.0, {
         "agent": "support",
         "annotations": {"turn_ends": [2.2], "pauses": [[1.0, 1.5]], "barge_ins": [3.4],

@@ -12,16 +12,9 @@ import pytest
 
 from evaluation.metrics import speech_intervals
 from evaluation.scenarios import ScenarioError, load_scenario, load_scenarios, read_wav
+from telephony.wav import write_float
 
 SR = 16_000
-
-
-def write_pcm16(path: Path, x: np.ndarray, rate: int) -> None:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(np.clip(np.round(x * 32768), -32768, 32767).astype("<i2").tobytes())
 
 
 def write_float32(path: Path, x: np.ndarray, rate: int) -> None:
@@ -51,7 +44,7 @@ VALID = {
 
 
 def scenario_dir(tmp_path: Path, data: dict, name: str = "call") -> Path:
-    write_pcm16(tmp_path / f"{name}.wav", tone(1.5, 8000), 8000)
+    write_float(tmp_path / f"{name}.wav", tone(1.5, 8000), 8000)
     (tmp_path / f"{name}.json").write_text(json.dumps(data))
     return tmp_path / f"{name}.json"
 
@@ -122,7 +115,7 @@ INTERJECTION = {"kind": "barge_in", "wav": "call.int0.wav", "not_before": 4.0, "
 
 
 def with_interjections(tmp_path: Path, *entries: dict) -> Path:
-    write_pcm16(tmp_path / "call.int0.wav", tone(0.5, 22050), 22050)
+    write_float(tmp_path / "call.int0.wav", tone(0.5, 22050), 22050)
     return scenario_dir(tmp_path, {**VALID, "interjections": list(entries)})
 
 
@@ -156,7 +149,7 @@ BAD_INTERJECTIONS = [
 @pytest.mark.parametrize("entry,message", BAD_INTERJECTIONS, ids=[m for _, m in BAD_INTERJECTIONS])
 def test_bad_interjections_are_refused_naming_file_and_key(tmp_path, entry, message):
     if "interjections" in entry:
-        write_pcm16(tmp_path / "call.int0.wav", tone(0.5, 8000), 8000)
+        write_float(tmp_path / "call.int0.wav", tone(0.5, 8000), 8000)
         path = scenario_dir(tmp_path, {**VALID, **entry})
     else:
         path = with_interjections(tmp_path, entry)
@@ -169,7 +162,7 @@ def test_missing_audio_and_bad_json_are_refused(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps(VALID))
     with pytest.raises(ScenarioError, match=r"a.json: the caller audio a.wav is missing"):
         load_scenario(tmp_path / "a.json")
-    write_pcm16(tmp_path / "b.wav", tone(0.5, 16000), 16000)
+    write_float(tmp_path / "b.wav", tone(0.5, 16000), 16000)
     (tmp_path / "b.json").write_text("{not json")
     with pytest.raises(ScenarioError, match=r"b.json: not valid JSON"):
         load_scenario(tmp_path / "b.json")
@@ -188,7 +181,7 @@ HELD_OUT = (("support", 900245), ("translate-en-es", 900116))
 @pytest.fixture(scope="module")
 def held_out(tmp_path_factory) -> list:
     pytest.importorskip("espeakng_loader")
-    from evaluation.scenarios import write_held_out
+    from evaluation.held_out import write_held_out
 
     out = tmp_path_factory.mktemp("held_out")
     paths = [p for agent, seed in HELD_OUT for p in write_held_out(out, 1, agents=(agent,), seed0=seed)]
@@ -254,7 +247,7 @@ def test_held_out_caller_audio_has_no_scripted_echo(held_out):
 def test_held_out_support_calls_get_reactive_interjections(held_out, tmp_path):
     """A barge-in and a backchannel clip in the call's caller voice, after the first caller turn
     end, starting with speech; interpreting calls get none; the same seed writes the same bytes."""
-    from evaluation.scenarios import write_held_out
+    from evaluation.held_out import write_held_out
 
     (support, data), (interp, i_data) = held_out
     assert interp.interjections == [] and "interjections" not in i_data

@@ -12,28 +12,21 @@ import numpy as np
 import pytest
 
 from agent.settings import AgentSettings
-from parley.call import call_url, place_call, read_wav
+from parley.call import call_url, place_call
 from parley.cli_calls import add_commands
 from parley.gateway_app import run_agent_gateway
+from telephony.wav import write_pcm16
 from telephony.ws.settings import Settings
 from tests.fakes.model_server import FakeModelServer, Step
 
 pytestmark = pytest.mark.timeout(60)
 
 
-def write_wav(path, pcm: np.ndarray, rate: int, channels: int = 1) -> None:
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(channels)
-        wav.setsampwidth(2)
-        wav.setframerate(rate)
-        wav.writeframes(pcm.astype("<i2").tobytes())
-
-
 @pytest.mark.parametrize("protocol, rate", [("twilio", 8000), ("native", 16000)])
 async def test_place_call_writes_a_two_channel_recording_and_a_timeline(tmp_path, protocol, rate):
     t = np.arange(int(1.0 * 44100)) / 44100
     voice = (8000 * np.sin(2 * np.pi * 330 * t)).astype(np.int16)
-    write_wav(tmp_path / "caller.wav", np.stack([voice, voice], axis=1).ravel(), 44100, channels=2)
+    write_pcm16(tmp_path / "caller.wav", np.stack([voice, voice], axis=1), 44100)
 
     def script(seq, session):  # speak (echo the caller) for 3 turns, then listen: one utterance
         return Step("speak" if seq < 3 else "listen", text="hi " if seq == 0 else "", audio="echo")
@@ -68,16 +61,6 @@ async def test_place_call_writes_a_two_channel_recording_and_a_timeline(tmp_path
     # 1 s of caller audio then 0.6 s of line silence: eight 200 ms frames reached the model
     assert fake.sessions[0].frames == 8
     assert summary["line_seconds"] == pytest.approx(1.6, abs=0.03)
-
-
-def test_read_wav_formats(tmp_path):
-    write_wav(tmp_path / "a.wav", np.array([0, 1000, -1000, 32767], np.int16), 11025)
-    pcm, rate = read_wav(tmp_path / "a.wav")
-    assert rate == 11025 and pcm.tolist() == [0, 1000, -1000, 32767]
-    with wave.open(str(tmp_path / "b.wav"), "wb") as wav:  # 8-bit unsigned
-        wav.setnchannels(1), wav.setsampwidth(1), wav.setframerate(8000)
-        wav.writeframes(bytes([128, 255, 0]))
-    assert read_wav(tmp_path / "b.wav")[0].tolist() == [0, 127 << 8, -32768]
 
 
 def test_call_url():

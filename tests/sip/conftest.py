@@ -13,12 +13,12 @@ import collections
 import os
 import shutil
 import socket
-import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from telephony.wav import read_pcm16
 from tests.fakes.model_server import FakeModelServer, FakeSession, Step
 from tests.helpers import voiced_wav
 
@@ -110,9 +110,8 @@ async def baresip_call(target: str, number: str, tmp_path: Path, codec: str = "G
     heard = sorted((conf / "rec").glob("*-dec.wav"))
     if not heard:
         return out.decode(errors="replace"), np.zeros(0, np.float32), 8000
-    with wave.open(str(heard[0])) as w:
-        pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32)
-        return out.decode(errors="replace"), pcm, w.getframerate()
+    pcm, rate = read_pcm16(heard[0])
+    return out.decode(errors="replace"), pcm.astype(np.float32), rate
 
 
 def assert_heard_the_agent(pcm: np.ndarray, rate: int, seconds: float = 3.0) -> None:

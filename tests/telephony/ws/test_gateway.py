@@ -1,6 +1,6 @@
 """The websocket media gateway as a transport, with a scripted handler in place of the agent.
 
-Real uvicorn server on an ephemeral loopback port, real websocket clients (parley.call's protocol
+Real uvicorn server on an ephemeral loopback port, real websocket clients (telephony.ws.client's protocol
 clients), no model server: the handler plays caller frames straight back and can mark the end of
 an utterance or interrupt on cue. What is checked here is the transport's own job: TwiML, health,
 framing of caller audio, Twilio outbound media, marks after their audio, clear, limits and
@@ -22,7 +22,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from parley.call import NativeCallClient, TwilioCallClient
+from telephony.ws.client import NativeCallClient, TwilioCallClient
 from telephony import g711
 from telephony.ws.gateway import run_gateway
 from telephony.leg import CallInfo, CallRefused, CloseCode, Leg
