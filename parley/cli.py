@@ -1,7 +1,7 @@
 """The `parley` command line.
 
     parley model info  --preset NAME | --checkpoint PATH
-    parley bench step  --preset NAME --slots N --ticks T [--device cpu|cuda] [--threads K]
+    parley bench step  --preset NAME --slots N --ticks T [--agent NAME] [--device cpu|cuda] [--threads K]
     parley bench gateway --calls N --seconds S
     parley bench resample [--seconds S]
     parley bench e2e   --calls N [--seconds S] [--preset NAME | --checkpoint PATH]
@@ -11,7 +11,7 @@
     parley worker      [--concurrency N] [--queues tools,bookings] [--include MODULE]
     parley seed        [--shop-seed N]
     parley bench tools --calls N [--seconds S]
-    parley demo        [--preset NAME | --checkpoint PATH] [--seconds S] [--out DIR]
+    parley demo        [--preset NAME | --checkpoint PATH] [--agent NAME] [--seconds S] [--out DIR]
 
 Every command that reports numbers prints one JSON object on stdout; logs go to stderr. Heavy
 imports (torch) happen inside the commands so `parley --help` stays fast.
@@ -91,7 +91,7 @@ def cmd_bench_step(args: argparse.Namespace) -> int:
     device = _device(args.device)
     model = load_model(args.preset, args.checkpoint, device=device)
     name = source_name(args.preset, args.checkpoint)
-    print(json.dumps(run(model, name, args.slots, args.ticks, device)))
+    print(json.dumps(run(model, name, args.slots, args.ticks, device, agent=args.agent)))
     return 0
 
 
@@ -190,7 +190,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from model.checkpoint import load_model
 
     model = load_model(args.preset, args.checkpoint)
-    print(json.dumps(run_demo(model, args.seconds, args.out)))
+    print(json.dumps(run_demo(model, args.seconds, args.out, agent=args.agent)))
     return 0
 
 
@@ -209,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_source(step, default_preset=None)
     step.add_argument("--slots", type=int, default=8)
     step.add_argument("--ticks", type=int, default=100)
+    step.add_argument("--agent", default="support", help="agent whose configuration prefixes every call")
     step.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     step.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     step.set_defaults(func=cmd_bench_step)
@@ -280,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the model on a synthetic call and write a WAV")
     _add_model_source(demo)
+    demo.add_argument("--agent", default="support", help="agent whose configuration prefixes the call")
     demo.add_argument("--seconds", type=float, default=6.0)
     demo.add_argument("--out", type=Path, default=Path("out/demo"))
     demo.set_defaults(func=cmd_demo)
