@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 import torch
 
 from model.interaction import InteractionModel
-from model.protocol import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 from model.runner import Runner, ToolCall
 from model.scheduler import Sampling, Scheduler
 from model.state import StreamState
@@ -47,7 +46,7 @@ class Call:
     config: str  # the rendered configuration prefix text (agent.config.render_prefix at serving)
     frames: Sequence[bytes]  # caller frames, 6400 bytes each
     events: Mapping[int, list[int]] = field(default_factory=dict)  # frame index -> event tokens queued
-    sampling: Sampling = field(default_factory=lambda: Sampling(DEFAULT_TEMPERATURE, DEFAULT_TOP_P))
+    sampling: Sampling = field(default_factory=Sampling)  # model.protocol's default sampling, seed 0
 
 
 class Engine:
@@ -66,8 +65,7 @@ class Engine:
     def admit(self, config: str, sampling: Sampling | None = None) -> int:
         """A slot for a new call, reset and pinned with `config`'s prefix from the next step on."""
         prefix = self.tokenizer.encode_prefix(config, self.cfg.max_prefix)
-        sampling = sampling or Sampling(DEFAULT_TEMPERATURE, DEFAULT_TOP_P)
-        slot = self.scheduler.admit("", prefix, sampling)
+        slot = self.scheduler.admit("", prefix, sampling or Sampling())
         if slot is None:
             raise RuntimeError(f"all {self.scheduler.max_slots} slots are busy")
         return slot
