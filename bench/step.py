@@ -1,34 +1,38 @@
 """`parley bench step`: tick latency of the batched model step on synthetic calls.
 
-Steps N live slots for T ticks on synthetic caller audio (speech-band noise bursts and silences)
-and reports one JSON object: tick latency p50/p99, the real-time factor against the 200 ms budget,
-and peak memory. A benchmark, not a test: it prints numbers and asserts nothing about them.
+Runs N calls for T ticks through the offline engine (`model.engine`, the server's scheduler and
+runner) on synthetic caller audio (speech-band noise bursts and silences, sent as PCM16 frames),
+every call prefixed with the agent's rendered configuration, and reports one JSON object: the
+latency of the runner's batched step per tick (p50/p99), the real-time factor against the 200 ms
+budget, and peak memory. A benchmark, not a test: it prints numbers and asserts nothing about them.
 """
 
 from __future__ import annotations
 
 import math
 import resource
-import time
 
 import torch
 
-from model.config import MICRO_TURN_MS, MICRO_TURN_SAMPLES
-from model.interaction import InteractionModel, StepInputs
-from model.state import StreamState
+from agent.config import get_agent, render_prefix
+from model.engine import Call, Engine
+from model.interaction import InteractionModel
+from model.protocol import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, FRAME_SAMPLES, MICRO_TURN_MS, SAMPLE_RATE
+from model.scheduler import Sampling
 from model.tokenizer import ByteTokenizer
+from telephony.g711 import float_to_pcm16
 
 
 def synthetic_audio(slots: int, tick: int, gen: torch.Generator) -> torch.Tensor:
     """[S, 3200] float32: each slot alternates ~1.4 s of noisy tone bursts and ~0.6 s of quiet."""
-    t = torch.arange(MICRO_TURN_SAMPLES) / 16_000.0
+    t = torch.arange(FRAME_SAMPLES) / SAMPLE_RATE
     rows = []
     for s in range(slots):
         talking = (tick + 3 * s) % 10 < 7
         f0 = 120.0 + 15.0 * s
         amp = 0.2 if talking else 0.002
         tone = sum(torch.sin(2 * math.pi * f0 * k * (t + tick * 0.2)) / k for k in range(1, 6))
-        rows.append(amp * (0.5 * tone + 0.3 * torch.randn(MICRO_TURN_SAMPLES, generator=gen)))
+        rows.append(amp * (0.5 * tone + 0.3 * torch.randn(FRAME_SAMPLES, generator=gen)))
     return torch.stack(rows).float()
 
 
@@ -39,33 +43,24 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run(model: InteractionModel, preset: str, slots: int, ticks: int, device: str, warmup: int = 5,
-        events_every: int = 25) -> dict:
+        events_every: int = 25, agent: str = "support") -> dict:
     dev = torch.device(device)
-    model = model.to(dev).eval()
-    tok = ByteTokenizer()
-    state = StreamState.allocate(model.cfg, slots, dev)
-    config = tok.encode_event("config", "agent=support lang=en")[: model.cfg.max_prefix]
-    for s in range(slots):
-        model.prefill(state, s, config)
+    engine = Engine(model, slots, dev)
+    config = render_prefix(get_agent(agent))
     gen = torch.Generator().manual_seed(0)
-    audio = [synthetic_audio(slots, i, gen).to(dev) for i in range(min(ticks + warmup, 50))]
+    pcm = [float_to_pcm16(synthetic_audio(slots, i, gen).numpy()) for i in range(min(ticks + warmup, 50))]
+    frames = [[row.tobytes() for row in tick] for tick in pcm]  # [tick % 50][slot]
+    event = ByteTokenizer().encode_event("tool_result", '{"ok":true}')[: model.cfg.max_event_tokens]
+    n = warmup + ticks
+    calls = [Call(config, [frames[i % len(frames)][s] for i in range(n)],
+                  {i: event for i in range(n) if (i + s) % events_every == 0},
+                  Sampling(DEFAULT_TEMPERATURE, DEFAULT_TOP_P, seed=s))
+             for s in range(slots)]
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    timings = []
-    everyone = torch.ones(slots, dtype=torch.bool, device=dev)
-    event = tok.encode_event("tool_result", '{"ok":true}')[: model.cfg.max_event_tokens]
-    for i in range(warmup + ticks):
-        events = {s: event for s in range(slots) if (i + s) % events_every == 0}
-        inputs = StepInputs(audio=audio[i % len(audio)], events=events)
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        t0 = time.perf_counter()
-        out = model.step(state, inputs, everyone)
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        if i >= warmup:
-            timings.append((time.perf_counter() - t0) * 1000)
-        assert torch.isfinite(out.pcm).all()
+    for _ in engine.stream(calls):  # outputs are dropped as they come: memory is the model's alone
+        pass
+    timings = engine.step_ms[warmup:]
     p50, p99 = percentile(timings, 50), percentile(timings, 99)
     if dev.type == "cuda":
         peak = torch.cuda.max_memory_allocated(dev)
@@ -85,7 +80,7 @@ def run(model: InteractionModel, preset: str, slots: int, ticks: int, device: st
         "tick_ms_max": round(max(timings), 3),
         "realtime_factor": round(MICRO_TURN_MS / p99, 2),
         "slot_ms_p50": round(p50 / slots, 3),
-        "state_bytes": state.nbytes(),
+        "state_bytes": engine.state.nbytes(),
         "peak_mem_bytes": peak,
         "peak_mem_kind": "cuda_max_allocated" if dev.type == "cuda" else "process_max_rss",
     }

@@ -107,7 +107,7 @@ def dmel_levels(audio: np.ndarray, cfg: ModelConfig) -> np.ndarray:
 
 
 def config_prefix(text: str, cfg: ModelConfig) -> list[int]:
-    return [SPECIAL.CONFIG, *TOKENIZER.encode(text)[: cfg.max_prefix - 2], SPECIAL.EVENT_END]
+    return TOKENIZER.encode_prefix(text, cfg.max_prefix)
 
 
 @dataclass(eq=False)

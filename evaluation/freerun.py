@@ -1,11 +1,11 @@
 """Run the model free over a generated call and show, micro-turn by micro-turn, what it decides.
 
 Teacher-forced losses say little about how a duplex model behaves once it reads back its own
-outputs. This steps the model (the same `InteractionModel.step` the server runs) over a corpus
-call's caller channel and events, and prints the labelled floor beside the floor the model chose
-and its probability of "speak". Variants feed back the teacher's output for some channels instead
-of the model's own (`--feed text`, `audio`, `floor`, or several joined with `+`): the channel
-whose teacher version restores the behaviour is the one the model leans on.
+outputs. This runs a corpus call's caller channel (as PCM16 frames) and events through the offline
+engine, the server's own path (model.engine), and prints the labelled floor beside the floor the
+model chose and its probability of "speak". Variants feed back the teacher's output for some
+channels instead of the model's own (`--feed text`, `audio`, `floor`, or several joined with `+`):
+the channel whose teacher version restores the behaviour is the one the model leans on.
 
     python -m evaluation.freerun [--checkpoint DIR] --agent support --seeds 900000,900002 \\
         [--feed free,text,audio,floor] [--turns 150]
@@ -22,11 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.config import FLOOR_STATES, MICRO_TURN_SAMPLES
 from corpus.labels import CallLabels, micro_turn_labels
-from corpus.render import RenderedCall
-from model.interaction import InteractionModel, StepInputs
-from model.state import StreamState
+from corpus.render import RenderedCall, config_text
+from model.engine import Engine
+from model.interaction import InteractionModel
+from model.protocol import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, FLOOR_STATES, FRAME_BYTES
+from model.scheduler import Sampling
+from telephony.g711 import float_to_pcm16
 
 SYMBOL = {"listen": ".", "backchannel": "b", "speak": "S", "yield": "y"}
 CHANNELS = ("text", "audio", "floor")
@@ -47,32 +49,30 @@ def prob_strip(probs) -> str:
     return "".join(str(min(9, int(p * 10))) for p in probs)
 
 
-@torch.no_grad()
 def free_run(model: InteractionModel, call: RenderedCall, labels: CallLabels, feed=frozenset(),
-             turns: int | None = None, temperature: float = 0.8, top_p: float = 0.9,
+             turns: int | None = None, temperature: float = DEFAULT_TEMPERATURE, top_p: float = DEFAULT_TOP_P,
              seed: int = 0) -> FreeRun:
     """Step `model` over `call` as a served call would, feeding back the labels' `feed` channels."""
     unknown = set(feed) - set(CHANNELS)
     if unknown:
         raise ValueError(f"unknown feed channel(s) {sorted(unknown)}; known: {', '.join(CHANNELS)}")
-    cfg = model.cfg
-    state = StreamState.allocate(cfg, 1)
-    state.set_sampling(0, temperature=temperature, top_p=top_p, seed=seed)
-    model.prefill(state, 0, labels.prefix[: cfg.max_prefix])
+    engine = Engine(model, max_slots=1)
+    slot = engine.admit(config_text(labels.agent), Sampling(temperature, top_p, seed))
+    state = engine.state
+    caller = float_to_pcm16(call.caller).tobytes()
     speak = FLOOR_STATES.index("speak")
     floors, probs = [], []
     for k in range(min(labels.n_turns, turns or labels.n_turns)):
-        audio = torch.from_numpy(call.caller[k * MICRO_TURN_SAMPLES:(k + 1) * MICRO_TURN_SAMPLES].copy())
-        events = {0: labels.events[k]} if labels.events[k] else {}
-        out = model.step(state, StepInputs(audio=audio[None].float(), events=events), [0])
-        floors.append(int(out.floor[0]))
-        probs.append(float(torch.softmax(out.floor_logits[0].float(), -1)[speak]))
+        frame = caller[k * FRAME_BYTES:(k + 1) * FRAME_BYTES]
+        turn = engine.step({slot: frame}, {slot: labels.events[k]})[slot]
+        floors.append(FLOOR_STATES.index(turn.floor))
+        probs.append(turn.floor_probs[speak])
         if "text" in feed:
-            state.prev_text[0] = torch.from_numpy(labels.text[k])
+            state.prev_text[slot] = torch.from_numpy(labels.text[k])
         if "audio" in feed:
-            state.prev_audio[0] = torch.from_numpy(labels.audio[k].astype(np.int64))
+            state.prev_audio[slot] = torch.from_numpy(labels.audio[k].astype(np.int64))
         if "floor" in feed:
-            state.prev_floor[0] = int(labels.floor[k])
+            state.prev_floor[slot] = int(labels.floor[k])
     return FreeRun(frozenset(feed), floors, probs)
 
 
@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--train-calls", action="store_true", help="training calls instead of held-out ones")
     p.add_argument("--feed", default="free,text,audio,floor", help="variants: free or channels joined with +")
     p.add_argument("--turns", type=int, default=150, help="micro-turns per call")
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-p", type=float, default=0.9)
+    p.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
+    p.add_argument("--top-p", type=float, default=DEFAULT_TOP_P)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -50,7 +50,7 @@ from model.protocol import (
 )
 from model.runner import Runner, SlotResult
 from model.scheduler import Sampling, Scheduler
-from model.tokenizer import SPECIAL, ByteTokenizer
+from model.tokenizer import ByteTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -259,8 +259,7 @@ class ModelServer:
         seed = int.from_bytes(uuid.uuid4().bytes[:4], "little") if hello.seed is None else hello.seed
         temperature = DEFAULT_TEMPERATURE if hello.temperature is None else hello.temperature
         top_p = DEFAULT_TOP_P if hello.top_p is None else hello.top_p
-        body = self.tokenizer.encode(hello.config)[: self._max_prefix - 2]
-        prefix = [SPECIAL.CONFIG, *body, SPECIAL.EVENT_END]
+        prefix = self.tokenizer.encode_prefix(hello.config, self._max_prefix)
         return prefix, Sampling(float(temperature), float(top_p), seed & 0xFFFFFFFF), hello.call_id
 
     def _error(self, session: _Session, message: str) -> None:

@@ -71,6 +71,12 @@ class ByteTokenizer:
             raise ValueError(f"unknown event kind {kind!r}; known: {', '.join(EVENT_KINDS)}")
         return [EVENT_KINDS[kind], *self.encode(payload), SPECIAL.EVENT_END]
 
+    def encode_prefix(self, config: str, max_tokens: int) -> list[int]:
+        """A call's configuration text as the pinned prefix the model reads: CONFIG, its bytes cut
+        to fit `max_tokens` in all, EVENT_END. The one encoding of a prefix: the server's hello,
+        the training labels and the offline engine all use it."""
+        return [SPECIAL.CONFIG, *self.encode(config)[: max_tokens - 2], SPECIAL.EVENT_END]
+
     def encode_tool_call(self, name: str, arguments_json: str) -> list[int]:
         """A tool call as the model writes it: TOOL, then `name arguments_json`, then EOT."""
         return [SPECIAL.TOOL, *self.encode(f"{name} {arguments_json}"), SPECIAL.EOT]

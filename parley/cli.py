@@ -86,7 +86,7 @@ def cmd_bench_step(args: argparse.Namespace) -> int:
     device = _device(args.device)
     model = load_model(args.preset, args.checkpoint, device=device)
     name = source_name(args.preset, args.checkpoint)
-    print(json.dumps(run(model, name, args.slots, args.ticks, device)))
+    print(json.dumps(run(model, name, args.slots, args.ticks, device, agent=args.agent)))
     return 0
 
 
@@ -185,7 +185,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from model.checkpoint import load_model
 
     model = load_model(args.preset, args.checkpoint)
-    print(json.dumps(run_demo(model, args.seconds, args.out)))
+    print(json.dumps(run_demo(model, args.seconds, args.out, agent=args.agent)))
     return 0
 
 
@@ -204,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_source(step, default_preset=None)
     step.add_argument("--slots", type=int, default=8)
     step.add_argument("--ticks", type=int, default=100)
+    step.add_argument("--agent", default="support", help="agent whose configuration prefixes every call")
     step.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     step.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     step.set_defaults(func=cmd_bench_step)
@@ -275,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the model on a synthetic call and write a WAV")
     _add_model_source(demo)
+    demo.add_argument("--agent", default="support", help="agent whose configuration prefixes the call")
     demo.add_argument("--seconds", type=float, default=6.0)
     demo.add_argument("--out", type=Path, default=Path("out/demo"))
     demo.set_defaults(func=cmd_demo)

@@ -1,26 +1,34 @@
 """The model demo: one synthetic caller through the streaming model, written to a stereo WAV.
 
-Until the websocket call path exists this is what `make run` shows: a caller signal (voiced bursts
-with pauses) is fed to one slot 200 ms at a time exactly as the model server will, and the agent's
-audio, floor states and text come back per micro-turn. Writes `call.wav` (caller left, agent right,
-16 kHz) and `timeline.json` into the output directory and returns a summary.
+A caller signal (voiced bursts with pauses) is sent to one call of the offline engine as PCM16
+frames, 200 ms at a time, exactly as the model server receives them, with the agent's rendered
+configuration as the call's prefix; the agent's audio, floor states and text come back per
+micro-turn. Writes `call.wav` (caller left, agent right, 16 kHz) and `timeline.json` into the
+output directory and returns a summary.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from model.config import FLOOR_STATES, MICRO_TURN_MS, MICRO_TURN_SAMPLES, SAMPLE_RATE
-from model.interaction import InteractionModel, StepInputs
-from model.state import StreamState
-from model.tokenizer import ByteTokenizer, StreamDecoder
-from telephony.wav import write_pcm16
+from agent.config import get_agent, render_prefix
+from model.engine import Call, Engine
+from model.interaction import InteractionModel
+from model.protocol import (
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TOP_P,
+    FLOOR_STATES,
+    FRAME_BYTES,
+    MICRO_TURN_MS,
+    SAMPLE_RATE,
+)
+from model.scheduler import Sampling
+from parley.call import write_stereo_wav
+from telephony.g711 import float_to_pcm16, pcm16_from_bytes, pcm16_to_float
 
 
 def synthetic_caller(seconds: float, seed: int = 0) -> np.ndarray:
@@ -37,45 +45,31 @@ def synthetic_caller(seconds: float, seed: int = 0) -> np.ndarray:
     return (0.2 * voiced * syllables * turns + noise).astype(np.float32)
 
 
-def write_stereo_wav(path: Path, left: np.ndarray, right: np.ndarray) -> None:
-    pcm = np.stack([left, right], axis=1)
-    pcm = (np.clip(pcm, -1.0, 1.0) * 32767).astype("<i2")
-    write_pcm16(path, pcm, SAMPLE_RATE)
-
-
 def run_demo(model: InteractionModel, seconds: float, out_dir: Path, agent: str = "support") -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tok = ByteTokenizer()
-    caller = synthetic_caller(seconds)
-    turns = len(caller) // MICRO_TURN_SAMPLES
-    state = StreamState.allocate(model.cfg, 1)
-    state.set_sampling(0, temperature=0.8, top_p=0.9, seed=1)
-    model.prefill(state, 0, tok.encode_event("config", f"agent={agent}")[: model.cfg.max_prefix])
-    decoder = StreamDecoder()
-    agent_audio, timeline, step_ms = [], [], []
-    for i in range(turns):
-        frame = torch.from_numpy(caller[i * MICRO_TURN_SAMPLES:(i + 1) * MICRO_TURN_SAMPLES])[None]
-        t0 = time.perf_counter()
-        out = model.step(state, StepInputs(audio=frame), [0])
-        step_ms.append((time.perf_counter() - t0) * 1000)
-        agent_audio.append(out.pcm[0].numpy())
-        entry = {"t_ms": i * MICRO_TURN_MS, "floor": FLOOR_STATES[int(out.floor[0])],
-                 "text": decoder.push(out.text[0].tolist())}
-        call = tok.parse_tool_call(out.tool[0].tolist()) if int(out.tool[0, 0]) != tok.special.PAD else None
-        if call:
-            entry["tool_call"] = {"name": call[0]}
+    caller = float_to_pcm16(synthetic_caller(seconds)).tobytes()
+    frames = [caller[i: i + FRAME_BYTES] for i in range(0, len(caller) - FRAME_BYTES + 1, FRAME_BYTES)]
+    sampling = Sampling(DEFAULT_TEMPERATURE, DEFAULT_TOP_P, seed=1)
+    engine = Engine(model, max_slots=1)
+    turns = engine.run([Call(render_prefix(get_agent(agent)), frames, sampling=sampling)])[0]
+    timeline = []
+    for i, turn in enumerate(turns):
+        entry = {"t_ms": i * MICRO_TURN_MS, "floor": turn.floor, "text": turn.text}
+        if turn.tool_call:
+            entry["tool_call"] = {"name": turn.tool_call.name}
         timeline.append(entry)
-    agent_pcm = np.concatenate(agent_audio)
-    write_stereo_wav(out_dir / "call.wav", caller[: len(agent_pcm)], agent_pcm)
+    agent_pcm = pcm16_from_bytes(b"".join(turn.pcm for turn in turns))
+    write_stereo_wav(out_dir / "call.wav", pcm16_from_bytes(b"".join(frames)), agent_pcm, SAMPLE_RATE)
     (out_dir / "timeline.json").write_text(json.dumps(timeline, indent=1, ensure_ascii=False))
     floors = {name: sum(e["floor"] == name for e in timeline) for name in FLOOR_STATES}
+    agent_float = pcm16_to_float(agent_pcm)
     return {
         "wav": str(out_dir / "call.wav"),
         "timeline": str(out_dir / "timeline.json"),
-        "seconds": round(turns * MICRO_TURN_MS / 1000, 1),
-        "micro_turns": turns,
+        "seconds": round(len(turns) * MICRO_TURN_MS / 1000, 1),
+        "micro_turns": len(turns),
         "floor_counts": floors,
-        "agent_rms": round(float(np.sqrt(np.mean(agent_pcm**2))), 5),
-        "step_ms_p50": round(float(np.median(step_ms)), 2),
+        "agent_rms": round(float(np.sqrt(np.mean(agent_float**2))), 5),
+        "step_ms_p50": round(float(np.median(engine.step_ms)), 2),
     }

@@ -50,6 +50,16 @@ def test_bench_step_prints_figures():
     assert "RANDOM weights" in res.stderr  # said loudly
 
 
+def test_demo_writes_a_call_and_its_timeline(tmp_path):
+    res = parley("demo", "--preset", "tiny", "--seconds", "1", "--out", str(tmp_path), "--agent", "support")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    timeline = json.loads((tmp_path / "timeline.json").read_text())
+    assert out["micro_turns"] == len(timeline) == 5 and sum(out["floor_counts"].values()) == 5
+    assert [e["t_ms"] for e in timeline] == [0, 200, 400, 600, 800]
+    assert (tmp_path / "call.wav").stat().st_size == 44 + 5 * 3200 * 2 * 2  # stereo PCM16
+
+
 def test_unknown_preset_is_a_clear_error():
     res = parley("model", "info", "--preset", "huge")
     assert res.returncode == 2
