@@ -1,4 +1,4 @@
-"""`parley bench sip`, and the pieces it shares with tests/sip: a `parley sip` stack as a child
+"""`parley bench sip`, and the pieces it shares with tests/telephony/sip: a `parley sip` stack as a child
 process (`SipStack`), sipp scenarios (`call_scenario`, `refused_scenario`) and a sipp runner.
 
 The benchmark starts an echo stand-in for the model server (bench/echo_model.py), `parley sip`

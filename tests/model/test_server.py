@@ -16,7 +16,6 @@ from websockets.exceptions import ConnectionClosed
 from model.config import ModelConfig
 from model.interaction import InteractionModel
 from model.runner import FRAME_BYTES, Runner
-from model.scheduler import Sampling, Scheduler
 from model.server import ModelServer, ModelServerSettings
 
 pytestmark = pytest.mark.timeout(120)
@@ -168,48 +167,6 @@ async def test_late_frames_are_counted_and_the_slot_waits(tiny_model):
             assert "parley_model_late_frames_total" in metrics and "parley_model_tick_ms" in metrics
     finally:
         await server.stop()
-
-
-def test_scheduler_plans_ready_slots_and_chunks_events():
-    s = Scheduler(max_slots=3, max_event_tokens=4, max_queued_frames=2)
-    a = s.admit("a", [1, 2], Sampling())
-    b = s.admit("b", [], Sampling())
-    c = s.admit("c", [], Sampling())
-    assert s.admit("d", [], Sampling()) is None
-    s.push_frame(a, b"A0")
-    s.push_frame(c, b"C0")
-    s.push_event(a, list(range(10)))
-    plan = s.plan()
-    assert plan.step == [a, c] and plan.resets == [a, b, c] and plan.prefills[a] == [1, 2]
-    assert plan.events == {a: [0, 1, 2, 3]}
-    plan = s.plan()  # nobody sent: a and c are late, b never started
-    assert plan.step == [] and s.stats(a).late == 1 and s.stats(b).late == 0
-    for i in range(4):
-        s.push_frame(a, f"A{i + 1}".encode())
-    assert s.stats(a).dropped == 2
-    plan = s.plan()
-    assert plan.frames[a] == b"A3" and plan.events[a] == [4, 5, 6, 7] and plan.resets == []
-    s.release(b)
-    assert s.admit("e", [9], Sampling()) == b
-
-
-def test_scheduler_skips_a_frame_when_a_backlog_stands():
-    s = Scheduler(max_slots=1, max_event_tokens=4, max_queued_frames=3, catch_up_after=3)
-    slot = s.admit("a", [], Sampling())
-    s.push_frame(slot, b"F0")  # one frame of backlog, then frames arrive exactly at the tick rate
-    stepped = []
-    for i in range(1, 8):
-        s.push_frame(slot, f"F{i}".encode())
-        stepped.append(s.plan().frames[slot])
-    # After 3 ticks with a frame waiting behind the stepped one, one frame is skipped: caught up.
-    assert stepped == [b"F0", b"F1", b"F3", b"F4", b"F5", b"F6", b"F7"]
-    assert s.stats(slot).skipped == 1 and s.total_skipped == 1
-    # Jitter (nothing for a tick, then two at once) never skips.
-    assert s.plan().step == []
-    s.push_frame(slot, b"F8")
-    s.push_frame(slot, b"F9")
-    assert s.plan().frames[slot] == b"F8" and s.plan().frames[slot] == b"F9"
-    assert s.stats(slot).skipped == 1
 
 
 def _get_json(url: str) -> dict:

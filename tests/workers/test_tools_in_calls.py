@@ -24,7 +24,7 @@ from agent.session import CallSession
 from agent.tool_router import CeleryToolRouter, ToolRouterSettings
 from telephony.ws.settings import Settings
 from tests.fakes.model_server import FakeModelServer, Step
-from tests.agent.test_call_path import stream, twilio
+from tests.parley.test_gateway_app import stream, twilio
 from tests.agent.test_session import FakeLeg
 from tests.workers.conftest import SHOP_AGENT, TEST_AGENT, wait_until
 from tests.workers.tools_for_tests import EVENTS, TEST_BOOKINGS

@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 
 from bench.sip import SipStack, call_scenario, free_port_block, refused_scenario, run_sipp, write_g711_wav
-from tests.sip.conftest import (
+from tests.telephony.sip.conftest import (
     NUMBERS,
     TRUNKS,
     assert_heard_the_agent,

@@ -1,4 +1,5 @@
-"""The call path end to end, with a fake model server: caller -> gateway -> CallSession -> model server.
+"""The call path end to end through `parley.gateway_app`, with a fake model server: caller -> gateway ->
+CallSession -> model server.
 
 Everything runs over real loopback sockets: a real uvicorn gateway on an ephemeral port with
 the agent's SessionConnector, the fake model server (a real websocket server speaking the

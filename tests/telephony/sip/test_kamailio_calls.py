@@ -1,7 +1,7 @@
 """`parley sip --workers 3` behind Kamailio, called by real sipp UACs on loopback.
 
 One stack for the module: Kamailio on the public port, three pjsua2 workers (4 calls each), a
-scripted fake model server (tests/sip/conftest.py) in this process. Each call's record comes from
+scripted fake model server (tests/telephony/sip/conftest.py) in this process. Each call's record comes from
 its worker as a `call_end` event (RTP counters from pjsua2, frames through the FramePort); the
 model side is checked on the fake server's sessions. Every wait is on an event, with a timeout.
 """
@@ -21,7 +21,7 @@ import pytest
 import pytest_asyncio
 
 from bench.sip import SipStack, call_scenario, refused_scenario, run_sipp, write_g711_wav
-from tests.sip.conftest import (
+from tests.telephony.sip.conftest import (
     NUMBERS,
     TRUNKS,
     ScriptedModel,

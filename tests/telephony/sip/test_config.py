@@ -21,7 +21,7 @@ from telephony.sip.message import (
 )
 from telephony.sip.settings import SipSettings, Trunk, normalize_number
 from telephony.sip.trunks import TrunkPolicy
-from tests.sip.conftest import need
+from tests.telephony.sip.conftest import need
 
 INVITE = (
     "INVITE sip:%2B1555%200001;npdi@gw.example.com:5060;user=phone SIP/2.0\r\n"
