@@ -315,6 +315,9 @@ class ModelServer:
             await asyncio.sleep(max(0.0, deadline - loop.time()))
             late_before, skipped_before = self.scheduler.total_late, self.scheduler.total_skipped
             plan = self.scheduler.plan()
+            # The sessions the plan stepped: one that leaves while the tick runs may see its slot
+            # taken by a new call before the results come back, which must not get them.
+            stepped = {slot: self._sessions.get(slot) for slot in plan.step}
             self.metrics.late.inc(self.scheduler.total_late - late_before)
             self.metrics.skipped.inc(self.scheduler.total_skipped - skipped_before)
             t0 = time.perf_counter()
@@ -328,7 +331,7 @@ class ModelServer:
             self.metrics.ticks.inc()
             for slot, result in results.items():
                 session = self._sessions.get(slot)
-                if session is not None:
+                if session is not None and session is stepped.get(slot):
                     self._deliver(session, result, plan.frame_index[slot])
             deadline += period
             now = loop.time()

@@ -177,3 +177,40 @@ def _get_json(url: str) -> dict:
 def _get_text(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as r:
         return r.read().decode()
+
+
+async def test_a_tick_that_outlives_its_call_is_not_delivered_to_the_next_call_in_that_slot(tiny_model):
+    """A call leaves while its micro-turn is being computed and a new call takes the same slot
+    before the results come back: the newcomer never gets the old call's turn."""
+    server = await start(tiny_model, tick_ms=50, max_slots=1)
+    gate, stepping = asyncio.Event(), asyncio.Event()
+    execute, loop = server.runner.execute, asyncio.get_running_loop()
+
+    def held_execute(plan):
+        if plan.step:
+            loop.call_soon_threadsafe(stepping.set)
+            asyncio.run_coroutine_threadsafe(gate.wait(), loop).result(10)
+        return execute(plan)
+
+    server.runner.execute = held_execute
+    try:
+        async with connect(server.url) as first:
+            assert (await hello(first))["slot"] == 0
+            await first.send(frame(0))
+            await asyncio.wait_for(stepping.wait(), 5)  # the first call's frame is in the runner
+        async with asyncio.timeout(5):  # the slot frees once the server has seen the close
+            while server.scheduler.active:
+                await asyncio.sleep(0.01)
+        async with connect(server.url) as second:
+            ready = await hello(second)
+            assert ready["type"] == "ready" and ready["slot"] == 0
+            server.runner.execute = execute
+            gate.set()  # the held tick finishes now, with the second call in its slot
+            await second.send(frame(0))
+            turn, _ = await next_turn(second)
+            assert turn["seq"] == 0 and turn["frame"] == 0  # its own first frame, not the old call's
+            with pytest.raises(asyncio.TimeoutError):  # and nothing else queued for it
+                await asyncio.wait_for(second.recv(), 0.3)
+    finally:
+        gate.set()
+        await server.stop()
