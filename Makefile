@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.parley-installed
 TORCH_VERSION := 2.13.0
 
-.PHONY: install run test bench info clean sip-peers
+.PHONY: install run test lint bench info clean sip-peers
 
 install: $(STAMP)
 
@@ -31,8 +31,15 @@ $(DEMO_CALLER): $(STAMP)
 run: install $(DEMO_CALLER)
 	$(VENV)/bin/parley serve --demo-call $(DEMO_CALLER) --agent support --out out/demo/call.wav
 
-test: install sip-peers
+test: install sip-peers lint
 	PARLEY_SIP_PEERS=$(SIP_PEERS_REQUIRED) $(PY) -m pytest -q
+
+# The layering (import contracts in pyproject.toml: each package imports only the layers below it,
+# no cycles) and the style (ruff lint rules and formatting).
+lint: install
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # Real SIP peers for `parley sip` and its tests (Debian packages): Kamailio, the load balancer in
 # front of the SIP workers; sipp (sip-tester) and baresip (baresip-core), the callers in the tests.

@@ -31,5 +31,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
         "admin", help="run the admin API (agents, numbers, keys, calls, metrics) on Redis (REDIS_URL)"
     )
     admin.add_argument("--host", default=None, help="listen address (default PARLEY_ADMIN_HOST or 127.0.0.1)")
-    admin.add_argument("--port", type=int, default=None, help="listen port (default PARLEY_ADMIN_PORT or 8090)")
+    admin.add_argument(
+        "--port", type=int, default=None, help="listen port (default PARLEY_ADMIN_PORT or 8090)"
+    )
     admin.set_defaults(func=cmd_admin)

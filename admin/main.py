@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import AsyncIterator, Optional
+from collections.abc import AsyncIterator
 
 import httpx
 import redis
@@ -49,11 +49,11 @@ first start.
 """
 
 
-def _problem(status: int, reason: str, field: Optional[str] = None, headers: Optional[dict] = None) -> JSONResponse:
+def _problem(status: int, reason: str, field: str | None = None, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"detail": reason, "field": field}, status_code=status, headers=headers)
 
 
-def create_app(settings: Optional[Settings] = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager
@@ -68,8 +68,9 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
                 logger.info("wrote the shipped agents to the store")
             await CallStore(app.state.redis).set_retention(settings.call_retention_s)
         except REDIS_ERRORS as exc:
-            logger.warning("Redis unreachable at start-up (%s); /healthz says so until it answers",
-                           type(exc).__name__)
+            logger.warning(
+                "Redis unreachable at start-up (%s); /healthz says so until it answers", type(exc).__name__
+            )
         try:
             yield
         finally:
@@ -91,21 +92,35 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
             return JSONResponse({"detail": exc.errors}, status_code=422)
         if exc.status == 422:  # one field: FastAPI's validation shape, so every 422 reads alike
             loc = ["body", exc.field] if exc.field else ["body"]
-            return JSONResponse({"detail": [{"loc": loc, "msg": exc.reason, "type": "value_error"}]}, status_code=422)
+            return JSONResponse(
+                {"detail": [{"loc": loc, "msg": exc.reason, "type": "value_error"}]}, status_code=422
+            )
         return _problem(exc.status, exc.reason, exc.field, exc.headers)
 
     @app.exception_handler(StoreError)
     async def store_error(request: Request, exc: StoreError) -> JSONResponse:
         if exc.status == 422:
             loc = ["body", exc.field] if exc.field else ["body"]
-            return JSONResponse({"detail": [{"loc": loc, "msg": exc.reason, "type": "value_error"}]}, status_code=422)
+            return JSONResponse(
+                {"detail": [{"loc": loc, "msg": exc.reason, "type": "value_error"}]}, status_code=422
+            )
         return _problem(exc.status, exc.reason, exc.field)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 400:  # FastAPI could not read the body (not UTF-8): a 422 like any bad body
-            return JSONResponse({"detail": [{"loc": ["body"], "msg": f"the body cannot be read: {exc.detail}",
-                                             "type": "json_invalid"}]}, status_code=422)
+            return JSONResponse(
+                {
+                    "detail": [
+                        {
+                            "loc": ["body"],
+                            "msg": f"the body cannot be read: {exc.detail}",
+                            "type": "json_invalid",
+                        }
+                    ]
+                },
+                status_code=422,
+            )
         return await http_exception_handler(request, exc)
 
     @app.exception_handler(redis.RedisError)
@@ -114,8 +129,12 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         logger.warning("Redis error on %s %s: %s", request.method, route, type(exc).__name__)
         return _problem(503, f"storage unavailable ({type(exc).__name__})")
 
-    @app.get("/healthz", tags=["health"], summary="Liveness: 200 when Redis answers (no key)",
-             responses={503: {"description": "Redis does not answer."}})
+    @app.get(
+        "/healthz",
+        tags=["health"],
+        summary="Liveness: 200 when Redis answers (no key)",
+        responses={503: {"description": "Redis does not answer."}},
+    )
     async def healthz(request: Request) -> JSONResponse:
         try:
             await request.app.state.redis.ping()
@@ -125,26 +144,45 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
 
     async def _metrics(request: Request, settings: Settings) -> Response:
         snapshot = await CallStore(request.app.state.redis).metrics(settings.worker_queues)
-        models = await metrics.scrape_models(request.app.state.http, settings.model_health_urls,
-                                             settings.scrape_timeout_s)
+        models = await metrics.scrape_models(
+            request.app.state.http, settings.model_health_urls, settings.scrape_timeout_s
+        )
         return Response(metrics.exposition(snapshot, models), media_type=metrics.CONTENT_TYPE)
 
     if settings.metrics_require_key:
-        @app.get("/metrics", tags=["metrics"], response_class=PlainTextResponse, responses=AUTH_RESPONSES,
-                 summary="Prometheus metrics (scope read)")
+
+        @app.get(
+            "/metrics",
+            tags=["metrics"],
+            response_class=PlainTextResponse,
+            responses=AUTH_RESPONSES,
+            summary="Prometheus metrics (scope read)",
+        )
         async def metrics_with_key(request: Request, settings: SettingsDep, _: ReadKey) -> Response:
             return await _metrics(request, settings)
     else:
-        @app.get("/metrics", tags=["metrics"], response_class=PlainTextResponse, summary="Prometheus metrics (no key)")
+
+        @app.get(
+            "/metrics",
+            tags=["metrics"],
+            response_class=PlainTextResponse,
+            summary="Prometheus metrics (no key)",
+        )
         async def metrics_open(request: Request, settings: SettingsDep) -> Response:
             return await _metrics(request, settings)
 
     return app
 
 
-def run(settings: Optional[Settings] = None) -> None:
+def run(settings: Settings | None = None) -> None:
     """Serve the admin API until SIGINT/SIGTERM (`parley admin`)."""
     settings = settings or Settings()
     logger.info("admin API on http://%s:%d (/v1, /docs, /metrics, /healthz)", settings.host, settings.port)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False,
-                timeout_graceful_shutdown=5)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )

@@ -10,7 +10,7 @@ and `StreamTokenCreated.token`, once.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,30 +19,32 @@ from agent.config import LANGUAGE, PHONE, SLUG, TOOL
 Scope = Literal["read", "write", "admin"]
 
 
-def utc(timestamp: Optional[float]) -> Optional[dt.datetime]:
-    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc) if timestamp is not None else None
+def utc(timestamp: float | None) -> dt.datetime | None:
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC) if timestamp is not None else None
 
 
 class Problem(BaseModel):
     """An error: what is wrong, and the field it concerns when there is one."""
 
     detail: str = Field(description="What is wrong, in words.")
-    field: Optional[str] = Field(None, description="The request field (or header) at fault.")
+    field: str | None = Field(None, description="The request field (or header) at fault.")
 
 
 # --- agents ----------------------------------------------------------------------------------------
 class _AgentFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    languages: list[str] = Field(min_length=1, max_length=8, description="ISO 639 codes the caller may speak.")
+    languages: list[str] = Field(
+        min_length=1, max_length=8, description="ISO 639 codes the caller may speak."
+    )
     instructions: str = Field(min_length=1, max_length=4000, description="Persona and instructions.")
     greeting: str = Field("", max_length=300, description="What the agent says first.")
     tools: list[str] = Field([], max_length=16, description="Tools the agent may call (GET /v1/tools).")
     voice: str = Field("default", max_length=64, description="Voice the agent speaks with.")
-    translation_target: Optional[str] = Field(
+    translation_target: str | None = Field(
         None, pattern=LANGUAGE, description="Language the agent speaks the caller's words in (interpreting)."
     )
-    handoff_number: Optional[str] = Field(
+    handoff_number: str | None = Field(
         None, pattern=PHONE, description="E.164 number `transfer` hands the caller to."
     )
 
@@ -56,14 +58,14 @@ class AgentUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    languages: Optional[list[str]] = Field(None, min_length=1, max_length=8)
-    instructions: Optional[str] = Field(None, min_length=1, max_length=4000)
-    greeting: Optional[str] = Field(None, max_length=300)
-    tools: Optional[list[str]] = Field(None, max_length=16)
-    voice: Optional[str] = Field(None, max_length=64)
-    translation_target: Optional[str] = Field(None, pattern=LANGUAGE)
-    handoff_number: Optional[str] = Field(None, pattern=PHONE)
-    expected_version: Optional[int] = Field(
+    languages: list[str] | None = Field(None, min_length=1, max_length=8)
+    instructions: str | None = Field(None, min_length=1, max_length=4000)
+    greeting: str | None = Field(None, max_length=300)
+    tools: list[str] | None = Field(None, max_length=16)
+    voice: str | None = Field(None, max_length=64)
+    translation_target: str | None = Field(None, pattern=LANGUAGE)
+    handoff_number: str | None = Field(None, pattern=PHONE)
+    expected_version: int | None = Field(
         None, ge=1, description="Refuse (409) unless the agent is at this version (compare-and-set)."
     )
 
@@ -75,8 +77,8 @@ class AgentConfigPublic(BaseModel):
     greeting: str
     tools: list[str]
     voice: str
-    translation_target: Optional[str]
-    handoff_number: Optional[str]
+    translation_target: str | None
+    handoff_number: str | None
 
 
 class AgentPublic(AgentConfigPublic):
@@ -89,7 +91,7 @@ class AgentVersionPublic(BaseModel):
     version: int
     change: Literal["create", "update"]
     created_at: dt.datetime
-    key_id: Optional[str] = Field(description="The API key that made this version (null: shipped default).")
+    key_id: str | None = Field(description="The API key that made this version (null: shipped default).")
     config: AgentConfigPublic
 
 
@@ -98,7 +100,7 @@ class StreamTokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     label: str = Field("", max_length=100, description="What the token is for.")
-    ttl_s: Optional[int] = Field(
+    ttl_s: int | None = Field(
         None, ge=60, le=10 * 365 * 86_400, description="Seconds until the token expires (null: never)."
     )
 
@@ -108,8 +110,8 @@ class StreamTokenPublic(BaseModel):
     agent: str
     label: str
     created_at: dt.datetime
-    expires_at: Optional[dt.datetime]
-    revoked_at: Optional[dt.datetime]
+    expires_at: dt.datetime | None
+    revoked_at: dt.datetime | None
 
 
 class StreamTokenCreated(StreamTokenPublic):
@@ -128,8 +130,8 @@ class NumberCreate(BaseModel):
 class NumberUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    agent: Optional[str] = Field(None, pattern=SLUG, max_length=40)
-    label: Optional[str] = Field(None, max_length=100)
+    agent: str | None = Field(None, pattern=SLUG, max_length=40)
+    label: str | None = Field(None, max_length=100)
 
 
 class NumberPublic(BaseModel):
@@ -146,7 +148,9 @@ class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=64, description="Who or what uses the key.")
-    scope: Scope = Field(description="read: GET; write: also change agents and numbers, hang up; admin: also keys.")
+    scope: Scope = Field(
+        description="read: GET; write: also change agents and numbers, hang up; admin: also keys."
+    )
 
 
 class ApiKeyPublic(BaseModel):
@@ -154,7 +158,7 @@ class ApiKeyPublic(BaseModel):
     name: str
     scope: Scope
     created_at: dt.datetime
-    revoked_at: Optional[dt.datetime]
+    revoked_at: dt.datetime | None
 
 
 class ApiKeyCreated(ApiKeyPublic):
@@ -172,16 +176,18 @@ class CallSummary(BaseModel):
     call_id: str
     status: Literal["live", "ended"]
     agent: str
-    agent_version: int = Field(description="The agent's version the call ran with (0: a shipped default, not stored).")
+    agent_version: int = Field(
+        description="The agent's version the call ran with (0: a shipped default, not stored)."
+    )
     protocol: str
-    number: Optional[str] = Field(None, description="The dialled number, when the call carried one.")
-    caller: Optional[str] = Field(None, description="The caller's number, when the transport passed it on.")
-    external_id: Optional[str] = Field(None, description="The transport's id (Twilio callSid).")
+    number: str | None = Field(None, description="The dialled number, when the call carried one.")
+    caller: str | None = Field(None, description="The caller's number, when the transport passed it on.")
+    external_id: str | None = Field(None, description="The transport's id (Twilio callSid).")
     started_at: dt.datetime
-    ended_at: Optional[dt.datetime] = None
-    duration_s: Optional[float] = None
-    ended: Optional[CallEndPublic] = None
-    model: Optional[str] = None
+    ended_at: dt.datetime | None = None
+    duration_s: float | None = None
+    ended: CallEndPublic | None = None
+    model: str | None = None
 
 
 class TranscriptEntry(BaseModel):
@@ -199,19 +205,19 @@ class Timeline(BaseModel):
 
 
 class ToolCallPublic(BaseModel):
-    id: Optional[str]
-    name: Optional[str]
-    arguments: Optional[dict[str, Any]]
-    arguments_raw: Optional[str]
-    at_ms: Optional[int]
+    id: str | None
+    name: str | None
+    arguments: dict[str, Any] | None
+    arguments_raw: str | None
+    at_ms: int | None
     outcome: Literal["result", "error", "action", "none"]
-    latency_ms: Optional[int] = Field(description="Tool call out of the model -> answer back in.")
-    work_ms: Optional[float]
+    latency_ms: int | None = Field(description="Tool call out of the model -> answer back in.")
+    work_ms: float | None
     pending_notices: int
 
 
 class CallPublic(CallSummary):
-    agent_config: Optional[AgentConfigPublic] = Field(None, description="The agent as the call ran with it.")
+    agent_config: AgentConfigPublic | None = Field(None, description="The agent as the call ran with it.")
     frames_sent: int = 0
     turns_received: int = 0
     unanswered_frames: int = 0

@@ -27,12 +27,14 @@ transports or the model's internals.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Mapping, Optional, Protocol
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from telephony.leg import E164, NAME
-from workers.shop import TOOL_SCHEMAS as SHOP_TOOL_SCHEMAS, schema_problem
+from workers.shop import TOOL_SCHEMAS as SHOP_TOOL_SCHEMAS
+from workers.shop import schema_problem
 
 ESSENTIALS_BUDGET = 90  # bytes of "NAME|LANGS|TOOLS|"
 SLUG = rf"^{NAME}$"  # an agent's name: the name calls ask for
@@ -63,10 +65,10 @@ class AgentConfig(BaseModel):
     greeting: str = Field("", max_length=300, description="What the agent says first.")
     tools: tuple[str, ...] = Field((), description="Names of the tools the agent may call.")
     voice: str = Field("default", max_length=64, description="Voice the agent speaks with.")
-    translation_target: Optional[str] = Field(
+    translation_target: str | None = Field(
         None, pattern=LANGUAGE, description="Language the agent speaks the caller's words in (interpreting)."
     )
-    handoff_number: Optional[str] = Field(
+    handoff_number: str | None = Field(
         None,
         pattern=PHONE,
         description="E.164 number `transfer` hands the caller to; the model never picks one.",
@@ -93,7 +95,7 @@ class AgentConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "AgentConfig":
+    def _cross_checks(self) -> AgentConfig:
         if "transfer" in self.tools and self.handoff_number is None:
             raise ValueError("tools includes 'transfer' but handoff_number is not set")
         if self.translation_target is not None and self.translation_target in self.languages:
@@ -117,7 +119,7 @@ def _essentials(agent: AgentConfig) -> str:
     return f"{agent.name}|{langs}|{','.join(agent.tools)}|"
 
 
-def render_prefix(agent: AgentConfig, max_bytes: Optional[int] = None) -> str:
+def render_prefix(agent: AgentConfig, max_bytes: int | None = None) -> str:
     """The call configuration the model reads: essentials first, then the instructions.
 
     With `max_bytes`, the text is cut to that many UTF-8 bytes (never inside a character).
@@ -149,7 +151,7 @@ def register_tool_schema(name: str, schema: Mapping[str, Any]) -> None:
     TOOL_SCHEMAS[name] = {"description": str(schema.get("description", "")), "parameters": dict(params)}
 
 
-def check_tool_call(name: str, arguments: Optional[dict[str, Any]]) -> Optional[str]:
+def check_tool_call(name: str, arguments: dict[str, Any] | None) -> str | None:
     """None when a call of tool `name` with `arguments` fits its schema, else what is wrong,
     worded as `workers.shop.check_arguments` words it (what the model heard in training)."""
     schema = TOOL_SCHEMAS.get(name)

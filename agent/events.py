@@ -10,8 +10,14 @@ from __future__ import annotations
 
 from model.protocol import event_json
 
-__all__ = ["SESSION_TOOLS", "TOOL_PENDING_AFTER_S", "TOOL_PENDING_EVERY_S", "event_json",
-           "tool_pending_payload", "tool_pending_times"]
+__all__ = [
+    "SESSION_TOOLS",
+    "TOOL_PENDING_AFTER_S",
+    "TOOL_PENDING_EVERY_S",
+    "event_json",
+    "tool_pending_payload",
+    "tool_pending_times",
+]
 
 
 # Tools the call session carries out itself (hang up, hand off): no worker, no pending notices.
@@ -36,4 +42,3 @@ def tool_pending_times(after_s: float, every_s: float, duration_s: float) -> lis
         times.append(t)
         t += every_s
     return times
-

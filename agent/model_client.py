@@ -17,7 +17,7 @@ import asyncio
 import dataclasses
 import json
 import logging
-from typing import AsyncIterator, Optional, Union
+from collections.abc import AsyncIterator
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
@@ -42,8 +42,18 @@ from model.protocol import (
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "Closed", "Hello", "ModelClient", "ModelClientError", "ModelConnectionClosed", "ModelMessage",
-    "ModelRefused", "ModelUnavailable", "Ready", "ServerError", "ToolCall", "Turn",
+    "Closed",
+    "Hello",
+    "ModelClient",
+    "ModelClientError",
+    "ModelConnectionClosed",
+    "ModelMessage",
+    "ModelRefused",
+    "ModelUnavailable",
+    "Ready",
+    "ServerError",
+    "ToolCall",
+    "Turn",
 ]
 
 
@@ -93,10 +103,10 @@ class Closed:
     reason: str
 
 
-ModelMessage = Union[Turn, ToolCall, ServerError, Closed]
+ModelMessage = Turn | ToolCall | ServerError | Closed
 
 
-def _closed_of(ws: ClientConnection, exc: Optional[ConnectionClosed] = None) -> Closed:
+def _closed_of(ws: ClientConnection, exc: ConnectionClosed | None = None) -> Closed:
     frame = (exc.rcvd if exc is not None else None) or ws.protocol.close_rcvd or ws.protocol.close_sent
     if frame is None:
         return Closed(CloseCode.ABNORMAL, "connection lost")
@@ -117,7 +127,7 @@ class ModelClient:
         self._bye_sent = False
 
     @classmethod
-    async def connect(cls, url: str, hello: Hello, *, timeout: float = 5.0) -> "ModelClient":
+    async def connect(cls, url: str, hello: Hello, *, timeout: float = 5.0) -> ModelClient:
         """Open a session: hello, then wait for ready (both within `timeout` seconds)."""
         try:
             ws = await asyncio.wait_for(
@@ -126,7 +136,7 @@ class ModelClient:
                 ),
                 timeout,
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ModelUnavailable(f"no model server answered at {url} within {timeout:g} s") from None
         except (OSError, InvalidHandshake, InvalidURI) as exc:
             raise ModelUnavailable(f"cannot open a model session at {url}: {exc}") from None
@@ -137,7 +147,7 @@ class ModelClient:
         except ConnectionClosed as exc:
             closed = _closed_of(ws, exc)
             raise ModelRefused(closed.code, closed.reason) from None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await ws.close(CloseCode.PROTOCOL_ERROR, "no ready message")
             raise ModelUnavailable(f"model server at {url} sent no ready within {timeout:g} s") from None
         except ProtocolError as exc:
@@ -168,7 +178,7 @@ class ModelClient:
         await self._send(Event(kind, payload).to_json())
         self.events_sent += 1
 
-    async def _send(self, message: Union[str, bytes]) -> None:
+    async def _send(self, message: str | bytes) -> None:
         try:
             await self._ws.send(message)
         except ConnectionClosed:
@@ -187,7 +197,7 @@ class ModelClient:
                 pass
         try:
             await asyncio.wait_for(asyncio.shield(self._ws.wait_closed()), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self._ws.close(CloseCode.NORMAL, "bye")
 
     async def abort(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
@@ -216,7 +226,7 @@ class ModelClient:
             if message is not None:
                 yield message
 
-    async def _decode(self, raw: Union[str, bytes]) -> Optional[ModelMessage]:
+    async def _decode(self, raw: str | bytes) -> ModelMessage | None:
         if not isinstance(raw, str):
             raise ProtocolError(f"binary message of {len(raw)} bytes without a turn before it")
         message = protocol.parse_server_message(raw)

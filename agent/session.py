@@ -25,7 +25,8 @@ import dataclasses
 import logging
 import time
 import uuid
-from typing import Callable, Optional, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 
@@ -70,15 +71,15 @@ class ToolEvent:
 
     kind: str  # "tool_result" | "tool_error" | "tool_pending"
     payload: str
-    timer: Optional[ToolTimer] = None  # fired into the call when due
-    work_s: Optional[float] = None  # the tool's own time, when the router knows it (timeline, bench)
+    timer: ToolTimer | None = None  # fired into the call when due
+    work_s: float | None = None  # the tool's own time, when the router knows it (timeline, bench)
 
     # The payload is the compact JSON of the result (or of the error message) and nothing else:
     # `event_json`, the same function the training data uses, and short, because event tokens
     # reach the model at a bounded rate per micro-turn.
 
     @classmethod
-    def error(cls, call: ToolCall, message: str, *, work_s: Optional[float] = None) -> "ToolEvent":
+    def error(cls, call: ToolCall, message: str, *, work_s: float | None = None) -> ToolEvent:
         return cls("tool_error", event_json(message), work_s=work_s)
 
     @classmethod
@@ -87,13 +88,13 @@ class ToolEvent:
         call: ToolCall,
         value: object,
         *,
-        timer: Optional[ToolTimer] = None,
-        work_s: Optional[float] = None,
-    ) -> "ToolEvent":
+        timer: ToolTimer | None = None,
+        work_s: float | None = None,
+    ) -> ToolEvent:
         return cls("tool_result", event_json(value), timer, work_s)
 
     @classmethod
-    def pending(cls, call: ToolCall, seconds: float) -> "ToolEvent":
+    def pending(cls, call: ToolCall, seconds: float) -> ToolEvent:
         """A still-working notice for a slow tool: {"seconds": N} (agent.events.tool_pending_payload)."""
         return cls("tool_pending", tool_pending_payload(seconds))
 
@@ -101,13 +102,13 @@ class ToolEvent:
 class ToolRouter(Protocol):
     """Runs the tool calls a session's model makes (`agent.tool_router.CeleryToolRouter`)."""
 
-    async def call(self, session: "CallSession", call: ToolCall) -> ToolEvent: ...
+    async def call(self, session: CallSession, call: ToolCall) -> ToolEvent: ...
 
 
 class UnavailableToolRouter:
     """The router until tools exist: every call is answered with a tool_error "tool unavailable"."""
 
-    async def call(self, session: "CallSession", call: ToolCall) -> ToolEvent:
+    async def call(self, session: CallSession, call: ToolCall) -> ToolEvent:
         return ToolEvent.error(call, "tool unavailable")
 
 
@@ -132,11 +133,11 @@ class CallSession:
         leg: Leg,
         *,
         model_url: str,
-        tool_router: Optional[ToolRouter] = None,
-        call_id: Optional[str] = None,
-        seed: Optional[int] = None,
-        temperature: Optional[float] = None,
-        top_p: Optional[float] = None,
+        tool_router: ToolRouter | None = None,
+        call_id: str | None = None,
+        seed: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
         connect_timeout: float = 5.0,
         tool_timeout: float = 30.0,
         tool_pending_after: float = TOOL_PENDING_AFTER_S,
@@ -149,8 +150,8 @@ class CallSession:
         self.call_id = call_id or uuid.uuid4().hex
         self.transcript = Transcript()
         self.timeline = Timeline(clock)
-        self.ended: Optional[CallEnd] = None
-        self.ready: Optional[Ready] = None
+        self.ended: CallEnd | None = None
+        self.ready: Ready | None = None
         self._model_url = model_url
         self._router: ToolRouter = tool_router or UnavailableToolRouter()
         self._hello = Hello(self.call_id, render_prefix(agent), seed, temperature, top_p)
@@ -159,15 +160,15 @@ class CallSession:
         self._pending_after = tool_pending_after
         self._pending_every = tool_pending_every
         self._max_tools = max_tools_in_flight
-        self._client: Optional[ModelClient] = None
+        self._client: ModelClient | None = None
         self._tasks: set[asyncio.Task] = set()
         self._tool_tasks: set[asyncio.Task] = set()
         self._background: set[asyncio.Task] = set()
-        self._hangup_task: Optional[asyncio.Task] = None
+        self._hangup_task: asyncio.Task | None = None
         self._floor = "listen"
         self._speaking = False
-        self._last_seq: Optional[int] = None
-        self._server_error: Optional[str] = None
+        self._last_seq: int | None = None
+        self._server_error: str | None = None
         self._max_behind = 0
         self._clock = clock
         self._frame_times: collections.deque[tuple[int, float]] = collections.deque(maxlen=64)
@@ -246,7 +247,7 @@ class CallSession:
             if client.open:
                 try:
                     await asyncio.wait_for(client.abort(protocol.CloseCode.NORMAL, "session over"), 2.0)
-                except (asyncio.TimeoutError, Exception):
+                except (TimeoutError, Exception):
                     pass
         if self._hangup_task is not None:
             await self._hangup_task
@@ -297,7 +298,9 @@ class CallSession:
             self.timeline.count("utterances")
             self.timeline.add("utterance_end", seq=turn.seq)
         self._speaking = speaking
-        self.leg.notify("turn", {"seq": turn.seq, "t_ms": turn.t_ms, "frame": turn.frame, "floor": turn.floor})
+        self.leg.notify(
+            "turn", {"seq": turn.seq, "t_ms": turn.t_ms, "frame": turn.frame, "floor": turn.floor}
+        )
         self.leg.play(turn.audio)
         self.timeline.count("agent_frames")
         if turn.text:
@@ -370,7 +373,7 @@ class CallSession:
             event = task.result()
             if event.kind not in TOOL_EVENT_KINDS or not isinstance(event.payload, str):
                 raise TypeError(f"tool router returned a {event.kind!r} event")
-        except asyncio.TimeoutError:
+        except TimeoutError:
             event = ToolEvent.error(call, "tool timed out")
         except Exception:
             logger.exception(

@@ -13,9 +13,9 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
-MICRO_TURN_MS = 200
+from model.protocol import MICRO_TURN_MS
 
 
 @dataclasses.dataclass
@@ -79,7 +79,7 @@ class Timeline:
     def get(self, name: str) -> int:
         return self.counters.get(name, 0)
 
-    def to_dict(self, last: Optional[int] = None) -> dict:
+    def to_dict(self, last: int | None = None) -> dict:
         events = self.events if last is None else self.events[-last:]
         return {
             "counters": dict(sorted(self.counters.items())),

@@ -25,7 +25,7 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio as aioredis
@@ -57,7 +57,7 @@ class ToolRouterSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PARLEY_TOOLS_", extra="ignore", frozen=True)
 
-    redis_url: Optional[str] = Field(
+    redis_url: str | None = Field(
         None,
         validation_alias=AliasChoices("REDIS_URL", "PARLEY_TOOLS_REDIS_URL", "redis_url"),
         description="Redis of the tool workers (REDIS_URL); unset: tools answer 'tool unavailable'.",
@@ -79,7 +79,7 @@ class ToolRouterSettings(BaseSettings):
     )
 
     @model_validator(mode="after")
-    def _order(self) -> "ToolRouterSettings":
+    def _order(self) -> ToolRouterSettings:
         if self.send_timeout_s >= self.result_timeout_s:
             raise ValueError("send_timeout_s must be below result_timeout_s")
         return self
@@ -89,13 +89,13 @@ class ToolRouterSettings(BaseSettings):
 class _Waiter:
     call_id: str
     future: asyncio.Future
-    work_s: Optional[float] = None
+    work_s: float | None = None
 
 
 class CeleryToolRouter:
     """Runs tool calls on the Celery workers (see the module docstring). `start()` once, `close()`."""
 
-    def __init__(self, settings: Optional[ToolRouterSettings] = None, *, app=None) -> None:
+    def __init__(self, settings: ToolRouterSettings | None = None, *, app=None) -> None:
         self.settings = settings or ToolRouterSettings()
         if not self.settings.redis_url:
             raise ValueError("CeleryToolRouter needs a Redis URL (REDIS_URL)")
@@ -103,14 +103,14 @@ class CeleryToolRouter:
         self.channel = protocol.reply_channel(self.id)
         self.counters: collections.Counter[str] = collections.Counter()
         self._app = app
-        self._redis: Optional[aioredis.Redis] = None
+        self._redis: aioredis.Redis | None = None
         self._waiters: dict[str, _Waiter] = {}
         self._subscribed = asyncio.Event()
-        self._listener: Optional[asyncio.Task] = None
+        self._listener: asyncio.Task | None = None
         self._start_lock = asyncio.Lock()
 
     @classmethod
-    def from_env(cls) -> Optional["CeleryToolRouter"]:
+    def from_env(cls) -> CeleryToolRouter | None:
         """A router when REDIS_URL is set, else None (the session's UnavailableToolRouter)."""
         settings = ToolRouterSettings()
         return cls(settings) if settings.redis_url else None
@@ -148,7 +148,7 @@ class CeleryToolRouter:
         await asyncio.wait_for(self._subscribed.wait(), timeout)
 
     # --- a tool call -------------------------------------------------------------------------------
-    async def call(self, session: "CallSession", call: ToolCall) -> ToolEvent:
+    async def call(self, session: CallSession, call: ToolCall) -> ToolEvent:
         problem = check_tool_call(call.name, call.arguments)
         if problem is not None:
             self.counters["rejected"] += 1
@@ -224,7 +224,7 @@ class CeleryToolRouter:
                 await asyncio.wait_for(self._subscribed.wait(), max(0.01, give_up - loop.time()))
                 await self._redis.lpush(queue, message)
                 return True
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return False
             except REDIS_ERRORS as exc:
                 self.counters["send_retries"] += 1
@@ -234,7 +234,7 @@ class CeleryToolRouter:
                 await asyncio.sleep(backoff)
                 backoff = min(0.5, backoff * 2)
 
-    async def _wait(self, key: str, waiter: _Waiter, deadline: float) -> Optional[dict[str, Any]]:
+    async def _wait(self, key: str, waiter: _Waiter, deadline: float) -> dict[str, Any] | None:
         loop = asyncio.get_running_loop()
         while (remaining := deadline - loop.time()) > 0:
             done, _ = await asyncio.wait({waiter.future}, timeout=min(self.settings.recheck_s, remaining))
@@ -246,7 +246,7 @@ class CeleryToolRouter:
                 return stored
         return None
 
-    async def _stored(self, key: str) -> Optional[dict[str, Any]]:
+    async def _stored(self, key: str) -> dict[str, Any] | None:
         if self._redis is None:
             return None
         try:
@@ -267,7 +267,7 @@ class CeleryToolRouter:
         except REDIS_ERRORS:
             return timed_out
 
-    def _event(self, call: ToolCall, outcome: dict[str, Any], work_s: Optional[float]) -> ToolEvent:
+    def _event(self, call: ToolCall, outcome: dict[str, Any], work_s: float | None) -> ToolEvent:
         if "result" in outcome:
             self.counters["results"] += 1
             timer = outcome.get("timer")

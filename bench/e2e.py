@@ -23,7 +23,7 @@ import time
 import numpy as np
 from websockets.asyncio.client import connect
 
-from bench.procs import child, free_port, get_json
+from bench.procs import child, free_port, gateway_child, get_json
 
 
 def _chunks(seconds: float, index: int) -> list[bytes]:
@@ -32,7 +32,7 @@ def _chunks(seconds: float, index: int) -> list[bytes]:
     voiced = sum(np.sin(2 * math.pi * (120 + 10 * index) * k * t) / k for k in range(1, 6))
     gate = (np.sin(2 * math.pi * 0.4 * t + index) > -0.3).astype(float)
     pcm = (5000 * voiced * gate).astype("<i2")
-    return [pcm[i * 320:(i + 1) * 320].tobytes() for i in range(n)]
+    return [pcm[i * 320 : (i + 1) * 320].tobytes() for i in range(n)]
 
 
 class _Caller:
@@ -61,11 +61,15 @@ class _Caller:
         return out
 
 
-async def _drive(url: str, calls: int, seconds: float, agent: str, health_url: str) -> tuple[list[_Caller], dict]:
+async def _drive(
+    url: str, calls: int, seconds: float, agent: str, health_url: str
+) -> tuple[list[_Caller], dict]:
     callers = []
     for i in range(calls):
         ws = await connect(url, max_size=2**20)
-        await ws.send(json.dumps({"type": "start", "agent": agent, "sample_rate": 16000, "encoding": "pcm16"}))
+        await ws.send(
+            json.dumps({"type": "start", "agent": agent, "sample_rate": 16000, "encoding": "pcm16"})
+        )
         callers.append(_Caller(ws, i, seconds, lead_in=i * 10 // calls))
     listeners = [asyncio.create_task(c.listen()) for c in callers]
     t0 = time.monotonic()
@@ -91,17 +95,44 @@ def _pct(values: list[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 1) if values else float("nan")
 
 
-def run(calls: int, seconds: float, preset: str | None = None, checkpoint=None, protocol: str = "native",
-        agent: str = "support", threads: int = 0) -> dict:
+def run(
+    calls: int,
+    seconds: float,
+    preset: str | None = None,
+    checkpoint=None,
+    protocol: str = "native",
+    agent: str = "support",
+    threads: int = 0,
+) -> dict:
     model_port, gw_port = free_port(), free_port()
     source = ["--checkpoint", str(checkpoint)] if checkpoint else (["--preset", preset] if preset else [])
-    with child(["-m", "parley.cli", "model-server", *source, "--port", str(model_port), "--max-slots",
-                str(max(calls, 1)), "--threads", str(threads)], f"http://127.0.0.1:{model_port}/healthz", "model-server") as _:
-        with child(["-m", "parley.cli", "gateway", "--host", "127.0.0.1", "--port", str(gw_port), "--model-url",
-                    f"ws://127.0.0.1:{model_port}/session"], f"http://127.0.0.1:{gw_port}/healthz", "gateway"):
+    with child(
+        [
+            "-m",
+            "parley.cli",
+            "model-server",
+            *source,
+            "--port",
+            str(model_port),
+            "--max-slots",
+            str(max(calls, 1)),
+            "--threads",
+            str(threads),
+        ],
+        f"http://127.0.0.1:{model_port}/healthz",
+        "model-server",
+    ) as _:
+        with gateway_child(gw_port, model_port):
             before = get_json(f"http://127.0.0.1:{model_port}/healthz")
-            callers, after = asyncio.run(_drive(f"ws://127.0.0.1:{gw_port}/stream", calls, seconds, agent,
-                                                f"http://127.0.0.1:{model_port}/healthz"))
+            callers, after = asyncio.run(
+                _drive(
+                    f"ws://127.0.0.1:{gw_port}/stream",
+                    calls,
+                    seconds,
+                    agent,
+                    f"http://127.0.0.1:{model_port}/healthz",
+                )
+            )
     latencies = [x for c in callers for x in c.latencies_ms()]
     frames = sum(len(c.sent_at) // 10 for c in callers)
     late = after["late_frames"] - before["late_frames"]

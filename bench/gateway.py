@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from bench.procs import child, cpu_seconds, free_port, get_json
+from bench.procs import child, cpu_seconds, free_port, gateway_child, get_json
 from telephony.ws.client import CHUNK_MS, TwilioCallClient
 
 
@@ -24,7 +24,7 @@ def _tone() -> list[np.ndarray]:
     """One second of a 300 Hz tone at 8 kHz, as fifty 20 ms chunks."""
     t = np.arange(8000) / 8000
     tone = (8000 * np.sin(2 * math.pi * 300 * t)).astype(np.int16)
-    return [tone[i * 160:(i + 1) * 160] for i in range(50)]
+    return [tone[i * 160 : (i + 1) * 160] for i in range(50)]
 
 
 async def _drive(url: str, calls: int, seconds: float, agent: str) -> dict:
@@ -41,18 +41,21 @@ async def _drive(url: str, calls: int, seconds: float, agent: str) -> dict:
             lag.append(-delay)
         await asyncio.gather(*(c.send_audio(chunks_of_tone[i % 50]) for c in callers))
     await asyncio.gather(*(c.stop() for c in callers))
-    return {"chunks_sent": chunks * calls,
-            "media_received": sum(c.counters["agent_packets"] for c in callers),
-            "client_lag_ms_max": round(max(lag, default=0.0) * 1000, 2)}
+    return {
+        "chunks_sent": chunks * calls,
+        "media_received": sum(c.counters["agent_packets"] for c in callers),
+        "client_lag_ms_max": round(max(lag, default=0.0) * 1000, 2),
+    }
 
 
 def run(calls: int, seconds: float, agent: str = "support") -> dict:
     model_port, gw_port = free_port(), free_port()
-    with child(["-m", "bench.echo_model", "--port", str(model_port)], f"http://127.0.0.1:{model_port}/healthz",
-               "echo-model"):
-        with child(["-m", "parley.cli", "gateway", "--host", "127.0.0.1", "--port", str(gw_port), "--model-url",
-                    f"ws://127.0.0.1:{model_port}/session"], f"http://127.0.0.1:{gw_port}/healthz",
-                   "gateway") as gw:
+    with child(
+        ["-m", "bench.echo_model", "--port", str(model_port)],
+        f"http://127.0.0.1:{model_port}/healthz",
+        "echo-model",
+    ):
+        with gateway_child(gw_port, model_port) as gw:
             before = cpu_seconds(gw.pid)
             t0 = time.monotonic()
             traffic = asyncio.run(_drive(f"ws://127.0.0.1:{gw_port}/twilio", calls, seconds, agent))
@@ -70,6 +73,8 @@ def run(calls: int, seconds: float, agent: str = "support") -> dict:
         "cpu_us_per_call_second": round(us_per_call_second, 1),
         "calls_per_core": int(1e6 / us_per_call_second) if us_per_call_second else None,
         **traffic,
-        "gateway_counters": {k: health["counters"].get(k) for k in ("calls_total", "caller_frames", "packets_out",
-                                                                    "packets_dropped")},
+        "gateway_counters": {
+            k: health["counters"].get(k)
+            for k in ("calls_total", "caller_frames", "packets_out", "packets_dropped")
+        },
     }

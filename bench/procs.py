@@ -7,8 +7,8 @@ import socket
 import subprocess
 import sys
 import urllib.request
-from contextlib import contextmanager
-from typing import Iterator
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 from procs.children import Child, stop_all, wait_healthy
 
@@ -36,7 +36,9 @@ def get_json(url: str, timeout: float = 2.0) -> dict:
 
 
 @contextmanager
-def child(argv: list[str], health_url: str, name: str, timeout_s: float = 120.0) -> Iterator[subprocess.Popen]:
+def child(
+    argv: list[str], health_url: str, name: str, timeout_s: float = 120.0
+) -> Iterator[subprocess.Popen]:
     """A `python argv...` child, supervised as `parley serve` supervises its own: ready once its
     /healthz answers, stopped with SIGTERM then SIGKILL. Its logs go to our stderr; its stdout is
     discarded so a benchmark's JSON stays the only thing on ours."""
@@ -47,3 +49,10 @@ def child(argv: list[str], health_url: str, name: str, timeout_s: float = 120.0)
         yield proc.proc
     finally:
         stop_all([proc])
+
+
+def gateway_child(port: int, model_port: int) -> AbstractContextManager[subprocess.Popen]:
+    """`parley gateway` on 127.0.0.1:`port` in front of the model server on `model_port`."""
+    argv = ["-m", "parley.cli", "gateway", "--host", "127.0.0.1", "--port", str(port)]
+    argv += ["--model-url", f"ws://127.0.0.1:{model_port}/session"]
+    return child(argv, f"http://127.0.0.1:{port}/healthz", "gateway")

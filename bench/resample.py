@@ -57,14 +57,17 @@ def _caller_side(make, seconds: float) -> dict:
     n_chunks = x.size // chunk
     for i in range(n_chunks):
         t = time.perf_counter()
-        have += rs.push(x[i * chunk:(i + 1) * chunk]).size
+        have += rs.push(x[i * chunk : (i + 1) * chunk]).size
         cpu += time.perf_counter() - t
         end_ms = (i + 1) * CHUNK_MS
         # frames that became complete with this push: their last input chunk ended at k * 200 ms
         while (len(waits) + 1) * frame_out <= have:
             waits.append(end_ms - (len(waits) + 1) * FRAME_MS)
-    return {"frame_wait_ms_p50": float(np.percentile(waits, 50)), "frame_wait_ms_max": float(max(waits)),
-            "cpu_us_per_s": round(cpu / seconds * 1e6, 1)}
+    return {
+        "frame_wait_ms_p50": float(np.percentile(waits, 50)),
+        "frame_wait_ms_max": float(max(waits)),
+        "cpu_us_per_s": round(cpu / seconds * 1e6, 1),
+    }
 
 
 def _agent_side(make, seconds: float) -> dict:
@@ -76,7 +79,7 @@ def _agent_side(make, seconds: float) -> dict:
     out_total = 0
     for k in range(x.size // frame):
         t = time.perf_counter()
-        n = rs.push(x[k * frame:(k + 1) * frame]).size
+        n = rs.push(x[k * frame : (k + 1) * frame]).size
         cpu += time.perf_counter() - t
         sizes.append(n)
         out_total += n
@@ -90,14 +93,22 @@ def _agent_side(make, seconds: float) -> dict:
         if now > playing_until and k > 0:
             gaps.append(now - playing_until)
         playing_until = max(playing_until, now) + n * 1000 / rate_out
-    return {"push_sizes": sorted(set(sizes)), "lag_ms_min": round(min(lags[1:]), 2),
-            "lag_ms_max": round(max(lags[1:]), 2), "pacer_gaps": len(gaps),
-            "pacer_gap_ms_total": round(sum(gaps), 1), "cpu_us_per_s": round(cpu / seconds * 1e6, 1)}
+    return {
+        "push_sizes": sorted(set(sizes)),
+        "lag_ms_min": round(min(lags[1:]), 2),
+        "lag_ms_max": round(max(lags[1:]), 2),
+        "pacer_gaps": len(gaps),
+        "pacer_gap_ms_total": round(sum(gaps), 1),
+        "cpu_us_per_s": round(cpu / seconds * 1e6, 1),
+    }
 
 
 def run(seconds: float = 20.0) -> dict:
-    makers = {"soxr_stream": _SoxrStream, "windowed": ResampleStream,
-              "windowed_frame_at_a_time": lambda a, b: ResampleStream(a, b, min_out=b * FRAME_MS // 1000)}
+    makers = {
+        "soxr_stream": _SoxrStream,
+        "windowed": ResampleStream,
+        "windowed_frame_at_a_time": lambda a, b: ResampleStream(a, b, min_out=b * FRAME_MS // 1000),
+    }
     out: dict = {"seconds": seconds, "caller_side_8k_to_16k": {}, "agent_side_16k_to_8k": {}}
     for name, make in makers.items():
         out["caller_side_8k_to_16k"][name] = _caller_side(make, seconds)

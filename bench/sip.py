@@ -8,8 +8,8 @@ up to N calls (or only N with `ladder=False`), each held for `seconds`. Per step
 gateway's own CPU time (supervisor, workers and every Kamailio process, from /proc) and each
 call's record from the workers: calls answered, caller RTP packets lost or discarded by the jitter
 buffer, and agent audio that did not play (the bridge found the agent's buffer empty while it was
-playing, or the buffer overflowed), in milliseconds. It prints one JSON object: the largest step held with every call answered and
-nothing lost, and the figures of every step.
+playing, or the buffer overflowed), in milliseconds. It prints one JSON object: the largest step
+held with every call answered and nothing lost, and the figures of every step.
 
 sipp 3.6 cannot count the RTP it receives, so "media both ways" is judged at the worker: RTP
 packets received from the caller, RTP packets sent to it and agent frames played. Note the
@@ -32,8 +32,8 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -153,7 +153,7 @@ def _sdp_codecs(codecs: Sequence[str]) -> tuple[str, str]:
 def call_scenario(
     *,
     codec: str = "PCMU",
-    wav: Optional[Path] = None,
+    wav: Path | None = None,
     end: str = "caller",
     dtmf_rfc4733: str = "",
     dtmf_info: str = "",
@@ -179,23 +179,37 @@ def call_scenario(
         out.append(_ACK_FAILURE.format(cseq=1))
         cseq = 2
     out.append(_invite(port_kw, pts, rtpmap, cseq=cseq, auth=auth))
-    out.append('  <recv response="100" optional="true"/>\n  <recv response="180" optional="true"/>\n'
-               '  <recv response="183" optional="true"/>\n  <recv response="200" rrs="true" rtd="true"/>\n')
+    out.append(
+        '  <recv response="100" optional="true"/>\n  <recv response="180" optional="true"/>\n'
+        '  <recv response="183" optional="true"/>\n  <recv response="200" rrs="true" rtd="true"/>\n'
+    )
     out.append(_ACK_2XX.format(dialog=_DIALOG.format(peer_tag="[peer_tag_param]"), cseq=cseq))
     if wav is not None:
         out.append(f'  <nop><action><exec rtp_stream="{wav},-1,{PT[codec]}"/></action></nop>\n')
     for digit in dtmf_rfc4733:
         name = {"*": "star", "#": "pound"}.get(digit, digit)
-        out.append(f'  <nop><action><exec play_pcap_audio="{DTMF_PCAP.format(digit=name)}"/></action></nop>\n')
+        out.append(
+            f'  <nop><action><exec play_pcap_audio="{DTMF_PCAP.format(digit=name)}"/></action></nop>\n'
+        )
         out.append('  <pause milliseconds="400"/>\n')
     for digit in dtmf_info:
         cseq += 1
-        out.append(_request("INFO", cseq, "      Content-Type: application/dtmf-relay\n",
-                            f"      Signal={digit}\n      Duration=160\n"))
+        out.append(
+            _request(
+                "INFO",
+                cseq,
+                "      Content-Type: application/dtmf-relay\n",
+                f"      Signal={digit}\n      Duration=160\n",
+            )
+        )
         out.append('  <recv response="200"/>\n')
     if refer_to:
         cseq += 1
-        out.append(_request("REFER", cseq, f"      Refer-To: <{refer_to}>\n      Referred-By: <sip:caller@[local_ip]>\n"))
+        out.append(
+            _request(
+                "REFER", cseq, f"      Refer-To: <{refer_to}>\n      Referred-By: <sip:caller@[local_ip]>\n"
+            )
+        )
         out.append('  <recv response="100" optional="true"/>\n  <recv response="603"/>\n')
     wait_ms = int(wait_s * 1000)
     if end == "caller":
@@ -238,6 +252,7 @@ def refused_scenario(codes: Sequence[int], codec: str = "PCMU", auth: bool = Fal
 
 # --- running sipp ----------------------------------------------------------------------------------
 
+
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
@@ -261,8 +276,10 @@ class SippResult:
         return int(self.stats.get("FailedCall(C)", 0))
 
     def __repr__(self) -> str:
-        return (f"SippResult(rc={self.returncode}, ok={self.successful}, failed={self.failed}, "
-                f"errors={self.errors[-600:]!r})")
+        return (
+            f"SippResult(rc={self.returncode}, ok={self.successful}, failed={self.failed}, "
+            f"errors={self.errors[-600:]!r})"
+        )
 
 
 async def run_sipp(
@@ -278,7 +295,7 @@ async def run_sipp(
     transport: str = "u1",
     extra: Sequence[str] = (),
     timeout_s: float = 60.0,
-    on_start: Optional[Callable[[asyncio.subprocess.Process], None]] = None,
+    on_start: Callable[[asyncio.subprocess.Process], None] | None = None,
 ) -> SippResult:
     """Run one sipp UAC to completion: `calls` calls at `rate` per second, all concurrent."""
     sipp = shutil.which("sipp")
@@ -290,21 +307,66 @@ async def run_sipp(
     xml.write_text(scenario)
     stat, msgs, logs, errs = (workdir / f"{name}.{ext}" for ext in ("csv", "msg", "log", "err"))
     kind = socket.SOCK_STREAM if transport.startswith("t") else socket.SOCK_DGRAM
-    argv = [sipp, "-sf", str(xml), "-s", service, target, "-i", source_ip, "-mi", source_ip,
-            "-p", str(free_port(kind)), "-mp", str(free_port()), "-t", transport,
-            "-m", str(calls), "-l", str(calls), "-r", str(rate), "-d", str(hold_ms),
-            "-nostdin", "-trace_stat", "-stf", str(stat), "-fd", "1",
-            "-trace_msg", "-message_file", str(msgs), "-trace_logs", "-log_file", str(logs),
-            "-trace_err", "-error_file", str(errs), "-timeout", f"{int(timeout_s)}s", "-timeout_error",
-            "-cp", str(free_port()), "-max_socket", "1024", *extra]
-    proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
-                                                stdout=asyncio.subprocess.DEVNULL,
-                                                stderr=asyncio.subprocess.PIPE)
+    argv = [
+        sipp,
+        "-sf",
+        str(xml),
+        "-s",
+        service,
+        target,
+        "-i",
+        source_ip,
+        "-mi",
+        source_ip,
+        "-p",
+        str(free_port(kind)),
+        "-mp",
+        str(free_port()),
+        "-t",
+        transport,
+        "-m",
+        str(calls),
+        "-l",
+        str(calls),
+        "-r",
+        str(rate),
+        "-d",
+        str(hold_ms),
+        "-nostdin",
+        "-trace_stat",
+        "-stf",
+        str(stat),
+        "-fd",
+        "1",
+        "-trace_msg",
+        "-message_file",
+        str(msgs),
+        "-trace_logs",
+        "-log_file",
+        str(logs),
+        "-trace_err",
+        "-error_file",
+        str(errs),
+        "-timeout",
+        f"{int(timeout_s)}s",
+        "-timeout_error",
+        "-cp",
+        str(free_port()),
+        "-max_socket",
+        "1024",
+        *extra,
+    ]
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
     if on_start is not None:
         on_start(proc)
     try:
         _, err = await asyncio.wait_for(proc.communicate(), timeout_s + 15)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         proc.kill()
         await proc.wait()
         err = b"sipp killed: over its timeout"
@@ -314,10 +376,13 @@ async def run_sipp(
         if len(rows) >= 2:
             stats = dict(zip(rows[0], rows[-1], strict=False))
     read = lambda p: p.read_text(errors="replace") if p.exists() else ""  # noqa: E731
-    return SippResult(proc.returncode or 0, stats, read(msgs), read(logs), read(errs) + err.decode(errors="replace"))
+    return SippResult(
+        proc.returncode or 0, stats, read(msgs), read(logs), read(errs) + err.decode(errors="replace")
+    )
 
 
 # --- a `parley sip` stack as a child process -----------------------------------------------------------
+
 
 class SipStack:
     """`parley sip --events` as a child process; its JSON events collected as they come.
@@ -325,9 +390,17 @@ class SipStack:
     `await stack.wait_for(predicate, timeout)` waits (without polling) until `predicate(events)`
     holds; `await stack.health()` fetches GET /healthz."""
 
-    def __init__(self, workers: int, port: int, model_url: str, *, env: Optional[dict] = None,
-                 host: str = "127.0.0.1", worker_port_base: Optional[int] = None,
-                 rtp_port_base: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        workers: int,
+        port: int,
+        model_url: str,
+        *,
+        env: dict | None = None,
+        host: str = "127.0.0.1",
+        worker_port_base: int | None = None,
+        rtp_port_base: int | None = None,
+    ) -> None:
         self.workers = workers
         self.port = port
         self.model_url = model_url
@@ -340,12 +413,12 @@ class SipStack:
             **(env or {}),
         }
         self.events: list[dict] = []
-        self.proc: Optional[asyncio.subprocess.Process] = None
-        self.ready: Optional[dict] = None
+        self.proc: asyncio.subprocess.Process | None = None
+        self.ready: dict | None = None
         self._changed = asyncio.Condition()
-        self._reader: Optional[asyncio.Task] = None
+        self._reader: asyncio.Task | None = None
 
-    async def __aenter__(self) -> "SipStack":
+    async def __aenter__(self) -> SipStack:
         await self.start()
         return self
 
@@ -353,14 +426,34 @@ class SipStack:
         await self.stop()
 
     async def start(self, timeout_s: float = 60.0) -> None:
-        argv = [sys.executable, "-m", "parley.cli", "sip", "--workers", str(self.workers), "--host", self.host,
-                "--port", str(self.port), "--model-url", self.model_url, "--health-port", "0", "--events"]
+        argv = [
+            sys.executable,
+            "-m",
+            "parley.cli",
+            "sip",
+            "--workers",
+            str(self.workers),
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--model-url",
+            self.model_url,
+            "--health-port",
+            "0",
+            "--events",
+        ]
         self.proc = await asyncio.create_subprocess_exec(
-            *argv, env=self.env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, limit=1 << 22)
+            *argv,
+            env=self.env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            limit=1 << 22,
+        )
         self._reader = asyncio.create_task(self._read())
         try:
             await self.wait_for(lambda ev: any(e.get("event") in ("ready", "stopped") for e in ev), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self.stop()
             raise RuntimeError("parley sip did not become ready") from None
         ready = [e for e in self.events if e.get("event") == "ready"]
@@ -415,7 +508,7 @@ class SipStack:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(self.proc.wait(), 20)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
         if self._reader is not None:
@@ -473,21 +566,30 @@ def cpu_seconds(pids: Sequence[int]) -> float:
 
 # --- the benchmark ---------------------------------------------------------------------------------
 
+
 def _loss(records: list[dict]) -> dict:
     rtp = collections.Counter()
     agent = collections.Counter()
     for r in records:
         for key in ("rx_lost", "jb_lost", "jb_discarded", "rx_packets", "tx_packets"):
             rtp[key] += int((r.get("rtp") or {}).get(key) or 0)
-        rtp["jitter_max_ms"] = max(rtp["jitter_max_ms"], float((r.get("rtp") or {}).get("rx_jitter_max_ms") or 0))
-        for key in ("agent_underrun_ms", "agent_dropped_ms", "agent_audio_ms", "caller_frames",
-                    "caller_frames_to_model"):
+        rtp["jitter_max_ms"] = max(
+            rtp["jitter_max_ms"], float((r.get("rtp") or {}).get("rx_jitter_max_ms") or 0)
+        )
+        for key in (
+            "agent_underrun_ms",
+            "agent_dropped_ms",
+            "agent_audio_ms",
+            "caller_frames",
+            "caller_frames_to_model",
+        ):
             agent[key] += int(r.get(key) or 0)
     return {
         "caller_rtp_packets_lost": rtp["rx_lost"] + rtp["jb_lost"] + rtp["jb_discarded"],
         "rtp_lost_detail": {k: rtp[k] for k in ("rx_lost", "jb_lost", "jb_discarded")},
-        "caller_rtp_loss_rate": round((rtp["rx_lost"] + rtp["jb_lost"] + rtp["jb_discarded"])
-                                      / max(1, rtp["rx_packets"]), 6),
+        "caller_rtp_loss_rate": round(
+            (rtp["rx_lost"] + rtp["jb_lost"] + rtp["jb_discarded"]) / max(1, rtp["rx_packets"]), 6
+        ),
         "caller_rtp_jitter_max_ms": rtp["jitter_max_ms"],
         "agent_audio_lost_ms": agent["agent_underrun_ms"] + agent["agent_dropped_ms"],
         "rtp_packets_in": rtp["rx_packets"],
@@ -506,11 +608,23 @@ async def _bench(calls: int, seconds: float, ladder: bool, codec: str) -> dict:
     steps = sorted({n for n in (4, 8, 16, 32, 64, 128, 256) if n < calls} | {calls}) if ladder else [calls]
     model_port = free_tcp_port()
     port = free_port()
-    out: dict = {"calls": calls, "seconds": seconds, "workers": workers, "codec": codec,
-                 "load_average_before": os.getloadavg(), "cpus": os.cpu_count(), "steps": []}
-    with tempfile.TemporaryDirectory(prefix="parley-bench-sip-") as tmp, \
-            child(["-m", "bench.echo_model", "--port", str(model_port)],
-                  f"http://127.0.0.1:{model_port}/healthz", "echo-model") as echo:
+    out: dict = {
+        "calls": calls,
+        "seconds": seconds,
+        "workers": workers,
+        "codec": codec,
+        "load_average_before": os.getloadavg(),
+        "cpus": os.cpu_count(),
+        "steps": [],
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="parley-bench-sip-") as tmp,
+        child(
+            ["-m", "bench.echo_model", "--port", str(model_port)],
+            f"http://127.0.0.1:{model_port}/healthz",
+            "echo-model",
+        ) as echo,
+    ):
         work = Path(tmp)
         wav = write_g711_wav(work / f"caller_{codec}.wav", codec)
         env = {"PARLEY_SIP_NUMBERS": json.dumps({"100": "support"}), "PARLEY_SIP_PJSIP_LOG_LEVEL": "0"}
@@ -521,29 +635,48 @@ async def _bench(calls: int, seconds: float, ladder: bool, codec: str) -> dict:
                 pids = stack.pids()
                 cpu0, t0 = cpu_seconds(pids), time.monotonic()
                 echo0, callers0 = cpu_seconds([echo.pid]), _children_cpu()
-                result = await run_sipp(scenario, f"127.0.0.1:{port}", work, service="100", calls=n,
-                                        rate=min(50.0, n * 2.0), hold_ms=int(seconds * 1000),
-                                        timeout_s=seconds + 60)
+                result = await run_sipp(
+                    scenario,
+                    f"127.0.0.1:{port}",
+                    work,
+                    service="100",
+                    calls=n,
+                    rate=min(50.0, n * 2.0),
+                    hold_ms=int(seconds * 1000),
+                    timeout_s=seconds + 60,
+                )
                 wall = time.monotonic() - t0
                 cpu = cpu_seconds(pids) - cpu0
                 echo_cpu, callers_cpu = cpu_seconds([echo.pid]) - echo0, _children_cpu() - callers0
                 expect = before_end + result.successful + result.failed
                 with contextlib.suppress(asyncio.TimeoutError):
                     await stack.wait_for(
-                        lambda ev, expect=expect: len([e for e in ev if e.get("event") == "call_end"]) >= expect, 15
+                        lambda ev, expect=expect: (
+                            len([e for e in ev if e.get("event") == "call_end"]) >= expect
+                        ),
+                        15,
                     )
                 records = stack.of("call_end")[before_end:]
                 answered = sum(1 for r in records if r.get("answered"))
                 loss = _loss(records)
-                held = (answered == n and result.failed == 0 and loss["caller_rtp_packets_lost"] == 0
-                        and loss["agent_audio_lost_ms"] == 0)
+                held = (
+                    answered == n
+                    and result.failed == 0
+                    and loss["caller_rtp_packets_lost"] == 0
+                    and loss["agent_audio_lost_ms"] == 0
+                )
                 call_seconds = sum(float(r.get("duration_s") or 0) for r in records) or n * seconds
                 step = {
-                    "calls": n, "answered": answered, "sipp_failed": result.failed, "held_without_loss": held,
-                    "wall_s": round(wall, 2), "gateway_cpu_s": round(cpu, 2),
+                    "calls": n,
+                    "answered": answered,
+                    "sipp_failed": result.failed,
+                    "held_without_loss": held,
+                    "wall_s": round(wall, 2),
+                    "gateway_cpu_s": round(cpu, 2),
                     "cpu_per_call_share_of_core": round(cpu / call_seconds, 4),
                     "cpu_ms_per_call_second": round(1000 * cpu / call_seconds, 2),
-                    "callers_sipp_cpu_s": round(callers_cpu, 2), "echo_model_cpu_s": round(echo_cpu, 2),
+                    "callers_sipp_cpu_s": round(callers_cpu, 2),
+                    "echo_model_cpu_s": round(echo_cpu, 2),
                     **loss,
                 }
                 out["steps"].append(step)
@@ -552,14 +685,18 @@ async def _bench(calls: int, seconds: float, ladder: bool, codec: str) -> dict:
             out["kamailio_destinations"] = (await stack.health()).get("kamailio", {}).get("destinations")
     held_steps = [s["calls"] for s in out["steps"] if s["held_without_loss"]]
     last = out["steps"][-1]
-    out.update({
-        "answered": last["answered"],
-        "frames_lost": {"caller_rtp_packets": last["caller_rtp_packets_lost"],
-                        "agent_audio_ms": last["agent_audio_lost_ms"]},
-        "cpu_per_call_share_of_core": last["cpu_per_call_share_of_core"],
-        "largest_calls_held_without_loss": max(held_steps) if held_steps else 0,
-        "load_average_after": os.getloadavg(),
-    })
+    out.update(
+        {
+            "answered": last["answered"],
+            "frames_lost": {
+                "caller_rtp_packets": last["caller_rtp_packets_lost"],
+                "agent_audio_ms": last["agent_audio_lost_ms"],
+            },
+            "cpu_per_call_share_of_core": last["cpu_per_call_share_of_core"],
+            "largest_calls_held_without_loss": max(held_steps) if held_steps else 0,
+            "load_average_after": os.getloadavg(),
+        }
+    )
     return out
 
 

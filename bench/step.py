@@ -42,8 +42,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[k]
 
 
-def run(model: InteractionModel, preset: str, slots: int, ticks: int, device: str, warmup: int = 5,
-        events_every: int = 25, agent: str = "support") -> dict:
+def run(
+    model: InteractionModel,
+    preset: str,
+    slots: int,
+    ticks: int,
+    device: str,
+    warmup: int = 5,
+    events_every: int = 25,
+    agent: str = "support",
+) -> dict:
     dev = torch.device(device)
     engine = Engine(model, slots, dev)
     config = render_prefix(get_agent(agent))
@@ -52,10 +60,15 @@ def run(model: InteractionModel, preset: str, slots: int, ticks: int, device: st
     frames = [[row.tobytes() for row in tick] for tick in pcm]  # [tick % 50][slot]
     event = ByteTokenizer().encode_event("tool_result", '{"ok":true}')[: model.cfg.max_event_tokens]
     n = warmup + ticks
-    calls = [Call(config, [frames[i % len(frames)][s] for i in range(n)],
-                  {i: event for i in range(n) if (i + s) % events_every == 0},
-                  Sampling(DEFAULT_TEMPERATURE, DEFAULT_TOP_P, seed=s))
-             for s in range(slots)]
+    calls = [
+        Call(
+            config,
+            [frames[i % len(frames)][s] for i in range(n)],
+            {i: event for i in range(n) if (i + s) % events_every == 0},
+            Sampling(DEFAULT_TEMPERATURE, DEFAULT_TOP_P, seed=s),
+        )
+        for s in range(slots)
+    ]
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     for _ in engine.stream(calls):  # outputs are dropped as they come: memory is the model's alone

@@ -23,8 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 from websockets.asyncio.server import serve
@@ -32,6 +32,8 @@ from websockets.exceptions import ConnectionClosed
 
 from agent.config import get_agent
 from agent.model_client import ToolCall
+from agent.session import CallSession
+from agent.tool_router import CeleryToolRouter, ToolRouterSettings
 from model.protocol import (
     FRAME_BYTES,
     FRAME_SAMPLES,
@@ -46,14 +48,11 @@ from model.protocol import (
     parse_client_message,
 )
 from procs.children import stop_all, wait_healthy
-from workers.process import worker_child
-from agent.session import CallSession
-from agent.tool_router import CeleryToolRouter, ToolRouterSettings
-from telephony.leg import CallInfo
 from procs.redis_server import EmbeddedRedis
+from telephony.leg import CallInfo
+from workers.process import worker_child
 from workers.shop import Shop
 from workers.store import ShopStore
-
 
 
 def _tool_cycle(shop: Shop) -> list[tuple[str, dict]]:

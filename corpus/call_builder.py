@@ -16,8 +16,21 @@ import random
 import re
 from typing import Any
 
-from corpus.call_script import (BACKCHANNEL_FRAC, BARGE_MS, PAUSE_MS, RESPONSE_MS, CallerStyle, CallScript,
-                                Dtmf, EndCall, Gap, Handoff, Item, Say, ToolCall)
+from corpus.call_script import (
+    BACKCHANNEL_FRAC,
+    BARGE_MS,
+    PAUSE_MS,
+    RESPONSE_MS,
+    CallerStyle,
+    CallScript,
+    Dtmf,
+    EndCall,
+    Gap,
+    Handoff,
+    Item,
+    Say,
+    ToolCall,
+)
 from workers.shop import FIRST_NAMES, Shop
 
 
@@ -34,8 +47,10 @@ def _informative(text: str) -> bool:
     return len(text.split()) >= 10 and not (text.endswith("?") and not re.search(r"[.!;]", text))
 
 
-ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-        "fifteen sixteen seventeen eighteen nineteen").split()
+ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen"
+).split()
 TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 
 
@@ -53,17 +68,28 @@ def lower_first(text: str) -> str:
 
 
 # said while a slow tool result is pending
-INTERIM = ("Still looking, thanks for waiting.", "Almost there, one more moment.",
-           "Thanks for your patience, it's still loading.", "Bear with me, the system is a little slow.")
+INTERIM = (
+    "Still looking, thanks for waiting.",
+    "Almost there, one more moment.",
+    "Thanks for your patience, it's still loading.",
+    "Bear with me, the system is a little slow.",
+)
 
 
 class CallBuilder:
     """Appends items with their timing relations; holds the rng, the shop and the caller's style."""
 
-    def __init__(self, agent: str, seed: int, scenario: str, rng: random.Random, shop: Shop,
-                 style: CallerStyle):
-        self.agent_name, self.seed, self.scenario, self.rng, self.shop, self.style = \
-            agent, seed, scenario, rng, shop, style
+    def __init__(
+        self, agent: str, seed: int, scenario: str, rng: random.Random, shop: Shop, style: CallerStyle
+    ):
+        self.agent_name, self.seed, self.scenario, self.rng, self.shop, self.style = (
+            agent,
+            seed,
+            scenario,
+            rng,
+            shop,
+            style,
+        )
         self.items: list[Item] = []
         self.barge: dict[int, int] = {}  # agent Say index -> planned caller barge-in offset (ms)
         mood = style.mood
@@ -84,8 +110,15 @@ class CallBuilder:
         return self.rng.randint(lo, hi)
 
     def script(self) -> CallScript:
-        return CallScript(self.agent_name, self.seed, self.scenario, self.style, self.shop.seed,
-                          {"agent": self.agent_name}, self.items)
+        return CallScript(
+            self.agent_name,
+            self.seed,
+            self.scenario,
+            self.style,
+            self.shop.seed,
+            {"agent": self.agent_name},
+            self.items,
+        )
 
     def disfluent(self, text: str, p: float | None = None) -> str:
         """Maybe add a hesitation: a leading 'um', a filler inside, or a restart ('I want, I want to')."""
@@ -119,8 +152,15 @@ class CallBuilder:
         if offset is not None:
             lead = self.pick(("Sorry, ", "Sorry to interrupt, ", "Yeah, yeah, ", "Wait, ", "Oh, ", ""))
             joined = " ".join(parts)
-            return self.add(Say(speaker="caller", text=lead + (lower_first(joined) if lead else joined),
-                                intent=intent, barge_in=True, after=Gap("prev_start", offset, True, anchor)))
+            return self.add(
+                Say(
+                    speaker="caller",
+                    text=lead + (lower_first(joined) if lead else joined),
+                    intent=intent,
+                    barge_in=True,
+                    after=Gap("prev_start", offset, True, anchor),
+                )
+            )
         merged = [parts[0]]
         for x in parts[1:]:  # keep a split as a pause, or say it in one breath
             if self.rng.random() < self.p_pause:
@@ -139,12 +179,16 @@ class CallBuilder:
         for k, part in enumerate(merged):
             if k:
                 gap = Gap("prev_end", pauses[k - 1], False, idx)
-            idx = self.add(Say(speaker="caller", text=part, intent=intent, after=gap,
-                               pause_inside_turn=k > 0))
+            idx = self.add(
+                Say(speaker="caller", text=part, intent=intent, after=gap, pause_inside_turn=k > 0)
+            )
             if self.rng.random() >= self.p_agent_bc:
                 continue
-            bc = self.pick(("mm-hmm", "uh-huh", "right", "okay", "I see", "mm") if self.style.mood != "angry"
-                           else ("I understand", "mm-hmm", "I see"))
+            bc = self.pick(
+                ("mm-hmm", "uh-huh", "right", "okay", "I see", "mm")
+                if self.style.mood != "angry"
+                else ("I understand", "mm-hmm", "I see")
+            )
             if pauses[k] >= 800 and self.rng.random() < 0.6:  # in the pause: backchannel, not take-over
                 gap_bc = Gap("prev_end", self.ms(80, 200), True, idx)
             elif len(part.split()) >= 8:
@@ -155,13 +199,19 @@ class CallBuilder:
         return idx
 
     def dtmf(self, digits: str, anchor: int) -> int:
-        return self.add(Dtmf(digits=digits, interval_ms=self.ms(180, 600),
-                             after=Gap("prev_end", self.ms(600, 2500), False, anchor)))
+        return self.add(
+            Dtmf(
+                digits=digits,
+                interval_ms=self.ms(180, 600),
+                after=Gap("prev_end", self.ms(600, 2500), False, anchor),
+            )
+        )
 
     # -- agent side ----------------------------------------------------------------------------
 
-    def agent(self, text: str, anchor: int | None, intent: str, *, role: str = "turn",
-              bargeable: bool = False) -> int:
+    def agent(
+        self, text: str, anchor: int | None, intent: str, *, role: str = "turn", bargeable: bool = False
+    ) -> int:
         """An agent Say timed from item `anchor` (a caller turn's end, a result, a timer...)."""
         ref = self.items[anchor] if anchor is not None else None
         if anchor is None:
@@ -177,26 +227,57 @@ class CallBuilder:
         if bargeable and est >= 2600 and self.rng.random() < self.p_barge:
             hi = min(BARGE_MS[1], int(0.55 * est))
             self.barge[idx] = BARGE_MS[0] + int((hi - BARGE_MS[0]) * self.style.patience * self.rng.random())
-        elif role == "turn" and intent not in NO_BACKCHANNEL and _informative(text) \
-                and self.rng.random() < self.p_caller_bc:
+        elif (
+            role == "turn"
+            and intent not in NO_BACKCHANNEL
+            and _informative(text)
+            and self.rng.random() < self.p_caller_bc
+        ):
             bc = self.pick(("uh-huh", "right", "okay", "mm-hmm", "yeah", "sure", "I see", "got it"))
-            self.add(Say(speaker="caller", text=bc, role="backchannel", intent="backchannel",
-                         after=Gap("prev_start", 0, True, idx,
-                                   round(self.rng.uniform(*BACKCHANNEL_FRAC), 2))))
+            self.add(
+                Say(
+                    speaker="caller",
+                    text=bc,
+                    role="backchannel",
+                    intent="backchannel",
+                    after=Gap("prev_start", 0, True, idx, round(self.rng.uniform(*BACKCHANNEL_FRAC), 2)),
+                )
+            )
         return idx
 
-    def tool(self, anchor: int, name: str, arguments: dict[str, Any], filler: str,
-             latency: tuple[int, int] | None = None) -> tuple[int, dict[str, Any] | None, str | None]:
+    def tool(
+        self,
+        anchor: int,
+        name: str,
+        arguments: dict[str, Any],
+        filler: str,
+        latency: tuple[int, int] | None = None,
+    ) -> tuple[int, dict[str, Any] | None, str | None]:
         """Filler, then the call right after it; an interim filler while a slow result is pending."""
         f = self.agent(filler, anchor, f"{name}_filler", role="filler")
         result, error = self.shop.call(name, arguments)
         bands = ((500, 1500), (1500, 3500), (3500, 5000))
         lat = self.ms(*(latency or self.rng.choices(bands, (0.55, 0.33, 0.12))[0]))
-        t = self.add(ToolCall(name=name, arguments=arguments, result=result, error=error, latency_ms=lat,
-                              after=Gap("prev_end", self.ms(0, 150), False, f)))
+        t = self.add(
+            ToolCall(
+                name=name,
+                arguments=arguments,
+                result=result,
+                error=error,
+                latency_ms=lat,
+                after=Gap("prev_end", self.ms(0, 150), False, f),
+            )
+        )
         if lat >= 3800 and self.rng.random() < 0.7:
-            self.add(Say(speaker="agent", role="filler", intent="interim_filler", text=self.pick(INTERIM),
-                         after=Gap("prev_start", self.ms(1200, 1600), False, t)))
+            self.add(
+                Say(
+                    speaker="agent",
+                    role="filler",
+                    intent="interim_filler",
+                    text=self.pick(INTERIM),
+                    after=Gap("prev_start", self.ms(1200, 1600), False, t),
+                )
+            )
         return t, result, error
 
     def transfer(self, anchor: int, reason: str, line: str | None = None) -> None:
@@ -204,15 +285,28 @@ class CallBuilder:
         if line is not None:
             anchor = self.agent(line, anchor, "transfer")
         result, error = self.shop.call("transfer", {"reason": reason})
-        t = self.add(ToolCall(name="transfer", arguments={"reason": reason}, result=result, error=error,
-                              latency_ms=self.ms(500, 1500),
-                              after=Gap("prev_end", self.ms(50, 300), False, anchor)))
+        t = self.add(
+            ToolCall(
+                name="transfer",
+                arguments={"reason": reason},
+                result=result,
+                error=error,
+                latency_ms=self.ms(500, 1500),
+                after=Gap("prev_end", self.ms(50, 300), False, anchor),
+            )
+        )
         self.add(Handoff(reason=reason, after=Gap("prev_end", 0, False, t)))
 
     def hang_up(self, goodbye: int) -> None:
         result, error = self.shop.call("end_call", {})
-        t = self.add(ToolCall(name="end_call", arguments={}, result=result, error=error,
-                              latency_ms=self.ms(500, 900),
-                              after=Gap("prev_end", self.ms(100, 400), False, goodbye)))
+        t = self.add(
+            ToolCall(
+                name="end_call",
+                arguments={},
+                result=result,
+                error=error,
+                latency_ms=self.ms(500, 900),
+                after=Gap("prev_end", self.ms(100, 400), False, goodbye),
+            )
+        )
         self.add(EndCall(after=Gap("prev_end", 0, False, t)))
-

@@ -31,14 +31,33 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from workers.shop import (ALREADY_RETURNED, NOT_DELIVERED, ORDER_NOT_FOUND, TOOL_SCHEMAS, WINDOW_CLOSED, Shop,
-                             check_arguments, spoken_amount, spoken_date, spoken_id, spoken_seconds)
+from workers.shop import (
+    ALREADY_RETURNED,
+    NOT_DELIVERED,
+    ORDER_NOT_FOUND,
+    TOOL_SCHEMAS,
+    WINDOW_CLOSED,
+    Shop,
+    check_arguments,
+    spoken_amount,
+    spoken_date,
+    spoken_id,
+    spoken_seconds,
+)
 
 SCRIPT_VERSION = 1
 AGENTS = ("support", "translate-en-es")
 SCENARIOS: dict[str, dict[str, float]] = {  # scenario -> relative frequency
-    "support": {"order_status": 20, "return": 14, "callback": 9, "faq": 14, "handoff": 9,
-                "angry": 10, "confused": 10, "unknown_order": 14},
+    "support": {
+        "order_status": 20,
+        "return": 14,
+        "callback": 9,
+        "faq": 14,
+        "handoff": 9,
+        "angry": 10,
+        "confused": 10,
+        "unknown_order": 14,
+    },
     "translate-en-es": {"interpret": 88, "interpret_correction": 12},
 }
 MOODS = ("neutral", "angry", "confused")
@@ -52,6 +71,7 @@ KEY_DATE = {"processing": "ship_by", "shipped": "eta", "delivered": "delivered",
 
 
 # -- items --------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Gap:
@@ -143,16 +163,22 @@ class CallScript:
     version: int = SCRIPT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": self.version, "agent": self.agent, "seed": self.seed,
-                "scenario": self.scenario, "style": dataclasses.asdict(self.style),
-                "shop_seed": self.shop_seed, "config": self.config,
-                "items": [{"kind": it.kind, **dataclasses.asdict(it)} for it in self.items]}
+        return {
+            "version": self.version,
+            "agent": self.agent,
+            "seed": self.seed,
+            "scenario": self.scenario,
+            "style": dataclasses.asdict(self.style),
+            "shop_seed": self.shop_seed,
+            "config": self.config,
+            "items": [{"kind": it.kind, **dataclasses.asdict(it)} for it in self.items],
+        }
 
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "CallScript":
+    def from_json(cls, text: str) -> CallScript:
         d = json.loads(text)
         if d.get("version") != SCRIPT_VERSION:
             raise ScriptError(f"script version {d.get('version')!r}, this code reads {SCRIPT_VERSION}")
@@ -162,8 +188,16 @@ class CallScript:
             kind = raw.pop("kind")
             raw["after"] = Gap(**raw["after"])
             items.append(ITEM_TYPES[kind](**raw))
-        return cls(d["agent"], d["seed"], d["scenario"], CallerStyle(**d["style"]), d["shop_seed"],
-                   d["config"], items, d["version"])
+        return cls(
+            d["agent"],
+            d["seed"],
+            d["scenario"],
+            CallerStyle(**d["style"]),
+            d["shop_seed"],
+            d["config"],
+            items,
+            d["version"],
+        )
 
     def shop(self) -> Shop:
         return Shop.generate(self.shop_seed)
@@ -194,8 +228,18 @@ class CallScript:
 
     def answer_to(self, index: int) -> Say | None:
         """The agent turn that answers the ToolCall at `index` (the first that starts after its result)."""
-        return next((it for it in self.items if isinstance(it, Say) and it.speaker == "agent"
-                     and it.role == "turn" and it.after.of == index and it.after.ref == "prev_end"), None)
+        return next(
+            (
+                it
+                for it in self.items
+                if isinstance(it, Say)
+                and it.speaker == "agent"
+                and it.role == "turn"
+                and it.after.of == index
+                and it.after.ref == "prev_end"
+            ),
+            None,
+        )
 
     def validate(self) -> None:
         problems = script_problems(self)
@@ -207,8 +251,12 @@ def answer_facts(call: ToolCall) -> list[str]:
     """Lower-case phrases the agent's answer to `call` must contain: what the result says."""
     r, err = call.result, call.error
     if call.name in ("lookup_order", "create_return") and err:
-        phrase = {ORDER_NOT_FOUND: "couldn't find", NOT_DELIVERED: "hasn't been delivered",
-                  WINDOW_CLOSED: "return window", ALREADY_RETURNED: "already been returned"}[err]
+        phrase = {
+            ORDER_NOT_FOUND: "couldn't find",
+            NOT_DELIVERED: "hasn't been delivered",
+            WINDOW_CLOSED: "return window",
+            ALREADY_RETURNED: "already been returned",
+        }[err]
         return [phrase] + ([spoken_id(call.arguments["order_id"]).lower()] if err == ORDER_NOT_FOUND else [])
     if call.name == "lookup_order":
         return [r["status"], spoken_date(r[KEY_DATE[r["status"]]]).lower()]
@@ -222,6 +270,7 @@ def answer_facts(call: ToolCall) -> list[str]:
 
 
 # -- validation ---------------------------------------------------------------------------------
+
 
 def script_problems(s: CallScript) -> list[str]:
     """Every invariant `s` breaks, as readable strings (empty when the script is sound)."""
@@ -250,8 +299,13 @@ def script_problems(s: CallScript) -> list[str]:
         if g.ms < 0 and not g.overlap_ok:
             p.append(f"item {i}: negative gap without overlap_ok")
         ref = items[g.of] if g.of is not None else None
-        if (isinstance(it, Say) and isinstance(ref, Say) and g.ref == "prev_start"
-                and ref.speaker != it.speaker and not g.overlap_ok):
+        if (
+            isinstance(it, Say)
+            and isinstance(ref, Say)
+            and g.ref == "prev_start"
+            and ref.speaker != it.speaker
+            and not g.overlap_ok
+        ):
             p.append(f"item {i}: starts inside the other speaker's Say {g.of} without overlap_ok")
     if any("not an earlier one" in x or "call start" in x for x in p):
         return p  # the rest follows references; with broken ones it would only add noise
@@ -265,16 +319,23 @@ def script_problems(s: CallScript) -> list[str]:
             p += _tool_problems(s, shop, i, it)
         elif isinstance(it, Timer):
             ref = items[it.after.of] if it.after.of is not None else None
-            if not (isinstance(ref, ToolCall) and ref.name == "book_callback"
-                    and ref.arguments.get("seconds") == it.seconds and it.after.ref == "prev_end"):
+            if not (
+                isinstance(ref, ToolCall)
+                and ref.name == "book_callback"
+                and ref.arguments.get("seconds") == it.seconds
+                and it.after.ref == "prev_end"
+            ):
                 p.append(f"timer {i}: must follow its book_callback result with the same seconds")
             if not any(isinstance(items[j], Say) and items[j].speaker == "agent" for j in refs.get(i, [])):
                 p.append(f"timer {i}: no agent turn after it fires")
         elif isinstance(it, Dtmf):
             if not re.fullmatch(r"[0-9*#]+", it.digits):
                 p.append(f"dtmf {i}: bad digits {it.digits!r}")
-            used = [c for c in items[i:] if isinstance(c, ToolCall)
-                    and c.arguments.get("order_id") == it.digits.rstrip("#")]
+            used = [
+                c
+                for c in items[i:]
+                if isinstance(c, ToolCall) and c.arguments.get("order_id") == it.digits.rstrip("#")
+            ]
             if not used:
                 p.append(f"dtmf {i}: no later tool call uses the typed digits")
         elif isinstance(it, (Handoff, EndCall)):
@@ -300,35 +361,63 @@ def _say_problems(s: CallScript, i: int, it: Say, refs: dict[int, list[int]]) ->
     if it.role == "backchannel":
         lo, hi = BACKCHANNEL_FRAC if it.speaker == "caller" else (0.3, 0.9)
         in_pause = it.speaker == "agent" and g.ref == "prev_end" and refs_continue(items, g.of)
-        if not (isinstance(ref, Say) and ref.speaker != it.speaker and g.overlap_ok
-                and (in_pause or (g.ref == "prev_start" and lo <= g.frac <= hi))):
+        if not (
+            isinstance(ref, Say)
+            and ref.speaker != it.speaker
+            and g.overlap_ok
+            and (in_pause or (g.ref == "prev_start" and lo <= g.frac <= hi))
+        ):
             p.append(f"say {i}: backchannel must sit {lo:.0%}-{hi:.0%} into the other speaker's Say")
         if refs.get(i):
             p.append(f"say {i}: nothing may be timed from a backchannel")
     if it.barge_in:
-        if not (it.speaker == "caller" and isinstance(ref, Say) and ref.speaker == "agent"
-                and ref.role == "turn" and g.ref == "prev_start" and g.overlap_ok
-                and BARGE_MS[0] <= g.ms <= BARGE_MS[1]):
+        if not (
+            it.speaker == "caller"
+            and isinstance(ref, Say)
+            and ref.speaker == "agent"
+            and ref.role == "turn"
+            and g.ref == "prev_start"
+            and g.overlap_ok
+            and BARGE_MS[0] <= g.ms <= BARGE_MS[1]
+        ):
             p.append(f"say {i}: barge-in must start {BARGE_MS} ms into an agent turn")
-        others = [j for j in refs.get(g.of, []) if j != i
-                  and (items[j].after.ref == "prev_end" or getattr(items[j], "role", "") == "backchannel")]
+        others = [
+            j
+            for j in refs.get(g.of, [])
+            if j != i and (items[j].after.ref == "prev_end" or getattr(items[j], "role", "") == "backchannel")
+        ]
         if others:
             p.append(f"say {i}: items {others} are timed from the end of the agent turn it cuts")
         if isinstance(ref, Say) and ref.after.of is not None and isinstance(items[ref.after.of], ToolCall):
             p.append(f"say {i}: a tool answer may not be barged in on")
     if it.pause_inside_turn:
         lo = 0 if s.agent == "translate-en-es" else PAUSE_MS[0]
-        if not (it.speaker == "caller" and isinstance(ref, Say) and ref.speaker == "caller"
-                and ref.role == "turn" and g.ref == "prev_end" and lo <= g.ms <= PAUSE_MS[1]):
+        if not (
+            it.speaker == "caller"
+            and isinstance(ref, Say)
+            and ref.speaker == "caller"
+            and ref.role == "turn"
+            and g.ref == "prev_end"
+            and lo <= g.ms <= PAUSE_MS[1]
+        ):
             p.append(f"say {i}: pause inside a turn must follow the caller's previous part by {lo}-1500 ms")
     if s.agent == "support" and continued:
-        takers = [j for j in refs.get(i, []) if isinstance(items[j], Say) and items[j].speaker == "agent"
-                  and items[j].role != "backchannel"]
+        takers = [
+            j
+            for j in refs.get(i, [])
+            if isinstance(items[j], Say) and items[j].speaker == "agent" and items[j].role != "backchannel"
+        ]
         if takers:
             p.append(f"say {i}: agent items {takers} take over in a mid-turn pause")
-    if s.agent == "support" and it.speaker == "agent" and it.role != "backchannel" and isinstance(ref, Say) \
-            and ref.speaker == "caller" and g.ref == "prev_end" \
-            and not RESPONSE_MS[0] <= g.ms <= RESPONSE_MS[1]:
+    if (
+        s.agent == "support"
+        and it.speaker == "agent"
+        and it.role != "backchannel"
+        and isinstance(ref, Say)
+        and ref.speaker == "caller"
+        and g.ref == "prev_end"
+        and not RESPONSE_MS[0] <= g.ms <= RESPONSE_MS[1]
+    ):
         p.append(f"say {i}: agent responds {g.ms} ms after the caller, outside {RESPONSE_MS}")
     if s.agent == "support" and it.role == "turn" and not it.pause_inside_turn:
         # Alternation: a caller turn answers an agent turn; an agent turn answers a caller turn, a
@@ -337,8 +426,9 @@ def _say_problems(s: CallScript, i: int, it: Say, refs: dict[int, list[int]]) ->
         if it.speaker == "caller" and not answers_agent:
             p.append(f"say {i}: a caller turn must follow an agent turn")
         answers_caller = isinstance(ref, Say) and ref.speaker == "caller" and ref.role == "turn"
-        if it.speaker == "agent" and not (ref is None and i == 0 or isinstance(ref, (ToolCall, Timer, Dtmf))
-                                          or answers_caller):
+        if it.speaker == "agent" and not (
+            ref is None and i == 0 or isinstance(ref, (ToolCall, Timer, Dtmf)) or answers_caller
+        ):
             p.append(f"say {i}: an agent turn must follow a caller turn, a result, a timer or keys")
     if s.agent == "translate-en-es" and it.speaker == "caller" and not it.barge_in:
         trans = [j for j, o in enumerate(items) if isinstance(o, Say) and o.translates == i]
@@ -347,8 +437,13 @@ def _say_problems(s: CallScript, i: int, it: Say, refs: dict[int, list[int]]) ->
     if s.agent == "translate-en-es" and it.speaker == "agent" and i > 0 and it.translates is None:
         p.append(f"say {i}: an interpreter's Say must translate a caller Say")
     if it.translates is not None:
-        if not (g.of == it.translates and g.ref == "prev_end" and g.overlap_ok
-                and TRANSLATE_MS[0] <= g.ms <= TRANSLATE_MS[1] and it.speaker == "agent"):
+        if not (
+            g.of == it.translates
+            and g.ref == "prev_end"
+            and g.overlap_ok
+            and TRANSLATE_MS[0] <= g.ms <= TRANSLATE_MS[1]
+            and it.speaker == "agent"
+        ):
             p.append(f"say {i}: a translation starts {TRANSLATE_MS} ms after its source's end")
     return p
 
@@ -389,4 +484,3 @@ def _tool_problems(s: CallScript, shop: Shop, i: int, it: ToolCall) -> list[str]
         if missing:
             p.append(f"tool {i}: answer {answer.text!r} does not mention {missing}")
     return p
-

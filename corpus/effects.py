@@ -27,9 +27,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import soxr
 
+from model.protocol import SAMPLE_RATE
 from telephony.g711 import ulaw_decode, ulaw_encode
 
-SAMPLE_RATE = 16_000
 TELEPHONE_BAND_HZ = (300.0, 3400.0)
 NOISE_KINDS = ("white", "pink", "babble")
 BANDS = ("ulaw", "narrow", "wide")  # mu-law telephone line, band-limited only, 16 kHz wideband
@@ -39,6 +39,7 @@ PCM_MAX = 32767 / 32768
 
 
 # -- level ----------------------------------------------------------------------------------------
+
 
 def db_to_gain(db: float) -> float:
     return float(10.0 ** (db / 20.0))
@@ -71,18 +72,22 @@ def to_pcm16_grid(x: np.ndarray) -> np.ndarray:
 
 # -- filtering ------------------------------------------------------------------------------------
 
+
 def _lowpass_taps(cutoff_hz: float, sample_rate: int, taps: int) -> np.ndarray:
     n = np.arange(taps) - (taps - 1) / 2.0
     fc = cutoff_hz / sample_rate
     return 2.0 * fc * np.sinc(2.0 * fc * n) * np.blackman(taps)
 
 
-def bandpass_fir(low_hz: float, high_hz: float, sample_rate: int = SAMPLE_RATE,
-                 taps: int = 511) -> np.ndarray:
+def bandpass_fir(
+    low_hz: float, high_hz: float, sample_rate: int = SAMPLE_RATE, taps: int = 511
+) -> np.ndarray:
     """Linear-phase band-pass taps [taps] (odd), unit gain at the band's geometric centre."""
     if taps % 2 == 0 or not 0 < low_hz < high_hz < sample_rate / 2:
-        raise ValueError(f"bandpass_fir: need odd taps and 0 < low < high < Nyquist, got {taps}, "
-                         f"{low_hz}, {high_hz} at {sample_rate} Hz")
+        raise ValueError(
+            f"bandpass_fir: need odd taps and 0 < low < high < Nyquist, got {taps}, "
+            f"{low_hz}, {high_hz} at {sample_rate} Hz"
+        )
     h = _lowpass_taps(high_hz, sample_rate, taps) - _lowpass_taps(low_hz, sample_rate, taps)
     centre = np.sqrt(low_hz * high_hz) / sample_rate
     response = abs(np.sum(h * np.exp(-2j * np.pi * centre * np.arange(taps))))
@@ -98,16 +103,22 @@ def fft_filter(x: np.ndarray, h: np.ndarray) -> np.ndarray:
     size = 1 << (n + m - 2).bit_length()
     full = np.fft.irfft(np.fft.rfft(x, size) * np.fft.rfft(h, size), size)
     lag = (m - 1) // 2
-    return full[lag:lag + n].astype(np.float32)
+    return full[lag : lag + n].astype(np.float32)
 
 
-def band_limit(x: np.ndarray, sample_rate: int = SAMPLE_RATE, low_hz: float = TELEPHONE_BAND_HZ[0],
-               high_hz: float = TELEPHONE_BAND_HZ[1], taps: int = 511) -> np.ndarray:
+def band_limit(
+    x: np.ndarray,
+    sample_rate: int = SAMPLE_RATE,
+    low_hz: float = TELEPHONE_BAND_HZ[0],
+    high_hz: float = TELEPHONE_BAND_HZ[1],
+    taps: int = 511,
+) -> np.ndarray:
     """Telephone band-pass (default 300-3400 Hz), zero-phase, same length."""
     return fft_filter(x, bandpass_fir(low_hz, high_hz, sample_rate, taps))
 
 
 # -- codec ----------------------------------------------------------------------------------------
+
 
 def mulaw_round_trip(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Resample to 8 kHz, PCM16, G.711 mu-law encode + decode, resample back; same length."""
@@ -119,11 +130,12 @@ def mulaw_round_trip(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarra
     decoded = ulaw_decode(ulaw_encode(pcm)).astype(np.float32) / 32768.0
     back = soxr.resample(decoded, 8000, sample_rate, quality="HQ") if sample_rate != 8000 else decoded
     out = np.zeros(len(x), dtype=np.float32)
-    out[:min(len(x), len(back))] = back[:len(x)]
+    out[: min(len(x), len(back))] = back[: len(x)]
     return out
 
 
 # -- noise ----------------------------------------------------------------------------------------
+
 
 def _unit_rms(x: np.ndarray) -> np.ndarray:
     rms = float(np.sqrt(np.mean(np.asarray(x, dtype=np.float64) ** 2))) if len(x) else 0.0
@@ -147,8 +159,9 @@ def pink_noise(n: int, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE)
     return _unit_rms(_shaped(n, rng, lambda f: 1.0 / np.sqrt(np.maximum(f, 20.0)), sample_rate))
 
 
-def babble_noise(n: int, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE,
-                 talkers: int = 5) -> np.ndarray:
+def babble_noise(
+    n: int, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE, talkers: int = 5
+) -> np.ndarray:
     """Babble-like noise: `talkers` speech-shaped noises (band 100-3800 Hz, one spectral peak
     each between 300 and 1200 Hz), each switched by its own ~4 Hz syllable envelope; unit RMS.
     Made at 8 kHz (it has nothing above 4 kHz) and resampled to `sample_rate`."""
@@ -172,7 +185,7 @@ def babble_noise(n: int, rng: np.random.Generator, sample_rate: int = SAMPLE_RAT
     if sample_rate != rate:
         out = soxr.resample(out.astype(np.float32), rate, sample_rate, quality="HQ")
     res = np.zeros(n, dtype=np.float32)
-    res[:min(n, len(out))] = out[:n]
+    res[: min(n, len(out))] = out[:n]
     return _unit_rms(res)
 
 
@@ -186,8 +199,14 @@ def noise(kind: str, n: int, rng: np.random.Generator, sample_rate: int = SAMPLE
     raise ValueError(f"unknown noise kind {kind!r}; known: {', '.join(NOISE_KINDS)}")
 
 
-def add_noise(x: np.ndarray, snr_db: float, rng: np.random.Generator, kind: str = "white",
-              sample_rate: int = SAMPLE_RATE, reference_power: float | None = None) -> np.ndarray:
+def add_noise(
+    x: np.ndarray,
+    snr_db: float,
+    rng: np.random.Generator,
+    kind: str = "white",
+    sample_rate: int = SAMPLE_RATE,
+    reference_power: float | None = None,
+) -> np.ndarray:
     """x plus `kind` noise whose power is `reference_power` (default: active_power(x)) / SNR."""
     x = np.asarray(x, dtype=np.float32)
     power = active_power(x, sample_rate) if reference_power is None else reference_power
@@ -199,8 +218,15 @@ def add_noise(x: np.ndarray, snr_db: float, rng: np.random.Generator, kind: str 
 
 # -- echo -----------------------------------------------------------------------------------------
 
-def echo(agent: np.ndarray, delay_ms: float, attenuation_db: float, sample_rate: int = SAMPLE_RATE,
-         rng: np.random.Generator | None = None, reflections: int = 2) -> np.ndarray:
+
+def echo(
+    agent: np.ndarray,
+    delay_ms: float,
+    attenuation_db: float,
+    sample_rate: int = SAMPLE_RATE,
+    rng: np.random.Generator | None = None,
+    reflections: int = 2,
+) -> np.ndarray:
     """The agent's voice as it leaks back into the caller's channel: delayed by `delay_ms`,
     attenuated by `attenuation_db`, plus (with rng) `reflections` weaker copies 3-30 ms later,
     each 6-15 dB below the main path. Same length as `agent`; causal."""
@@ -214,11 +240,12 @@ def echo(agent: np.ndarray, delay_ms: float, attenuation_db: float, sample_rate:
             taps.append((taps[0][0] + extra, sign * taps[0][1] * db_to_gain(-rng.uniform(6.0, 15.0))))
     for delay, g in taps:
         if delay < len(agent):
-            out[delay:] += np.float32(g) * agent[:len(agent) - delay]
+            out[delay:] += np.float32(g) * agent[: len(agent) - delay]
     return out
 
 
 # -- one call's channel ---------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ChannelParams:
@@ -230,21 +257,30 @@ class ChannelParams:
     echo_attenuation_db: float
 
     @classmethod
-    def draw(cls, rng: np.random.Generator) -> "ChannelParams":
+    def draw(cls, rng: np.random.Generator) -> ChannelParams:
         band = BANDS[int(rng.choice(3, p=(0.7, 0.15, 0.15)))]
         kind = ("none", *NOISE_KINDS)[int(rng.choice(4, p=(0.1, 0.25, 0.35, 0.3)))]
         has_echo = rng.random() < 0.7
-        return cls(band=band, caller_level_dbfs=round(float(rng.uniform(-34.0, -20.0)), 2), noise=kind,
-                   snr_db=round(float(rng.uniform(8.0, 35.0)), 2),
-                   echo_delay_ms=round(float(rng.uniform(20.0, 200.0)), 1) if has_echo else None,
-                   echo_attenuation_db=round(float(rng.uniform(15.0, 35.0)), 2))
+        return cls(
+            band=band,
+            caller_level_dbfs=round(float(rng.uniform(-34.0, -20.0)), 2),
+            noise=kind,
+            snr_db=round(float(rng.uniform(8.0, 35.0)), 2),
+            echo_delay_ms=round(float(rng.uniform(20.0, 200.0)), 1) if has_echo else None,
+            echo_attenuation_db=round(float(rng.uniform(15.0, 35.0)), 2),
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def apply_channel(speech: np.ndarray, agent: np.ndarray, params: ChannelParams, rng: np.random.Generator,
-                  sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+def apply_channel(
+    speech: np.ndarray,
+    agent: np.ndarray,
+    params: ChannelParams,
+    rng: np.random.Generator,
+    sample_rate: int = SAMPLE_RATE,
+) -> np.ndarray:
     """The caller channel the model hears: speech (set to the params' level) + echo of `agent` +
     noise, through the line (`params.band`), on the PCM16 grid. Same length as `speech`."""
     speech = np.asarray(speech, dtype=np.float32)

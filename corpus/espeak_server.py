@@ -56,6 +56,7 @@ _PRELOADED_VOICE = b"gmw/en-US"
 
 # ---- framing (shared with the client) ---------------------------------------------------------
 
+
 def encode_message(header: dict, payload: bytes = b"") -> bytes:
     """One frame: 4-byte big-endian header length, JSON header (with payload_bytes), payload."""
     body = json.dumps(dict(header, payload_bytes=len(payload)), separators=(",", ":")).encode()
@@ -67,8 +68,8 @@ def decode_message(frame: bytes) -> tuple[dict, bytes]:
     if len(frame) < _LENGTH.size:
         raise ValueError("truncated frame")
     (n,) = _LENGTH.unpack_from(frame)
-    header = json.loads(frame[_LENGTH.size:_LENGTH.size + n])
-    payload = frame[_LENGTH.size + n:]
+    header = json.loads(frame[_LENGTH.size : _LENGTH.size + n])
+    payload = frame[_LENGTH.size + n :]
     if len(payload) != header.get("payload_bytes", -1):
         raise ValueError("frame length does not match its header")
     return header, payload
@@ -95,6 +96,7 @@ def read_message(stream: BinaryIO) -> tuple[dict, bytes] | None:
 
 
 # ---- ctypes bindings --------------------------------------------------------------------------
+
 
 class _EventId(ctypes.Union):
     _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
@@ -147,8 +149,14 @@ def _bind(library_path: str) -> ctypes.CDLL:
     lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
     lib.espeak_SetParameter.restype = ctypes.c_int
     lib.espeak_Synth.argtypes = [
-        ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
-        ctypes.c_void_p, ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_uint,
+        ctypes.c_int,
+        ctypes.c_uint,
+        ctypes.c_uint,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
     ]
     lib.espeak_Synth.restype = ctypes.c_int
     lib.espeak_Synchronize.argtypes = []
@@ -175,17 +183,20 @@ def _list_voices(lib: ctypes.CDLL, spec: _Voice | None) -> list[dict]:
     i = 0
     while table[i]:
         v = table[i].contents
-        voices.append({
-            "name": v.name.decode("utf-8", "replace"),
-            "identifier": v.identifier.decode("utf-8", "replace"),
-            "languages": _languages(v.languages),
-            "gender": int(v.gender),
-        })
+        voices.append(
+            {
+                "name": v.name.decode("utf-8", "replace"),
+                "identifier": v.identifier.decode("utf-8", "replace"),
+                "languages": _languages(v.languages),
+                "gender": int(v.gender),
+            }
+        )
         i += 1
     return voices
 
 
 # ---- capture and the per-request child --------------------------------------------------------
+
 
 class _Capture:
     """What the synth callback collects during one synthesis (only ever filled in a child)."""
@@ -203,9 +214,7 @@ class _Capture:
             i = 0
             while (event := events[i]).type != _EVENT_LIST_TERMINATED:
                 if event.type == _EVENT_WORD:
-                    self.words.append(
-                        [event.audio_position, event.sample, event.text_position, event.length]
-                    )
+                    self.words.append([event.audio_position, event.sample, event.text_position, event.length])
                 elif event.type == _EVENT_PHONEME:
                     ipa = event.id.string.decode("utf-8", "replace")
                     if ipa:  # pauses come as empty names
@@ -224,8 +233,12 @@ def _synthesize(lib: ctypes.CDLL, capture: _Capture, request: dict) -> bytes:
     status = lib.espeak_SetVoiceByName(request["voice"].encode())
     if status != 0:
         return encode_message({"ok": False, "error": f"espeak_SetVoiceByName failed ({status})"})
-    for param, key in ((_PARAM_RATE, "rate"), (_PARAM_PITCH, "pitch"), (_PARAM_RANGE, "range"),
-                       (_PARAM_VOLUME, "volume")):
+    for param, key in (
+        (_PARAM_RATE, "rate"),
+        (_PARAM_PITCH, "pitch"),
+        (_PARAM_RANGE, "range"),
+        (_PARAM_VOLUME, "volume"),
+    ):
         status = lib.espeak_SetParameter(param, int(request[key]), 0)
         if status != 0:
             return encode_message({"ok": False, "error": f"espeak_SetParameter({key}) failed ({status})"})
@@ -239,8 +252,7 @@ def _synthesize(lib: ctypes.CDLL, capture: _Capture, request: dict) -> bytes:
     if status != 0:
         return encode_message({"ok": False, "error": f"espeak_Synth failed ({status})"})
     pcm = b"".join(capture.chunks)
-    header = {"ok": True, "n_samples": len(pcm) // 2, "words": capture.words,
-              "phonemes": capture.phonemes}
+    header = {"ok": True, "n_samples": len(pcm) // 2, "words": capture.words, "phonemes": capture.phonemes}
     return encode_message(header, pcm)
 
 
@@ -256,7 +268,7 @@ def _serve_one(lib: ctypes.CDLL, capture: _Capture, request: dict) -> bytes:
             answer = _synthesize(lib, capture, request)
             view = memoryview(answer)
             while view:
-                view = view[os.write(write_fd, view):]
+                view = view[os.write(write_fd, view) :]
             code = 0
         except BaseException:
             traceback.print_exc()
@@ -279,8 +291,12 @@ def _serve_one(lib: ctypes.CDLL, capture: _Capture, request: dict) -> bytes:
     try:
         decode_message(frame)
     except ValueError:
-        return encode_message({"ok": False, "error": f"synthesis process exited {os.WEXITSTATUS(status)}"
-                               " without a complete answer"})
+        return encode_message(
+            {
+                "ok": False,
+                "error": f"synthesis process exited {os.WEXITSTATUS(status)} without a complete answer",
+            }
+        )
     return frame
 
 
@@ -290,8 +306,11 @@ def serve(library_path: str, data_path: str, requests: BinaryIO, answers: Binary
     options = _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_PHONEME_IPA | _INITIALIZE_DONT_EXIT
     sample_rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path.encode(), options)
     if sample_rate <= 0:
-        answers.write(encode_message({"ok": False, "error": f"espeak_Initialize failed ({sample_rate})"
-                                      f" with data at {data_path}"}))
+        answers.write(
+            encode_message(
+                {"ok": False, "error": f"espeak_Initialize failed ({sample_rate}) with data at {data_path}"}
+            )
+        )
         answers.flush()
         return 1
     capture = _Capture()

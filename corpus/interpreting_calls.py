@@ -15,8 +15,11 @@ from __future__ import annotations
 from corpus.call_builder import ONES, CallBuilder, en_number, est_ms
 from corpus.call_script import BARGE_MS, PAUSE_MS, TRANSLATE_MS, Gap, Say
 
-INTRO = ("Hi, I'm your interpreter. Go ahead whenever you're ready, and I'll translate into Spanish.",
-         "Interpreter here. Please go ahead.", "Hello, I'll be interpreting into Spanish. Go ahead, please.")
+INTRO = (
+    "Hi, I'm your interpreter. Go ahead whenever you're ready, and I'll translate into Spanish.",
+    "Interpreter here. Please go ahead.",
+    "Hello, I'll be interpreting into Spanish. Go ahead, please.",
+)
 # One sentence a line: chunks split by " | ", each "English = Spanish"; a line starting with
 # whitespace continues the previous one. Slots ({day}, {n}...) are filled per sentence.
 SENTENCE_TEXT = """
@@ -91,24 +94,38 @@ def _parse_sentences(text: str) -> tuple[tuple[tuple[str, str], ...], ...]:
             lines[-1] += " " + line.strip()
         else:
             lines.append(line)
-    return tuple(tuple(tuple(x.strip() for x in chunk.split(" = ")) for chunk in line.split(" | "))
-                 for line in lines)
+    return tuple(
+        tuple(tuple(x.strip() for x in chunk.split(" = ")) for chunk in line.split(" | ")) for line in lines
+    )
 
 
 SENTENCES = _parse_sentences(SENTENCE_TEXT)
 CLOSINGS = _parse_sentences(CLOSING_TEXT)
-CORRECTIONS = ("Sorry, wait, let me say that again.", "Hold on, that's not right, let me start over.",
-               "Wait, sorry, I'll say that differently.")
+CORRECTIONS = (
+    "Sorry, wait, let me say that again.",
+    "Hold on, that's not right, let me start over.",
+    "Wait, sorry, I'll say that differently.",
+)
 DAYS_ES = ("lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo")
 DAYS_EN = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 ES_NUM = "cero uno dos tres cuatro cinco seis siete ocho nueve diez once".split()
 ES_TENS = "_ _ veinte treinta cuarenta cincuenta sesenta setenta ochenta noventa".split()
-RELATIONS = (("brother", "hermano"), ("sister", "hermana"), ("son", "hijo"), ("daughter", "hija"),
-             ("mother", "madre"), ("father", "padre"), ("wife", "esposa"), ("husband", "esposo"))
+RELATIONS = (
+    ("brother", "hermano"),
+    ("sister", "hermana"),
+    ("son", "hijo"),
+    ("daughter", "hija"),
+    ("mother", "madre"),
+    ("father", "padre"),
+    ("wife", "esposa"),
+    ("husband", "esposo"),
+)
 CITIES = ("Madrid", "Chicago", "Denver", "Lima", "Seattle", "Boston", "Dallas", "Miami", "Houston", "Quito")
-PERIODS = (("in the morning", "por la mañana", "de la mañana", (7, 11)),
-           ("in the afternoon", "por la tarde", "de la tarde", (2, 6)),
-           ("in the evening", "por la noche", "de la noche", (7, 10)))
+PERIODS = (
+    ("in the morning", "por la mañana", "de la mañana", (7, 11)),
+    ("in the afternoon", "por la tarde", "de la tarde", (2, 6)),
+    ("in the evening", "por la noche", "de la noche", (7, 10)),
+)
 
 
 def _slots(c: CallBuilder) -> dict[str, str]:
@@ -121,15 +138,27 @@ def _slots(c: CallBuilder) -> dict[str, str]:
     tens = rng.randint(2, 9)
     rel, rel_es = c.pick(RELATIONS)
     phone = [rng.randrange(10) for _ in range(7)]
-    return {"name": c.pick(c.shop.customers).first, "day": DAYS_EN[day], "day_es": DAYS_ES[day],
-            "n": en_number(n), "n_es": ES_NUM[n], "time": en_number(hour), "time_es": ES_NUM[hour],
-            "period": period, "period_es": period_es, "period_es_at": period_es_at,
-            "time2": en_number(close_h), "time2_es": ES_NUM[close_h],
-            "tens": en_number(tens * 10), "tens_es": ES_TENS[tens], "rel": rel, "rel_es": rel_es,
-            "city": c.pick(CITIES),
-            "phone": " ".join(ONES[d] for d in phone[:3]) + ", " + " ".join(ONES[d] for d in phone[3:]),
-            "phone_es": " ".join(ES_NUM[d] for d in phone[:3]) + ", "
-                        + " ".join(ES_NUM[d] for d in phone[3:])}
+    return {
+        "name": c.pick(c.shop.customers).first,
+        "day": DAYS_EN[day],
+        "day_es": DAYS_ES[day],
+        "n": en_number(n),
+        "n_es": ES_NUM[n],
+        "time": en_number(hour),
+        "time_es": ES_NUM[hour],
+        "period": period,
+        "period_es": period_es,
+        "period_es_at": period_es_at,
+        "time2": en_number(close_h),
+        "time2_es": ES_NUM[close_h],
+        "tens": en_number(tens * 10),
+        "tens_es": ES_TENS[tens],
+        "rel": rel,
+        "rel_es": rel_es,
+        "city": c.pick(CITIES),
+        "phone": " ".join(ONES[d] for d in phone[:3]) + ", " + " ".join(ONES[d] for d in phone[3:]),
+        "phone_es": " ".join(ES_NUM[d] for d in phone[:3]) + ", " + " ".join(ES_NUM[d] for d in phone[3:]),
+    }
 
 
 def interpret_call(c: CallBuilder) -> None:
@@ -166,16 +195,24 @@ def interpret_call(c: CallBuilder) -> None:
                 hesitate = rng.random() < 0.2
                 gap = Gap("prev_end", c.ms(*PAUSE_MS) if hesitate else c.ms(0, 250), False, src[-1])
             text = c.disfluent(en, 0.1 if c.style.mood == "neutral" else 0.3)
-            src.append(c.add(Say(speaker="caller", text=text, intent="sentence", after=gap,
-                                 pause_inside_turn=k > 0)))
+            src.append(
+                c.add(Say(speaker="caller", text=text, intent="sentence", after=gap, pause_inside_turn=k > 0))
+            )
             if k:
                 agent_last = _translate(c, src[-2], joined[k - 1][1])
         agent_last = _translate(c, src[-1], joined[-1][1])
         caller_last = src[-1]
         hi = min(BARGE_MS[1], int(0.55 * est_ms(joined[-1][1])))
         if si == correct_at and hi >= BARGE_MS[0] and si < len(sentences) - 1:
-            resume = c.add(Say(speaker="caller", text=c.pick(CORRECTIONS), intent="correction", barge_in=True,
-                               after=Gap("prev_start", c.ms(BARGE_MS[0], hi), True, agent_last)))
+            resume = c.add(
+                Say(
+                    speaker="caller",
+                    text=c.pick(CORRECTIONS),
+                    intent="correction",
+                    barge_in=True,
+                    after=Gap("prev_start", c.ms(BARGE_MS[0], hi), True, agent_last),
+                )
+            )
             correct_at = -1
             continue  # the same sentence again, with other details
         if si == correct_at:
@@ -185,6 +222,13 @@ def interpret_call(c: CallBuilder) -> None:
 
 
 def _translate(c: CallBuilder, source: int, text: str) -> int:
-    return c.add(Say(speaker="agent", text=text, lang="es", intent="translation", translates=source,
-                     after=Gap("prev_end", c.ms(*TRANSLATE_MS), True, source)))
-
+    return c.add(
+        Say(
+            speaker="agent",
+            text=text,
+            lang="es",
+            intent="translation",
+            translates=source,
+            after=Gap("prev_end", c.ms(*TRANSLATE_MS), True, source),
+        )
+    )

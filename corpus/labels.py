@@ -68,10 +68,11 @@ from agent.events import (
     tool_pending_payload,
     tool_pending_times,
 )
-from model.config import FLOOR_STATES, MICRO_TURN_SAMPLES, ModelConfig
 from corpus.render import MS, CorpusCache, Event, RenderedCall, config_text
+from model.config import MICRO_TURN_SAMPLES, ModelConfig
 from model.dmel import DMel
 from model.interaction import KIND_EVENT, KIND_TURN, Batch
+from model.protocol import FLOOR_STATES
 from model.tokenizer import SPECIAL, ByteTokenizer
 from model.vocoder import vocoder_delay_samples
 
@@ -136,6 +137,7 @@ class CallLabels:
 
 # -- the pieces -----------------------------------------------------------------------------------
 
+
 def _floor(call: RenderedCall, t: int, first_text_turn: dict[int, int]) -> np.ndarray:
     """first_text_turn: index in call.says -> the micro-turn holding that say's first text byte."""
     speak, bc, yld = (np.zeros(t, bool) for _ in range(3))
@@ -144,7 +146,7 @@ def _floor(call: RenderedCall, t: int, first_text_turn: dict[int, int]) -> np.nd
             continue
         lo, hi = max(0, s.start_sample // N - 1), min(t - 1, (s.end_sample - 1) // N - 1)
         lo = min(lo, first_text_turn.get(i, lo))
-        (bc if s.role == "backchannel" else speak)[lo:hi + 1] = True
+        (bc if s.role == "backchannel" else speak)[lo : hi + 1] = True
         if s.cut_sample is not None:
             k = -(-s.cut_sample // N) - 1  # first window starting at or after the cut
             if 0 <= k < t:
@@ -224,12 +226,14 @@ def pack_bytes(targets: list[int], lower: list[int], capacity: int) -> list[int]
     return slots
 
 
-def _text(call: RenderedCall, t: int, cfg: ModelConfig,
-          first_event_turn: dict[int, int]) -> tuple[np.ndarray, dict[int, int], int]:
+def _text(
+    call: RenderedCall, t: int, cfg: ModelConfig, first_event_turn: dict[int, int]
+) -> tuple[np.ndarray, dict[int, int], int]:
     """(text [T, max_text_tokens], say index -> micro-turn of its first byte, bytes dropped)."""
     data, targets, lower, owner = [], [], [], []
-    agent = sorted((i for i, s in enumerate(call.says) if s.speaker == "agent"),
-                   key=lambda i: call.says[i].start_sample)
+    agent = sorted(
+        (i for i, s in enumerate(call.says) if s.speaker == "agent"), key=lambda i: call.says[i].start_sample
+    )
     for i in agent:
         s = call.says[i]
         floor_turn = 0
@@ -280,8 +284,10 @@ def _tools(call: RenderedCall, t: int, cfg: ModelConfig) -> np.ndarray:
 def micro_turn_labels(call: RenderedCall, cfg: ModelConfig) -> CallLabels:
     """Every label of every micro-turn of `call` (see the module docstring for the alignment)."""
     if call.sample_rate != 16_000 or call.n_samples % N:
-        raise ValueError(f"calls must be 16 kHz and a whole number of micro-turns, got "
-                         f"{call.sample_rate} Hz, {call.n_samples} samples")
+        raise ValueError(
+            f"calls must be 16 kHz and a whole number of micro-turns, got "
+            f"{call.sample_rate} Hz, {call.n_samples} samples"
+        )
     t = call.n_turns
     shift = agent_shift_samples(cfg)
     advanced = np.zeros(call.n_samples, np.float32)
@@ -291,14 +297,23 @@ def micro_turn_labels(call: RenderedCall, cfg: ModelConfig) -> CallLabels:
     # The agent's configuration as serving renders it today, not as it was when the call was cached.
     config = config_text(call.script.agent)
     return CallLabels(
-        agent=call.script.agent, seed=call.seed, held_out=call.held_out, prefix=config_prefix(config, cfg),
-        caller=dmel_levels(call.caller, cfg), audio=dmel_levels(advanced, cfg),
-        floor=_floor(call, t, first_text_turn), text=text, tool=_tools(call, t, cfg), events=events,
-        dropped_text_bytes=dropped_text, dropped_event_tokens=dropped_events,
+        agent=call.script.agent,
+        seed=call.seed,
+        held_out=call.held_out,
+        prefix=config_prefix(config, cfg),
+        caller=dmel_levels(call.caller, cfg),
+        audio=dmel_levels(advanced, cfg),
+        floor=_floor(call, t, first_text_turn),
+        text=text,
+        tool=_tools(call, t, cfg),
+        events=events,
+        dropped_text_bytes=dropped_text,
+        dropped_event_tokens=dropped_events,
     )
 
 
 # -- batches --------------------------------------------------------------------------------------
+
 
 def _crop_start(labels: CallLabels, max_positions: int, rng: np.random.Generator | None) -> int:
     """First micro-turn of the crop: 0, or (with rng) uniform among those that fill the crop."""
@@ -352,12 +367,27 @@ def to_batch(calls: list[CallLabels], cfg: ModelConfig, max_positions: int, seed
         text[row, ps] = torch.from_numpy(c.text)[ks]
         tool[row, ps] = torch.from_numpy(c.tool)[ks]
     prefix_len = torch.tensor([len(c.prefix) for c in calls], dtype=torch.int64)
-    return Batch(prefix=prefix, prefix_len=prefix_len, kind=kind, token=token, caller=caller, floor=floor,
-                 text=text, tool=tool, audio=audio)
+    return Batch(
+        prefix=prefix,
+        prefix_len=prefix_len,
+        kind=kind,
+        token=token,
+        caller=caller,
+        floor=floor,
+        text=text,
+        tool=tool,
+        audio=audio,
+    )
 
 
-def build_example(agent: str, seed: int, cfg: ModelConfig, held_out: bool = False,
-                  cache: CorpusCache | None = None, agent_voice: str = "espeak") -> CallLabels:
+def build_example(
+    agent: str,
+    seed: int,
+    cfg: ModelConfig,
+    held_out: bool = False,
+    cache: CorpusCache | None = None,
+    agent_voice: str = "espeak",
+) -> CallLabels:
     """Labels of call (agent, seed): rendered once into the corpus cache, labelled for `cfg`. The
     agent's voice is the cache's, or `agent_voice` (corpus.render) for the default cache."""
     return micro_turn_labels((cache or CorpusCache(agent_voice=agent_voice)).call(agent, seed, held_out), cfg)

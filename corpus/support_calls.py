@@ -16,8 +16,17 @@ from typing import Any
 
 from corpus.call_builder import ONES, CallBuilder, en_number, lower_first
 from corpus.call_script import KEY_DATE, Gap, Timer
-from workers.shop import (ALREADY_RETURNED, NOT_DELIVERED, SHOP_NAME, STATUSES, WINDOW_CLOSED,
-                             spoken_amount, spoken_date, spoken_id, spoken_seconds)
+from workers.shop import (
+    ALREADY_RETURNED,
+    NOT_DELIVERED,
+    SHOP_NAME,
+    STATUSES,
+    WINDOW_CLOSED,
+    spoken_amount,
+    spoken_date,
+    spoken_id,
+    spoken_seconds,
+)
 
 AGENT_NAME = "Robin"
 
@@ -27,24 +36,46 @@ AGENT_NAME = "Robin"
 GREETINGS = (  # (text, long enough to be barged in on)
     (f"Thanks for calling {SHOP_NAME}, this is {AGENT_NAME}. How can I help you today?", True),
     (f"{SHOP_NAME}, {AGENT_NAME} speaking. How can I help?", False),
-    (f"Hi, you've reached {SHOP_NAME}. My name is {AGENT_NAME}, and I can help with orders, returns "
-     "and store questions. What can I do for you?", True),
-    (f"Hello, and thank you for calling {SHOP_NAME}. This call may be recorded for quality purposes. "
-     "How can I help you today?", True),
+    (
+        f"Hi, you've reached {SHOP_NAME}. My name is {AGENT_NAME}, and I can help with orders, returns "
+        "and store questions. What can I do for you?",
+        True,
+    ),
+    (
+        f"Hello, and thank you for calling {SHOP_NAME}. This call may be recorded for quality purposes. "
+        "How can I help you today?",
+        True,
+    ),
     (f"Hi there, {SHOP_NAME}. What can I do for you?", False),
 )
-FILLERS = ("Let me check that for you.", "One moment, let me look that up.", "Sure, let me pull that up.",
-           "Okay, give me a second to check.", "Let me check that.", "Just a moment while I look.",
-           "Alright, checking now.")
-ASK_ID = ("Sure, I can help with that. What's the order number?",
-          "Of course. Could you give me your order number? It's the letter and five digits in your "
-          "confirmation email.", "Happy to check. What's your order number, please?",
-          "I can look into that for you. Do you have the order number handy?")
-ASK_ID_KEYPAD = ("Sure. You can say your order number, or type the five digits on your keypad.",
-                 "Of course. Please type the five digits of your order number on your keypad, "
-                 "followed by the pound key.")
-GIVE_ID = ("It's {oid}.", "Yes, it's {oid}.", "Sure, {oid}.", "Let me see, | it's {oid}.", "{oid}.",
-           "I have it here, | {oid}.")
+FILLERS = (
+    "Let me check that for you.",
+    "One moment, let me look that up.",
+    "Sure, let me pull that up.",
+    "Okay, give me a second to check.",
+    "Let me check that.",
+    "Just a moment while I look.",
+    "Alright, checking now.",
+)
+ASK_ID = (
+    "Sure, I can help with that. What's the order number?",
+    "Of course. Could you give me your order number? It's the letter and five digits in your "
+    "confirmation email.",
+    "Happy to check. What's your order number, please?",
+    "I can look into that for you. Do you have the order number handy?",
+)
+ASK_ID_KEYPAD = (
+    "Sure. You can say your order number, or type the five digits on your keypad.",
+    "Of course. Please type the five digits of your order number on your keypad, followed by the pound key.",
+)
+GIVE_ID = (
+    "It's {oid}.",
+    "Yes, it's {oid}.",
+    "Sure, {oid}.",
+    "Let me see, | it's {oid}.",
+    "{oid}.",
+    "I have it here, | {oid}.",
+)
 OPEN_STATUS_ID = (
     "Hi, I'm calling about my order, {oid}. | Can you tell me where it is?",
     "Hello, I wanted to check on order {oid}.",
@@ -53,23 +84,33 @@ OPEN_STATUS_ID = (
     "Yeah, hi. Can you check the status of order {oid} for me?",
     "Good morning. I ordered a {item} a few days ago, | order number {oid}. | Has it shipped yet?",
 )
-OPEN_STATUS = ("Hi, I'd like to check the status of my order.", "Hello, I'm wondering where my package is.",
-               "Hi, I ordered a {item} | and I wanted to know when it will arrive.",
-               "Hey, can you tell me what's going on with my order?")
+OPEN_STATUS = (
+    "Hi, I'd like to check the status of my order.",
+    "Hello, I'm wondering where my package is.",
+    "Hi, I ordered a {item} | and I wanted to know when it will arrive.",
+    "Hey, can you tell me what's going on with my order?",
+)
 HI = ("", "Thanks, {first}. ", "Thank you. ", "Okay, {first}, I found it. ", "Alright, I have it here. ")
 STATUS_ANSWERS = {
-    "processing": ("Your order is still processing, and it should ship by {date}.",
-                   "That order is processing in our warehouse right now; it's due to ship by {date}.",
-                   "I see it. The {item} is still processing and should ship by {date}."),
-    "shipped": ("Your order shipped on {shipped} with {carrier}, and it should arrive by {date}.",
-                "Good news, the {item} has shipped. It's with {carrier}, and the estimated delivery is "
-                "{date}.",
-                "It shipped with {carrier} on {shipped}, so you can expect it by {date}."),
-    "delivered": ("That order was delivered on {date}.",
-                  "Our records show the {item} was delivered on {date}.",
-                  "It was delivered on {date}; {carrier} marked it as left at the front door."),
-    "returned": ("That order was returned on {date}, and your refund of {amount} has been issued.",
-                 "I see the {item} was returned on {date}; the refund of {amount} is on its way."),
+    "processing": (
+        "Your order is still processing, and it should ship by {date}.",
+        "That order is processing in our warehouse right now; it's due to ship by {date}.",
+        "I see it. The {item} is still processing and should ship by {date}.",
+    ),
+    "shipped": (
+        "Your order shipped on {shipped} with {carrier}, and it should arrive by {date}.",
+        "Good news, the {item} has shipped. It's with {carrier}, and the estimated delivery is {date}.",
+        "It shipped with {carrier} on {shipped}, so you can expect it by {date}.",
+    ),
+    "delivered": (
+        "That order was delivered on {date}.",
+        "Our records show the {item} was delivered on {date}.",
+        "It was delivered on {date}; {carrier} marked it as left at the front door.",
+    ),
+    "returned": (
+        "That order was returned on {date}, and your refund of {amount} has been issued.",
+        "I see the {item} was returned on {date}; the refund of {amount} is on its way.",
+    ),
 }
 SIMPLE_STATUS = {  # a confused caller asks again
     "processing": "It's still processing, so it hasn't left our warehouse yet. It should ship by {date}.",
@@ -77,9 +118,11 @@ SIMPLE_STATUS = {  # a confused caller asks again
     "delivered": "It was already delivered, on {date}.",
     "returned": "It was returned to us on {date}, so you'll get your money back.",
 }
-NOT_FOUND = ("I'm sorry, I couldn't find an order with the number {id}. Could you read it to me again?",
-             "Hmm, I couldn't find {id} in our system. Could you check the number for me?",
-             "I couldn't find an order {id}. Could you say it again, or type the five digits on your keypad?")
+NOT_FOUND = (
+    "I'm sorry, I couldn't find an order with the number {id}. Could you read it to me again?",
+    "Hmm, I couldn't find {id} in our system. Could you check the number for me?",
+    "I couldn't find an order {id}. Could you say it again, or type the five digits on your keypad?",
+)
 REASONS = {
     "too small": ("it's too small", "it's a size too small", "it runs small"),
     "too big": ("it's too big", "it's way too large"),
@@ -88,104 +131,179 @@ REASONS = {
     "changed mind": ("I changed my mind", "I don't need it anymore"),
     "not as described": ("it doesn't look like the picture", "it's not as described"),
 }
-RETURN_OK = ("All done. Your return number is {rid}. I've emailed you a prepaid label, and you'll get "
-             "{amount} back once we receive it.",
-             "Okay, I've started the return. The return number is {rid}, the label is in your email, "
-             "and the refund will be {amount}.",
-             "Your return is set up, number {rid}. Once the package reaches us we'll refund {amount}.")
+RETURN_OK = (
+    "All done. Your return number is {rid}. I've emailed you a prepaid label, and you'll get "
+    "{amount} back once we receive it.",
+    "Okay, I've started the return. The return number is {rid}, the label is in your email, "
+    "and the refund will be {amount}.",
+    "Your return is set up, number {rid}. Once the package reaches us we'll refund {amount}.",
+)
 RETURN_ERR = {
-    NOT_DELIVERED: ("It looks like that order hasn't been delivered yet, so I can't start a return until it "
-                    "arrives.",
-                    "That order hasn't been delivered yet. Once it arrives, give us a call and we'll set up "
-                    "the return."),
-    WINDOW_CLOSED: ("I'm sorry, the return window for that order has closed, so I can't start a return.",
-                    "Unfortunately that order is past our return window, so a return isn't possible "
-                    "anymore."),
+    NOT_DELIVERED: (
+        "It looks like that order hasn't been delivered yet, so I can't start a return until it arrives.",
+        "That order hasn't been delivered yet. Once it arrives, give us a call and we'll set up the return.",
+    ),
+    WINDOW_CLOSED: (
+        "I'm sorry, the return window for that order has closed, so I can't start a return.",
+        "Unfortunately that order is past our return window, so a return isn't possible anymore.",
+    ),
     ALREADY_RETURNED: ("That order has already been returned, so there's nothing more to send back.",),
 }
-OPEN_RETURN = ("Hi, I'd like to return the {item} from order {oid}. | {why}.",
-               "Hello, I need to send back my {item}, | {low}. | The order number is {oid}.")
-OPEN_CALLBACK = ("Hi, I'm actually driving right now. | Could you call me back in {s}?",
-                 "Hello, I'm about to step into a meeting. | Can someone call me back in {s}?",
-                 "Hi, sorry, I've got someone at the door. | Can you call me back in about {s}?")
-CALLBACK_OK = ("All set, I'll call you back in {s}.", "Done. You'll get a call from us in {s}.",
-               "Okay, I've booked a callback in {s}. Talk soon.")
-CALLBACK_HELLO = (f"Hi, it's {AGENT_NAME} from {SHOP_NAME}, calling you back as promised. How can I help?",
-                  f"Hello again, this is {SHOP_NAME} calling back. Is now a better time?")
-OPEN_HANDOFF = (("Can I speak to a real person, please?", "caller asked for a human"),
-                ("I'd like to talk to a manager.", "caller asked for a manager"),
-                ("Is there a human I can talk to?", "caller asked for a human"),
-                ("I have a billing question, | can you put me through to someone?", "billing question"),
-                ("Hi, I need to speak with someone | about a wholesale order.", "wholesale inquiry"))
-OPEN_ANGRY = ("This is the third time I'm calling about this! | I ordered a {item} over a week ago "
-              "| and it still hasn't shown up.",
-              "I'm really frustrated. | Your website said my order would be here by now, | and I've heard "
-              "nothing. No email, nothing.",
-              "Yeah, hi. | I've been waiting forever for my {item}, | and honestly this is ridiculous.")
-APOLOGIES = ("I'm really sorry about that, I understand how frustrating it is. Let me look into it right "
-             "away. What's your order number?",
-             "I'm so sorry to hear that. I'd like to sort this out for you now. Can you give me the order "
-             "number?")
-OPEN_CONFUSED = ("Hi, um, I'm not sure I called the right number. | I got a message about a package, "
-                 "| or, uh, maybe an order?",
-                 "Hello? Is this, uh, the store? | I think I ordered something | but I don't remember "
-                 "what.",
-                 "Um, yes, hi. My daughter ordered something for me | and, uh, I got an email | and I "
-                 "don't really understand it.")
+OPEN_RETURN = (
+    "Hi, I'd like to return the {item} from order {oid}. | {why}.",
+    "Hello, I need to send back my {item}, | {low}. | The order number is {oid}.",
+)
+OPEN_CALLBACK = (
+    "Hi, I'm actually driving right now. | Could you call me back in {s}?",
+    "Hello, I'm about to step into a meeting. | Can someone call me back in {s}?",
+    "Hi, sorry, I've got someone at the door. | Can you call me back in about {s}?",
+)
+CALLBACK_OK = (
+    "All set, I'll call you back in {s}.",
+    "Done. You'll get a call from us in {s}.",
+    "Okay, I've booked a callback in {s}. Talk soon.",
+)
+CALLBACK_HELLO = (
+    f"Hi, it's {AGENT_NAME} from {SHOP_NAME}, calling you back as promised. How can I help?",
+    f"Hello again, this is {SHOP_NAME} calling back. Is now a better time?",
+)
+OPEN_HANDOFF = (
+    ("Can I speak to a real person, please?", "caller asked for a human"),
+    ("I'd like to talk to a manager.", "caller asked for a manager"),
+    ("Is there a human I can talk to?", "caller asked for a human"),
+    ("I have a billing question, | can you put me through to someone?", "billing question"),
+    ("Hi, I need to speak with someone | about a wholesale order.", "wholesale inquiry"),
+)
+OPEN_ANGRY = (
+    "This is the third time I'm calling about this! | I ordered a {item} over a week ago "
+    "| and it still hasn't shown up.",
+    "I'm really frustrated. | Your website said my order would be here by now, | and I've heard "
+    "nothing. No email, nothing.",
+    "Yeah, hi. | I've been waiting forever for my {item}, | and honestly this is ridiculous.",
+)
+APOLOGIES = (
+    "I'm really sorry about that, I understand how frustrating it is. Let me look into it right "
+    "away. What's your order number?",
+    "I'm so sorry to hear that. I'd like to sort this out for you now. Can you give me the order number?",
+)
+OPEN_CONFUSED = (
+    "Hi, um, I'm not sure I called the right number. | I got a message about a package, "
+    "| or, uh, maybe an order?",
+    "Hello? Is this, uh, the store? | I think I ordered something | but I don't remember what.",
+    "Um, yes, hi. My daughter ordered something for me | and, uh, I got an email | and I "
+    "don't really understand it.",
+)
 FAQ = {  # topic -> (caller questions, the agent's search queries)
-    "opening hours": (("What are your opening hours?", "What time do you close today?",
-                       "Are you open on the weekend?", "When is your store open?"),
-                      ("opening hours", "hours open", "open weekend")),
-    "return policy": (("What's your return policy?", "How long do I have to return something?"),
-                      ("return policy", "returns")),
-    "shipping times": (("How long does shipping usually take?", "If I order today, when would it get here?"),
-                       ("shipping time", "how long shipping takes", "delivery time")),
-    "shipping cost": (("How much do you charge for shipping?", "Is shipping free?"),
-                      ("shipping cost", "free shipping")),
-    "international": (("Do you ship to Canada?", "Can I order from Mexico?"),
-                      ("international shipping", "ship abroad")),
-    "payment": (("Can I pay with PayPal?", "What kinds of payment do you take?"),
-                ("payment methods", "pay with paypal")),
+    "opening hours": (
+        (
+            "What are your opening hours?",
+            "What time do you close today?",
+            "Are you open on the weekend?",
+            "When is your store open?",
+        ),
+        ("opening hours", "hours open", "open weekend"),
+    ),
+    "return policy": (
+        ("What's your return policy?", "How long do I have to return something?"),
+        ("return policy", "returns"),
+    ),
+    "shipping times": (
+        ("How long does shipping usually take?", "If I order today, when would it get here?"),
+        ("shipping time", "how long shipping takes", "delivery time"),
+    ),
+    "shipping cost": (
+        ("How much do you charge for shipping?", "Is shipping free?"),
+        ("shipping cost", "free shipping"),
+    ),
+    "international": (
+        ("Do you ship to Canada?", "Can I order from Mexico?"),
+        ("international shipping", "ship abroad"),
+    ),
+    "payment": (
+        ("Can I pay with PayPal?", "What kinds of payment do you take?"),
+        ("payment methods", "pay with paypal"),
+    ),
     "exchanges": (("Can I exchange something for a different size?",), ("exchange", "exchange size")),
     "gift wrap": (("Do you do gift wrapping?",), ("gift wrap",)),
     "store location": (("Where is your store?", "What's your address?"), ("store location", "store address")),
-    "refund timing": (("How long does a refund take?", "When will I get my money back?"),
-                      ("refund when", "when refund arrives")),
-    "order changes": (("Can I cancel an order I just placed?", "Is it possible to change my order?"),
-                      ("cancel order", "change order")),
+    "refund timing": (
+        ("How long does a refund take?", "When will I get my money back?"),
+        ("refund when", "when refund arrives"),
+    ),
+    "order changes": (
+        ("Can I cancel an order I just placed?", "Is it possible to change my order?"),
+        ("cancel order", "change order"),
+    ),
 }
-NOT_IN_FAQ = (("Are you hiring at the moment?", "hiring jobs"),
-              ("Can I place a wholesale order for my company?", "wholesale"),
-              ("Do you offer a student discount?", "student discount"),
-              ("Do you repair bikes?", "bike repair"))
+NOT_IN_FAQ = (
+    ("Are you hiring at the moment?", "hiring jobs"),
+    ("Can I place a wholesale order for my company?", "wholesale"),
+    ("Do you offer a student discount?", "student discount"),
+    ("Do you repair bikes?", "bike repair"),
+)
 FAQ_PREFIX = ("", "Sure. ", "Good question. ", "Here's what I have: ", "Of course. ")
-FAQ_MISS = ("I'm sorry, I couldn't find anything about that. Would you like me to transfer you to a "
-            "colleague who might know?",
-            "I couldn't find an answer to that in our help pages. I can put you through to a colleague, "
-            "would that help?")
-ACKS = ("Great, thanks.", "Okay, perfect.", "Alright, that's good to know.", "Okay, thank you.",
-        "Oh, good.", "Got it, thanks.")
-ANYTHING_ELSE = (("Is there anything else I can help you with?", False),
-                 ("Anything else I can do for you today?", False),
-                 ("Can I help with anything else today, maybe a question about shipping or returns?", True))
-NO_MORE = ("No, that's all, thanks.", "Nope, that's it. Thank you!", "No thanks, bye.",
-           "That's everything, thanks for your help.")
-GOODBYES = ("You're welcome. Have a great day, goodbye!", f"Thanks for calling {SHOP_NAME}. Bye now!",
-            "My pleasure. Take care!", "Glad I could help. Goodbye!")
-TRANSFER_LINES = ("Of course. I'll transfer you to a colleague now, please stay on the line.",
-                  "No problem, I'm connecting you to someone on our team. One moment.",
-                  "Sure, I'm transferring you now.")
-LETTER_WORDS = {"A": "apple", "B": "boy", "C": "cat", "D": "dog", "F": "frank", "H": "henry", "K": "king",
-                "M": "mary", "R": "robert", "T": "tom"}
-SECONDS_PHRASES = {10: ("ten seconds",), 15: ("fifteen seconds",), 20: ("twenty seconds",),
-                   30: ("thirty seconds", "half a minute"), 45: ("forty-five seconds",),
-                   60: ("a minute", "one minute")}
-
+FAQ_MISS = (
+    "I'm sorry, I couldn't find anything about that. Would you like me to transfer you to a "
+    "colleague who might know?",
+    "I couldn't find an answer to that in our help pages. I can put you through to a colleague, "
+    "would that help?",
+)
+ACKS = (
+    "Great, thanks.",
+    "Okay, perfect.",
+    "Alright, that's good to know.",
+    "Okay, thank you.",
+    "Oh, good.",
+    "Got it, thanks.",
+)
+ANYTHING_ELSE = (
+    ("Is there anything else I can help you with?", False),
+    ("Anything else I can do for you today?", False),
+    ("Can I help with anything else today, maybe a question about shipping or returns?", True),
+)
+NO_MORE = (
+    "No, that's all, thanks.",
+    "Nope, that's it. Thank you!",
+    "No thanks, bye.",
+    "That's everything, thanks for your help.",
+)
+GOODBYES = (
+    "You're welcome. Have a great day, goodbye!",
+    f"Thanks for calling {SHOP_NAME}. Bye now!",
+    "My pleasure. Take care!",
+    "Glad I could help. Goodbye!",
+)
+TRANSFER_LINES = (
+    "Of course. I'll transfer you to a colleague now, please stay on the line.",
+    "No problem, I'm connecting you to someone on our team. One moment.",
+    "Sure, I'm transferring you now.",
+)
+LETTER_WORDS = {
+    "A": "apple",
+    "B": "boy",
+    "C": "cat",
+    "D": "dog",
+    "F": "frank",
+    "H": "henry",
+    "K": "king",
+    "M": "mary",
+    "R": "robert",
+    "T": "tom",
+}
+SECONDS_PHRASES = {
+    10: ("ten seconds",),
+    15: ("fifteen seconds",),
+    20: ("twenty seconds",),
+    30: ("thirty seconds", "half a minute"),
+    45: ("forty-five seconds",),
+    60: ("a minute", "one minute"),
+}
 
 
 # -- flows --------------------------------------------------------------------------------------
 
 # -- support: flows -----------------------------------------------------------------------------
+
 
 def _digit_words(c: CallBuilder, digits: str) -> list[str]:
     words, i = [], 0
@@ -238,16 +356,18 @@ def _ask_id(c: CallBuilder, anchor: int, oid: str, keypad: float = 0.25) -> tupl
         prompt = c.pick(ASK_ID_KEYPAD)
         a = c.agent(prompt, anchor, "ask_order_id")
         if c.rng.random() < 0.4:
-            a = c.caller(c.pick(("Okay, one second.", "Sure, typing it now.", "Okay, let me find it.")),
-                         a, "keypad")
+            a = c.caller(
+                c.pick(("Okay, one second.", "Sure, typing it now.", "Okay, let me find it.")), a, "keypad"
+            )
         end = "#" if "pound key" in prompt else c.pick(("", "#"))
         return c.dtmf(oid[2:] + end, a), oid[2:]
     a = c.agent(c.pick(ASK_ID), anchor, "ask_order_id", bargeable=True)
     return c.caller(c.pick(GIVE_ID).format(oid=_say_id(c, oid)), a, "give_order_id"), oid
 
 
-def _lookup(c: CallBuilder, anchor: int, arg: str,
-            keypad: bool = False) -> tuple[int, dict | None, str | None]:
+def _lookup(
+    c: CallBuilder, anchor: int, arg: str, keypad: bool = False
+) -> tuple[int, dict | None, str | None]:
     t, r, e = c.tool(anchor, "lookup_order", {"order_id": arg}, c.pick(FILLERS))
     if e:
         text = NOT_FOUND[-1] if keypad else c.pick(NOT_FOUND[:-1])
@@ -258,23 +378,41 @@ def _lookup(c: CallBuilder, anchor: int, arg: str,
 
 
 def _facts(r: dict) -> dict[str, str]:
-    return {"date": spoken_date(r[KEY_DATE[r["status"]]]), "item": r["items"][0]["name"],
-            "shipped": spoken_date(r["shipped"]) if "shipped" in r else "",
-            "carrier": r.get("carrier", ""), "amount": spoken_amount(r["total"])}
+    return {
+        "date": spoken_date(r[KEY_DATE[r["status"]]]),
+        "item": r["items"][0]["name"],
+        "shipped": spoken_date(r["shipped"]) if "shipped" in r else "",
+        "carrier": r.get("carrier", ""),
+        "amount": spoken_amount(r["total"]),
+    }
 
 
 def _after_status(c: CallBuilder, a: int, r: dict) -> int | None:
     """Follow-ups to a status answer. -> the caller's last turn, or None when the call was handed off."""
     if r["status"] == "shipped" and c.rng.random() < 0.35:
-        s = c.caller(c.pick(("Great. Do you have the tracking number?", "Can I get the tracking number?")),
-                     a, "tracking")
+        s = c.caller(
+            c.pick(("Great. Do you have the tracking number?", "Can I get the tracking number?")),
+            a,
+            "tracking",
+        )
         a = c.agent(f"Sure, the tracking number is {spoken_id(r['tracking'])}.", s, "tracking_answer")
     elif r["status"] == "delivered" and c.rng.random() < 0.4:
-        s = c.caller(c.pick(("But I never got it! | There was nothing at the door.",
-                             "That's strange, | I haven't received anything.")), a, "not_received")
-        c.transfer(s, "delivered order not received",
-                   "I'm sorry about that. I'll transfer you to a colleague who can open a claim with the "
-                   "carrier. Please hold.")
+        s = c.caller(
+            c.pick(
+                (
+                    "But I never got it! | There was nothing at the door.",
+                    "That's strange, | I haven't received anything.",
+                )
+            ),
+            a,
+            "not_received",
+        )
+        c.transfer(
+            s,
+            "delivered order not received",
+            "I'm sorry about that. I'll transfer you to a colleague who can open a claim with the "
+            "carrier. Please hold.",
+        )
         return None
     return c.caller(c.pick(ACKS), a, "ack")
 
@@ -287,8 +425,9 @@ def _faq(c: CallBuilder, question: int, topic: str | None, query: str | None = N
         return c.caller(c.pick(ACKS), a, "ack")
     a = c.agent(c.pick(FAQ_MISS), t, "faq_answer")
     if c.rng.random() < 0.6:
-        s = c.caller(c.pick(("Yes, please.", "Sure, that would be great.", "Yeah, okay.")), a,
-                     "accept_transfer")
+        s = c.caller(
+            c.pick(("Yes, please.", "Sure, that would be great.", "Yeah, okay.")), a, "accept_transfer"
+        )
         c.transfer(s, "question not in FAQ", c.pick(TRANSFER_LINES))
         return None
     return c.caller(c.pick(("No, that's okay.", "No thanks, I'll check the website.")), a, "decline_transfer")
@@ -337,10 +476,23 @@ def _return(c: CallBuilder, g: int) -> None:
         text = c.pick(OPEN_RETURN).format(item=item, oid=oid, why=phrase[0].upper() + phrase[1:], low=phrase)
         s = c.caller(text, g, "return")
     else:
-        s = c.caller(c.pick(("Hi, I'd like to return something.", "Hello, how do I send back an item?",
-                             f"Hi, I want to return a {item}.")), g, "return")
-        a = c.agent("I can set that up for you. What's the order number, and why are you sending it back?",
-                    s, "ask_return_details", bargeable=True)
+        s = c.caller(
+            c.pick(
+                (
+                    "Hi, I'd like to return something.",
+                    "Hello, how do I send back an item?",
+                    f"Hi, I want to return a {item}.",
+                )
+            ),
+            g,
+            "return",
+        )
+        a = c.agent(
+            "I can set that up for you. What's the order number, and why are you sending it back?",
+            s,
+            "ask_return_details",
+            bargeable=True,
+        )
         s = c.caller(f"It's {oid}, | and {phrase}.", a, "return_details")
     fillers = ("Okay, let me set up that return.", "Alright, one moment while I start the return.", *FILLERS)
     t, r, e = c.tool(s, "create_return", {"order_id": o.order_id, "reason": reason}, c.pick(fillers))
@@ -368,13 +520,17 @@ def _callback(c: CallBuilder, g: int) -> None:
     a = c.agent(c.pick(CALLBACK_OK).format(s=spoken_seconds(secs)), t, "callback_answer")
     if c.rng.random() < 0.7:
         c.caller(c.pick(("Great, thanks.", "Perfect, talk soon.", "Thanks, bye for now.")), a, "ack")
-    timer = c.add(Timer(seconds=secs, note=f"call back {r['callback_id']}",
-                        after=Gap("prev_end", 0, False, t)))
+    timer = c.add(
+        Timer(seconds=secs, note=f"call back {r['callback_id']}", after=Gap("prev_end", 0, False, t))
+    )
     hello = c.agent(c.pick(CALLBACK_HELLO), timer, "callback_hello", bargeable=True)
     if c.rng.random() < 0.6:
         o = _order(c, ("processing", "shipped", "delivered"))
-        s = c.caller(f"Yes, thanks for calling back. | I wanted to ask about order {_say_id(c, o.order_id)}.",
-                     hello, "order_status")
+        s = c.caller(
+            f"Yes, thanks for calling back. | I wanted to ask about order {_say_id(c, o.order_id)}.",
+            hello,
+            "order_status",
+        )
         a, r, _ = _lookup(c, s, o.order_id)
         _closing(c, _after_status(c, a, r))
     else:
@@ -396,10 +552,24 @@ def _handoff(c: CallBuilder, g: int) -> None:
     text, reason = c.pick(OPEN_HANDOFF)
     s = c.caller(text, g, "ask_human")
     if c.rng.random() < 0.5:
-        a = c.agent("I can help with orders, returns and store information right here. Is it about one of "
-                    "those, or would you rather talk to a colleague?", s, "offer_help", bargeable=True)
-        s = c.caller(c.pick(("I'd really rather talk to a person.", "No, I need a person, please.",
-                             "A colleague, please.")), a, "insist_human")
+        a = c.agent(
+            "I can help with orders, returns and store information right here. Is it about one of "
+            "those, or would you rather talk to a colleague?",
+            s,
+            "offer_help",
+            bargeable=True,
+        )
+        s = c.caller(
+            c.pick(
+                (
+                    "I'd really rather talk to a person.",
+                    "No, I need a person, please.",
+                    "A colleague, please.",
+                )
+            ),
+            a,
+            "insist_human",
+        )
     c.transfer(s, reason, c.pick(TRANSFER_LINES))
 
 
@@ -407,22 +577,48 @@ def _angry(c: CallBuilder, g: int) -> None:
     o = _order(c, ("processing", "shipped", "shipped", "delivered"))
     s = c.caller(c.pick(OPEN_ANGRY).format(item=o.items[0].name), g, "complaint")
     a = c.agent(c.pick(APOLOGIES), s, "apology", bargeable=True)
-    text = c.pick(("It's {oid}.", "{oid}. | I've given it to you people twice already.", "Fine, it's {oid}.",
-                   "Just check order {oid}!"))
+    text = c.pick(
+        (
+            "It's {oid}.",
+            "{oid}. | I've given it to you people twice already.",
+            "Fine, it's {oid}.",
+            "Just check order {oid}!",
+        )
+    )
     s = c.caller(text.format(oid=_say_id(c, o.order_id)), a, "give_order_id")
     a, r, _ = _lookup(c, s, o.order_id)
     roll = c.rng.random()
     if roll < 0.4:
-        s = c.caller(c.pick(("That's not good enough. | I want to speak to a manager.",
-                             "Unbelievable. | Put me through to a supervisor.")), a, "ask_manager")
-        c.transfer(s, "caller asked for a manager",
-                   c.pick(("I understand. I'll transfer you to a supervisor now, please hold.",
-                           "Of course, I'm connecting you with a manager right away.")))
+        s = c.caller(
+            c.pick(
+                (
+                    "That's not good enough. | I want to speak to a manager.",
+                    "Unbelievable. | Put me through to a supervisor.",
+                )
+            ),
+            a,
+            "ask_manager",
+        )
+        c.transfer(
+            s,
+            "caller asked for a manager",
+            c.pick(
+                (
+                    "I understand. I'll transfer you to a supervisor now, please hold.",
+                    "Of course, I'm connecting you with a manager right away.",
+                )
+            ),
+        )
     elif roll < 0.65:
-        s = c.caller(c.pick(("Whatever. | I just want to send it back.", "Forget it, I want a refund.")),
-                     a, "return")
-        t, r, e = c.tool(s, "create_return", {"order_id": o.order_id, "reason": "changed mind"},
-                         "Okay, let me see if I can start a return.")
+        s = c.caller(
+            c.pick(("Whatever. | I just want to send it back.", "Forget it, I want a refund.")), a, "return"
+        )
+        t, r, e = c.tool(
+            s,
+            "create_return",
+            {"order_id": o.order_id, "reason": "changed mind"},
+            "Okay, let me see if I can start a return.",
+        )
         a = c.agent(_return_answer(c, r, e), t, "return_answer")
         _closing(c, c.caller(c.pick(("Fine.", "Okay. Fine.", "Hmm, alright.")), a, "ack"), more=False)
     else:
@@ -433,23 +629,40 @@ def _angry(c: CallBuilder, g: int) -> None:
 def _confused(c: CallBuilder, g: int) -> None:
     o = _order(c, STATUSES)
     s = c.caller(c.pick(OPEN_CONFUSED), g, "confused_opening")
-    a = c.agent("You're in the right place, I can check that for you. Do you have an order number? It's a "
-                "letter followed by five digits, usually at the top of the email.",
-                s, "ask_order_id", bargeable=True)
+    a = c.agent(
+        "You're in the right place, I can check that for you. Do you have an order number? It's a "
+        "letter followed by five digits, usually at the top of the email.",
+        s,
+        "ask_order_id",
+        bargeable=True,
+    )
     if c.rng.random() < 0.3:
         s = c.caller("Oh, um, the numbers? | Where do I find those?", a, "confused")
         a = c.agent("If it's easier, you can also type the five digits on your keypad.", s, "offer_keypad")
         s, arg = c.dtmf(o.order_id[2:] + c.pick(("", "#")), a), o.order_id[2:]
     else:
         full = _say_id(c, o.order_id)
-        text = c.pick(("Oh, um, let me look... | okay, it says {oid}.",
-                       "It's, um, {start}, no wait, | {oid}.",
-                       "I think it's {oid}? | Yes, {oid}."))
+        text = c.pick(
+            (
+                "Oh, um, let me look... | okay, it says {oid}.",
+                "It's, um, {start}, no wait, | {oid}.",
+                "I think it's {oid}? | Yes, {oid}.",
+            )
+        )
         s = c.caller(text.format(oid=full, start=" ".join(full.split()[:2])), a, "give_order_id")
         arg = o.order_id
     a, r, _ = _lookup(c, s, arg)
-    s = c.caller(c.pick(("Sorry, so, um, | when will it come?", "So... what does that mean? | Is it coming?",
-                         "I'm sorry, I didn't quite follow.")), a, "confused")
+    s = c.caller(
+        c.pick(
+            (
+                "Sorry, so, um, | when will it come?",
+                "So... what does that mean? | Is it coming?",
+                "I'm sorry, I didn't quite follow.",
+            )
+        ),
+        a,
+        "confused",
+    )
     a = c.agent(SIMPLE_STATUS[r["status"]].format(date=spoken_date(r[KEY_DATE[r["status"]]])), s, "restate")
     thanks = c.pick(("Oh, okay. Thank you, dear.", "Oh! Okay, that's good. Thanks."))
     _closing(c, c.caller(thanks, a, "ack"), more=False)
@@ -458,8 +671,9 @@ def _confused(c: CallBuilder, g: int) -> None:
 def _unknown_order(c: CallBuilder, g: int) -> None:
     o = _order(c, STATUSES)
     wrong = _wrong_id(c, o.order_id)
-    text = c.pick(OPEN_STATUS_ID).format(oid=_say_id(c, wrong), first=c.shop.customer(o.customer_id).first,
-                                         item=o.items[0].name)
+    text = c.pick(OPEN_STATUS_ID).format(
+        oid=_say_id(c, wrong), first=c.shop.customer(o.customer_id).first, item=o.items[0].name
+    )
     s = c.caller(text, g, "order_status")
     keypad = c.rng.random() < 0.25
     a, _, _ = _lookup(c, s, wrong, keypad)
@@ -467,20 +681,38 @@ def _unknown_order(c: CallBuilder, g: int) -> None:
         s, arg = c.dtmf(o.order_id[2:] + c.pick(("", "#")), a), o.order_id[2:]
     else:
         arg = _wrong_id(c, o.order_id) if c.rng.random() < 0.15 else o.order_id
-        text = c.pick(("Oh, sorry, I think I misread it. | It's {oid}.", "Let me check. | It's {oid}.",
-                       "Really? | Okay, it's {oid}."))
+        text = c.pick(
+            (
+                "Oh, sorry, I think I misread it. | It's {oid}.",
+                "Let me check. | It's {oid}.",
+                "Really? | Okay, it's {oid}.",
+            )
+        )
         s = c.caller(text.format(oid=_say_id(c, arg)), a, "give_order_id")
     a, r, e = _lookup(c, s, arg)
     if e:
         s = c.caller("Hmm, that's odd.", a, "confused")
-        a = c.agent("Since I still can't find it, let me transfer you to a colleague who can look it up by "
-                    "your name. Please hold.", s, "transfer")
+        a = c.agent(
+            "Since I still can't find it, let me transfer you to a colleague who can look it up by "
+            "your name. Please hold.",
+            s,
+            "transfer",
+        )
         return c.transfer(a, "order not found")
     _closing(c, _after_status(c, a, r))
 
 
-SUPPORT_FLOWS = {"order_status": _order_status, "return": _return, "callback": _callback, "faq": _faq_call,
-                 "handoff": _handoff, "angry": _angry, "confused": _confused, "unknown_order": _unknown_order}
+SUPPORT_FLOWS = {
+    "order_status": _order_status,
+    "return": _return,
+    "callback": _callback,
+    "faq": _faq_call,
+    "handoff": _handoff,
+    "angry": _angry,
+    "confused": _confused,
+    "unknown_order": _unknown_order,
+}
+
 
 def support_call(c: CallBuilder) -> None:
     """The whole call for `c.scenario`: a greeting, then that scenario's flow."""

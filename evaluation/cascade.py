@@ -58,12 +58,12 @@ from typing import Protocol
 
 import numpy as np
 
-from model.config import MICRO_TURN_SAMPLES as FRAME  # where a reactive caller may start a clip
 from corpus.render import AGENT_RATE_WPM, AGENT_VOICES, word_onsets
 from corpus.tts import Espeak
 from evaluation.metrics import AgentTrack, speech_intervals
+from model.config import MICRO_TURN_SAMPLES as FRAME  # where a reactive caller may start a clip
+from model.protocol import SAMPLE_RATE
 
-SAMPLE_RATE = 16_000
 CHUNK = 512  # Silero's chunk at 16 kHz: 32 ms
 CHUNK_MS = 1000 * CHUNK / SAMPLE_RATE
 FADE_SAMPLES = 8 * SAMPLE_RATE // 1000
@@ -157,10 +157,20 @@ class _Playing:
     end: int  # exclusive, clipped to the call
 
 
-def run_cascade(caller: np.ndarray, agent_lines: list[AgentLine], *, silence_ms: float = 600,
-                barge_min_ms: float = 200, processing_ms: float = 300, min_speech_ms: float = 96,
-                threshold: float = 0.5, neg_threshold: float = 0.35, echo_gain: float = 0.0,
-                echo_delay_ms: float = 100, tts: Espeak | None = None) -> CascadeResult:
+def run_cascade(
+    caller: np.ndarray,
+    agent_lines: list[AgentLine],
+    *,
+    silence_ms: float = 600,
+    barge_min_ms: float = 200,
+    processing_ms: float = 300,
+    min_speech_ms: float = 96,
+    threshold: float = 0.5,
+    neg_threshold: float = 0.35,
+    echo_gain: float = 0.0,
+    echo_delay_ms: float = 100,
+    tts: Espeak | None = None,
+) -> CascadeResult:
     """Run the VAD cascade over one call's caller channel (float32, 16 kHz); see the module
     docstring for the rules. `tts` defaults to the process's `Espeak.instance()`."""
     import torch
@@ -172,13 +182,17 @@ def run_cascade(caller: np.ndarray, agent_lines: list[AgentLine], *, silence_ms:
     min_speech = _ms_to_samples("min_speech_ms", min_speech_ms)
     echo_delay = _ms_to_samples("echo_delay_ms", echo_delay_ms)
     if not 0 < neg_threshold <= threshold < 1:
-        raise ValueError(f"need 0 < neg_threshold <= threshold < 1, got neg_threshold={neg_threshold}, "
-                         f"threshold={threshold}")
+        raise ValueError(
+            f"need 0 < neg_threshold <= threshold < 1, got neg_threshold={neg_threshold}, "
+            f"threshold={threshold}"
+        )
     if not np.isfinite(echo_gain) or echo_gain < 0:
         raise ValueError(f"echo_gain must be >= 0, got {echo_gain!r}")
     for i, line in enumerate(agent_lines):
         if line.lang not in AGENT_VOICES:
-            raise ValueError(f"agent_lines[{i}].lang={line.lang!r}: no agent voice; known {sorted(AGENT_VOICES)}")
+            raise ValueError(
+                f"agent_lines[{i}].lang={line.lang!r}: no agent voice; known {sorted(AGENT_VOICES)}"
+            )
     tts = tts or Espeak.instance()
     synthesized: dict[tuple[str, str], tuple[np.ndarray, list[tuple[str, int]]]] = {}
 
@@ -204,12 +218,21 @@ def run_cascade(caller: np.ndarray, agent_lines: list[AgentLine], *, silence_ms:
     playing: _Playing | None = None  # pending (before start) or sounding
 
     def finish(p: _Playing, end: int, outcome: str) -> None:
-        text = "" if outcome == "cancelled" else " ".join(tok for tok, onset in p.words
-                                                         if p.start + onset < end)
+        text = (
+            "" if outcome == "cancelled" else " ".join(tok for tok, onset in p.words if p.start + onset < end)
+        )
         started = outcome != "cancelled"
-        turns.append(CascadeTurn(p.line, text, p.turn_end / SAMPLE_RATE, p.decided / SAMPLE_RATE,
-                                 p.start / SAMPLE_RATE if started else None,
-                                 end / SAMPLE_RATE if started else None, outcome))
+        turns.append(
+            CascadeTurn(
+                p.line,
+                text,
+                p.turn_end / SAMPLE_RATE,
+                p.decided / SAMPLE_RATE,
+                p.start / SAMPLE_RATE if started else None,
+                end / SAMPLE_RATE if started else None,
+                outcome,
+            )
+        )
 
     with _vad_lock, torch.inference_mode():
         vad = _load_vad()
@@ -217,10 +240,10 @@ def run_cascade(caller: np.ndarray, agent_lines: list[AgentLine], *, silence_ms:
         for k in range(n_chunks):
             a, b = k * CHUNK, min((k + 1) * CHUNK, n)
             heard_chunk = np.zeros(CHUNK, dtype=np.float32)
-            heard_chunk[:b - a] = x[a:b]
+            heard_chunk[: b - a] = x[a:b]
             lo, hi = max(a - echo_delay, 0), b - echo_delay
             if echo_gain > 0 and hi > lo:  # own output echo_delay late: only samples already decided
-                heard_chunk[lo + echo_delay - a:b - a] += echo_gain * out[lo:hi]
+                heard_chunk[lo + echo_delay - a : b - a] += echo_gain * out[lo:hi]
             p = float(vad(torch.from_numpy(heard_chunk), SAMPLE_RATE))
             probs[k] = p
 
@@ -232,21 +255,24 @@ def run_cascade(caller: np.ndarray, agent_lines: list[AgentLine], *, silence_ms:
 
             if playing is not None and b <= playing.start:  # answer decided, not sounding yet
                 if run >= barge_min:
-                    out[playing.start:playing.end] = 0.0
+                    out[playing.start : playing.end] = 0.0
                     finish(playing, playing.start, "cancelled")
                     next_line = playing.line  # not spoken: it answers the next turn end
                     playing, heard = None, True
                 continue
             if playing is not None:  # sounding
                 if b >= playing.end:
-                    finish(playing, playing.end, "finished" if playing.end - playing.start == len(playing.audio)
-                           else "call_ended")
+                    finish(
+                        playing,
+                        playing.end,
+                        "finished" if playing.end - playing.start == len(playing.audio) else "call_ended",
+                    )
                     playing = None
                 elif run >= barge_min:
                     cut = b
                     fade = min(FADE_SAMPLES, playing.end - cut)
-                    out[cut:cut + fade] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
-                    out[cut + fade:playing.end] = 0.0
+                    out[cut : cut + fade] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
+                    out[cut + fade : playing.end] = 0.0
                     finish(playing, cut, "barged_in")
                     playing, heard = None, True
                 continue
@@ -265,11 +291,20 @@ def run_cascade(caller: np.ndarray, agent_lines: list[AgentLine], *, silence_ms:
                         start = b + processing
                         end = min(start + len(audio), n)
                         if start < n:
-                            out[start:end] = audio[:end - start]
+                            out[start:end] = audio[: end - start]
                             playing = _Playing(next_line, audio, words, silence_start, b, start, end)
                         else:  # the call ends before the answer could sound
-                            turns.append(CascadeTurn(next_line, "", silence_start / SAMPLE_RATE,
-                                                     b / SAMPLE_RATE, None, None, "call_ended"))
+                            turns.append(
+                                CascadeTurn(
+                                    next_line,
+                                    "",
+                                    silence_start / SAMPLE_RATE,
+                                    b / SAMPLE_RATE,
+                                    None,
+                                    None,
+                                    "call_ended",
+                                )
+                            )
                         next_line += 1
 
     text = " ".join(t.text for t in turns if t.text)
@@ -285,8 +320,9 @@ class Player(Protocol):
     def track(self, n: int) -> np.ndarray: ...
 
 
-def run_cascade_reactive(caller: np.ndarray, agent_lines: list[AgentLine], player: Player,
-                         **kwargs) -> CascadeResult:
+def run_cascade_reactive(
+    caller: np.ndarray, agent_lines: list[AgentLine], player: Player, **kwargs
+) -> CascadeResult:
     """`run_cascade` against a caller that reacts to it: at each frame boundary k * FRAME,
     `player.step(k, agent_audio)` sees the cascade's output so far (it reads only what precedes the
     boundary) and may start a clip there; the call is then run again with `player.track` added to

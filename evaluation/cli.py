@@ -47,13 +47,20 @@ def add_command(sub) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: half the cores)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed of the first call (+1 per call)")
     p.add_argument("--temperature", type=float, help="sampling temperature (default: the server's)")
-    p.add_argument("--save-audio", action="store_true", help="OUT/audio/<name>.wav: heard (left), agent (right)")
+    p.add_argument(
+        "--save-audio", action="store_true", help="OUT/audio/<name>.wav: heard (left), agent (right)"
+    )
     p.add_argument("--write-scenarios", type=Path, metavar="DIR", help="only write held-out scenarios to DIR")
     p.add_argument("--n", type=int, default=20, help="held-out scenarios to generate")
-    p.add_argument("--seed0", type=int, help="first held-out seed (default evaluation.held_out.HELD_OUT_SEED0)")
-    p.add_argument("--agent-voice", choices=("espeak", "piper"), default="espeak",
-                   help="agent voice of generated scenarios: espeak-ng (as trained) or piper joe "
-                        "(its English lines)")
+    p.add_argument(
+        "--seed0", type=int, help="first held-out seed (default evaluation.held_out.HELD_OUT_SEED0)"
+    )
+    p.add_argument(
+        "--agent-voice",
+        choices=("espeak", "piper"),
+        default="espeak",
+        help="agent voice of generated scenarios: espeak-ng (as trained) or piper joe (its English lines)",
+    )
     p.set_defaults(func=cmd_eval)
 
 
@@ -61,8 +68,9 @@ def _write_scenarios(directory: Path, n: int, seed0: int | None, agent_voice: st
     from evaluation.held_out import HELD_OUT_SEED0, write_held_out
 
     t = time.perf_counter()
-    paths = write_held_out(directory, n, seed0=HELD_OUT_SEED0 if seed0 is None else seed0,
-                           agent_voice=agent_voice)
+    paths = write_held_out(
+        directory, n, seed0=HELD_OUT_SEED0 if seed0 is None else seed0, agent_voice=agent_voice
+    )
     log.info("wrote %d held-out scenarios to %s in %.1f s", len(paths), directory, time.perf_counter() - t)
     return paths
 
@@ -71,7 +79,7 @@ def save_audio(record, path: Path) -> None:
     """Two channels at 16 kHz: what the model heard (left) and what it said (right)."""
     agent = record.agent_audio
     heard = np.zeros(len(agent), np.int16)
-    heard[:len(record.heard)] = record.heard
+    heard[: len(record.heard)] = record.heard
     write_pcm16(path, np.stack([heard, agent], axis=1), 16000)
 
 
@@ -86,10 +94,10 @@ def cmd_eval(args) -> int:
 
     import torch
 
-    from model.checkpoint import DEFAULT_CHECKPOINT, WEIGHTS_FILE, load_model
     from evaluation.report import goals, write_report
     from evaluation.run import evaluate, run_scenarios
     from evaluation.scenarios import load_scenarios
+    from model.checkpoint import DEFAULT_CHECKPOINT, WEIGHTS_FILE, load_model
 
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 2) // 2))
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -108,19 +116,40 @@ def cmd_eval(args) -> int:
     else:
         name = f"preset {args.preset or 'small'} (RANDOM weights)"
     audio_s = sum(s.duration_s for s in scenarios)
-    log.info("evaluating %s on %d scenarios (%.0f s of calls, %d at once)", name, len(scenarios), audio_s,
-             min(args.max_slots, len(scenarios)))
+    log.info(
+        "evaluating %s on %d scenarios (%.0f s of calls, %d at once)",
+        name,
+        len(scenarios),
+        audio_s,
+        min(args.max_slots, len(scenarios)),
+    )
     t0 = time.perf_counter()
-    records, health = asyncio.run(run_scenarios(
-        model, scenarios, max_slots=args.max_slots, tick_ms=args.tick_ms, device=args.device,
-        model_name=name, seed=args.seed, temperature=args.temperature))
+    records, health = asyncio.run(
+        run_scenarios(
+            model,
+            scenarios,
+            max_slots=args.max_slots,
+            tick_ms=args.tick_ms,
+            device=args.device,
+            model_name=name,
+            seed=args.seed,
+            temperature=args.temperature,
+        )
+    )
     run_s = time.perf_counter() - t0
     results = evaluate(records, baseline=not args.no_baseline, asr=not args.no_asr)
     results["meta"] = {
-        "model": name, "scenarios": str(scenario_dir), "calls": len(scenarios), "call_seconds": round(audio_s, 1),
-        "calls_wall_seconds": round(run_s, 1), "scoring_seconds": round(time.perf_counter() - t0 - run_s, 1),
-        "tick_ms": args.tick_ms, "max_slots": min(args.max_slots, len(scenarios)), "device": args.device,
-        "server": health, "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "model": name,
+        "scenarios": str(scenario_dir),
+        "calls": len(scenarios),
+        "call_seconds": round(audio_s, 1),
+        "calls_wall_seconds": round(run_s, 1),
+        "scoring_seconds": round(time.perf_counter() - t0 - run_s, 1),
+        "tick_ms": args.tick_ms,
+        "max_slots": min(args.max_slots, len(scenarios)),
+        "device": args.device,
+        "server": health,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join(["parley"] + sys.argv[1:]),
     }
     if args.save_audio:
@@ -129,9 +158,19 @@ def cmd_eval(args) -> int:
             save_audio(record, args.out / "audio" / f"{record.scenario.name}.wav")
     report = write_report(results, args.out)
     rows = goals(results["summary"])
-    print(json.dumps({"report": str(report), "results": str(args.out / "results.json"), "calls": len(records),
-                      "goals_met": sum(r["model_met"] is True for r in rows), "goals": len(rows),
-                      "turn_taking_by_agent": {a: s["model"]["turn_taking_rate"]
-                                               for a, s in results["summary"]["by_agent"].items()},
-                      "wall_seconds": round(time.perf_counter() - t0, 1)}))
+    print(
+        json.dumps(
+            {
+                "report": str(report),
+                "results": str(args.out / "results.json"),
+                "calls": len(records),
+                "goals_met": sum(r["model_met"] is True for r in rows),
+                "goals": len(rows),
+                "turn_taking_by_agent": {
+                    a: s["model"]["turn_taking_rate"] for a, s in results["summary"]["by_agent"].items()
+                },
+                "wall_seconds": round(time.perf_counter() - t0, 1),
+            }
+        )
+    )
     return 0

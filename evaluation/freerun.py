@@ -49,9 +49,16 @@ def prob_strip(probs) -> str:
     return "".join(str(min(9, int(p * 10))) for p in probs)
 
 
-def free_run(model: InteractionModel, call: RenderedCall, labels: CallLabels, feed=frozenset(),
-             turns: int | None = None, temperature: float = DEFAULT_TEMPERATURE, top_p: float = DEFAULT_TOP_P,
-             seed: int = 0) -> FreeRun:
+def free_run(
+    model: InteractionModel,
+    call: RenderedCall,
+    labels: CallLabels,
+    feed=frozenset(),
+    turns: int | None = None,
+    temperature: float = DEFAULT_TEMPERATURE,
+    top_p: float = DEFAULT_TOP_P,
+    seed: int = 0,
+) -> FreeRun:
     """Step `model` over `call` as a served call would, feeding back the labels' `feed` channels."""
     unknown = set(feed) - set(CHANNELS)
     if unknown:
@@ -63,7 +70,7 @@ def free_run(model: InteractionModel, call: RenderedCall, labels: CallLabels, fe
     speak = FLOOR_STATES.index("speak")
     floors, probs = [], []
     for k in range(min(labels.n_turns, turns or labels.n_turns)):
-        frame = caller[k * FRAME_BYTES:(k + 1) * FRAME_BYTES]
+        frame = caller[k * FRAME_BYTES : (k + 1) * FRAME_BYTES]
         turn = engine.step({slot: frame}, {slot: labels.events[k]})[slot]
         floors.append(FLOOR_STATES.index(turn.floor))
         probs.append(turn.floor_probs[speak])
@@ -77,8 +84,8 @@ def free_run(model: InteractionModel, call: RenderedCall, labels: CallLabels, fe
 
 
 def main(argv: list[str] | None = None) -> None:
-    from model.checkpoint import load_model
     from corpus.render import CorpusCache
+    from model.checkpoint import load_model
 
     p = argparse.ArgumentParser(prog="python -m evaluation.freerun", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", type=Path, help="checkpoint or training run directory (default: shipped)")

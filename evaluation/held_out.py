@@ -3,14 +3,15 @@
 `write_held_out(out_dir, n)` renders held-out synthetic calls (corpus.render with the held-out
 caller voices) into the scenario format (evaluation.scenarios): the caller WAV is the caller
 channel rendered with the agent's voice muted (same speech, noise and line; no scripted echo: when
-the call had echo its parameters go to "echo", so the model hears its own voice instead), annotations from the placed utterances
-(see `scenario_from_call`), the scripted tool results, agent lines, DTMF and timer events, and the
-clean scripted agent channel as `<name>.agent.wav`. Support calls also get two interjections
-(`held_out_interjections`): a barge-in ("Wait, wait, that's not my order.") and a backchannel
-("uh-huh"), in the call's caller voice and prosody, trimmed to their audible speech and put
-through the call's line (level, band, mu-law; the WAV already has the noise), written as
-`<name>.int0.wav` and `<name>.int1.wav`; drawn from the seed, so the same seed gives the same
-bytes. Interpreting calls get none: their caller talks on while the interpreter speaks, by design.
+the call had echo its parameters go to "echo", so the model hears its own voice instead),
+annotations from the placed utterances (see `scenario_from_call`), the scripted tool results, agent
+lines, DTMF and timer events, and the clean scripted agent channel as `<name>.agent.wav`. Support
+calls also get two interjections (`held_out_interjections`): a barge-in ("Wait, wait, that's not my
+order.") and a backchannel ("uh-huh"), in the call's caller voice and prosody, trimmed to their
+audible speech and put through the call's line (level, band, mu-law; the WAV already has the
+noise), written as `<name>.int0.wav` and `<name>.int1.wav`; drawn from the seed, so the same seed
+gives the same bytes. Interpreting calls get none: their caller talks on while the interpreter
+speaks, by design.
 
 This module knows the scenario format (evaluation.scenarios) and the renderer (corpus.render);
 nothing of the model server, metrics' rules or reports.
@@ -61,10 +62,15 @@ def audible_edges(call, caller_audio: list[np.ndarray]) -> dict[int, tuple[int, 
         raise ValueError(f"{len(caller_audio)} caller utterances synthesised for {len(says)} caller Says")
     edges = {}
     for s, x in zip(says, caller_audio):
-        iv = speech_intervals(x[:s.end_sample - s.start_sample], call.sample_rate)
-        edges[s.item] = (s.start_sample + round(iv[0][0] * call.sample_rate),
-                         s.start_sample + round(iv[-1][1] * call.sample_rate)) if iv else (s.start_sample,
-                                                                                            s.end_sample)
+        iv = speech_intervals(x[: s.end_sample - s.start_sample], call.sample_rate)
+        edges[s.item] = (
+            (
+                s.start_sample + round(iv[0][0] * call.sample_rate),
+                s.start_sample + round(iv[-1][1] * call.sample_rate),
+            )
+            if iv
+            else (s.start_sample, s.end_sample)
+        )
     return edges
 
 
@@ -102,8 +108,11 @@ def scenario_from_call(call, name: str, edges: dict[int, tuple[int, int]] | None
     by_item = {s.item: s for s in says}
     caller_turns = [s for s in says if s.speaker == "caller" and s.role == "turn"]
     continued = {it.after.of for it in items if isinstance(it, Say) and it.pause_inside_turn}
-    answered = {it.after.of for it in items
-                if isinstance(it, Say) and it.speaker == "agent" and it.role != "backchannel"}
+    answered = {
+        it.after.of
+        for it in items
+        if isinstance(it, Say) and it.speaker == "agent" and it.role != "backchannel"
+    }
     turn_ends = [end(s) for s in caller_turns if s.item in answered and s.item not in continued]
     pauses = []
     if call.script.agent == "support":
@@ -126,8 +135,9 @@ def scenario_from_call(call, name: str, edges: dict[int, tuple[int, int]] | None
     for it in items:
         if isinstance(it, ToolCall):
             answer = {"error": it.error} if it.error is not None else {"result": it.result}
-            tool_results.append({"name": it.name, "arguments": it.arguments, **answer,
-                                 "delay_s": it.latency_ms / 1000})
+            tool_results.append(
+                {"name": it.name, "arguments": it.arguments, **answer, "delay_s": it.latency_ms / 1000}
+            )
     for ev in call.events:
         if ev.kind in EVENT_KINDS:
             events.append({"t": ev.t_ms / 1000, "kind": ev.kind, "payload": ev.payload})
@@ -136,32 +146,51 @@ def scenario_from_call(call, name: str, edges: dict[int, tuple[int, int]] | None
         "annotations": {
             "turn_ends": [sec(t) for t in turn_ends],
             "pauses": pauses,
-            "backchannels": [[sec(start(s)), sec(end(s))] for s in says
-                             if s.speaker == "caller" and s.role == "backchannel"],
+            "backchannels": [
+                [sec(start(s)), sec(end(s))]
+                for s in says
+                if s.speaker == "caller" and s.role == "backchannel"
+            ],
             "barge_ins": [sec(t) for t in barge_ins],
-            "tool_calls": [{"name": t.name, "arguments": json.loads(t.arguments_json)} for t in call.tool_calls],
+            "tool_calls": [
+                {"name": t.name, "arguments": json.loads(t.arguments_json)} for t in call.tool_calls
+            ],
             "translations": [s.text for s in says if s.speaker == "agent" and s.lang == "es" and s.text],
             "caller_speech": [[sec(start(s)), sec(end(s))] for s in caller_turns],
         },
         "tool_results": tool_results,
         "agent_lines": lines,
         "events": events,
-        "agent_reference": {"wav": f"{name}.agent.wav",
-                            "text": " ".join(s.text for s in says if s.speaker == "agent" and s.text)},
-        "source": {"generator": "corpus.render", "agent": call.script.agent, "seed": call.seed,
-                   "held_out": call.held_out, "agent_voice": call.agent_voice,
-                   "scenario": call.script.scenario,
-                   "features": sorted(call.script.features()), "channel": call.channel.to_dict()},
+        "agent_reference": {
+            "wav": f"{name}.agent.wav",
+            "text": " ".join(s.text for s in says if s.speaker == "agent" and s.text),
+        },
+        "source": {
+            "generator": "corpus.render",
+            "agent": call.script.agent,
+            "seed": call.seed,
+            "held_out": call.held_out,
+            "agent_voice": call.agent_voice,
+            "scenario": call.script.scenario,
+            "features": sorted(call.script.features()),
+            "channel": call.channel.to_dict(),
+        },
     }
     if call.channel.echo_delay_ms is not None:
-        scenario["echo"] = {"delay_ms": call.channel.echo_delay_ms,
-                            "attenuation_db": call.channel.echo_attenuation_db}
+        scenario["echo"] = {
+            "delay_ms": call.channel.echo_delay_ms,
+            "attenuation_db": call.channel.echo_attenuation_db,
+        }
     return scenario
 
 
 INTERJECTION_SALT = 0x494E544A  # "INTJ": the interjections' random numbers, apart from the call's
-BARGE_IN_LINES = ("Sorry, actually, can I change the delivery address?", "Wait, wait, that's not my order.",
-                  "Sorry to interrupt, can you say that again?", "Hang on, I gave you the wrong number.")
+BARGE_IN_LINES = (
+    "Sorry, actually, can I change the delivery address?",
+    "Wait, wait, that's not my order.",
+    "Sorry to interrupt, can you say that again?",
+    "Hang on, I gave you the wrong number.",
+)
 BACKCHANNEL_LINES = ("uh-huh", "okay", "right", "mm-hmm")
 
 
@@ -182,12 +211,15 @@ def held_out_interjections(call, tts, scenario: dict, name: str) -> list[tuple[d
     rng = np.random.default_rng([INTERJECTION_SALT, int(call.seed)])
     voice, rate, pitch, spread = _caller_voice(call)
     ann = scenario["annotations"]
-    first = ann["turn_ends"][0] if ann["turn_ends"] \
-        else min((e for _, e in ann["caller_speech"]), default=0.0)
+    first = (
+        ann["turn_ends"][0] if ann["turn_ends"] else min((e for _, e in ann["caller_speech"]), default=0.0)
+    )
     duration = len(call.caller) / call.sample_rate
     line = dataclasses.replace(call.channel, noise="none", echo_delay_ms=None)  # the WAV has the noise
-    plan = [("barge_in", str(rng.choice(BARGE_IN_LINES)), round(float(rng.uniform(0.6, 1.2)), 2)),
-            ("backchannel", str(rng.choice(BACKCHANNEL_LINES)), round(float(rng.uniform(0.8, 1.4)), 2))]
+    plan = [
+        ("barge_in", str(rng.choice(BARGE_IN_LINES)), round(float(rng.uniform(0.6, 1.2)), 2)),
+        ("backchannel", str(rng.choice(BACKCHANNEL_LINES)), round(float(rng.uniform(0.8, 1.4)), 2)),
+    ]
     if rng.random() < 0.5:
         plan.reverse()
     out = []
@@ -195,20 +227,36 @@ def held_out_interjections(call, tts, scenario: dict, name: str) -> list[tuple[d
         x = tts.synthesize_16k(text, voice, rate, pitch, spread).audio.astype(np.float32)
         iv = speech_intervals(x, SAMPLE_RATE)  # without the synthesiser's silence: onset = first sample
         if iv:
-            x = x[int(iv[0][0] * SAMPLE_RATE):int(round(iv[-1][1] * SAMPLE_RATE))]
+            x = x[int(iv[0][0] * SAMPLE_RATE) : int(round(iv[-1][1] * SAMPLE_RATE))]
         clip = apply_channel(x, np.zeros_like(x), line, np.random.default_rng(0))
         not_before = round(first + 0.5, 3)
         not_after = round(duration - len(clip) / SAMPLE_RATE - 1.5, 3)
         if not_after < not_before:
             continue
         wav = f"{name}.int{len(out)}.wav"
-        out.append(({"kind": kind, "wav": wav, "not_before": not_before, "after_speech_s": after,
-                     "not_after": not_after, "text": text}, clip))
+        out.append(
+            (
+                {
+                    "kind": kind,
+                    "wav": wav,
+                    "not_before": not_before,
+                    "after_speech_s": after,
+                    "not_after": not_after,
+                    "text": text,
+                },
+                clip,
+            )
+        )
     return out
 
 
-def write_held_out(out_dir: str | Path, n: int, agents: tuple[str, ...] = AGENTS,
-                   seed0: int = HELD_OUT_SEED0, agent_voice: str = "espeak") -> list[Path]:
+def write_held_out(
+    out_dir: str | Path,
+    n: int,
+    agents: tuple[str, ...] = AGENTS,
+    seed0: int = HELD_OUT_SEED0,
+    agent_voice: str = "espeak",
+) -> list[Path]:
     """Render `n` held-out calls (agents in turn, seeds seed0, seed0 + 1, ...) as scenarios, the
     agent's lines in `agent_voice` (corpus.render.AGENT_VOICE_CHOICES)."""
     out = Path(out_dir)

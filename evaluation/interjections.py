@@ -47,8 +47,11 @@ def speaking_for(agent: np.ndarray, t: int, seconds: float, since: int = 0) -> b
     if len(window) < t - lo:  # the track ends before t: silence there
         return False
     iv = speech_intervals(window, SAMPLE_RATE)
-    return bool(iv) and iv[-1][1] * SAMPLE_RATE >= t - lo - 0.5 \
+    return (
+        bool(iv)
+        and iv[-1][1] * SAMPLE_RATE >= t - lo - 0.5
         and lo + iv[-1][0] * SAMPLE_RATE <= t - need + 0.5
+    )
 
 
 class InterjectionPlayer:
@@ -58,8 +61,9 @@ class InterjectionPlayer:
     `audio(k)` is what the played clips add to caller frame k. `onsets[i]`: interjection i's onset
     in samples, None while (and if) it is not played. The same decisions for the same audio."""
 
-    def __init__(self, interjections: list[Interjection], n_samples: int,
-                 caller_busy: list[tuple[float, float]] = ()) -> None:
+    def __init__(
+        self, interjections: list[Interjection], n_samples: int, caller_busy: list[tuple[float, float]] = ()
+    ) -> None:
         self.interjections = list(interjections)
         self.n_samples = n_samples
         self.busy = [(int(round(s * SAMPLE_RATE)), int(round(e * SAMPLE_RATE))) for s, e in caller_busy]
@@ -106,7 +110,7 @@ class InterjectionPlayer:
         for ij, t in zip(self.interjections, self.onsets):
             if t is not None and t < lo + FRAME and t + len(ij.audio) > lo:
                 a, b = max(t, lo), min(t + len(ij.audio), lo + FRAME)
-                out[a - lo:b - lo] += ij.audio[a - t:b - t]
+                out[a - lo : b - lo] += ij.audio[a - t : b - t]
         return out
 
     def track(self, n: int) -> np.ndarray:
@@ -114,6 +118,6 @@ class InterjectionPlayer:
         out = np.zeros(n, np.float32)
         for ij, t in zip(self.interjections, self.onsets):
             if t is not None and t < n:
-                part = ij.audio[:n - t]
-                out[t:t + len(part)] += part
+                part = ij.audio[: n - t]
+                out[t : t + len(part)] += part
         return out

@@ -52,9 +52,10 @@ import json
 import math
 import unicodedata
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -124,8 +125,9 @@ class AgentTrack:
 # ----------------------------------------------------------------------------------------- audio
 
 
-def speech_intervals(samples: np.ndarray, rate: int, frame_ms: float = 20, threshold_db: float = -45,
-                     min_gap_ms: float = 150) -> list[Interval]:
+def speech_intervals(
+    samples: np.ndarray, rate: int, frame_ms: float = 20, threshold_db: float = -45, min_gap_ms: float = 150
+) -> list[Interval]:
     """Energy-based speech intervals of one channel (the agent's own clean output; no noise model).
 
     A frame (the last one may be short) is speech when its RMS in dBFS is at least `threshold_db`;
@@ -141,7 +143,7 @@ def speech_intervals(samples: np.ndarray, rate: int, frame_ms: float = 20, thres
     if n == 0:
         return []
     padded = np.zeros(n * hop)
-    padded[:len(x)] = x ** 2
+    padded[: len(x)] = x**2
     counts = np.full(n, hop, dtype=np.float64)
     counts[-1] = len(x) - (n - 1) * hop
     db = 10 * np.log10(padded.reshape(n, hop).sum(axis=1) / counts + 1e-20)
@@ -177,15 +179,23 @@ def _inside(intervals: Sequence[Interval], t: float) -> bool:
 # ---------------------------------------------------------------------------------------- timing
 
 
-def pause_takeovers(pauses: Sequence[Interval], agent: Sequence[Interval], bc_max_s: float = 1.0,
-                    grace_s: float = MICRO_TURN_S) -> list[bool]:
+def pause_takeovers(
+    pauses: Sequence[Interval],
+    agent: Sequence[Interval],
+    bc_max_s: float = 1.0,
+    grace_s: float = MICRO_TURN_S,
+) -> list[bool]:
     """Per pause: did an agent interval of at least `bc_max_s` start in [s, e + grace_s)?"""
     return [any(s <= a < e + grace_s and b - a >= bc_max_s for a, b in agent) for s, e in pauses]
 
 
-def turn_taking(turn_ends: Sequence[float], agent: Sequence[Interval],
-                caller_speech: Sequence[Interval] = (), window_s: float = 2.0,
-                overlap_counts: bool = False) -> list[float | None]:
+def turn_taking(
+    turn_ends: Sequence[float],
+    agent: Sequence[Interval],
+    caller_speech: Sequence[Interval] = (),
+    window_s: float = 2.0,
+    overlap_counts: bool = False,
+) -> list[float | None]:
     """Per caller turn end: the agent's response latency, or None when it did not take the turn.
     `overlap_counts`: speech running at the turn end is a take with latency 0 (interpreting)."""
     out: list[float | None] = []
@@ -209,8 +219,9 @@ def barge_in_stops(onsets: Sequence[float], agent: Sequence[Interval]) -> list[f
     return out
 
 
-def backchannel_false_stops(events: Sequence[Interval], agent: Sequence[Interval],
-                            tolerance_s: float = 0.5) -> list[bool]:
+def backchannel_false_stops(
+    events: Sequence[Interval], agent: Sequence[Interval], tolerance_s: float = 0.5
+) -> list[bool]:
     """Per caller backchannel during agent speech: did that speech end in [s, e + tolerance_s]?"""
     out = []
     for s, e in events:
@@ -220,8 +231,9 @@ def backchannel_false_stops(events: Sequence[Interval], agent: Sequence[Interval
     return out
 
 
-def echo_false_stops(echoes: Sequence[Interval], agent: Sequence[Interval],
-                     tail_s: float = 0.25) -> list[bool]:
+def echo_false_stops(
+    echoes: Sequence[Interval], agent: Sequence[Interval], tail_s: float = 0.25
+) -> list[bool]:
     """Per echo interval during agent speech: did that speech end before e - tail_s?"""
     out = []
     for s, e in echoes:
@@ -240,8 +252,11 @@ def agent_backchannels(track: AgentTrack, caller: Sequence[Interval], bc_max_s: 
     """Agent backchannels starting in caller time: floor runs if the track has floor states, else
     short speech intervals."""
     if track.floor:
-        starts = [track.floor_start_s + k * MICRO_TURN_S for k, f in enumerate(track.floor)
-                  if f == "backchannel" and (k == 0 or track.floor[k - 1] != "backchannel")]
+        starts = [
+            track.floor_start_s + k * MICRO_TURN_S
+            for k, f in enumerate(track.floor)
+            if f == "backchannel" and (k == 0 or track.floor[k - 1] != "backchannel")
+        ]
     else:
         starts = [s for s, e in track.speech if e - s < bc_max_s]
     return sum(_inside(caller, t) for t in starts)
@@ -286,8 +301,9 @@ class ToolScore:
         return self.correct / n if n else None
 
 
-def tool_call_accuracy(expected: Sequence[tuple[str, dict]],
-                       made: Sequence[tuple[float, str, dict]]) -> ToolScore:
+def tool_call_accuracy(
+    expected: Sequence[tuple[str, dict]], made: Sequence[tuple[float, str, dict]]
+) -> ToolScore:
     """Match expected calls in order against the calls made (sorted by time); see module doc."""
     made = sorted(made, key=lambda c: c[0])
     used = [False] * len(made)
@@ -311,8 +327,8 @@ def chrf_stats(hypothesis: str, reference: str, order: int = CHRF_ORDER) -> list
     ref = "".join(reference.split())
     out = []
     for n in range(1, order + 1):
-        h = Counter(hyp[i:i + n] for i in range(len(hyp) - n + 1))
-        r = Counter(ref[i:i + n] for i in range(len(ref) - n + 1))
+        h = Counter(hyp[i : i + n] for i in range(len(hyp) - n + 1))
+        r = Counter(ref[i : i + n] for i in range(len(ref) - n + 1))
         out.append((sum(h.values()), sum(r.values()), sum((h & r).values())))
     return out
 
@@ -397,10 +413,17 @@ class CallResult:
         return None if self.chrf_stats is None else chrf_from_stats(self.chrf_stats)
 
 
-def evaluate_call(ann: Annotations, track: AgentTrack, asr_text: str | None = None, *,
-                  turn_window_s: float = 2.0, bc_max_s: float = 1.0,
-                  pause_grace_s: float = MICRO_TURN_S, stop_tolerance_s: float = 0.5,
-                  echo_tail_s: float = 0.25) -> CallResult:
+def evaluate_call(
+    ann: Annotations,
+    track: AgentTrack,
+    asr_text: str | None = None,
+    *,
+    turn_window_s: float = 2.0,
+    bc_max_s: float = 1.0,
+    pause_grace_s: float = MICRO_TURN_S,
+    stop_tolerance_s: float = 0.5,
+    echo_tail_s: float = 0.25,
+) -> CallResult:
     """All metrics of one call. `asr_text` is a recogniser's transcript of the agent's audio; its
     WER is taken against the agent's own text."""
     agent = merge_intervals(track.speech)
@@ -410,8 +433,9 @@ def evaluate_call(ann: Annotations, track: AgentTrack, asr_text: str | None = No
         errors = word_errors(track.text, asr_text)
     return CallResult(
         pauses=pause_takeovers(ann.pauses, agent, bc_max_s, pause_grace_s),
-        turns=turn_taking(ann.turn_ends, agent, ann.caller_speech, turn_window_s,
-                          overlap_counts=bool(ann.translations)),
+        turns=turn_taking(
+            ann.turn_ends, agent, ann.caller_speech, turn_window_s, overlap_counts=bool(ann.translations)
+        ),
         barge_in_latencies=barge_in_stops(ann.barge_ins, agent),
         backchannel_stops=backchannel_false_stops(ann.backchannels, agent, stop_tolerance_s),
         echo_stops=echo_false_stops(ann.echoes, agent, echo_tail_s),

@@ -39,11 +39,18 @@ OTHER_ROWS = (  # reported without a goal
     ("Barge-ins stopped within 2 s", "barge_in_success_rate"),
     ("Agent backchannels per minute of caller speech", "agent_backchannels_per_minute"),
     ("Translation chrF", "chrf"),
-    ("Turn ends / pauses / barge-ins / caller backchannels / echoes",
-     ("n_turn_ends", "n_pauses", "n_barge_ins", "n_caller_backchannels", "n_echoes")),
-    ("Tool calls expected / correct / extra", ("tool_calls_expected", "tool_calls_correct", "tool_calls_extra")),
-    ("Caller interjections played / planned (met the agent talking)",
-     ("n_interjections_triggered", "n_interjections_planned")),
+    (
+        "Turn ends / pauses / barge-ins / caller backchannels / echoes",
+        ("n_turn_ends", "n_pauses", "n_barge_ins", "n_caller_backchannels", "n_echoes"),
+    ),
+    (
+        "Tool calls expected / correct / extra",
+        ("tool_calls_expected", "tool_calls_correct", "tool_calls_extra"),
+    ),
+    (
+        "Caller interjections played / planned (met the agent talking)",
+        ("n_interjections_triggered", "n_interjections_planned"),
+    ),
 )
 FLOOR_COLOURS = {"speak": "#2e7d32", "backchannel": "#f9a825", "yield": "#c62828"}  # listen: none
 
@@ -66,9 +73,13 @@ def goals(summary: dict) -> list[dict]:
             row[f"{s}_met"] = _met(value, op, target)
         rows.append(row)
     ref = summary.get("reference", {}).get("wer")
-    row = {"metric": "Intelligibility: WER of the recogniser", "key": "wer",
-           "goal": f"<= {WER_FACTOR:g} x reference WER" + (f" = {WER_FACTOR * ref:.3f}" if ref is not None else ""),
-           "reference": ref}
+    row = {
+        "metric": "Intelligibility: WER of the recogniser",
+        "key": "wer",
+        "goal": f"<= {WER_FACTOR:g} x reference WER"
+        + (f" = {WER_FACTOR * ref:.3f}" if ref is not None else ""),
+        "reference": ref,
+    }
     for s in systems:
         value = summary[s].get("wer")
         row[s] = value
@@ -94,18 +105,23 @@ def _cdf(ax, values: list[float], label: str, colour: str, x_end: float) -> None
         return
     xs = sorted(values)
     ys = [(i + 1) / len(xs) for i in range(len(xs))]
-    ax.step([0.0] + xs + [x_end], [0.0] + ys + [1.0], where="post", label=f"{label} (n={len(xs)})",
-            color=colour)
+    ax.step(
+        [0.0] + xs + [x_end], [0.0] + ys + [1.0], where="post", label=f"{label} (n={len(xs)})", color=colour
+    )
 
 
 def plot_latency_cdfs(results: dict, path: Path) -> Path:
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    panels = (("Turn-taking latency (caller turn end -> agent onset)", "turns", 0.30, "p50 goal"),
-              ("Barge-in stop latency (caller onset -> agent silent)", "barge_in_latencies", 0.25, "p90 goal"))
+    panels = (
+        ("Turn-taking latency (caller turn end -> agent onset)", "turns", 0.30, "p50 goal"),
+        ("Barge-in stop latency (caller onset -> agent silent)", "barge_in_latencies", 0.25, "p90 goal"),
+    )
     for ax, (title, key, goal, goal_label) in zip(axes, panels):
-        values = {s: [x for c in results["calls"] if s in c for x in c[s]["metrics"][key] if x is not None]
-                  for s in ("model", "cascade")}
+        values = {
+            s: [x for c in results["calls"] if s in c for x in c[s]["metrics"][key] if x is not None]
+            for s in ("model", "cascade")
+        }
         x_end = max([goal * 1.5] + [x * 1.05 for v in values.values() for x in v])
         for system, colour in (("model", "#1565c0"), ("cascade", "#ef6c00")):
             _cdf(ax, values[system], system, colour, x_end)
@@ -139,12 +155,17 @@ def plot_timeline(call: dict, path: Path) -> Path:
     bars("caller", ann["pauses"], "none", edgecolor="#616161", hatch="///")
     bars("caller", ann["backchannels"], "#ff8f00")
     if ann["echoes"]:  # a thin strip under the caller's row
-        ax.broken_barh([(s, e - s) for s, e in ann["echoes"]], (y["caller"] - 0.45, 0.12), facecolors="#9575cd")
+        ax.broken_barh(
+            [(s, e - s) for s, e in ann["echoes"]], (y["caller"] - 0.45, 0.12), facecolors="#9575cd"
+        )
     model = call["model"]
     start = model["floor_start_s"]
     for floor, colour in FLOOR_COLOURS.items():
-        bars("model floor", [(start + 0.2 * k, start + 0.2 * (k + 1)) for k, f in enumerate(model["floor"])
-                             if f == floor], colour)
+        bars(
+            "model floor",
+            [(start + 0.2 * k, start + 0.2 * (k + 1)) for k, f in enumerate(model["floor"]) if f == floor],
+            colour,
+        )
     bars("model speech", model["speech"], "#1565c0")
     for tc in model["tool_calls"]:
         ax.plot([tc["t"]], [y["model speech"] + 0.42], marker="v", color="black", markersize=7)
@@ -163,8 +184,11 @@ def plot_timeline(call: dict, path: Path) -> Path:
     ax.set_xlabel("seconds (call clock)")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in FLOOR_COLOURS.values()]
     ax.legend(handles, [f"floor {f}" for f in FLOOR_COLOURS], fontsize=7, loc="upper right", ncol=3)
-    ax.set_title(f"{call['name']} ({call['agent']}): dashed = caller turn end, red = barge-in, "
-                 "hatched = mid-turn pause, orange = caller backchannel, violet = echo", fontsize=9)
+    ax.set_title(
+        f"{call['name']} ({call['agent']}): dashed = caller turn end, red = barge-in, "
+        "hatched = mid-turn pause, orange = caller backchannel, violet = echo",
+        fontsize=9,
+    )
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
@@ -186,7 +210,8 @@ def _fmt(v) -> str:
 
 
 def _text(text: str) -> str:
-    """Model text for HTML: escaped, control characters (an untrained model writes any byte) shown as U+FFFD."""
+    """Model text for HTML: escaped, control characters (an untrained model writes any byte)
+    shown as U+FFFD."""
     return html.escape("".join(ch if ch.isprintable() or ch == " " else "\ufffd" for ch in text))
 
 
@@ -197,7 +222,8 @@ def _met_cell(met: bool | None) -> str:
 
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}
-table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
+table{border-collapse:collapse;margin:1em 0;font-size:14px}
+td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.met{background:#e8f5e9;color:#1b5e20}
 .miss{background:#ffebee;color:#b71c1c}.na{color:#888}img{max-width:100%;border:1px solid #eee}
 details{margin:0.3em 0 1.5em}code{font-size:12px}"""
@@ -205,30 +231,57 @@ details{margin:0.3em 0 1.5em}code{font-size:12px}"""
 
 def _summary_table(summary: dict) -> str:
     systems = [s for s in ("model", "cascade") if s in summary]
-    head = "".join(f"<th>{s}</th>" for s in systems) + "<th>goal</th>" + "".join(f"<th>{s}</th>" for s in systems)
+    head = (
+        "".join(f"<th>{s}</th>" for s in systems)
+        + "<th>goal</th>"
+        + "".join(f"<th>{s}</th>" for s in systems)
+    )
     out = [f"<table><tr><th>metric</th>{head}</tr>"]
     for row in goals(summary):
         cells = "".join(f"<td>{_fmt(row[s])}</td>" for s in systems)
         goal = html.escape(row["goal"])
-        out.append(f"<tr><td>{html.escape(row['metric'])}</td>{cells}<td>{goal}</td>"
-                   + "".join(_met_cell(row[f"{s}_met"]) for s in systems) + "</tr>")
+        out.append(
+            f"<tr><td>{html.escape(row['metric'])}</td>{cells}<td>{goal}</td>"
+            + "".join(_met_cell(row[f"{s}_met"]) for s in systems)
+            + "</tr>"
+        )
     for label, key in OTHER_ROWS:
         cells = ""
         for s in systems:
-            v = " / ".join(_fmt(summary[s].get(k)) for k in key) if isinstance(key, tuple) else _fmt(summary[s].get(key))
+            v = (
+                " / ".join(_fmt(summary[s].get(k)) for k in key)
+                if isinstance(key, tuple)
+                else _fmt(summary[s].get(key))
+            )
             cells += f"<td>{v}</td>"
-        out.append(f"<tr><td>{html.escape(label)}</td>{cells}<td></td>" + "<td></td>" * len(systems) + "</tr>")
+        out.append(
+            f"<tr><td>{html.escape(label)}</td>{cells}<td></td>" + "<td></td>" * len(systems) + "</tr>"
+        )
     ref = summary.get("reference", {})
-    out.append(f"<tr><td>Reference WER (scripted agent TTS, {ref.get('words', 0)} words)</td>"
-               f"<td>{_fmt(ref.get('wer'))}</td>" + "<td></td>" * (2 * len(systems)) + "</tr>")
+    out.append(
+        f"<tr><td>Reference WER (scripted agent TTS, {ref.get('words', 0)} words)</td>"
+        f"<td>{_fmt(ref.get('wer'))}</td>" + "<td></td>" * (2 * len(systems)) + "</tr>"
+    )
     out.append("</table>")
     return "\n".join(out)
 
 
 def _calls_table(results: dict) -> str:
-    cols = ("call", "agent", "s", "turns taken", "latency p50", "pauses taken over", "barge-in stops (s)",
-            "false stops bc/echo", "tools correct/expected/extra", "chrF", "interjections played",
-            "missing frames", "ended")
+    cols = (
+        "call",
+        "agent",
+        "s",
+        "turns taken",
+        "latency p50",
+        "pauses taken over",
+        "barge-in stops (s)",
+        "false stops bc/echo",
+        "tools correct/expected/extra",
+        "chrF",
+        "interjections played",
+        "missing frames",
+        "ended",
+    )
     out = ["<table><tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>"]
     for c in results["calls"]:
         m = c["model"]["metrics"]
@@ -236,29 +289,45 @@ def _calls_table(results: dict) -> str:
         p50 = lat[len(lat) // 2] if lat else None
         t = m["tools"]
         ended = c["model"]["session"].get("ended") or {}
-        stops = f"{sum(m['backchannel_stops'])}/{len(m['backchannel_stops'])}, " \
+        stops = (
+            f"{sum(m['backchannel_stops'])}/{len(m['backchannel_stops'])}, "
             + f"{sum(m['echo_stops'])}/{len(m['echo_stops'])}"
+        )
         ij = c["model"]["session"].get("interjections", [])
         played = f"{sum(x['onset_s'] is not None for x in ij)}/{len(ij)}"
-        cells = (f'<a href="#{html.escape(c["name"])}">{html.escape(c["name"])}</a>', html.escape(c["agent"]),
-                 _fmt(c["duration_s"]), f"{len(lat)}/{len(m['turns'])}", _fmt(p50),
-                 f"{sum(m['pauses'])}/{len(m['pauses'])}", ", ".join(f"{x:.2f}" for x in m["barge_in_latencies"]),
-                 stops, f"{t['correct']}/{t['expected']}/{t['extra']}", _fmt(m["chrf"]), played,
-                 _fmt(c["model"]["session"].get("missing_frames")), html.escape(str(ended.get("by", ""))))
+        cells = (
+            f'<a href="#{html.escape(c["name"])}">{html.escape(c["name"])}</a>',
+            html.escape(c["agent"]),
+            _fmt(c["duration_s"]),
+            f"{len(lat)}/{len(m['turns'])}",
+            _fmt(p50),
+            f"{sum(m['pauses'])}/{len(m['pauses'])}",
+            ", ".join(f"{x:.2f}" for x in m["barge_in_latencies"]),
+            stops,
+            f"{t['correct']}/{t['expected']}/{t['extra']}",
+            _fmt(m["chrf"]),
+            played,
+            _fmt(c["model"]["session"].get("missing_frames")),
+            html.escape(str(ended.get("by", ""))),
+        )
         out.append("<tr>" + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
     out.append("</table>")
     return "\n".join(out)
 
 
-ABOUT = ("<p>Metrics follow Full-Duplex-Bench v1/v1.5; their exact rules are in "
-         "<code>evaluation/metrics.py</code>. Times are on the call clock: micro-turn k of the "
-         "model reads caller frame k and its audio sounds one micro-turn later.</p>")
+ABOUT = (
+    "<p>Metrics follow Full-Duplex-Bench v1/v1.5; their exact rules are in "
+    "<code>evaluation/metrics.py</code>. Times are on the call clock: micro-turn k of the "
+    "model reads caller frame k and its audio sounds one micro-turn later.</p>"
+)
 
 
 def render_html(results: dict) -> str:
-    meta = "<br>".join(f"<b>{html.escape(str(k))}</b>: "
-                       + html.escape(json.dumps(v) if isinstance(v, (dict, list)) else str(v))
-                       for k, v in results.get("meta", {}).items())
+    meta = "<br>".join(
+        f"<b>{html.escape(str(k))}</b>: "
+        + html.escape(json.dumps(v) if isinstance(v, (dict, list)) else str(v))
+        for k, v in results.get("meta", {}).items()
+    )
     head = f"<head><meta charset='utf-8'><title>Parley evaluation</title><style>{CSS}</style></head>"
     parts = [f"<!doctype html><html>{head}<body><h1>Parley evaluation</h1><p>{meta}</p>"]
     if results.get("notes"):
@@ -266,15 +335,23 @@ def render_html(results: dict) -> str:
     parts += ["<h2>Summary against the goals</h2>", _summary_table(results["summary"]), ABOUT]
     for agent, summary in results["summary"].get("by_agent", {}).items():
         parts += [f"<h3>{html.escape(agent)} calls only</h3>", _summary_table(summary)]
-    parts += ["<h2>Latency</h2>", '<img src="latency_cdf.png" alt="latency CDFs">',
-              "<h2>Calls</h2>", _calls_table(results), "<h2>Timelines</h2>"]
+    parts += [
+        "<h2>Latency</h2>",
+        '<img src="latency_cdf.png" alt="latency CDFs">',
+        "<h2>Calls</h2>",
+        _calls_table(results),
+        "<h2>Timelines</h2>",
+    ]
     for c in results["calls"]:
         name = html.escape(c["name"])
         parts.append(f'<h3 id="{name}">{name}</h3><img src="{html.escape(c["timeline_png"])}" alt="{name}">')
         text = _text(c["model"]["text"]) or "<i>(no text)</i>"
         asr = c["model"].get("asr_text")
-        parts.append(f"<details><summary>model text</summary><p>{text}</p>"
-                     + (f"<p><b>recognised:</b> {_text(asr)}</p>" if asr else "") + "</details>")
+        parts.append(
+            f"<details><summary>model text</summary><p>{text}</p>"
+            + (f"<p><b>recognised:</b> {_text(asr)}</p>" if asr else "")
+            + "</details>"
+        )
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -288,7 +365,9 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
         call["timeline_png"] = f"timelines/{call['name']}.png"
         plot_timeline(call, out / call["timeline_png"])
     plot_latency_cdfs(results, out / "latency_cdf.png")
-    (out / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False, default=_json_default) + "\n")
+    (out / "results.json").write_text(
+        json.dumps(results, indent=1, ensure_ascii=False, default=_json_default) + "\n"
+    )
     path = out / "report.html"
     path.write_text(render_html(results))
     return path

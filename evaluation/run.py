@@ -58,6 +58,7 @@ from agent.config import get_agent
 from agent.model_client import ModelRefused, ToolCall
 from agent.session import CallSession, ToolEvent
 from corpus.effects import db_to_gain
+from evaluation.interjections import InterjectionPlayer
 from evaluation.metrics import (
     MICRO_TURN_S,
     AgentTrack,
@@ -70,7 +71,6 @@ from evaluation.metrics import (
     summarize,
     word_errors,
 )
-from evaluation.interjections import InterjectionPlayer
 from evaluation.scenarios import SAMPLE_RATE, Interjection, Scenario
 from model.protocol import FRAME_SAMPLES
 from telephony.leg import CallInfo
@@ -115,7 +115,7 @@ class EvalLeg:
         if k is None or not 0 <= k < self.n_frames or len(frame) != N:
             self.stray_frames += 1
             return
-        self.audio[(k + 1) * N:(k + 2) * N] = frame
+        self.audio[(k + 1) * N : (k + 2) * N] = frame
         self.answered = max(self.answered, k)
         self._changed.set()
 
@@ -135,6 +135,7 @@ class EvalLeg:
 
     async def wait_answered(self, frame: int, timeout: float) -> bool:
         """Until a turn has answered caller frame `frame` (or a later one); False on timeout."""
+
         async def wait() -> None:
             while self.answered < frame and self.hangup_reason is None:
                 self._changed.clear()
@@ -164,7 +165,11 @@ class ScenarioToolRouter:
             for r in self.results:
                 if r.name == call.name and normalize_arguments(r.arguments) == args:
                     await asyncio.sleep(r.delay_s * self.time_scale)
-                    return ToolEvent.error(call, r.error) if r.error is not None else ToolEvent.result(call, r.result)
+                    return (
+                        ToolEvent.error(call, r.error)
+                        if r.error is not None
+                        else ToolEvent.result(call, r.result)
+                    )
         self.unmatched += 1
         return ToolEvent.error(call, "unknown request")
 
@@ -192,21 +197,35 @@ class CallRecord:
 
 def _frame(x: np.ndarray, k: int) -> np.ndarray:
     out = np.zeros(N, np.float32)
-    part = x[k * N:(k + 1) * N]
-    out[:len(part)] = part
+    part = x[k * N : (k + 1) * N]
+    out[: len(part)] = part
     return out
 
 
-async def run_call(scenario: Scenario, url: str, *, tick_s: float = MICRO_TURN_S, seed: int = 0,
-                   temperature: float | None = None, connect_tries: int = 50) -> CallRecord:
+async def run_call(
+    scenario: Scenario,
+    url: str,
+    *,
+    tick_s: float = MICRO_TURN_S,
+    seed: int = 0,
+    temperature: float | None = None,
+    connect_tries: int = 50,
+) -> CallRecord:
     """One scenario as one call through `CallSession` against the model server at `url`."""
     n = -(-len(scenario.audio) // N)
     leg = EvalLeg(f"eval-{scenario.name}", scenario.agent, n)
     scale = tick_s / MICRO_TURN_S
     router = ScenarioToolRouter(scenario, scale)
-    session = CallSession(get_agent(scenario.agent), leg, model_url=url, tool_router=router,
-                          call_id=leg.info.call_id, seed=seed, temperature=temperature,
-                          tool_timeout=max(30.0, 30.0 * scale))
+    session = CallSession(
+        get_agent(scenario.agent),
+        leg,
+        model_url=url,
+        tool_router=router,
+        call_id=leg.info.call_id,
+        seed=seed,
+        temperature=temperature,
+        tool_timeout=max(30.0, 30.0 * scale),
+    )
     for attempt in range(connect_tries):  # a slot freed a moment ago may not be released yet
         try:
             await session.start()
@@ -236,8 +255,8 @@ async def run_call(scenario: Scenario, url: str, *, tick_s: float = MICRO_TURN_S
                 late_echo += 1  # a skipped micro-turn: its echo is silence
             due = max(due, loop.time())  # after a wait the clock slips: frames never bunch up
             lo = k * N - delay
-            agent = leg.audio[max(0, lo):lo + N].astype(np.float32) / 32768.0
-            x[N - len(agent):] += gain * agent
+            agent = leg.audio[max(0, lo) : lo + N].astype(np.float32) / 32768.0
+            x[N - len(agent) :] += gain * agent
         if player.pending:  # decided on the audio sounded by kN: micro-turns up to k-2
             if echo is None and k >= 2:
                 if not await leg.wait_answered(k - 2, 2 * tick_s):
@@ -252,7 +271,7 @@ async def run_call(scenario: Scenario, url: str, *, tick_s: float = MICRO_TURN_S
             else:  # timers and system events: CallSession has no caller-side call for them (yet)
                 await session._send_event(ev.kind, ev.payload)
         pcm = np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
-        heard[k * N:(k + 1) * N] = pcm
+        heard[k * N : (k + 1) * N] = pcm
         await session.caller_frame(pcm)
         sent += 1
         due += tick_s
@@ -274,20 +293,46 @@ async def run_call(scenario: Scenario, url: str, *, tick_s: float = MICRO_TURN_S
     floor = [leg.floor.get(k, "listen") for k in range(n)]
     onsets = [None if t is None else round(t, 4) for t in player.onsets_s]
     return CallRecord(
-        scenario, leg.audio, heard, floor, dict(leg.text), tool_calls,
-        {"frames": n, "frames_sent": summary["frames_sent"], "turns": summary["turns_received"],
-         "missing_frames": n - len(leg.floor), "echo_late_frames": late_echo,
-         "interjections": [{"kind": ij.kind, "onset_s": t} for ij, t in zip(scenario.interjections, onsets)],
-         "interjection_late_frames": late_interjection,
-         "clock_slip_s": round(due - start - sent * tick_s, 3),
-         "interrupts": leg.interrupts, "utterances": leg.utterances, "stray_frames": leg.stray_frames,
-         "transfers": len(leg.transfers), "unmatched_tool_calls": router.unmatched,
-         "ended": summary["ended"], "counters": dict(counters)}, onsets)
+        scenario,
+        leg.audio,
+        heard,
+        floor,
+        dict(leg.text),
+        tool_calls,
+        {
+            "frames": n,
+            "frames_sent": summary["frames_sent"],
+            "turns": summary["turns_received"],
+            "missing_frames": n - len(leg.floor),
+            "echo_late_frames": late_echo,
+            "interjections": [
+                {"kind": ij.kind, "onset_s": t} for ij, t in zip(scenario.interjections, onsets)
+            ],
+            "interjection_late_frames": late_interjection,
+            "clock_slip_s": round(due - start - sent * tick_s, 3),
+            "interrupts": leg.interrupts,
+            "utterances": leg.utterances,
+            "stray_frames": leg.stray_frames,
+            "transfers": len(leg.transfers),
+            "unmatched_tool_calls": router.unmatched,
+            "ended": summary["ended"],
+            "counters": dict(counters),
+        },
+        onsets,
+    )
 
 
-async def run_scenarios(model, scenarios: Sequence[Scenario], *, max_slots: int = 8, tick_ms: int = 200,
-                        device: str = "cpu", model_name: str = "model", seed: int = 0,
-                        temperature: float | None = None) -> tuple[list[CallRecord], dict]:
+async def run_scenarios(
+    model,
+    scenarios: Sequence[Scenario],
+    *,
+    max_slots: int = 8,
+    tick_ms: int = 200,
+    device: str = "cpu",
+    model_name: str = "model",
+    seed: int = 0,
+    temperature: float | None = None,
+) -> tuple[list[CallRecord], dict]:
     """Every scenario through one in-process model server, up to `max_slots` calls at once (the
     longest first). Returns the records in scenario order and the server's health at the end."""
     from model.runner import Runner
@@ -300,9 +345,16 @@ async def run_scenarios(model, scenarios: Sequence[Scenario], *, max_slots: int 
     async def one(i: int, sc: Scenario) -> CallRecord:
         async with gate:
             t = time.perf_counter()
-            record = await run_call(sc, server.url, tick_s=tick_ms / 1000, seed=seed + i, temperature=temperature)
-            log.info("scenario %d/%d done in %.1f s (%.1f s of audio)", i + 1, len(scenarios),
-                     time.perf_counter() - t, sc.duration_s)
+            record = await run_call(
+                sc, server.url, tick_s=tick_ms / 1000, seed=seed + i, temperature=temperature
+            )
+            log.info(
+                "scenario %d/%d done in %.1f s (%.1f s of audio)",
+                i + 1,
+                len(scenarios),
+                time.perf_counter() - t,
+                sc.duration_s,
+            )
             return record
 
     async with ModelServer(Runner(model, slots, device), settings, model_name=model_name) as server:
@@ -329,12 +381,20 @@ def model_cuts(track: AgentTrack) -> list[float]:
     """Ends of the model's speech where it yielded the floor (its barge-in decision): a "yield"
     micro-turn sounds within one micro-turn of the end."""
     yields = [track.floor_start_s + MICRO_TURN_S * k for k, f in enumerate(track.floor) if f == "yield"]
-    return [e for _, e in merge_intervals(track.speech)
-            if any(e - 2 * MICRO_TURN_S <= t <= e + MICRO_TURN_S for t in yields)]
+    return [
+        e
+        for _, e in merge_intervals(track.speech)
+        if any(e - 2 * MICRO_TURN_S <= t <= e + MICRO_TURN_S for t in yields)
+    ]
 
 
-def echo_intervals(speech: Sequence[tuple[float, float]], delay_s: float, ann: Annotations,
-                   cuts: Sequence[float] = (), extend_s: float = CUT_ECHO_S) -> list[tuple[float, float]]:
+def echo_intervals(
+    speech: Sequence[tuple[float, float]],
+    delay_s: float,
+    ann: Annotations,
+    cuts: Sequence[float] = (),
+    extend_s: float = CUT_ECHO_S,
+) -> list[tuple[float, float]]:
     """Where the agent's own voice is on the caller channel: each speech interval delayed by
     `delay_s`. An interval that the agent cut itself (its end is within 0.25 s of one of `cuts`:
     the model yielded, the cascade's VAD fired) while the caller was silent, i.e. with only its
@@ -342,8 +402,9 @@ def echo_intervals(speech: Sequence[tuple[float, float]], delay_s: float, ann: A
     `extend_s` longer, so `metrics.echo_false_stops` counts it. Without `cuts` every echo interval
     ends with its speech and no stop can count. (An agent that stops on its echo without any
     barge-in decision looks like one that finished: this rule cannot see it.)"""
-    caller = merge_intervals(list(ann.caller_speech) + list(ann.backchannels)
-                             + [(t, t + MICRO_TURN_S) for t in ann.barge_ins])
+    caller = merge_intervals(
+        list(ann.caller_speech) + list(ann.backchannels) + [(t, t + MICRO_TURN_S) for t in ann.barge_ins]
+    )
     out = []
     for s, e in merge_intervals(speech):
         cut = any(abs(e - c) <= 0.25 for c in cuts)
@@ -352,15 +413,20 @@ def echo_intervals(speech: Sequence[tuple[float, float]], delay_s: float, ann: A
     return out
 
 
-def with_interjections(ann: Annotations, interjections: Sequence[Interjection],
-                       onsets: Sequence[float | None]) -> Annotations:
+def with_interjections(
+    ann: Annotations, interjections: Sequence[Interjection], onsets: Sequence[float | None]
+) -> Annotations:
     """`ann` plus the interjections that were played (`onsets[i]` None: not played). A barge-in:
     its onset to barge_ins and its clip to caller_speech (a caller turn part, as the generated
     scenarios annotate barge-ins; no turn end, since nothing scripted answers it). A backchannel:
     its clip to backchannels only (caller_speech, and the caller time that agent backchannels are
     counted in, are the caller's turns, as generated)."""
-    out = dataclasses.replace(ann, barge_ins=list(ann.barge_ins), backchannels=list(ann.backchannels),
-                              caller_speech=list(ann.caller_speech))
+    out = dataclasses.replace(
+        ann,
+        barge_ins=list(ann.barge_ins),
+        backchannels=list(ann.backchannels),
+        caller_speech=list(ann.caller_speech),
+    )
     for ij, t in zip(interjections, onsets):
         if t is None:
             continue
@@ -391,17 +457,22 @@ def _annotations_dict(ann: Annotations) -> dict:
 
 
 def _track_dict(track: AgentTrack) -> dict:
-    return {"speech": _intervals(track.speech), "floor": track.floor, "floor_start_s": track.floor_start_s,
-            "tool_calls": [{"t": t, "name": n, "arguments": a} for t, n, a in track.tool_calls],
-            "text": track.text}
+    return {
+        "speech": _intervals(track.speech),
+        "floor": track.floor,
+        "floor_start_s": track.floor_start_s,
+        "tool_calls": [{"t": t, "name": n, "arguments": a} for t, n, a in track.tool_calls],
+        "text": track.text,
+    }
 
 
 def english(agent: str) -> bool:
     return get_agent(agent).translation_target is None
 
 
-def evaluate(records: Sequence[CallRecord], *, baseline: bool = True, asr: bool = True,
-             notes: list[str] | None = None) -> dict:
+def evaluate(
+    records: Sequence[CallRecord], *, baseline: bool = True, asr: bool = True, notes: list[str] | None = None
+) -> dict:
     """Scores (and, when available, the cascade baseline and the recogniser) as the results dict
     that `evaluation.report` writes out: {"calls": [...], "summary": {...}, "notes": [...]}."""
     notes = notes if notes is not None else []
@@ -415,8 +486,9 @@ def evaluate(records: Sequence[CallRecord], *, baseline: bool = True, asr: bool 
         track = agent_track(rec)
         ann = with_interjections(sc.annotations, sc.interjections, rec.interjections)
         if sc.echo is not None:
-            ann.echoes = list(ann.echoes) + echo_intervals(track.speech, sc.echo.delay_ms / 1000, ann,
-                                                           model_cuts(track))
+            ann.echoes = list(ann.echoes) + echo_intervals(
+                track.speech, sc.echo.delay_ms / 1000, ann, model_cuts(track)
+            )
         asr_text = None
         if recogniser is not None and english(sc.agent) and normalize_words(track.text):
             asr_text = recogniser.transcribe(rec.agent_audio.astype(np.float32) / 32768.0, SAMPLE_RATE)
@@ -424,13 +496,24 @@ def evaluate(records: Sequence[CallRecord], *, baseline: bool = True, asr: bool 
         model_results.append(result)
         agents.append(sc.agent)
         call: dict[str, Any] = {
-            "name": sc.name, "agent": sc.agent, "duration_s": round(sc.duration_s, 3),
+            "name": sc.name,
+            "agent": sc.agent,
+            "duration_s": round(sc.duration_s, 3),
             "echo": dataclasses.asdict(sc.echo) if sc.echo else None,
             "annotations": _annotations_dict(ann),
-            "model": {"metrics": _result_dict(result), **_track_dict(track), "asr_text": asr_text,
-                      "session": rec.session},
+            "model": {
+                "metrics": _result_dict(result),
+                **_track_dict(track),
+                "asr_text": asr_text,
+                "session": rec.session,
+            },
         }
-        if recogniser is not None and english(sc.agent) and sc.reference_audio is not None and sc.reference_text:
+        if (
+            recogniser is not None
+            and english(sc.agent)
+            and sc.reference_audio is not None
+            and sc.reference_text
+        ):
             ref_asr = recogniser.transcribe(sc.reference_audio, SAMPLE_RATE)
             errors, words = word_errors(sc.reference_text, ref_asr)
             ref_errors.append((sc.agent, (errors, words)))
@@ -442,43 +525,57 @@ def evaluate(records: Sequence[CallRecord], *, baseline: bool = True, asr: bool 
             c_played = sum(t is not None for t in c_onsets)
             if sc.echo is not None:
                 cuts = [t.end_s for t in c.turns if t.outcome == "barged_in"]
-                c_ann.echoes = list(c_ann.echoes) + echo_intervals(c.track.speech, sc.echo.delay_ms / 1000,
-                                                                   c_ann, cuts)
+                c_ann.echoes = list(c_ann.echoes) + echo_intervals(
+                    c.track.speech, sc.echo.delay_ms / 1000, c_ann, cuts
+                )
             c_result = evaluate_call(c_ann, c.track)
             cascade_results.append(c_result)
-            call["cascade"] = {"metrics": _result_dict(c_result), **_track_dict(c.track),
-                               "interjections": c_onsets}
+            call["cascade"] = {
+                "metrics": _result_dict(c_result),
+                **_track_dict(c.track),
+                "interjections": c_onsets,
+            }
         played.append((len(sc.interjections), sum(t is not None for t in rec.interjections), c_played))
         calls.append(call)
     summary = _pooled(model_results, cascade_results, [e for _, e in ref_errors], played)
     if cascade_results:
-        notes.append("The cascade baseline speaks scripted lines and makes no tool calls: its tool-call "
-                     "accuracy is not applicable.")
+        notes.append(
+            "The cascade baseline speaks scripted lines and makes no tool calls: its tool-call "
+            "accuracy is not applicable."
+        )
     # The agents do different jobs (an interpreter talks over the caller by design), so a pooled
     # figure can hide an agent that never takes its turn: each agent's calls pooled on their own.
     summary["by_agent"] = {}
     for name in sorted(set(agents)):
         mine = [i for i, a in enumerate(agents) if a == name]
-        summary["by_agent"][name] = _pooled([model_results[i] for i in mine],
-                                            [cascade_results[i] for i in mine] if cascade_results else [],
-                                            [e for a, e in ref_errors if a == name],
-                                            [played[i] for i in mine])
+        summary["by_agent"][name] = _pooled(
+            [model_results[i] for i in mine],
+            [cascade_results[i] for i in mine] if cascade_results else [],
+            [e for a, e in ref_errors if a == name],
+            [played[i] for i in mine],
+        )
     return {"calls": calls, "summary": summary, "notes": notes}
 
 
-def _pooled(model_results: Sequence, cascade_results: Sequence, ref_errors: Sequence[tuple[int, int]],
-            played: Sequence[tuple[int, int, int | None]] = ()) -> dict:
+def _pooled(
+    model_results: Sequence,
+    cascade_results: Sequence,
+    ref_errors: Sequence[tuple[int, int]],
+    played: Sequence[tuple[int, int, int | None]] = (),
+) -> dict:
     """The summary of some calls: each system's pooled metrics, how many of the calls' interjections
     it met (`played`: per call planned, the model's, the cascade's) and the reference recording's WER."""
     planned = sum(p for p, _, _ in played)
     summary: dict[str, Any] = {"model": summarize(model_results)}
-    summary["model"].update(n_interjections_planned=planned,
-                            n_interjections_triggered=sum(m for _, m, _ in played))
+    summary["model"].update(
+        n_interjections_planned=planned, n_interjections_triggered=sum(m for _, m, _ in played)
+    )
     if cascade_results:
         summary["cascade"] = summarize(cascade_results)
         summary["cascade"]["tool_call_accuracy"] = None  # it speaks scripted lines, calls no tools
-        summary["cascade"].update(n_interjections_planned=planned,
-                                  n_interjections_triggered=sum(c or 0 for _, _, c in played))
+        summary["cascade"].update(
+            n_interjections_planned=planned, n_interjections_triggered=sum(c or 0 for _, _, c in played)
+        )
     words = sum(w for _, w in ref_errors)
     summary["reference"] = {"wer": sum(e for e, _ in ref_errors) / words if words else None, "words": words}
     return summary
@@ -500,10 +597,15 @@ def _cascade(notes: list[str]):
         for line in sc.agent_lines:
             if line.after_turn_end is not None:
                 by_turn.setdefault(line.after_turn_end, []).append(line)
-        lines = [cascade.AgentLine(" ".join(x.text for x in group), group[0].lang, k)
-                 for k, group in sorted(by_turn.items())]
-        echo = {} if sc.echo is None else {"echo_gain": db_to_gain(-sc.echo.attenuation_db),
-                                           "echo_delay_ms": sc.echo.delay_ms}
+        lines = [
+            cascade.AgentLine(" ".join(x.text for x in group), group[0].lang, k)
+            for k, group in sorted(by_turn.items())
+        ]
+        echo = (
+            {}
+            if sc.echo is None
+            else {"echo_gain": db_to_gain(-sc.echo.attenuation_db), "echo_delay_ms": sc.echo.delay_ms}
+        )
         player = InterjectionPlayer.for_scenario(sc)
         result = cascade.run_cascade_reactive(sc.audio, lines, player, **echo)
         return result, [None if t is None else round(t, 4) for t in player.onsets_s]
@@ -521,6 +623,8 @@ def _recogniser(notes: list[str]):
     if reason:
         notes.append(f"Intelligibility not measured: {reason}.")
         return None
-    notes.append("Intelligibility: Whisper tiny.en (English) on the support agent's audio; the "
-                 "interpreter's Spanish is scored by chrF only.")
+    notes.append(
+        "Intelligibility: Whisper tiny.en (English) on the support agent's audio; the "
+        "interpreter's Spanish is scored by chrF only."
+    )
     return asr.Recogniser()

@@ -64,13 +64,22 @@ import numpy as np
 import soxr
 
 from evaluation.metrics import Annotations
+from model.protocol import SAMPLE_RATE
 from telephony.wav import WavError, read_float
 
-SAMPLE_RATE = 16_000
 AGENTS = ("support", "translate-en-es")
 EVENT_KINDS = ("dtmf", "timer", "system")  # tool events come from the tool router, not the scenario
-KEYS = ("agent", "annotations", "echo", "tool_results", "agent_lines", "events", "agent_reference",
-        "interjections", "source")
+KEYS = (
+    "agent",
+    "annotations",
+    "echo",
+    "tool_results",
+    "agent_lines",
+    "events",
+    "agent_reference",
+    "interjections",
+    "source",
+)
 INTERVAL_KEYS = ("pauses", "backchannels", "echoes", "caller_speech")
 INTERJECTION_KINDS = ("barge_in", "backchannel")
 INTERJECTION_KEYS = ("kind", "wav", "not_before", "after_speech_s", "not_after", "text")
@@ -151,6 +160,7 @@ class Scenario:
         ann = self.annotations
         return list(ann.caller_speech) + list(ann.pauses) + list(ann.backchannels)
 
+
 # -------------------------------------------------------------------------------------------- WAV
 
 
@@ -171,6 +181,7 @@ def load_audio(path: str | Path) -> np.ndarray:
     if rate != SAMPLE_RATE:
         x = soxr.resample(x, rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
     return x
+
 
 # ------------------------------------------------------------------------------------ validation
 
@@ -255,14 +266,27 @@ def _interjections(c: _Check, raw, clips: dict[str, np.ndarray]) -> list[Interje
         not_after = ij.get("not_after")
         if not_after is not None:
             not_after = c.number(not_after, f"{where}.not_after", not_before)
-        out.append(Interjection(ij["kind"], wav, clips[wav], not_before,
-                                c.number(ij.get("after_speech_s", 1.0), f"{where}.after_speech_s", 0, 600),
-                                not_after, c.text(ij.get("text", ""), f"{where}.text")))
+        out.append(
+            Interjection(
+                ij["kind"],
+                wav,
+                clips[wav],
+                not_before,
+                c.number(ij.get("after_speech_s", 1.0), f"{where}.after_speech_s", 0, 600),
+                not_after,
+                c.text(ij.get("text", ""), f"{where}.text"),
+            )
+        )
     return out
 
 
-def parse_scenario(data, path: Path, audio: np.ndarray, reference_audio: np.ndarray | None = None,
-                   clips: dict[str, np.ndarray] | None = None) -> Scenario:
+def parse_scenario(
+    data,
+    path: Path,
+    audio: np.ndarray,
+    reference_audio: np.ndarray | None = None,
+    clips: dict[str, np.ndarray] | None = None,
+) -> Scenario:
     """A scenario from its parsed JSON (validated; errors name `path` and the key). `clips`: the
     interjections' audio by their "wav" name (16 kHz float32)."""
     c = _Check(path)
@@ -273,8 +297,10 @@ def parse_scenario(data, path: Path, audio: np.ndarray, reference_audio: np.ndar
     echo = None
     if data.get("echo") is not None:
         e = c.obj(data["echo"], "echo", ("delay_ms", "attenuation_db"), ("delay_ms", "attenuation_db"))
-        echo = Echo(c.number(e["delay_ms"], "echo.delay_ms", 0, 1000),
-                    c.number(e["attenuation_db"], "echo.attenuation_db", 0, 120))
+        echo = Echo(
+            c.number(e["delay_ms"], "echo.delay_ms", 0, 1000),
+            c.number(e["attenuation_db"], "echo.attenuation_db", 0, 120),
+        )
     tools = []
     for i, t in enumerate(c.list(data.get("tool_results", []), "tool_results")):
         where = f"tool_results[{i}]"
@@ -282,36 +308,64 @@ def parse_scenario(data, path: Path, audio: np.ndarray, reference_audio: np.ndar
         if ("result" in t) == ("error" in t):
             c.fail(where, "needs exactly one of 'result' and 'error'")
         args = c.mapping(t.get("arguments", {}), f"{where}.arguments")
-        tools.append(ToolResult(c.text(t["name"], f"{where}.name"), dict(args), t.get("result"),
-                                c.text(t["error"], f"{where}.error") if "error" in t else None,
-                                c.number(t.get("delay_s", 0.0), f"{where}.delay_s", 0, 600)))
+        tools.append(
+            ToolResult(
+                c.text(t["name"], f"{where}.name"),
+                dict(args),
+                t.get("result"),
+                c.text(t["error"], f"{where}.error") if "error" in t else None,
+                c.number(t.get("delay_s", 0.0), f"{where}.delay_s", 0, 600),
+            )
+        )
     lines = []
     for i, line in enumerate(c.list(data.get("agent_lines", []), "agent_lines")):
         where = f"agent_lines[{i}]"
         c.obj(line, where, ("text", "after_turn_end", "lang"), ("text",))
         after = line.get("after_turn_end")
-        if after is not None and (isinstance(after, bool) or not isinstance(after, int)
-                                  or not 0 <= after < len(ann.turn_ends)):
-            c.fail(f"{where}.after_turn_end", f"must be null or an index into annotations.turn_ends "
-                                              f"(0..{len(ann.turn_ends) - 1}), got {after!r}")
-        lines.append(AgentLine(c.text(line["text"], f"{where}.text"), after,
-                               c.text(line.get("lang", "en"), f"{where}.lang")))
+        if after is not None and (
+            isinstance(after, bool) or not isinstance(after, int) or not 0 <= after < len(ann.turn_ends)
+        ):
+            c.fail(
+                f"{where}.after_turn_end",
+                f"must be null or an index into annotations.turn_ends "
+                f"(0..{len(ann.turn_ends) - 1}), got {after!r}",
+            )
+        lines.append(
+            AgentLine(
+                c.text(line["text"], f"{where}.text"), after, c.text(line.get("lang", "en"), f"{where}.lang")
+            )
+        )
     events = []
     for i, ev in enumerate(c.list(data.get("events", []), "events")):
         where = f"events[{i}]"
         c.obj(ev, where, ("t", "kind", "payload"), ("t", "kind"))
         if ev["kind"] not in EVENT_KINDS:
             c.fail(f"{where}.kind", f"{ev['kind']!r} is not one of {', '.join(EVENT_KINDS)}")
-        events.append(ScenarioEvent(c.number(ev["t"], f"{where}.t"), ev["kind"],
-                                    c.text(ev.get("payload", ""), f"{where}.payload")))
+        events.append(
+            ScenarioEvent(
+                c.number(ev["t"], f"{where}.t"), ev["kind"], c.text(ev.get("payload", ""), f"{where}.payload")
+            )
+        )
     ref_text = None
     if data.get("agent_reference") is not None:
         ref = c.obj(data["agent_reference"], "agent_reference", ("wav", "text"), ("wav", "text"))
         c.text(ref["wav"], "agent_reference.wav")
         ref_text = c.text(ref["text"], "agent_reference.text")
     interjections = _interjections(c, data.get("interjections", []), clips or {})
-    return Scenario(path.stem, data["agent"], audio, ann, echo, tools, lines,
-                    sorted(events, key=lambda e: e.t), reference_audio, ref_text, path, interjections)
+    return Scenario(
+        path.stem,
+        data["agent"],
+        audio,
+        ann,
+        echo,
+        tools,
+        lines,
+        sorted(events, key=lambda e: e.t),
+        reference_audio,
+        ref_text,
+        path,
+        interjections,
+    )
 
 
 def load_scenario(json_path: str | Path) -> Scenario:
@@ -327,8 +381,11 @@ def load_scenario(json_path: str | Path) -> Scenario:
     if not wav.is_file():
         raise ScenarioError(f"{path}: the caller audio {wav.name} is missing")
     reference = None
-    if isinstance(data, dict) and isinstance(data.get("agent_reference"), dict) \
-            and isinstance(data["agent_reference"].get("wav"), str):
+    if (
+        isinstance(data, dict)
+        and isinstance(data.get("agent_reference"), dict)
+        and isinstance(data["agent_reference"].get("wav"), str)
+    ):
         ref_path = path.parent / data["agent_reference"]["wav"]
         if not ref_path.is_file():
             raise ScenarioError(f"{path}: agent_reference.wav: {ref_path.name} is missing")

@@ -83,7 +83,9 @@ class Attention(nn.Module):
         v = self.wv(x).view(b, t, c.n_kv_heads, c.head_dim).transpose(1, 2)  # [B, K, T, Dh]
         return q, k, v
 
-    def _attend(self, blocks: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    def _attend(
+        self, blocks: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
+    ) -> torch.Tensor:
         """blocks of (q [B, H, T, Dh], k [B, K, S, Dh], v [B, K, S, Dh], visible [B, T, S]).
 
         One softmax over the keys of all blocks. Returns [B, T, H*Dh].
@@ -226,8 +228,15 @@ class Backbone(nn.Module):
         new_kv = []
         for blk, cache in zip(self.blocks, caches):
             y, k, v = blk.attn.stream(
-                blk.attn_norm(x), pos, valid, cache.k_prefix, cache.v_prefix, prefix_valid,
-                cache.k_window, cache.v_window, past_pos,
+                blk.attn_norm(x),
+                pos,
+                valid,
+                cache.k_prefix,
+                cache.v_prefix,
+                prefix_valid,
+                cache.k_window,
+                cache.v_window,
+                past_pos,
             )
             x, _ = blk.ffn(x + y, valid)
             new_kv.append((k, v))

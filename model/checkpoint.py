@@ -29,12 +29,18 @@ class CheckpointError(ValueError):
     pass
 
 
-def save_checkpoint(model: InteractionModel, directory: str | Path, dtype: torch.dtype = torch.float32,
-                    metadata: dict[str, str] | None = None) -> Path:
+def save_checkpoint(
+    model: InteractionModel,
+    directory: str | Path,
+    dtype: torch.dtype = torch.float32,
+    metadata: dict[str, str] | None = None,
+) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
-               for k, v in model.state_dict().items()}
+    tensors = {
+        k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
+        for k, v in model.state_dict().items()
+    }
     save_file(tensors, str(directory / WEIGHTS_FILE), metadata=metadata or {})
     (directory / CONFIG_FILE).write_text(model.cfg.to_json() + "\n")
     return directory
@@ -69,16 +75,22 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
     if missing:
-        raise CheckpointError(f"checkpoint {directory} does not match its config: missing tensor {missing[0]}"
-                              + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        raise CheckpointError(
+            f"checkpoint {directory} does not match its config: missing tensor {missing[0]}"
+            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
     if extra:
-        raise CheckpointError(f"checkpoint {directory} does not match its config: unexpected tensor {extra[0]}"
-                              + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""))
+        raise CheckpointError(
+            f"checkpoint {directory} does not match its config: unexpected tensor {extra[0]}"
+            + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else "")
+        )
     for name, ref in expected.items():
         got = tensors[name]
         if got.shape != ref.shape:
-            raise CheckpointError(f"checkpoint {directory} does not match its config: {name} has shape "
-                                  f"{tuple(got.shape)}, config implies {tuple(ref.shape)}")
+            raise CheckpointError(
+                f"checkpoint {directory} does not match its config: {name} has shape "
+                f"{tuple(got.shape)}, config implies {tuple(ref.shape)}"
+            )
         if not torch.isfinite(got.float()).all():
             raise CheckpointError(f"checkpoint {directory}: {name} holds NaN or Inf")
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
@@ -94,8 +106,12 @@ def source_name(preset: str | None = None, checkpoint: str | Path | None = None)
     return f"{preset or 'small'} (random weights)"
 
 
-def load_model(preset: str | None = None, checkpoint: str | Path | None = None,
-               device: str | torch.device = "cpu", seed: int = 0) -> InteractionModel:
+def load_model(
+    preset: str | None = None,
+    checkpoint: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+) -> InteractionModel:
     """A checkpoint when given (or, with neither argument, the shipped one if present); else a preset
     with random weights, which is said loudly: such a model babbles."""
     if checkpoint is not None:

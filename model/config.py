@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from model.protocol import FLOOR_STATES, FRAME_SAMPLES, MICRO_TURN_MS, SAMPLE_RATE
+from model.protocol import FRAME_SAMPLES
 
 MICRO_TURN_SAMPLES = FRAME_SAMPLES
 
@@ -101,8 +101,7 @@ class ModelConfig:
         if self.win_length < self.hop_length:
             _fail("win_length", self.win_length, f"must be >= hop_length={self.hop_length}")
         if self.vocoder_n_fft < self.hop_length or self.vocoder_n_fft % self.hop_length:
-            _fail("vocoder_n_fft", self.vocoder_n_fft,
-                  f"must be a multiple of hop_length={self.hop_length}")
+            _fail("vocoder_n_fft", self.vocoder_n_fft, f"must be a multiple of hop_length={self.hop_length}")
         if self.vocoder_n_fft // 2 + 1 < self.n_mels:
             _fail("vocoder_n_fft", self.vocoder_n_fft, f"too small for n_mels={self.n_mels}")
         if not 2 <= self.dmel_levels <= 256:
@@ -122,7 +121,7 @@ class ModelConfig:
     # -- presets and serialisation -------------------------------------------------------------
 
     @classmethod
-    def from_name(cls, name: str) -> "ModelConfig":
+    def from_name(cls, name: str) -> ModelConfig:
         if name not in PRESETS:
             raise ValueError(f"unknown model preset {name!r}; known: {', '.join(PRESETS)}")
         return cls(**PRESETS[name])
@@ -131,7 +130,7 @@ class ModelConfig:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         known = {f.name for f in dataclasses.fields(cls) if f.init}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -141,7 +140,7 @@ class ModelConfig:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
-    def replace(self, **changes: Any) -> "ModelConfig":
+    def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(self, **changes)
 
     # -- sizes, computed without building the model -------------------------------------------
@@ -155,24 +154,66 @@ class ModelConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     # Tests: random weights, a few milliseconds per step.
     "tiny": dict(
-        n_layers=2, d_model=64, n_heads=4, n_kv_heads=2, n_experts=4, top_k=2, d_expert=128,
-        window=32, max_prefix=64, d_frame=16, d_depth=64, vocoder_dim=64, vocoder_layers=2,
+        n_layers=2,
+        d_model=64,
+        n_heads=4,
+        n_kv_heads=2,
+        n_experts=4,
+        top_k=2,
+        d_expert=128,
+        window=32,
+        max_prefix=64,
+        d_frame=16,
+        d_depth=64,
+        vocoder_dim=64,
+        vocoder_layers=2,
     ),
     # The shipped model: real time for 8+ calls on a 2-core CPU, < 100 MB as bf16 safetensors.
     "small": dict(
-        n_layers=6, d_model=384, n_heads=6, n_kv_heads=2, n_experts=8, top_k=2, d_expert=512,
-        window=64, max_prefix=96, d_frame=32, d_depth=256, vocoder_dim=256, vocoder_layers=3,
+        n_layers=6,
+        d_model=384,
+        n_heads=6,
+        n_kv_heads=2,
+        n_experts=8,
+        top_k=2,
+        d_expert=512,
+        window=64,
+        max_prefix=96,
+        d_frame=32,
+        d_depth=256,
+        vocoder_dim=256,
+        vocoder_layers=3,
     ),
     # GPU capacity work: >= 1B parameters in total.
     "large": dict(
-        n_layers=16, d_model=1536, n_heads=12, n_kv_heads=4, n_experts=16, top_k=2,
-        d_expert=1536, window=128, max_prefix=256, d_frame=64, d_depth=512, vocoder_dim=512,
+        n_layers=16,
+        d_model=1536,
+        n_heads=12,
+        n_kv_heads=4,
+        n_experts=16,
+        top_k=2,
+        d_expert=1536,
+        window=128,
+        max_prefix=256,
+        d_frame=64,
+        d_depth=512,
+        vocoder_dim=512,
         vocoder_layers=4,
     ),
     # GPU capacity work: >= 1B parameters active per position.
     "xl": dict(
-        n_layers=20, d_model=2048, n_heads=16, n_kv_heads=4, n_experts=8, top_k=2,
-        d_expert=4096, window=128, max_prefix=256, d_frame=64, d_depth=512, vocoder_dim=512,
+        n_layers=20,
+        d_model=2048,
+        n_heads=16,
+        n_kv_heads=4,
+        n_experts=8,
+        top_k=2,
+        d_expert=4096,
+        window=128,
+        max_prefix=256,
+        d_frame=64,
+        d_depth=512,
+        vocoder_dim=512,
         vocoder_layers=4,
     ),
 }

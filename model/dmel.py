@@ -33,7 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from model.config import SAMPLE_RATE, ModelConfig
+from model.config import ModelConfig
+from model.protocol import SAMPLE_RATE
 
 # Slaney (Auditory Toolbox) mel scale: linear below 1 kHz, logarithmic above.
 _SLANEY_HZ_PER_MEL = 200.0 / 3.0
@@ -130,8 +131,7 @@ class DMel(nn.Module):
             raise ValueError(f"DMel.{where}: audio must be [B, N], got shape {tuple(audio.shape)}")
         if audio.shape[1] % self.hop:
             raise ValueError(
-                f"DMel.{where}: audio length {audio.shape[1]} is not a multiple of "
-                f"hop_length={self.hop}"
+                f"DMel.{where}: audio length {audio.shape[1]} is not a multiple of hop_length={self.hop}"
             )
         return audio.to(self.window.dtype)
 
@@ -148,9 +148,7 @@ class DMel(nn.Module):
         padded = nn.functional.pad(audio, (self.history_len, 0))  # [B, win - hop + N]
         return self._frames_to_log_mel(padded)
 
-    def stream(
-        self, audio: torch.Tensor, history: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def stream(self, audio: torch.Tensor, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One micro-turn: audio [B, 3200], history [B, win - hop] (the previous samples, zeros at
         the start of a call) -> (log-mel [B, frames_per_turn, M], new history [B, win - hop]).
 

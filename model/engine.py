@@ -73,8 +73,9 @@ class Engine:
     def release(self, slot: int) -> None:
         self.scheduler.release(slot)
 
-    def step(self, frames: Mapping[int, bytes],
-             events: Mapping[int, list[int]] | None = None) -> dict[int, Turn]:
+    def step(
+        self, frames: Mapping[int, bytes], events: Mapping[int, list[int]] | None = None
+    ) -> dict[int, Turn]:
         """One tick: each slot in `frames` steps on its frame (after its queued event tokens, at most
         max_event_tokens a tick as on the server); every other slot stays as it is."""
         for slot, tokens in (events or {}).items():
@@ -108,8 +109,10 @@ class Engine:
         try:
             for t in range(max((len(call.frames) for call in calls), default=0)):
                 live = [i for i, call in enumerate(calls) if t < len(call.frames)]
-                out = self.step({slots[i]: calls[i].frames[t] for i in live},
-                                {slots[i]: calls[i].events[t] for i in live if calls[i].events.get(t)})
+                out = self.step(
+                    {slots[i]: calls[i].frames[t] for i in live},
+                    {slots[i]: calls[i].events[t] for i in live if calls[i].events.get(t)},
+                )
                 yield [out[slots[i]] if t < len(call.frames) else None for i, call in enumerate(calls)]
         finally:
             for slot in slots:

@@ -30,8 +30,9 @@ import torch
 from torch import nn
 
 from model.backbone import Backbone, LayerCache
-from model.config import FLOOR_STATES, MICRO_TURN_SAMPLES, ModelConfig
+from model.config import MICRO_TURN_SAMPLES, ModelConfig
 from model.dmel import DMel
+from model.protocol import FLOOR_STATES
 from model.sampling import sample, sample_decision, sample_until, uniform
 from model.state import StreamState, initial_feedback
 from model.tokenizer import SPECIAL
@@ -185,8 +186,12 @@ class InteractionModel(nn.Module):
         tool_mask = (prev_tool != SPECIAL.PAD).unsqueeze(-1)
         tool = (self.tool_in(prev_tool) * tool_mask).sum(dim=-2)
         return (
-            self.kind_emb.weight[KIND_TURN] + self.caller_in(caller) + self.agent_in(prev_audio)
-            + text + tool + self.floor_in(prev_floor)
+            self.kind_emb.weight[KIND_TURN]
+            + self.caller_in(caller)
+            + self.agent_in(prev_audio)
+            + text
+            + tool
+            + self.floor_in(prev_floor)
         )
 
     def _event_embedding(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -228,7 +233,7 @@ class InteractionModel(nn.Module):
         ar = torch.arange(t, device=dev).expand(b, t)
         last_turn = torch.where(is_turn, ar, torch.full_like(ar, -1)).cummax(dim=1).values
         prev = torch.cat([torch.full_like(last_turn[:, :1], -1), last_turn[:, :-1]], dim=1)  # [B, T]
-        has_prev = (prev >= 0)
+        has_prev = prev >= 0
         pi = prev.clamp_min(0)
 
         def take(x: torch.Tensor, initial: torch.Tensor) -> torch.Tensor:
@@ -248,6 +253,7 @@ class InteractionModel(nn.Module):
         prev_tool = take(batch.tool, initial["prev_tool"])
         prev_audio = take(fed_audio, initial["prev_audio"])
         if feedback_noise > 0:
+
             def hit() -> torch.Tensor:
                 return torch.rand(b, t, device=dev) < feedback_noise
 
@@ -292,8 +298,17 @@ class InteractionModel(nn.Module):
         nf = c.frames_per_turn
         out, _ = self.audio_gru(fq.reshape(b * t, nf, -1), a0.reshape(1, b * t, -1))
         audio_logits = self.audio_out(out).view(b, t, nf, c.n_mels, c.dmel_levels)
-        return Outputs(hidden, floor_logits, tool_logits, text_logits, audio_logits,
-                       tool_positions, tool_text_logits, balance, true_prev_floor)
+        return Outputs(
+            hidden,
+            floor_logits,
+            tool_logits,
+            text_logits,
+            audio_logits,
+            tool_positions,
+            tool_text_logits,
+            balance,
+            true_prev_floor,
+        )
 
     @torch.no_grad()
     def own_outputs(self, batch: Batch, share: float, feedback_noise: float = 0.0) -> OwnOutputs:
@@ -336,8 +351,8 @@ class InteractionModel(nn.Module):
         for layer, (k, v) in enumerate(zip(ks, vs)):
             state.k_prefix[layer, idx, :, : len(tokens)] = k.to(state.k_prefix.dtype)
             state.v_prefix[layer, idx, :, : len(tokens)] = v.to(state.v_prefix.dtype)
-            state.k_prefix[layer, idx, :, len(tokens):] = 0
-            state.v_prefix[layer, idx, :, len(tokens):] = 0
+            state.k_prefix[layer, idx, :, len(tokens) :] = 0
+            state.v_prefix[layer, idx, :, len(tokens) :] = 0
         state.prefix_len[idx] = len(tokens)
 
     def _check_tokens(self, tokens: list[int], what: str) -> None:
@@ -355,9 +370,14 @@ class InteractionModel(nn.Module):
         if audio.dtype not in (torch.int16, torch.float32):
             raise ValueError(f"audio dtype {audio.dtype} not supported: use int16 PCM or float32 in [-1, 1]")
         if audio.dim() != 2 or audio.shape[0] != state.max_slots:
-            raise ValueError(f"audio shape {tuple(audio.shape)}, expected ({state.max_slots}, {MICRO_TURN_SAMPLES})")
+            raise ValueError(
+                f"audio shape {tuple(audio.shape)}, expected ({state.max_slots}, {MICRO_TURN_SAMPLES})"
+            )
         if audio.shape[1] != MICRO_TURN_SAMPLES:
-            raise ValueError(f"audio frame length {audio.shape[1]} samples, expected {MICRO_TURN_SAMPLES} (200 ms at 16 kHz)")
+            raise ValueError(
+                f"audio frame length {audio.shape[1]} samples, "
+                f"expected {MICRO_TURN_SAMPLES} (200 ms at 16 kHz)"
+            )
         if audio.dtype == torch.float32 and idx.numel():
             rows = audio[idx.to(audio.device)]
             bad = ~torch.isfinite(rows).all(dim=1)
@@ -371,16 +391,24 @@ class InteractionModel(nn.Module):
             if slot not in chosen and tokens:
                 raise ValueError(f"events for slot {slot}, which is not stepped this tick")
             if len(tokens) > c.max_event_tokens:
-                raise ValueError(f"{len(tokens)} event tokens for slot {slot}; at most {c.max_event_tokens} per step")
+                raise ValueError(
+                    f"{len(tokens)} event tokens for slot {slot}; at most {c.max_event_tokens} per step"
+                )
             self._check_tokens(tokens, f"event (slot {slot})")
         return idx
 
     def _caches(self, state: StreamState, idx: torch.Tensor, whole: bool) -> list[LayerCache]:
         if whole:
-            return [LayerCache(state.k_prefix[i], state.v_prefix[i], state.k_window[i], state.v_window[i])
-                    for i in range(self.cfg.n_layers)]
-        return [LayerCache(state.k_prefix[i, idx], state.v_prefix[i, idx], state.k_window[i, idx],
-                           state.v_window[i, idx]) for i in range(self.cfg.n_layers)]
+            return [
+                LayerCache(state.k_prefix[i], state.v_prefix[i], state.k_window[i], state.v_window[i])
+                for i in range(self.cfg.n_layers)
+            ]
+        return [
+            LayerCache(
+                state.k_prefix[i, idx], state.v_prefix[i, idx], state.k_window[i, idx], state.v_window[i, idx]
+            )
+            for i in range(self.cfg.n_layers)
+        ]
 
     @torch.inference_mode()
     def step(self, state: StreamState, inputs: StepInputs, exec_mask) -> StepOutput:
@@ -414,14 +442,16 @@ class InteractionModel(nn.Module):
         start = state.stream_len[idx]
         pos = start[:, None] + offset  # [B, T]
 
-        x_turn = self._turn_embedding(caller, state.prev_floor[idx], state.prev_text[idx],
-                                      state.prev_tool[idx], state.prev_audio[idx])  # [B, D]
+        x_turn = self._turn_embedding(
+            caller, state.prev_floor[idx], state.prev_text[idx], state.prev_tool[idx], state.prev_audio[idx]
+        )  # [B, D]
         x = self._event_embedding(tokens)
         x[:, -1] = x_turn
         prefix_valid = torch.arange(c.max_prefix, device=dev)[None] < state.prefix_len[idx, None]
         past_pos = state.window_pos[idx]
-        hidden, new_kv = self.backbone.step(x, pos, valid, prefix_valid, past_pos,
-                                            self._caches(state, idx, whole))
+        hidden, new_kv = self.backbone.step(
+            x, pos, valid, prefix_valid, past_pos, self._caches(state, idx, whole)
+        )
         h = hidden[:, -1]  # [B, D]
 
         # Heads, sampled per slot with counter-based randomness.
@@ -434,19 +464,31 @@ class InteractionModel(nn.Module):
         tool_logits = self.tool_head(h)
         tool_flag = sample_decision(tool_logits, temp, uniform(seed, counter, 1, 1)[:, 0]) == 1
         cond, h0 = self._depth_context(h, floor)
-        text, text_logits = self._decode_text(cond, h0, SPECIAL.BOS, c.max_text_tokens,
-                                              seed, counter, temp, top_p, draw=10)
+        text, text_logits = self._decode_text(
+            cond, h0, SPECIAL.BOS, c.max_text_tokens, seed, counter, temp, top_p, draw=10
+        )
         tool = torch.full((b, c.max_tool_tokens), SPECIAL.PAD, dtype=torch.int64, device=dev)
         tool_text_logits = h.new_zeros(b, c.max_tool_tokens, c.vocab_size)
         if tool_flag.any():
             q = tool_flag.nonzero().flatten()
-            tool_q, logits_q = self._decode_text(cond[q], h0[q], SPECIAL.TOOL, c.max_tool_tokens,
-                                                 seed[q], counter[q], temp[q], top_p[q], draw=100)
+            tool_q, logits_q = self._decode_text(
+                cond[q],
+                h0[q],
+                SPECIAL.TOOL,
+                c.max_tool_tokens,
+                seed[q],
+                counter[q],
+                temp[q],
+                top_p[q],
+                draw=100,
+            )
             tool[q], tool_text_logits[q] = tool_q, logits_q
-        audio_levels, audio_logits = self._decode_audio(h, floor, text, state.prev_audio[idx, -1],
-                                                        seed, counter, temp, top_p)
+        audio_levels, audio_logits = self._decode_audio(
+            h, floor, text, state.prev_audio[idx, -1], seed, counter, temp, top_p
+        )
         pcm, voc_conv, voc_ola = self.vocoder.stream(
-            self.dmel.dequantize(audio_levels), state.vocoder_conv[idx], state.vocoder_ola[idx])
+            self.dmel.dequantize(audio_levels), state.vocoder_conv[idx], state.vocoder_ola[idx]
+        )
 
         # Commit: only the stepped slots, only now that everything has been computed.
         self._write_kv(state, idx, pos, valid, new_kv)
@@ -460,8 +502,21 @@ class InteractionModel(nn.Module):
         state.prev_text[idx] = text
         state.prev_tool[idx] = tool
         state.prev_audio[idx] = audio_levels
-        return StepOutput(idx, floor, text, tool, audio_levels, pcm, caller, h, floor_logits,
-                          tool_logits, text_logits, audio_logits, tool_text_logits)
+        return StepOutput(
+            idx,
+            floor,
+            text,
+            tool,
+            audio_levels,
+            pcm,
+            caller,
+            h,
+            floor_logits,
+            tool_logits,
+            text_logits,
+            audio_logits,
+            tool_text_logits,
+        )
 
     def _write_kv(self, state, idx, pos, valid, new_kv) -> None:
         rows, cols = valid.nonzero(as_tuple=True)
@@ -519,10 +574,17 @@ class InteractionModel(nn.Module):
         z = lambda *s, dt=torch.int64: torch.zeros(s, dtype=dt, device=dev)  # noqa: E731
         f32 = torch.float32
         return StepOutput(
-            z(0), z(0), z(0, c.max_text_tokens), z(0, c.max_tool_tokens),
-            z(0, c.frames_per_turn, c.n_mels), z(0, MICRO_TURN_SAMPLES, dt=f32),
-            z(0, c.frames_per_turn, c.n_mels), z(0, c.d_model, dt=f32), z(0, N_FLOOR, dt=f32),
-            z(0, 2, dt=f32), z(0, c.max_text_tokens, c.vocab_size, dt=f32),
+            z(0),
+            z(0),
+            z(0, c.max_text_tokens),
+            z(0, c.max_tool_tokens),
+            z(0, c.frames_per_turn, c.n_mels),
+            z(0, MICRO_TURN_SAMPLES, dt=f32),
+            z(0, c.frames_per_turn, c.n_mels),
+            z(0, c.d_model, dt=f32),
+            z(0, N_FLOOR, dt=f32),
+            z(0, 2, dt=f32),
+            z(0, c.max_text_tokens, c.vocab_size, dt=f32),
             z(0, c.frames_per_turn, c.n_mels, c.dmel_levels, dt=f32),
             z(0, c.max_tool_tokens, c.vocab_size, dt=f32),
         )

@@ -77,8 +77,10 @@ def event_json(value: object) -> str:
 def check_frame(frame: bytes) -> None:
     """Raise ProtocolError unless `frame` is one frame of caller audio."""
     if len(frame) != FRAME_BYTES:
-        raise ProtocolError(f"frame of {len(frame)} bytes dropped: frames are {FRAME_BYTES} bytes "
-                            "(200 ms of PCM16 LE at 16 kHz)")
+        raise ProtocolError(
+            f"frame of {len(frame)} bytes dropped: frames are {FRAME_BYTES} bytes "
+            "(200 ms of PCM16 LE at 16 kHz)"
+        )
 
 
 def _int(data: dict, key: str) -> int:
@@ -193,9 +195,17 @@ class Ready:
     model: str
 
     def to_json(self) -> str:
-        return json.dumps({"type": "ready", "session_id": self.session_id, "slot": self.slot,
-                           "sample_rate": self.sample_rate, "frame_bytes": self.frame_bytes,
-                           "micro_turn_ms": self.micro_turn_ms, "model": self.model})
+        return json.dumps(
+            {
+                "type": "ready",
+                "session_id": self.session_id,
+                "slot": self.slot,
+                "sample_rate": self.sample_rate,
+                "frame_bytes": self.frame_bytes,
+                "micro_turn_ms": self.micro_turn_ms,
+                "model": self.model,
+            }
+        )
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Ready:
@@ -254,8 +264,13 @@ class ToolCall:
     arguments_raw: str | None = None  # what it wrote instead, then
 
     def to_json(self) -> str:
-        msg: dict[str, Any] = {"type": "tool_call", "seq": self.seq, "t_ms": self.t_ms, "id": self.id,
-                               "name": self.name}
+        msg: dict[str, Any] = {
+            "type": "tool_call",
+            "seq": self.seq,
+            "t_ms": self.t_ms,
+            "id": self.id,
+            "name": self.name,
+        }
         if self.arguments is not None:
             msg["arguments"] = self.arguments
         else:
@@ -299,8 +314,9 @@ def parse_server_message(raw: str) -> Turn | ToolCall | Error | None:
             id=str(data.get("id", "")),
             name=str(data.get("name", "")),
             arguments=args if isinstance(args, dict) else None,
-            arguments_raw=raw_args if isinstance(raw_args, str) else (None if isinstance(args, dict)
-                                                                      else json.dumps(args)),
+            arguments_raw=raw_args
+            if isinstance(raw_args, str)
+            else (None if isinstance(args, dict) else json.dumps(args)),
         )
     if kind == "error":
         return Error(str(data.get("message", "")))

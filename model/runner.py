@@ -63,8 +63,9 @@ class Runner:
             for slot in plan.resets:
                 self._decoders[slot].clear()
         for slot, sampling in plan.sampling.items():
-            self.state.set_sampling(slot, temperature=sampling.temperature, top_p=sampling.top_p,
-                                    seed=sampling.seed)
+            self.state.set_sampling(
+                slot, temperature=sampling.temperature, top_p=sampling.top_p, seed=sampling.seed
+            )
         for slot, tokens in plan.prefills.items():
             self.model.prefill(self.state, slot, tokens[: self.cfg.max_prefix])
         if not plan.step:
@@ -74,8 +75,9 @@ class Runner:
             if len(frame) != FRAME_BYTES:
                 raise ValueError(f"slot {slot}: frame of {len(frame)} bytes, expected {FRAME_BYTES}")
             self._audio[slot] = torch.from_numpy(np.frombuffer(frame, dtype="<i2").copy())
-        return self.model.step(self.state, StepInputs(audio=self._audio.to(self.device), events=plan.events),
-                               plan.step)
+        return self.model.step(
+            self.state, StepInputs(audio=self._audio.to(self.device), events=plan.events), plan.step
+        )
 
     def results(self, out: StepOutput) -> dict[int, SlotResult]:
         """Each stepped slot's output as plain Python; advances the slots' text decoders."""

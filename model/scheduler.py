@@ -62,8 +62,14 @@ class _Slot:
 
 
 class Scheduler:
-    def __init__(self, max_slots: int, max_event_tokens: int, max_queued_frames: int = 3,
-                 max_pending_event_tokens: int = 4096, catch_up_after: int = 5) -> None:
+    def __init__(
+        self,
+        max_slots: int,
+        max_event_tokens: int,
+        max_queued_frames: int = 3,
+        max_pending_event_tokens: int = 4096,
+        catch_up_after: int = 5,
+    ) -> None:
         if max_slots <= 0:
             raise ValueError(f"max_slots={max_slots} must be positive")
         self.max_slots = max_slots
@@ -140,8 +146,7 @@ class Scheduler:
     # -- the tick ------------------------------------------------------------------------------
 
     def plan(self) -> TickPlan:
-        plan = TickPlan(tick=self.tick, resets=self._resets, prefills=self._prefills,
-                        sampling=self._sampling)
+        plan = TickPlan(tick=self.tick, resets=self._resets, prefills=self._prefills, sampling=self._sampling)
         self._resets, self._prefills, self._sampling = [], {}, {}
         for slot in sorted(self._slots):
             entry = self._slots[slot]

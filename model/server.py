@@ -66,8 +66,9 @@ class ModelServerSettings(BaseSettings):
     tick_ms: int = Field(MICRO_TURN_MS, ge=10, le=2000, description="tick period (200 ms micro-turns)")
     max_queued_frames: int = Field(3, ge=1, le=50, description="caller frames buffered per call")
     catch_up_after: int = Field(5, ge=1, description="ticks a backlog may stand before a frame is skipped")
-    max_event_payload: int = Field(MAX_EVENT_PAYLOAD_BYTES, ge=16,
-                                   description="bytes of one injected event's payload")
+    max_event_payload: int = Field(
+        MAX_EVENT_PAYLOAD_BYTES, ge=16, description="bytes of one injected event's payload"
+    )
     hello_timeout_s: float = Field(10.0, gt=0, description="time a new connection has to say hello")
     outbox: int = Field(64, ge=4, description="messages queued to a slow client before dropping")
     max_message_bytes: int = Field(65536, ge=FRAME_BYTES, description="largest websocket message accepted")
@@ -94,7 +95,9 @@ class _Metrics:
         self.ticks = Counter("parley_model_ticks", "Ticks run", registry=r)
         self.overruns = Counter("parley_model_tick_overruns", "Tick deadlines missed", registry=r)
         self.late = Counter("parley_model_late_frames", "Caller frames late for their tick", registry=r)
-        self.dropped = Counter("parley_model_dropped_frames", "Caller frames dropped (inbox full)", registry=r)
+        self.dropped = Counter(
+            "parley_model_dropped_frames", "Caller frames dropped (inbox full)", registry=r
+        )
         self.skipped = Counter("parley_model_skipped_frames", "Caller frames skipped to catch up", registry=r)
         self.refused = Counter("parley_model_sessions_refused", "Sessions refused at capacity", registry=r)
         self.sessions = Counter("parley_model_sessions", "Sessions admitted", registry=r)
@@ -111,15 +114,23 @@ def _percentile(values, q: float) -> float:
 
 
 class ModelServer:
-    def __init__(self, runner: Runner, settings: ModelServerSettings | None = None, model_name: str = "model") -> None:
+    def __init__(
+        self, runner: Runner, settings: ModelServerSettings | None = None, model_name: str = "model"
+    ) -> None:
         self.runner = runner
         self.settings = settings or ModelServerSettings()
         self.model_name = model_name
         cfg = runner.cfg
         if self.settings.max_slots > runner.state.max_slots:
-            raise ValueError(f"max_slots={self.settings.max_slots} exceeds the runner's {runner.state.max_slots} slots")
-        self.scheduler = Scheduler(self.settings.max_slots, cfg.max_event_tokens, self.settings.max_queued_frames,
-                                   catch_up_after=self.settings.catch_up_after)
+            raise ValueError(
+                f"max_slots={self.settings.max_slots} exceeds the runner's {runner.state.max_slots} slots"
+            )
+        self.scheduler = Scheduler(
+            self.settings.max_slots,
+            cfg.max_event_tokens,
+            self.settings.max_queued_frames,
+            catch_up_after=self.settings.catch_up_after,
+        )
         self.tokenizer = ByteTokenizer()
         self.metrics = _Metrics()
         self._sessions: dict[int, _Session] = {}
@@ -134,11 +145,23 @@ class ModelServer:
 
     async def start(self) -> None:
         s = self.settings
-        self._server = await serve(self._handler, s.host, s.port, process_request=self._http,
-                                   max_size=s.max_message_bytes, ping_interval=20, ping_timeout=20)
+        self._server = await serve(
+            self._handler,
+            s.host,
+            s.port,
+            process_request=self._http,
+            max_size=s.max_message_bytes,
+            ping_interval=20,
+            ping_timeout=20,
+        )
         self._ticker = asyncio.create_task(self._tick_loop(), name="tick-loop")
-        log.info("model server listening on ws://%s:%d/session (%d slots, model %s)",
-                 s.host, self.port, s.max_slots, self.model_name)
+        log.info(
+            "model server listening on ws://%s:%d/session (%d slots, model %s)",
+            s.host,
+            self.port,
+            s.max_slots,
+            self.model_name,
+        )
 
     @property
     def port(self) -> int:
@@ -160,7 +183,7 @@ class ModelServer:
             await self._server.wait_closed()
         self._executor.shutdown(wait=True)
 
-    async def __aenter__(self) -> "ModelServer":
+    async def __aenter__(self) -> ModelServer:
         await self.start()
         return self
 
@@ -214,8 +237,10 @@ class ModelServer:
         if slot is None:
             self.metrics.refused.inc()
             log.warning("session refused: at capacity (%d slots)", self.settings.max_slots)
-            await ws.close(CloseCode.TRY_AGAIN_LATER, f"at capacity: {self.settings.max_slots} of "
-                                                      f"{self.settings.max_slots} slots busy")
+            await ws.close(
+                CloseCode.TRY_AGAIN_LATER,
+                f"at capacity: {self.settings.max_slots} of {self.settings.max_slots} slots busy",
+            )
             return
         session = _Session(uuid.uuid4().hex[:12], call_id, slot, ws, asyncio.Queue(self.settings.outbox))
         session.sender = asyncio.create_task(self._sender(session))
@@ -223,8 +248,11 @@ class ModelServer:
         self.metrics.sessions.inc()
         log.info("session %s admitted to slot %d", session.id, slot)
         try:
-            await ws.send(Ready(session.id, slot, SAMPLE_RATE, FRAME_BYTES, self.settings.tick_ms,
-                                self.model_name).to_json())
+            await ws.send(
+                Ready(
+                    session.id, slot, SAMPLE_RATE, FRAME_BYTES, self.settings.tick_ms, self.model_name
+                ).to_json()
+            )
             async for message in ws:
                 if isinstance(message, bytes):
                     self._on_frame(session, message)
@@ -238,17 +266,32 @@ class ModelServer:
             stats = self.scheduler.release(slot)
             session.sender.cancel()
             if stats:
-                self.ended.append({"session_id": session.id, "call_id": session.call_id, "frames": stats.frames,
-                                   "stepped": stats.stepped, "late": stats.late, "dropped": stats.dropped,
-                                   "skipped": stats.skipped,
-                                   "undelivered": session.dropped_out})
-                log.info("session %s ended: %d frames, %d stepped, %d late, %d dropped, %d undelivered",
-                         session.id, stats.frames, stats.stepped, stats.late, stats.dropped, session.dropped_out)
+                self.ended.append(
+                    {
+                        "session_id": session.id,
+                        "call_id": session.call_id,
+                        "frames": stats.frames,
+                        "stepped": stats.stepped,
+                        "late": stats.late,
+                        "dropped": stats.dropped,
+                        "skipped": stats.skipped,
+                        "undelivered": session.dropped_out,
+                    }
+                )
+                log.info(
+                    "session %s ended: %d frames, %d stepped, %d late, %d dropped, %d undelivered",
+                    session.id,
+                    stats.frames,
+                    stats.stepped,
+                    stats.late,
+                    stats.dropped,
+                    session.dropped_out,
+                )
 
     async def _hello(self, ws: ServerConnection):
         try:
             raw = await asyncio.wait_for(ws.recv(), self.settings.hello_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await ws.close(CloseCode.POLICY_VIOLATION, "no hello within the timeout")
             return None
         try:

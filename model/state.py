@@ -19,8 +19,8 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from model.config import FLOOR_STATES, ModelConfig
-from model.protocol import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
+from model.config import ModelConfig
+from model.protocol import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, FLOOR_STATES
 from model.tokenizer import SPECIAL
 
 LISTEN = FLOOR_STATES.index("listen")
@@ -36,7 +36,9 @@ def slot_index(slots: torch.Tensor | list[int] | int, max_slots: int, device: to
             raise ValueError(f"slot mask has shape {tuple(t.shape)}, expected ({max_slots},)")
         return t.nonzero().flatten()
     if t.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8) or t.dim() > 1:
-        raise ValueError(f"slots must be a bool mask or a list of integer indices, got {t.dtype} {tuple(t.shape)}")
+        raise ValueError(
+            f"slots must be a bool mask or a list of integer indices, got {t.dtype} {tuple(t.shape)}"
+        )
     t = t.flatten().long()
     bad = t[(t < 0) | (t >= max_slots)]
     if bad.numel():
@@ -84,9 +86,12 @@ class StreamState:
 
     @classmethod
     def allocate(
-        cls, cfg: ModelConfig, max_slots: int, device: torch.device | str = "cpu",
+        cls,
+        cfg: ModelConfig,
+        max_slots: int,
+        device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
-    ) -> "StreamState":
+    ) -> StreamState:
         if not isinstance(max_slots, int) or max_slots <= 0:
             raise ValueError(f"max_slots={max_slots!r} must be a positive integer")
         dev = torch.device(device)
@@ -98,16 +103,21 @@ class StreamState:
             return torch.zeros(shape, dtype=dt, device=dev)
 
         state = cls(
-            cfg=cfg, max_slots=s,
-            k_prefix=z(*kv_prefix, dt=dtype), v_prefix=z(*kv_prefix, dt=dtype),
+            cfg=cfg,
+            max_slots=s,
+            k_prefix=z(*kv_prefix, dt=dtype),
+            v_prefix=z(*kv_prefix, dt=dtype),
             prefix_len=z(s, dt=torch.int64),
-            k_window=z(*kv_window, dt=dtype), v_window=z(*kv_window, dt=dtype),
+            k_window=z(*kv_window, dt=dtype),
+            v_window=z(*kv_window, dt=dtype),
             window_pos=z(s, c.window, dt=torch.int64),
-            stream_len=z(s, dt=torch.int64), turns=z(s, dt=torch.int64),
+            stream_len=z(s, dt=torch.int64),
+            turns=z(s, dt=torch.int64),
             mel_history=z(s, c.win_length - c.hop_length),
             vocoder_conv=z(s, c.vocoder_layers, c.vocoder_kernel - 1, c.vocoder_dim),
             vocoder_ola=z(s, c.vocoder_n_fft - c.hop_length),
-            prev_floor=z(s, dt=torch.int64), prev_text=z(s, c.max_text_tokens, dt=torch.int64),
+            prev_floor=z(s, dt=torch.int64),
+            prev_text=z(s, c.max_text_tokens, dt=torch.int64),
             prev_tool=z(s, c.max_tool_tokens, dt=torch.int64),
             prev_audio=z(s, c.frames_per_turn, c.n_mels, dt=torch.int64),
             seed=torch.arange(s, dtype=torch.int64, device=dev),
@@ -130,8 +140,15 @@ class StreamState:
         idx = self.slots(selection)
         for name in ("k_prefix", "v_prefix", "k_window", "v_window"):
             getattr(self, name)[:, idx] = 0
-        for name in ("prefix_len", "stream_len", "turns", "mel_history", "vocoder_conv",
-                     "vocoder_ola", "counter"):
+        for name in (
+            "prefix_len",
+            "stream_len",
+            "turns",
+            "mel_history",
+            "vocoder_conv",
+            "vocoder_ola",
+            "counter",
+        ):
             getattr(self, name)[idx] = 0
         self.window_pos[idx] = -1
         for name, value in initial_feedback(self.cfg, self.device).items():
@@ -140,8 +157,12 @@ class StreamState:
             self.set_sampling(idx, seed=seed)
 
     def set_sampling(
-        self, selection: torch.Tensor | list[int] | int, *, temperature: float | None = None,
-        top_p: float | None = None, seed: int | list[int] | None = None,
+        self,
+        selection: torch.Tensor | list[int] | int,
+        *,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        seed: int | list[int] | None = None,
     ) -> None:
         idx = self.slots(selection)
         if temperature is not None:
@@ -160,8 +181,13 @@ class StreamState:
     def nbytes(self) -> int:
         return sum(
             getattr(self, f.name).numel() * getattr(self, f.name).element_size()
-            for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), torch.Tensor)
         )
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)}
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), torch.Tensor)
+        }

@@ -11,8 +11,8 @@ stream of token ids back into text incrementally. This module knows nothing abou
 from __future__ import annotations
 
 import codecs
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 N_BYTES = 256
 

@@ -60,8 +60,9 @@ class CausalBlock(nn.Module):
         """x [B, F, D], history [B, C, D] (last C inputs) -> (y [B, F, D], new history)."""
         frames = x.shape[1]
         seen = torch.cat([history, x], dim=1)  # [B, C + F, D]
-        h = F.conv1d(seen.transpose(1, 2), self.dwconv.weight, self.dwconv.bias,
-                     groups=seen.shape[2])  # [B, D, F]
+        h = F.conv1d(
+            seen.transpose(1, 2), self.dwconv.weight, self.dwconv.bias, groups=seen.shape[2]
+        )  # [B, D, F]
         h = self.down(F.gelu(self.up(self.norm(h.transpose(1, 2)))))  # [B, F, D]
         return x + h, seen[:, frames:]  # the last C inputs: [B, C, D]
 
@@ -88,9 +89,7 @@ class Vocoder(nn.Module):
         self.in_scale = 2.0 / (cfg.dmel_max - cfg.dmel_min)
 
         self.proj_in = nn.Linear(self.n_mels, self.dim)
-        self.blocks = nn.ModuleList(
-            CausalBlock(self.dim, self.kernel) for _ in range(self.n_layers)
-        )
+        self.blocks = nn.ModuleList(CausalBlock(self.dim, self.kernel) for _ in range(self.n_layers))
         self.norm_out = nn.LayerNorm(self.dim)
         self.head = nn.Linear(self.dim, 2 * self.n_bins)  # log-magnitude | phase
 
@@ -111,7 +110,9 @@ class Vocoder(nn.Module):
     # -- state ---------------------------------------------------------------------------------
 
     def init_state(
-        self, batch: int, device: torch.device | str | None = None,
+        self,
+        batch: int,
+        device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Zero state of a fresh call: (conv history [B, L, C, D], overlap-add tail [B, N - H])."""
@@ -160,8 +161,7 @@ class Vocoder(nn.Module):
         """
         if log_mel.dim() != 3 or log_mel.shape[2] != self.n_mels:
             raise ValueError(
-                f"Vocoder.stream: log_mel must be [B, F, n_mels={self.n_mels}], "
-                f"got {tuple(log_mel.shape)}"
+                f"Vocoder.stream: log_mel must be [B, F, n_mels={self.n_mels}], got {tuple(log_mel.shape)}"
             )
         b, f, _ = log_mel.shape
         spec, new_history = self.spectrum(log_mel, conv_history)  # [B, F, K]

@@ -27,7 +27,8 @@ import json
 import logging
 import time
 import uuid
-from typing import Any, Awaitable, Callable, Mapping, Optional
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
@@ -78,11 +79,17 @@ class LinkedRegistry:
                 raise UnknownAgent(name)
         except REDIS_ERRORS as exc:
             if name in self._last:
-                logger.warning("admin store unreachable: using agent %s as last read", name,
-                               extra={"agent": name, "error": type(exc).__name__})
+                logger.warning(
+                    "admin store unreachable: using agent %s as last read",
+                    name,
+                    extra={"agent": name, "error": type(exc).__name__},
+                )
                 return self._last[name]
-            logger.warning("admin store unreachable: using the shipped agent %s", name,
-                           extra={"agent": name, "error": type(exc).__name__})
+            logger.warning(
+                "admin store unreachable: using the shipped agent %s",
+                name,
+                extra={"agent": name, "error": type(exc).__name__},
+            )
             return BUILTIN_AGENTS.lookup(name), 0
         self._last[name] = (stored.config, stored.version)
         return stored.config, stored.version
@@ -101,10 +108,15 @@ def tool_calls(events: list[dict]) -> list[dict]:
         kind, ident = event.get("kind"), event.get("id")
         if kind == "tool_call" and ident not in calls:
             calls[ident] = {
-                "id": ident, "name": event.get("name"), "arguments": event.get("arguments"),
-                "arguments_raw": event.get("arguments_raw"), "at_ms": event.get("at_ms"),
+                "id": ident,
+                "name": event.get("name"),
+                "arguments": event.get("arguments"),
+                "arguments_raw": event.get("arguments_raw"),
+                "at_ms": event.get("at_ms"),
                 "outcome": "action" if event.get("name") in ("end_call", "transfer") else "none",
-                "latency_ms": None, "work_ms": None, "pending_notices": 0,
+                "latency_ms": None,
+                "work_ms": None,
+                "pending_notices": 0,
             }
         elif kind in ("tool_result", "tool_error") and ident in calls and calls[ident]["latency_ms"] is None:
             call = calls[ident]
@@ -137,7 +149,9 @@ def live_entry(info: Any, agent: AgentConfig, version: int, started_at: float, g
     }
 
 
-def build_record(entry: dict, summary: dict, agent: AgentConfig, turn_latency_ms: list[int], ended_at: float) -> dict:
+def build_record(
+    entry: dict, summary: dict, agent: AgentConfig, turn_latency_ms: list[int], ended_at: float
+) -> dict:
     """A finished call's record: its live entry completed from `CallSession.summary()`."""
     timeline = dict(summary.get("timeline") or {})
     events = list(timeline.get("events") or [])
@@ -188,9 +202,9 @@ class GatewayLink:
         self.registry = LinkedRegistry(self.agents)
         self.live: dict[str, dict] = {}
         self.listening = asyncio.Event()
-        self._keys: Optional[tuple[float, bool]] = None  # (read at, any active key)
+        self._keys: tuple[float, bool] | None = None  # (read at, any active key)
         self._tasks: list[asyncio.Task] = []
-        self._on_hangup: Optional[HangupHandler] = None
+        self._on_hangup: HangupHandler | None = None
         self._warned = False
 
     # --- life --------------------------------------------------------------------------------------
@@ -207,7 +221,7 @@ class GatewayLink:
         await self.redis.aclose()
 
     # --- configuration -----------------------------------------------------------------------------
-    async def agent_for_number(self, number: str) -> Optional[str]:
+    async def agent_for_number(self, number: str) -> str | None:
         """The agent configured for a dialled number, or None when the number is not configured
         (or Redis is unreachable)."""
         try:
@@ -229,7 +243,7 @@ class GatewayLink:
         self._keys = (now, value)
         return value
 
-    async def token_valid(self, agent: str, token: Optional[str]) -> bool:
+    async def token_valid(self, agent: str, token: str | None) -> bool:
         try:
             return await self.credentials.token_valid(agent, token)
         except REDIS_ERRORS:
@@ -242,10 +256,16 @@ class GatewayLink:
         try:
             await self.calls.register_live(entry, self.lease_s)
         except REDIS_ERRORS as exc:
-            logger.warning("call %s: not registered as live (%s)", info.call_id, type(exc).__name__,
-                           extra={"call_id": info.call_id})
+            logger.warning(
+                "call %s: not registered as live (%s)",
+                info.call_id,
+                type(exc).__name__,
+                extra={"call_id": info.call_id},
+            )
 
-    async def call_ended(self, call_id: str, summary: dict, agent: AgentConfig, turn_latency_ms: list[int]) -> None:
+    async def call_ended(
+        self, call_id: str, summary: dict, agent: AgentConfig, turn_latency_ms: list[int]
+    ) -> None:
         entry = self.live.pop(call_id, None)
         if entry is None:
             return
@@ -253,8 +273,9 @@ class GatewayLink:
         try:
             await self.calls.finish(record)
         except REDIS_ERRORS as exc:
-            logger.warning("call %s: record not stored (%s)", call_id, type(exc).__name__,
-                           extra={"call_id": call_id})
+            logger.warning(
+                "call %s: record not stored (%s)", call_id, type(exc).__name__, extra={"call_id": call_id}
+            )
 
     async def _renew(self) -> None:
         while True:
@@ -297,7 +318,10 @@ class GatewayLink:
     async def _command(self, data: Any) -> None:
         try:
             command = json.loads(data)
-            call_id, reason = str(command["call_id"]), str(command.get("reason") or "hung up by the admin API")
+            call_id, reason = (
+                str(command["call_id"]),
+                str(command.get("reason") or "hung up by the admin API"),
+            )
         except (TypeError, ValueError, KeyError):
             logger.warning("malformed call control command dropped")
             return

@@ -24,7 +24,6 @@ import asyncio
 import json
 import time
 from pathlib import Path
-from typing import Optional, Union
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -38,7 +37,7 @@ DEFAULT_URL = "ws://127.0.0.1:8080"
 PATHS = {"twilio": "/twilio", "native": "/stream"}
 
 
-def call_url(url: Optional[str], protocol: str) -> str:
+def call_url(url: str | None, protocol: str) -> str:
     """`url` with the protocol's path when it has none (ws://host:port -> ws://host:port/twilio)."""
     base = url or DEFAULT_URL
     parts = urlsplit(base)
@@ -52,7 +51,7 @@ def resample(pcm: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:
     return np.concatenate([stream.push(pcm), stream.flush()])
 
 
-def write_stereo_wav(path: Union[str, Path], left: np.ndarray, right: np.ndarray, rate: int) -> None:
+def write_stereo_wav(path: str | Path, left: np.ndarray, right: np.ndarray, rate: int) -> None:
     n = max(left.size, right.size)
     frames = np.zeros((n, 2), dtype="<i2")
     frames[: left.size, 0] = left
@@ -62,16 +61,16 @@ def write_stereo_wav(path: Union[str, Path], left: np.ndarray, right: np.ndarray
 
 async def place_call(
     agent: str,
-    wav: Union[str, Path],
-    out: Union[str, Path],
+    wav: str | Path,
+    out: str | Path,
     *,
-    url: Optional[str] = None,
+    url: str | None = None,
     protocol: str = "twilio",
     linger_s: float = 3.0,
     native_rate: int = 16000,
     native_encoding: str = "pcm16",
-    token: Optional[str] = None,
-    parameters: Optional[dict] = None,
+    token: str | None = None,
+    parameters: dict | None = None,
 ) -> dict:
     """Stream `wav` to the gateway as a caller in real time, record the call, return a summary.
 
@@ -103,7 +102,7 @@ async def place_call(
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         await client.open()
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         raise ConnectionError(f"cannot reach the gateway at {target}: {exc}") from None
     started = time.monotonic()
     sent = 0
@@ -119,7 +118,7 @@ async def place_call(
         if client.closed is None:
             try:
                 await client.wait_for(lambda: client.closed is not None, min(linger_s, 0.5))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
     except ConnectionClosed:
         pass

@@ -42,8 +42,9 @@ def cmd_model_info(args: argparse.Namespace) -> int:
     import torch
 
     from model.checkpoint import load_config
-    from model.config import MICRO_TURN_MS, ModelConfig
+    from model.config import ModelConfig
     from model.interaction import InteractionModel
+    from model.protocol import MICRO_TURN_MS
 
     if args.checkpoint:
         cfg, source = load_config(args.checkpoint), str(args.checkpoint)
@@ -124,8 +125,11 @@ def cmd_model_server(args: argparse.Namespace) -> int:
     # one torch thread per two cores steps faster than oversubscribed threads (measured: small, 8
     # calls, tick p50 67 ms with 1 thread vs 109 ms with 2 on 2 cores).
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 2) // 2))
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port), ("max_slots", args.max_slots))
-                 if v is not None}
+    overrides = {
+        k: v
+        for k, v in (("host", args.host), ("port", args.port), ("max_slots", args.max_slots))
+        if v is not None
+    }
     settings = ModelServerSettings(**overrides)
     device = _device(args.device)
     model = load_model(args.preset, args.checkpoint, device=device)
@@ -169,7 +173,9 @@ def cmd_seed(args: argparse.Namespace) -> int:
         orders = ShopStore(redis.Redis.from_url(url, socket_timeout=5)).seed(shop)
     except redis.RedisError as exc:
         raise ValueError(f"cannot seed Redis: {type(exc).__name__}: {exc}") from None
-    print(json.dumps({"shop": shop.name, "seed": shop.seed, "orders": orders, "customers": len(shop.customers)}))
+    print(
+        json.dumps({"shop": shop.name, "seed": shop.seed, "orders": orders, "customers": len(shop.customers)})
+    )
     return 0
 
 
@@ -181,8 +187,8 @@ def cmd_bench_tools(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from parley.demo import run_demo
     from model.checkpoint import load_model
+    from parley.demo import run_demo
 
     model = load_model(args.preset, args.checkpoint)
     print(json.dumps(run_demo(model, args.seconds, args.out, agent=args.agent)))
@@ -194,12 +200,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    model = sub.add_parser("model", help="inspect the interaction model").add_subparsers(dest="what", required=True)
+    model = sub.add_parser("model", help="inspect the interaction model").add_subparsers(
+        dest="what", required=True
+    )
     info = model.add_parser("info", help="sizes of a preset or checkpoint, as JSON")
     _add_model_source(info)
     info.set_defaults(func=cmd_model_info)
 
-    bench = sub.add_parser("bench", help="benchmarks that print JSON").add_subparsers(dest="what", required=True)
+    bench = sub.add_parser("bench", help="benchmarks that print JSON").add_subparsers(
+        dest="what", required=True
+    )
     step = bench.add_parser("step", help="tick latency of the batched model step")
     _add_model_source(step, default_preset=None)
     step.add_argument("--slots", type=int, default=8)
@@ -238,7 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: half the cores)")
     ms.set_defaults(func=cmd_model_server)
 
-    sv = sub.add_parser("serve", help="run model server, gateway, a tool worker and the admin API (+ Redis) as child processes")
+    sv = sub.add_parser(
+        "serve",
+        help="run model server, gateway, a tool worker and the admin API (+ Redis) as child processes",
+    )
     _add_model_source(sv)
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--model-port", type=int, default=8765)
@@ -263,9 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     sd.set_defaults(func=cmd_seed)
 
     from admin.cli import add_command as add_admin
+    from evaluation.cli import add_command as add_eval
     from parley.cli_calls import add_commands
     from parley.cli_sip import add_commands as add_sip
-    from evaluation.cli import add_command as add_eval
     from training.cli import add_command as add_train
 
     add_commands(sub)
@@ -285,9 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    process = os.environ.get("PARLEY_PROCESS", args.command)  # `parley serve` names its children
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-        format=f"%(asctime)s %(levelname)s [{os.environ.get('PARLEY_PROCESS', args.command)}] %(name)s: %(message)s",
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        stream=sys.stderr,
+        format=f"%(asctime)s %(levelname)s [{process}] %(name)s: %(message)s",
     )
     logging.getLogger("websockets.server").setLevel(logging.WARNING)  # health probes are not news
     try:

@@ -52,7 +52,12 @@ def cmd_call(args: argparse.Namespace) -> int:
     try:
         summary = asyncio.run(
             place_call(
-                args.agent, args.wav, args.out, url=args.url, protocol=args.protocol, linger_s=args.linger,
+                args.agent,
+                args.wav,
+                args.out,
+                url=args.url,
+                protocol=args.protocol,
+                linger_s=args.linger,
                 token=args.token or os.environ.get("PARLEY_STREAM_TOKEN") or None,
                 parameters={"number": args.number} if args.number else None,
             )
@@ -91,7 +96,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--linger", type=float, default=3.0, help="seconds to keep listening after the WAV ends"
     )
     call.add_argument(
-        "--token", default=None, help="the agent's stream token (default PARLEY_STREAM_TOKEN), once API keys exist"
+        "--token",
+        default=None,
+        help="the agent's stream token (default PARLEY_STREAM_TOKEN), once API keys exist",
     )
     call.add_argument("--number", default=None, help="the dialled number (E.164): the call goes to its agent")
     call.set_defaults(func=cmd_call)

@@ -37,8 +37,12 @@ def _sip_settings(args: argparse.Namespace):
 
     overrides = {
         k: v
-        for k, v in (("workers", args.workers), ("host", args.host), ("port", args.port),
-                     ("health_port", args.health_port))
+        for k, v in (
+            ("workers", args.workers),
+            ("host", args.host),
+            ("port", args.port),
+            ("health_port", args.health_port),
+        )
         if v is not None
     }
     agent = {"model_url": args.model_url} if args.model_url is not None else {}
@@ -69,8 +73,15 @@ def cmd_sip(args: argparse.Namespace) -> int:
         argv = [sys.executable, "-m", "parley.cli"]
         if args.verbose:
             argv.append("-v")
-        return argv + ["sip-worker", "--index", str(index), "--settings", str(settings_file),
-                       "--agent-settings", agent_settings.model_dump_json()]
+        return argv + [
+            "sip-worker",
+            "--index",
+            str(index),
+            "--settings",
+            str(settings_file),
+            "--agent-settings",
+            agent_settings.model_dump_json(),
+        ]
 
     supervisor = Supervisor(settings, worker_argv, emit=_emit if args.events else None)
     return asyncio.run(supervisor.run())
@@ -85,8 +96,8 @@ def _connector(agent_settings):
     router = link = None
     redis_url = os.environ.get("REDIS_URL") or os.environ.get("PARLEY_TOOLS_REDIS_URL")
     if redis_url:  # imported only then: Celery and Redis clients stay out of a lean worker otherwise
-        from parley.admin_link import GatewayLink
         from agent.tool_router import CeleryToolRouter
+        from parley.admin_link import GatewayLink
 
         router, link = CeleryToolRouter.from_env(), GatewayLink(redis_url)
     return SessionConnector(agent_settings, tool_router=router, link=link), router, link
@@ -112,7 +123,9 @@ def cmd_sip_worker(args: argparse.Namespace) -> int:
         try:
             if link is not None:
                 await link.start(connector.hang_up)
-            worker = SipWorker(settings, args.index, connector, emit=_emit, numbers_from_connector=link is not None)
+            worker = SipWorker(
+                settings, args.index, connector, emit=_emit, numbers_from_connector=link is not None
+            )
             return await worker.run(stop)
         finally:
             if link is not None:
@@ -140,11 +153,17 @@ def cmd_bench_sip(args: argparse.Namespace) -> int:
 def add_commands(subparsers: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
     """Register `sip`, `sip-worker` (on the parley subparsers) and `bench sip`."""
     sip = subparsers.add_parser("sip", help="run the SIP gateway: pjsua2 workers behind Kamailio")
-    sip.add_argument("--workers", type=int, default=None, help="worker processes, 4 calls each (PARLEY_SIP_WORKERS)")
+    sip.add_argument(
+        "--workers", type=int, default=None, help="worker processes, 4 calls each (PARLEY_SIP_WORKERS)"
+    )
     sip.add_argument("--host", default=None, help="public SIP and RTP address (PARLEY_SIP_HOST, 0.0.0.0)")
-    sip.add_argument("--port", type=int, default=None, help="public SIP port, UDP and TCP (PARLEY_SIP_PORT, 5060)")
+    sip.add_argument(
+        "--port", type=int, default=None, help="public SIP port, UDP and TCP (PARLEY_SIP_PORT, 5060)"
+    )
     sip.add_argument("--model-url", default=None, help="model server session URL (PARLEY_SIP_MODEL_URL)")
-    sip.add_argument("--health-port", type=int, default=None, help="GET /healthz port (PARLEY_SIP_HEALTH_PORT, 8081)")
+    sip.add_argument(
+        "--health-port", type=int, default=None, help="GET /healthz port (PARLEY_SIP_HEALTH_PORT, 8081)"
+    )
     sip.add_argument("--events", action="store_true", help="print call events as JSON lines on stdout")
     sip.set_defaults(func=cmd_sip)
 
@@ -158,5 +177,7 @@ def add_commands(subparsers: argparse._SubParsersAction, bench: argparse._SubPar
     b.add_argument("--calls", type=int, default=64)
     b.add_argument("--seconds", type=float, default=10.0)
     b.add_argument("--codec", choices=("PCMU", "PCMA"), default="PCMU")
-    b.add_argument("--no-ladder", action="store_true", help="only the given number of calls, no smaller steps")
+    b.add_argument(
+        "--no-ladder", action="store_true", help="only the given number of calls, no smaller steps"
+    )
     b.set_defaults(func=cmd_bench_sip)

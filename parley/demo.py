@@ -49,7 +49,7 @@ def run_demo(model: InteractionModel, seconds: float, out_dir: Path, agent: str 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     caller = float_to_pcm16(synthetic_caller(seconds)).tobytes()
-    frames = [caller[i: i + FRAME_BYTES] for i in range(0, len(caller) - FRAME_BYTES + 1, FRAME_BYTES)]
+    frames = [caller[i : i + FRAME_BYTES] for i in range(0, len(caller) - FRAME_BYTES + 1, FRAME_BYTES)]
     sampling = Sampling(DEFAULT_TEMPERATURE, DEFAULT_TOP_P, seed=1)
     engine = Engine(model, max_slots=1)
     turns = engine.run([Call(render_prefix(get_agent(agent)), frames, sampling=sampling)])[0]

@@ -27,15 +27,16 @@ import asyncio
 import collections
 import contextlib
 import logging
-from typing import TYPE_CHECKING, AsyncIterator, Optional
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from admin.core.security import bearer
 from agent.config import BUILTIN_AGENTS, AgentConfig, AgentRegistry, UnknownAgent
 from agent.model_client import ModelRefused, ModelUnavailable
 from agent.session import CallSession, ToolRouter, UnavailableToolRouter
 from agent.settings import AgentSettings
-from telephony.ws.gateway import RunningGateway, run_gateway, serve
 from telephony.leg import CallInfo, CallRefused, CloseCode, Leg
+from telephony.ws.gateway import RunningGateway, run_gateway, serve
 from telephony.ws.settings import Settings
 
 if TYPE_CHECKING:
@@ -58,9 +59,9 @@ class SessionConnector:
     def __init__(
         self,
         settings: AgentSettings,
-        registry: Optional[AgentRegistry] = None,
-        tool_router: Optional[ToolRouter] = None,
-        link: Optional["GatewayLink"] = None,
+        registry: AgentRegistry | None = None,
+        tool_router: ToolRouter | None = None,
+        link: GatewayLink | None = None,
     ) -> None:
         self.settings = settings
         self.default_agent = settings.default_agent
@@ -77,7 +78,7 @@ class SessionConnector:
             return False
         return True
 
-    async def agent_for_number(self, number: str) -> Optional[str]:
+    async def agent_for_number(self, number: str) -> str | None:
         """The agent the admin API routes `number` to (None: not configured there); refuses
         a number whose agent no longer exists. Used by POST /twiml."""
         if self.link is None:
@@ -181,7 +182,9 @@ class SessionConnector:
             try:
                 await self.link.call_ended(session.call_id, summary, session.agent, session.turn_latency_ms)
             except Exception:
-                logger.exception("call %s: record not stored", session.call_id, extra={"call_id": session.call_id})
+                logger.exception(
+                    "call %s: record not stored", session.call_id, extra={"call_id": session.call_id}
+                )
 
 
 def _orphan_reason(agent: str) -> str:
@@ -205,11 +208,11 @@ class _TrackedSession(CallSession):
 @contextlib.asynccontextmanager
 async def run_agent_gateway(
     settings: Settings,
-    agent_settings: Optional[AgentSettings] = None,
+    agent_settings: AgentSettings | None = None,
     *,
-    registry: Optional[AgentRegistry] = None,
-    tool_router: Optional[ToolRouter] = None,
-    link: Optional["GatewayLink"] = None,
+    registry: AgentRegistry | None = None,
+    tool_router: ToolRouter | None = None,
+    link: GatewayLink | None = None,
 ) -> AsyncIterator[RunningGateway]:
     """The gateway with CallSessions, in the running event loop (see `telephony.ws.gateway.run_gateway`).
     `agent_settings` default to the environment's (`PARLEY_*`). A `link` is started with the

@@ -28,14 +28,9 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
 
 from procs.children import Child, stop_all, wait_healthy
 from workers.process import worker_child
@@ -64,8 +59,10 @@ def start_redis() -> tuple[str, object | None]:
         data = redis_data_dir()
         pid = live_server_pid(data)
         if pid:
-            raise RuntimeError(f"another embedded Redis (pid {pid}) uses {data}: stop that parley serve "
-                               "first, or set PARLEY_REDIS_DATA or REDIS_URL")
+            raise RuntimeError(
+                f"another embedded Redis (pid {pid}) uses {data}: stop that parley serve "
+                "first, or set PARLEY_REDIS_DATA or REDIS_URL"
+            )
         server = EmbeddedRedis(data).start()
         url = server.url
         log.info("REDIS_URL is not set: started an embedded Redis at %s (data in %s)", url, data)
@@ -89,14 +86,33 @@ def build_children(args, redis_url: str) -> list[Child]:
     host = args.host
     model = Child(
         "model-server",
-        [*exe, "model-server", *model_src, "--host", host, "--port", str(args.model_port),
-         "--max-slots", str(args.max_slots), "--device", args.device],
+        [
+            *exe,
+            "model-server",
+            *model_src,
+            "--host",
+            host,
+            "--port",
+            str(args.model_port),
+            "--max-slots",
+            str(args.max_slots),
+            "--device",
+            args.device,
+        ],
         f"http://{host}:{args.model_port}/healthz",
     )
     gateway = Child(
         "gateway",
-        [*exe, "gateway", "--host", host, "--port", str(args.gateway_port),
-         "--model-url", f"ws://{host}:{args.model_port}/session"],
+        [
+            *exe,
+            "gateway",
+            "--host",
+            host,
+            "--port",
+            str(args.gateway_port),
+            "--model-url",
+            f"ws://{host}:{args.model_port}/session",
+        ],
         f"http://{host}:{args.gateway_port}/healthz",
         env={"REDIS_URL": redis_url},
     )
@@ -104,19 +120,21 @@ def build_children(args, redis_url: str) -> list[Child]:
         "admin",
         [*exe, "admin", "--host", host, "--port", str(args.admin_port)],
         f"http://{host}:{args.admin_port}/healthz",
-        env={"REDIS_URL": redis_url,
-             "PARLEY_ADMIN_MODEL_HEALTH_URLS": json.dumps([f"http://{host}:{args.model_port}/healthz"])},
+        env={
+            "REDIS_URL": redis_url,
+            "PARLEY_ADMIN_MODEL_HEALTH_URLS": json.dumps([f"http://{host}:{args.model_port}/healthz"]),
+        },
     )
     return [model, gateway, worker_child(redis_url), admin]
 
 
-def first_admin_key(redis_url: str) -> Optional[str]:
+def first_admin_key(redis_url: str) -> str | None:
     """A new admin API key when Redis holds no active admin key (a first start), else None."""
     import redis.asyncio as aioredis
 
     from admin.store.credentials import CredentialStore
 
-    async def go() -> Optional[str]:
+    async def go() -> str | None:
         client = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=5)
         try:
             store = CredentialStore(client)
@@ -165,13 +183,24 @@ def serve(args) -> int:
         for child in children:
             child.start()
         wait_healthy(children, args.ready_timeout)
-        log.info("Parley is up: gateway ws://%s:%d/twilio and /stream, model server ws://%s:%d/session, "
-                 "admin API http://%s:%d (/docs)", args.host, args.gateway_port, args.host, args.model_port,
-                 args.host, args.admin_port)
+        log.info(
+            "Parley is up: gateway ws://%s:%d/twilio and /stream, model server ws://%s:%d/session, "
+            "admin API http://%s:%d (/docs)",
+            args.host,
+            args.gateway_port,
+            args.host,
+            args.model_port,
+            args.host,
+            args.admin_port,
+        )
         if key is not None:  # printed, never logged: shown once, only its hash is stored
-            print(f"\nFirst admin API key (shown only now; only a hash of it is stored):\n  {key}\n"
-                  f"Use it as 'Authorization: Bearer <key>' on http://{args.host}:{args.admin_port}/v1 "
-                  "(OpenAPI at /docs).\n", file=sys.stderr, flush=True)
+            print(
+                f"\nFirst admin API key (shown only now; only a hash of it is stored):\n  {key}\n"
+                f"Use it as 'Authorization: Bearer <key>' on http://{args.host}:{args.admin_port}/v1 "
+                "(OpenAPI at /docs).\n",
+                file=sys.stderr,
+                flush=True,
+            )
         if args.demo_call:
             return demo_call(args, demo_token(redis_url, args.agent))
         while True:
@@ -195,12 +224,14 @@ def serve(args) -> int:
             redis_server.stop()
 
 
-def demo_call(args, token: Optional[str] = None) -> int:
+def demo_call(args, token: str | None = None) -> int:
     from parley.call import place_call
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     url = f"ws://{args.host}:{args.gateway_port}"
-    summary = asyncio.run(place_call(args.agent, Path(args.demo_call), out, url=url, protocol="twilio", token=token))
+    summary = asyncio.run(
+        place_call(args.agent, Path(args.demo_call), out, url=url, protocol="twilio", token=token)
+    )
     print(json.dumps(summary))
     return 0

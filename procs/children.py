@@ -17,8 +17,8 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,6 @@ def alive(pid: int) -> bool:
     return True
 
 
-
 @dataclass
 class Child:
     name: str
@@ -55,14 +54,15 @@ class Child:
     health_url: str
     stdout: int | None = None  # None: inherit (subprocess.DEVNULL keeps a caller's stdout clean)
     env: dict[str, str] = field(default_factory=dict)  # on top of ours
-    ready: Optional[Callable[[], bool]] = field(default=None, repr=False)  # instead of health_url
+    ready: Callable[[], bool] | None = field(default=None, repr=False)  # instead of health_url
     proc: subprocess.Popen | None = field(default=None, repr=False)
 
     def start(self) -> None:
         env = {**os.environ, **self.env, "PARLEY_PROCESS": self.name}
         # A child gets SIGTERM when this process dies, even by SIGKILL: nothing is left running.
-        self.proc = subprocess.Popen(self.argv, env=env, stdin=subprocess.DEVNULL, stdout=self.stdout,
-                                     preexec_fn=die_with_parent)
+        self.proc = subprocess.Popen(
+            self.argv, env=env, stdin=subprocess.DEVNULL, stdout=self.stdout, preexec_fn=die_with_parent
+        )
         log.info("started %s (pid %d)", self.name, self.proc.pid)
 
     def healthy(self) -> bool:
@@ -106,5 +106,3 @@ def stop_all(children: list[Child], grace_s: float = 10.0) -> None:
             log.warning("%s did not stop in %.0f s: killing it", child.name, grace_s)
             child.proc.kill()
             child.proc.wait()
-
-

@@ -12,17 +12,14 @@ Knows nothing of Celery, the shop or calls.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
 
 import redis
 
@@ -101,14 +98,12 @@ class EmbeddedRedis:
     ~/.cache/parley/redis) is used and removed by `stop()`.
     """
 
-    def __init__(
-        self, data_dir: Optional[Path] = None, *, port: int = 0, base: Optional[Path] = None
-    ) -> None:
+    def __init__(self, data_dir: Path | None = None, *, port: int = 0, base: Path | None = None) -> None:
         self._own_dir = data_dir is None
         self._base = base or default_base()
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.port = port
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
@@ -117,7 +112,7 @@ class EmbeddedRedis:
     def client(self, **kwargs) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, **kwargs)
 
-    def start(self, timeout_s: float = 10.0) -> "EmbeddedRedis":
+    def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
         if self.proc is not None and self.proc.poll() is None:
             return self
         if self.data_dir is None:
@@ -183,7 +178,7 @@ class EmbeddedRedis:
             self.proc.kill()
             self.proc.wait()
 
-    def stop(self, timeout_s: float = 5.0, *, remove: Optional[bool] = None) -> None:
+    def stop(self, timeout_s: float = 5.0, *, remove: bool | None = None) -> None:
         """Shut the server down (its data is flushed to disk); remove an owned directory."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()  # redis-server shuts down cleanly on SIGTERM (AOF flushed)
@@ -196,7 +191,7 @@ class EmbeddedRedis:
             shutil.rmtree(self.data_dir, ignore_errors=True)
             self.data_dir = None
 
-    def __enter__(self) -> "EmbeddedRedis":
+    def __enter__(self) -> EmbeddedRedis:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -10,7 +10,6 @@ model.
 from __future__ import annotations
 
 import logging
-from typing import Optional
 
 import numpy as np
 
@@ -77,7 +76,7 @@ class Framer:
             self._fill = rest
         return frames
 
-    def flush(self) -> Optional[np.ndarray]:
+    def flush(self) -> np.ndarray | None:
         """End of stream: the partial frame zero-padded to `frame_samples`, or None when empty."""
         if not self._fill:
             return None

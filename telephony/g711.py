@@ -25,7 +25,6 @@ little-endian (Twilio, the native protocol and RTP L16-in-our-transports all use
 from __future__ import annotations
 
 import logging
-from typing import Union
 
 import numpy as np
 
@@ -34,7 +33,7 @@ logger = logging.getLogger(__name__)
 ENCODINGS = ("pcm16", "mulaw", "alaw")
 BYTES_PER_SAMPLE = {"pcm16": 2, "mulaw": 1, "alaw": 1}
 
-Payload = Union[bytes, bytearray, memoryview, np.ndarray]
+Payload = bytes | bytearray | memoryview | np.ndarray
 
 # --- G.711 segment definitions --------------------------------------------------------------------
 # mu-law works on 14-bit magnitudes biased by 33: segment s covers biased values [32 << s, 64 << s),
@@ -157,7 +156,7 @@ def alaw_decode(payload: Payload) -> np.ndarray:
 
 
 # --- PCM16 -------------------------------------------------------------------------------------------
-def pcm16_from_bytes(payload: Union[bytes, bytearray, memoryview]) -> np.ndarray:
+def pcm16_from_bytes(payload: bytes | bytearray | memoryview) -> np.ndarray:
     """Little-endian 16-bit PCM bytes -> a new, writable int16 array."""
     if not isinstance(payload, (bytes, bytearray, memoryview)):
         raise ValueError(f"pcm16_from_bytes: expected bytes, got {type(payload).__name__}")

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Mapping, Optional, Protocol, runtime_checkable
+from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -72,7 +73,7 @@ class CallInfo:
     agent: str
     sample_rate: int  # the transport's audio rate (what the caller's side speaks)
     encoding: str  # "pcm16" | "mulaw" | "alaw"
-    external_id: Optional[str] = None
+    external_id: str | None = None
     parameters: Mapping[str, str] = dataclasses.field(default_factory=dict)
     auth: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
 

@@ -30,7 +30,7 @@ import collections
 import dataclasses
 import logging
 import time
-from typing import Awaitable, Callable, Deque, Optional, Union
+from collections.abc import Awaitable, Callable
 
 from telephony import g711
 
@@ -112,24 +112,24 @@ class Pacer:
         self._clock = clock
         self._sleep = sleep
 
-        self._current: Deque[bytes] = collections.deque()  # the frame being sent
-        self._waiting: Optional[list[bytes]] = None  # at most one frame waiting behind it
+        self._current: collections.deque[bytes] = collections.deque()  # the frame being sent
+        self._waiting: list[bytes] | None = None  # at most one frame waiting behind it
         self._carry = b""  # bytes that do not make a whole packet yet
         self._active = False  # the last slot sent audio (for counting underruns)
         self._stats = PacerStats()
 
         self._wake = asyncio.Event()
-        self._task: Optional[asyncio.Task[None]] = None
+        self._task: asyncio.Task[None] | None = None
         self._sleeping = False
         self._closing = False  # stop at once
         self._draining = False  # stop once the queue is empty
         self._closed = False  # close() was called
-        self._error: Optional[BaseException] = None
+        self._error: BaseException | None = None
 
     @classmethod
     def for_encoding(
         cls, send: SendFn, encoding: str, rate: int, *, packet_ms: int = PACKET_MS, **kwargs
-    ) -> "Pacer":
+    ) -> Pacer:
         """A pacer for `encoding` ("pcm16" | "mulaw" | "alaw") at `rate` Hz, e.g. mulaw 8000 ->
         160-byte packets of 0xFF silence."""
         if not isinstance(rate, int) or rate <= 0 or (rate * packet_ms) % 1000:
@@ -174,12 +174,12 @@ class Pacer:
         return self._task is not None and not self._task.done()
 
     @property
-    def error(self) -> Optional[BaseException]:
+    def error(self) -> BaseException | None:
         """The exception `send` raised, which stopped the pacer; None otherwise."""
         return self._error
 
     # --- owner API ---------------------------------------------------------------------------------
-    def push(self, frame: Union[bytes, bytearray, memoryview]) -> int:
+    def push(self, frame: bytes | bytearray | memoryview) -> int:
         """Queue one frame of encoded audio; return how many packets the overflow policy dropped."""
         if self._error is not None:
             raise RuntimeError("Pacer stopped: send failed") from self._error
@@ -258,7 +258,7 @@ class Pacer:
                 extra={"pacer_stats": dataclasses.asdict(self._stats), "left_queued": leftover},
             )
 
-    async def __aenter__(self) -> "Pacer":
+    async def __aenter__(self) -> Pacer:
         self.start()
         return self
 
@@ -278,7 +278,7 @@ class Pacer:
         else:
             self._current.append(packet)
 
-    def _take(self) -> Optional[bytes]:
+    def _take(self) -> bytes | None:
         if not self._current and self._waiting is not None:
             self._current.extend(self._waiting)
             self._waiting = None
@@ -296,7 +296,7 @@ class Pacer:
 
     async def _loop(self) -> None:
         period = self._period
-        anchor: Optional[float] = None  # time of slot 0 of the current run of packets
+        anchor: float | None = None  # time of slot 0 of the current run of packets
         slot = 0
         while not self._closing:
             if anchor is None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Optional
 
 import numpy as np
 import soxr
@@ -90,7 +89,7 @@ class ResampleStream:
             return 0.0
         return float(max(0, self._in_pos * self._out_rate // self._in_rate - self._out_pos))
 
-    def push(self, pcm: np.ndarray, rate: Optional[int] = None) -> np.ndarray:
+    def push(self, pcm: np.ndarray, rate: int | None = None) -> np.ndarray:
         """Feed int16 samples at `in_rate`; return the int16 samples at `out_rate` ready now.
 
         `rate`, when given, is the rate the caller believes `pcm` is at; a different rate than the
@@ -166,15 +165,15 @@ class ResampleStream:
             target = (self._in_pos - self._lookahead) // self._q_in * self._q_out
             if target - self._out_pos < self._min_out:
                 return np.zeros(0, dtype=np.int16)
-        window = self._buf[w0 - self._buf_start:]
+        window = self._buf[w0 - self._buf_start :]
         y = soxr.resample(window, self._in_rate, self._out_rate, quality=QUALITY) if window.size else window
         if final:
             target = w0_out + y.size
-        out = y[self._out_pos - w0_out:target - w0_out]
+        out = y[self._out_pos - w0_out : target - w0_out]
         self._out_pos = target
         keep = self._window_start(target)  # only the input the next window reaches back to
         if keep > self._buf_start:
-            self._buf = self._buf[keep - self._buf_start:]
+            self._buf = self._buf[keep - self._buf_start :]
             self._buf_start = keep
         return self._to_int16(out)
 

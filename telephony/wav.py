@@ -55,8 +55,8 @@ def read_float(path: str | Path) -> tuple[np.ndarray, int]:
     fmt = body = None
     pos = 12
     while pos + 8 <= len(data):
-        cid, size = data[pos:pos + 4], struct.unpack("<I", data[pos + 4:pos + 8])[0]
-        chunk = data[pos + 8:pos + 8 + size]
+        cid, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
+        chunk = data[pos + 8 : pos + 8 + size]
         if cid == b"fmt ":
             fmt = chunk
         elif cid == b"data":
@@ -71,7 +71,9 @@ def read_float(path: str | Path) -> tuple[np.ndarray, int]:
     if (tag, bits) not in kinds:
         raise WavError(f"{path}: format {tag} with {bits} bits; use PCM16 or float32")
     frame = bits // 8 * max(channels, 1)
-    x = np.frombuffer(body[:len(body) // frame * frame], dtype=kinds[tag, bits]).reshape(-1, max(channels, 1))
+    x = np.frombuffer(body[: len(body) // frame * frame], dtype=kinds[tag, bits]).reshape(
+        -1, max(channels, 1)
+    )
     if tag == 1:
         return (x.astype(np.float64) / float(2 ** (bits - 1))).astype(np.float32), rate
     return x.astype(np.float32), rate

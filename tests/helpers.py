@@ -13,8 +13,14 @@ import numpy as np
 from telephony.wav import write_pcm16
 
 
-def voiced_wav(path: Path, seconds: float, rate: int = 16000, f0: float = 140.0, syllable_hz: float = 1.5,
-               amplitude: float = 6000.0) -> Path:
+def voiced_wav(
+    path: Path,
+    seconds: float,
+    rate: int = 16000,
+    f0: float = 140.0,
+    syllable_hz: float = 1.5,
+    amplitude: float = 6000.0,
+) -> Path:
     """A PCM16 mono WAV of a voice-like caller: harmonics of `f0`, switched on and off at
     `syllable_hz` (speech for the VAD and the model, silence between)."""
     t = np.arange(int(seconds * rate)) / rate

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from parley.call import place_call
 from agent.settings import AgentSettings
-from parley.gateway_app import run_agent_gateway
 from model.config import ModelConfig
 from model.interaction import InteractionModel
 from model.runner import Runner
 from model.server import ModelServer, ModelServerSettings
+from parley.call import place_call
+from parley.gateway_app import run_agent_gateway
 from telephony.ws.settings import Settings
 from tests.helpers import voiced_wav
 
@@ -34,11 +34,19 @@ async def run_calls(model, tmp_path, protocols: list[str], seconds: float, slots
     async with ModelServer(Runner(model, slots), settings, model_name="tiny") as server:
         gateway_settings = Settings(host="127.0.0.1", port=0)
         async with run_agent_gateway(gateway_settings, AgentSettings(model_url=server.url)) as gw:
-            summaries = await asyncio.gather(*(
-                place_call("support", tmp_path / "caller.wav", tmp_path / f"call{i}.wav", url=gw.url,
-                           protocol=p, linger_s=0.6)
-                for i, p in enumerate(protocols)
-            ))
+            summaries = await asyncio.gather(
+                *(
+                    place_call(
+                        "support",
+                        tmp_path / "caller.wav",
+                        tmp_path / f"call{i}.wav",
+                        url=gw.url,
+                        protocol=p,
+                        linger_s=0.6,
+                    )
+                    for i, p in enumerate(protocols)
+                )
+            )
             await gw.stats.wait_for(lambda: gw.stats.calls_live == 0, 10)
             gateway = gw.stats.snapshot()
         deadline = asyncio.get_running_loop().time() + 10
@@ -66,7 +74,9 @@ async def test_twilio_and_native_calls_through_the_real_model_server(tiny, tmp_p
 
 @pytest.mark.slow
 async def test_sixteen_concurrent_calls_for_ten_seconds_lose_no_frames(tiny, tmp_path):
-    summaries, ended, health, gateway = await run_calls(tiny, tmp_path, ["native"] * 8 + ["twilio"] * 8, 10.0, slots=16)
+    summaries, ended, health, gateway = await run_calls(
+        tiny, tmp_path, ["native"] * 8 + ["twilio"] * 8, 10.0, slots=16
+    )
     assert all(s["close_code"] == 1000 for s in summaries)
     assert len(ended) == 16
     expected = int((10.0 + 0.6) * 1000 / 200)
@@ -96,24 +106,33 @@ async def test_the_shipped_checkpoint_serves_a_call(tmp_path):
     """What `make run` does, in-process: the committed `small` checkpoint is the default model, and
     a spoken call through the gateway gets a micro-turn of agent audio back for every tick. (What
     the model says is measured by `parley eval`, not asserted here: it samples.)"""
-    from model.checkpoint import DEFAULT_CHECKPOINT, load_model
     from corpus.tts import Espeak
+    from model.checkpoint import DEFAULT_CHECKPOINT, load_model
     from telephony.wav import write_float as write_wav
 
     assert (DEFAULT_CHECKPOINT / "model.safetensors").is_file(), "the trained checkpoint ships in the repo"
     model = load_model()  # no preset, no path: the shipped checkpoint
     assert model.cfg == ModelConfig.from_name("small")
 
-    speech = Espeak.instance().synthesize_16k("Hi, I'm calling about my order. Can you tell me where it is?",
-                                              voice="en-us").audio
+    speech = (
+        Espeak.instance()
+        .synthesize_16k("Hi, I'm calling about my order. Can you tell me where it is?", voice="en-us")
+        .audio
+    )
     write_wav(tmp_path / "caller.wav", np.concatenate([np.zeros(8000), speech, np.zeros(32000)]), 16000)
 
     settings = ModelServerSettings(port=0, max_slots=2)
     async with ModelServer(Runner(model, 2), settings, model_name="shipped") as server:
         gateway = Settings(host="127.0.0.1", port=0), AgentSettings(model_url=server.url)
         async with run_agent_gateway(*gateway) as gw:
-            summary = await place_call("support", tmp_path / "caller.wav", tmp_path / "call.wav", url=gw.url,
-                                       protocol="native", linger_s=0.6)
+            summary = await place_call(
+                "support",
+                tmp_path / "caller.wav",
+                tmp_path / "call.wav",
+                url=gw.url,
+                protocol="native",
+                linger_s=0.6,
+            )
             await gw.stats.wait_for(lambda: gw.stats.calls_live == 0, 10)
         health = server.health()
     assert summary["close_code"] == 1000, summary

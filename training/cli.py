@@ -23,8 +23,11 @@ log = logging.getLogger(__name__)
 DATA_FILE = "data.json"  # what the run's calls are made of (see the module docstring)
 
 
-def plot_losses(run_dir: Path, name: str = "losses.jsonl",
-                keys: tuple[str, ...] = ("total", "floor", "tool", "text", "tool_text", "audio")) -> Path | None:
+def plot_losses(
+    run_dir: Path,
+    name: str = "losses.jsonl",
+    keys: tuple[str, ...] = ("total", "floor", "tool", "text", "tool_text", "audio"),
+) -> Path | None:
     path = run_dir / name
     if not path.is_file():
         return None
@@ -60,8 +63,11 @@ def add_command(sub) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--hours", type=float, help="stop after this much wall time")
     p.add_argument("--steps", type=int, help="stop after this many more steps")
-    p.add_argument("--total-steps", type=int,
-                   help="length of the learning-rate schedule (default: 20000 for the model, 4000 for the vocoder)")
+    p.add_argument(
+        "--total-steps",
+        type=int,
+        help="length of the learning-rate schedule (default: 20000 for the model, 4000 for the vocoder)",
+    )
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-positions", type=int, default=256)
     p.add_argument("--corpus-calls", type=int, default=4000)
@@ -69,16 +75,32 @@ def add_command(sub) -> None:
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--feedback-noise", type=float, default=0.15,
-                   help="share of fed-back previous outputs corrupted in training (exposure bias)")
-    p.add_argument("--self-feed", type=float, default=0.0,
-                   help="share of micro-turns that read back the model's own sampled outputs instead of "
-                        "the references (parallel scheduled sampling; one more forward pass a step)")
-    p.add_argument("--agent-voice", choices=("espeak", "piper"), default="espeak",
-                   help="the agent's English voice in the generated calls: espeak-ng (the shipped "
-                        "checkpoint's) or piper joe (corpus.piper_voice)")
-    p.add_argument("--part", choices=("model", "vocoder"), default="model",
-                   help="what to train: the interaction model's heads, or the vocoder (into OUT/vocoder)")
+    p.add_argument(
+        "--feedback-noise",
+        type=float,
+        default=0.15,
+        help="share of fed-back previous outputs corrupted in training (exposure bias)",
+    )
+    p.add_argument(
+        "--self-feed",
+        type=float,
+        default=0.0,
+        help="share of micro-turns that read back the model's own sampled outputs instead of "
+        "the references (parallel scheduled sampling; one more forward pass a step)",
+    )
+    p.add_argument(
+        "--agent-voice",
+        choices=("espeak", "piper"),
+        default="espeak",
+        help="the agent's English voice in the generated calls: espeak-ng (the shipped "
+        "checkpoint's) or piper joe (corpus.piper_voice)",
+    )
+    p.add_argument(
+        "--part",
+        choices=("model", "vocoder"),
+        default="model",
+        help="what to train: the interaction model's heads, or the vocoder (into OUT/vocoder)",
+    )
     p.set_defaults(func=cmd_train)
 
     e = sub.add_parser("export", help="a training run as a serving checkpoint (model + vocoder)")
@@ -92,8 +114,15 @@ def cmd_export(args) -> int:
     from training.export import export_run
 
     record = export_run(args.run, args.out, args.dtype)
-    print(json.dumps({"out": str(args.out), "model_step": record["model"].get("step"),
-                      "vocoder_step": (record["vocoder"] or {}).get("step")}))
+    print(
+        json.dumps(
+            {
+                "out": str(args.out),
+                "model_step": record["model"].get("step"),
+                "vocoder_step": (record["vocoder"] or {}).get("step"),
+            }
+        )
+    )
     return 0
 
 
@@ -117,12 +146,17 @@ def cmd_train(args) -> int:
     cfg = ModelConfig.from_name(args.preset)
     torch.manual_seed(args.data_seed)
     model = InteractionModel(cfg)
-    data = CallStream(cfg, DataConfig(args.batch_size, args.max_positions, args.corpus_calls,
-                                      agent_voice=args.agent_voice))
-    train_cfg = TrainConfig(lr=args.lr, total_steps=args.total_steps or TrainConfig.total_steps,
-                            checkpoint_every=args.checkpoint_every,
-                            data_seed=args.data_seed, feedback_noise=args.feedback_noise,
-                            self_feed=args.self_feed)
+    data = CallStream(
+        cfg, DataConfig(args.batch_size, args.max_positions, args.corpus_calls, agent_voice=args.agent_voice)
+    )
+    train_cfg = TrainConfig(
+        lr=args.lr,
+        total_steps=args.total_steps or TrainConfig.total_steps,
+        checkpoint_every=args.checkpoint_every,
+        data_seed=args.data_seed,
+        feedback_noise=args.feedback_noise,
+        self_feed=args.self_feed,
+    )
     trainer = Trainer(model, data, args.out, train_cfg, device=args.device)
     if args.resume and not trainer.resume():
         log.info("nothing to resume in %s: starting a new run", args.out)
@@ -131,9 +165,14 @@ def cmd_train(args) -> int:
     def progress(record: dict) -> None:
         done = record["step"] - start
         rate = done / max(1e-9, time.monotonic() - t0)
-        print(f"\rstep {record['step']}/{train_cfg.total_steps}  loss {record['total']:.3f}  "
-              f"floor {record['floor']:.3f}  text {record['text']:.3f}  audio {record['audio']:.3f}  "
-              f"{rate * 3600:.0f} steps/h", end="", file=sys.stderr, flush=True)
+        print(
+            f"\rstep {record['step']}/{train_cfg.total_steps}  loss {record['total']:.3f}  "
+            f"floor {record['floor']:.3f}  text {record['text']:.3f}  audio {record['audio']:.3f}  "
+            f"{rate * 3600:.0f} steps/h",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
         if record["step"] % train_cfg.checkpoint_every == 0:
             plot_losses(args.out)
 
@@ -150,11 +189,16 @@ def _same_data(out: Path, record: dict, existing: bool) -> None:
     path = out / DATA_FILE
     if existing:
         was = json.loads(path.read_text()) if path.is_file() else {"agent_voice": "espeak"}
-        changed = [f"--{k.replace('_', '-')} {was.get(k)} (asked for {v})" for k, v in record.items()
-                   if was.get(k) != v]
+        changed = [
+            f"--{k.replace('_', '-')} {was.get(k)} (asked for {v})"
+            for k, v in record.items()
+            if was.get(k) != v
+        ]
         if changed:
-            raise SystemExit(f"parley: {out} was trained with {', '.join(changed)}; resume it with the "
-                             "same options, or start a new run in another directory")
+            raise SystemExit(
+                f"parley: {out} was trained with {', '.join(changed)}; resume it with the "
+                "same options, or start a new run in another directory"
+            )
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record) + "\n")
 
@@ -167,8 +211,12 @@ def _train_vocoder(args, cfg) -> int:
     if (out / "vocoder_state.pt").is_file() and not args.resume:
         raise SystemExit(f"parley: {out} already holds a vocoder run; pass --resume to continue it")
     _same_data(out, {"agent_voice": args.agent_voice}, existing=(out / "vocoder_state.pt").is_file())
-    c = VocoderTrainConfig(total_steps=args.total_steps or VocoderTrainConfig.total_steps, seed=args.data_seed,
-                           checkpoint_every=args.checkpoint_every, agent_voice=args.agent_voice)
+    c = VocoderTrainConfig(
+        total_steps=args.total_steps or VocoderTrainConfig.total_steps,
+        seed=args.data_seed,
+        checkpoint_every=args.checkpoint_every,
+        agent_voice=args.agent_voice,
+    )
     trainer = VocoderTrainer(cfg, out, c, device=args.device)
     if args.resume:
         trainer.resume()
@@ -176,9 +224,13 @@ def _train_vocoder(args, cfg) -> int:
 
     def progress(record: dict) -> None:
         rate = (record["step"] - start) / max(1e-9, time.monotonic() - t0)
-        print(f"\rvocoder step {record['step']}/{c.total_steps}  loss {record['total']:.3f}  "
-              f"stft {record['stft']:.3f}  mel {record['mel']:.3f}  {rate * 3600:.0f} steps/h",
-              end="", file=sys.stderr, flush=True)
+        print(
+            f"\rvocoder step {record['step']}/{c.total_steps}  loss {record['total']:.3f}  "
+            f"stft {record['stft']:.3f}  mel {record['mel']:.3f}  {rate * 3600:.0f} steps/h",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
 
     trainer.run(steps=args.steps, hours=args.hours, progress=progress)
     print(file=sys.stderr)

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.config import ModelConfig
 from corpus.labels import build_example, to_batch
 from corpus.render import CorpusCache
+from model.config import ModelConfig
 from model.interaction import Batch
 
 EVAL_SEED_BASE = 10_000_000
@@ -34,7 +34,9 @@ class DataConfig:
 class CallStream:
     """Callable (seed, index) -> Batch, deterministic; renders on first use, then reads the cache."""
 
-    def __init__(self, cfg: ModelConfig, data: DataConfig = DataConfig(), cache: CorpusCache | None = None) -> None:
+    def __init__(
+        self, cfg: ModelConfig, data: DataConfig = DataConfig(), cache: CorpusCache | None = None
+    ) -> None:
         self.cfg = cfg
         self.data = data
         self.cache = cache or CorpusCache(agent_voice=data.agent_voice)

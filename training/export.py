@@ -18,7 +18,8 @@ import torch
 from safetensors.torch import load_file
 
 from model.checkpoint import load_checkpoint, save_checkpoint
-from training.vocoder import LOSSES as VOCODER_LOSSES, WEIGHTS as VOCODER_WEIGHTS
+from training.vocoder import LOSSES as VOCODER_LOSSES
+from training.vocoder import WEIGHTS as VOCODER_WEIGHTS
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -40,7 +41,9 @@ def export_run(run: str | Path, out: str | Path, dtype: str = "bfloat16") -> dic
     record: dict = {"model": _tail_means(run / "losses.jsonl"), "dtype": dtype}
     trainer = run / "trainer.pt"
     if trainer.is_file():
-        record["model"]["train_config"] = torch.load(trainer, map_location="cpu", weights_only=False)["train_config"]
+        record["model"]["train_config"] = torch.load(trainer, map_location="cpu", weights_only=False)[
+            "train_config"
+        ]
     vocoder_dir = run / "vocoder"
     if (vocoder_dir / VOCODER_WEIGHTS).is_file():
         tensors = load_file(str(vocoder_dir / VOCODER_WEIGHTS))

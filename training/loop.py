@@ -19,9 +19,9 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -64,14 +64,25 @@ def truncate_records(path: Path, step: int) -> None:
     """Drop the loss records past `step`: written after the checkpoint a run resumes from, they
     will be written again."""
     if path.is_file():
-        keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+        keep = [
+            line
+            for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line)["step"] <= step
+        ]
         path.write_text("".join(line + "\n" for line in keep))
 
 
 class Trainer:
-    def __init__(self, model: InteractionModel, data: Callable[[int, int], Batch], out_dir: str | Path,
-                 config: TrainConfig = TrainConfig(), weights: LossWeights = LossWeights(),
-                 device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        model: InteractionModel,
+        data: Callable[[int, int], Batch],
+        out_dir: str | Path,
+        config: TrainConfig | None = None,
+        weights: LossWeights = LossWeights(),
+        device: str | torch.device = "cpu",
+    ) -> None:
+        config = config if config is not None else TrainConfig()  # each trainer its own (mutable)
         self.model = model.to(device)
         self.data = data
         self.out = Path(out_dir)
@@ -80,8 +91,11 @@ class Trainer:
         self.device = torch.device(device)
         decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "emb" not in n]
         other = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "emb" not in n)]
-        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                      {"params": other, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.95))
+        self.opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": config.weight_decay}, {"params": other, "weight_decay": 0.0}],
+            lr=config.lr,
+            betas=(0.9, 0.95),
+        )
         self.step = 0
         self.elapsed_s = 0.0  # training wall time over all runs of this directory
 
@@ -129,7 +143,7 @@ class Trainer:
 
     def train_step(self) -> dict[str, float]:
         t0 = time.monotonic()
-        self.training()
+        self.model.train()
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.step, self.cfg)
         batch = _to(self.data(self.cfg.data_seed, self.step), self.device)
@@ -144,12 +158,20 @@ class Trainer:
         self.step += 1
         record = {k: round(float(v.detach()), 5) for k, v in losses.items()}
         self.elapsed_s += time.monotonic() - t0
-        record.update(step=self.step, lr=lr_at(self.step - 1, self.cfg), grad_norm=round(float(grad_norm), 4),
-                      elapsed_s=round(self.elapsed_s, 1))
+        record.update(
+            step=self.step,
+            lr=lr_at(self.step - 1, self.cfg),
+            grad_norm=round(float(grad_norm), 4),
+            elapsed_s=round(self.elapsed_s, 1),
+        )
         return record
 
-    def run(self, steps: int | None = None, hours: float | None = None,
-            progress: Callable[[dict], None] | None = None) -> list[dict]:
+    def run(
+        self,
+        steps: int | None = None,
+        hours: float | None = None,
+        progress: Callable[[dict], None] | None = None,
+    ) -> list[dict]:
         """Train until `steps` more steps, `hours` of wall time, or total_steps, whichever is first."""
         self.out.mkdir(parents=True, exist_ok=True)
         end = self.cfg.total_steps if steps is None else min(self.cfg.total_steps, self.step + steps)

@@ -26,21 +26,21 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from model.config import ModelConfig
 from corpus.labels import dmel_analyzer, dmel_levels
 from corpus.render import CorpusCache
+from model.config import ModelConfig
+from model.vocoder import Vocoder, vocoder_delay_samples
 from training.data import CallStream, DataConfig
 from training.loop import truncate_records
-from model.vocoder import Vocoder, vocoder_delay_samples
 
 WEIGHTS = "vocoder.safetensors"
 STATE = "vocoder_state.pt"
@@ -93,13 +93,15 @@ class SegmentPool:
             frames = track[: len(track) // hop * hop].reshape(-1, hop)
             loud = np.sqrt((frames.astype(np.float64) ** 2).mean(axis=1)) > 10 ** (-45 / 20)
             for f in range(0, len(frames) - c.segment_frames, c.segment_frames // 4):
-                if loud[f:f + c.segment_frames].mean() >= 0.5:
+                if loud[f : f + c.segment_frames].mean() >= 0.5:
                     self.starts.append((idx, f * hop))
         if not self.starts:
             raise ValueError("SegmentPool: no segment of the audio is at least half speech")
 
     @classmethod
-    def from_corpus(cls, cfg: ModelConfig, c: VocoderTrainConfig, cache: CorpusCache | None = None) -> SegmentPool:
+    def from_corpus(
+        cls, cfg: ModelConfig, c: VocoderTrainConfig, cache: CorpusCache | None = None
+    ) -> SegmentPool:
         """The agent channel of the first `c.corpus_calls` calls of the training corpus."""
         stream = CallStream(cfg, DataConfig(corpus_calls=c.corpus_calls, agent_voice=c.agent_voice), cache)
         return cls(cfg, c, [stream.cache.call(*stream.call(c.seed, n)).agent for n in range(c.corpus_calls)])
@@ -115,8 +117,8 @@ class SegmentPool:
         for p in picks:
             call, start = self.starts[int(p)]
             audio = self.audio[call]
-            src = audio[start:start + seg]
-            before = audio[max(0, start - delay):start]  # target sample n is source sample n - delay
+            src = audio[start : start + seg]
+            before = audio[max(0, start - delay) : start]  # target sample n is source sample n - delay
             tgt = np.concatenate([np.zeros(delay - len(before), np.float32), before, src])[:seg]
             sources.append(src)
             targets.append(tgt)
@@ -128,22 +130,31 @@ class SegmentPool:
         return dmel_analyzer(cfg).dequantize(levels), torch.from_numpy(np.stack(targets))
 
 
-def vocoder_losses(vocoder: Vocoder, cfg: ModelConfig, log_mel: torch.Tensor,
-                   target: torch.Tensor) -> dict[str, torch.Tensor]:
+def vocoder_losses(
+    vocoder: Vocoder, cfg: ModelConfig, log_mel: torch.Tensor, target: torch.Tensor
+) -> dict[str, torch.Tensor]:
     pred = vocoder(log_mel)  # [B, S]
     skip = cfg.vocoder_n_fft
     pred, target = pred[:, skip:], target[:, skip:]
     stft = stft_loss(pred, target)
     dmel = dmel_analyzer(cfg)
-    mel = F.l1_loss(dmel.log_mel(pred[:, : pred.shape[1] // cfg.hop_length * cfg.hop_length]),
-                    dmel.log_mel(target[:, : target.shape[1] // cfg.hop_length * cfg.hop_length]))
+    mel = F.l1_loss(
+        dmel.log_mel(pred[:, : pred.shape[1] // cfg.hop_length * cfg.hop_length]),
+        dmel.log_mel(target[:, : target.shape[1] // cfg.hop_length * cfg.hop_length]),
+    )
     return {"stft": stft, "mel": mel, "total": stft + 0.5 * mel}
 
 
 class VocoderTrainer:
-    def __init__(self, cfg: ModelConfig, out: str | Path, c: VocoderTrainConfig = VocoderTrainConfig(),
-                 vocoder: Vocoder | None = None, pool: SegmentPool | None = None,
-                 device: str = "cpu") -> None:
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        out: str | Path,
+        c: VocoderTrainConfig = VocoderTrainConfig(),
+        vocoder: Vocoder | None = None,
+        pool: SegmentPool | None = None,
+        device: str = "cpu",
+    ) -> None:
         self.cfg, self.c, self.out, self.device = cfg, c, Path(out), torch.device(device)
         self.vocoder = (vocoder or Vocoder(cfg)).to(self.device)
         self.opt = torch.optim.AdamW(self.vocoder.parameters(), lr=c.lr, betas=(0.8, 0.99), weight_decay=0.01)
@@ -173,8 +184,12 @@ class VocoderTrainer:
         self.out.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.vocoder.state_dict().items()}
         _atomic(self.out / WEIGHTS, lambda p: save_file(tensors, str(p)))
-        state = {"opt": self.opt.state_dict(), "step": self.step, "elapsed_s": self.elapsed_s,
-                 "config": asdict(self.c)}
+        state = {
+            "opt": self.opt.state_dict(),
+            "step": self.step,
+            "elapsed_s": self.elapsed_s,
+            "config": asdict(self.c),
+        }
         _atomic(self.out / STATE, lambda p: torch.save(state, p))
 
     def train_step(self) -> dict[str, float]:
@@ -191,15 +206,23 @@ class VocoderTrainer:
         self.step += 1
         record = {k: round(float(v.detach()), 5) for k, v in losses.items()}
         self.elapsed_s += time.monotonic() - t0
-        record.update(step=self.step, lr=_lr(self.step - 1, self.c), grad_norm=round(float(grad_norm), 4),
-                      elapsed_s=round(self.elapsed_s, 1))
+        record.update(
+            step=self.step,
+            lr=_lr(self.step - 1, self.c),
+            grad_norm=round(float(grad_norm), 4),
+            elapsed_s=round(self.elapsed_s, 1),
+        )
         self.out.mkdir(parents=True, exist_ok=True)
         with open(self.out / LOSSES, "a") as f:
             f.write(json.dumps(record) + "\n")
         return record
 
-    def run(self, steps: int | None = None, hours: float | None = None,
-            progress: Callable[[dict], None] | None = None) -> None:
+    def run(
+        self,
+        steps: int | None = None,
+        hours: float | None = None,
+        progress: Callable[[dict], None] | None = None,
+    ) -> None:
         end = self.c.total_steps if steps is None else min(self.c.total_steps, self.step + steps)
         deadline = time.monotonic() + hours * 3600 if hours else math.inf
         while self.step < end and time.monotonic() < deadline:

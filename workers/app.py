@@ -19,8 +19,6 @@ task name and never imports them.
 
 from __future__ import annotations
 
-from typing import Optional
-
 from celery import Celery
 from kombu import Queue
 
@@ -30,7 +28,7 @@ from workers.settings import WorkerSettings
 BOOKING_TOOLS = ("create_return", "book_callback", "transfer", "end_call")
 
 
-def make_app(settings: Optional[WorkerSettings] = None) -> Celery:
+def make_app(settings: WorkerSettings | None = None) -> Celery:
     s = settings or WorkerSettings()
     app = Celery("parley", broker=s.redis_url, set_as_current=False)
     app.conf.update(

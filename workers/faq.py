@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from workers.shop import Shop, _words
 
@@ -94,7 +95,7 @@ class FaqIndex:
         self._db.commit()
 
     @classmethod
-    def from_markdown(cls, path: Path) -> "FaqIndex":
+    def from_markdown(cls, path: Path) -> FaqIndex:
         return cls(parse_markdown(path.read_text(encoding="utf-8")))
 
     def _rows_with(self, word: str) -> list[int]:

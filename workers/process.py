@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from procs.children import Child
 
@@ -33,7 +33,11 @@ def worker_ping(redis_url: str, hostname: str) -> Callable[[], bool]:
 def worker_child(redis_url: str, name: str = "worker", stdout: int | None = None, extra: tuple = ()) -> Child:
     """`python -m workers` (what `parley worker` runs) on `redis_url`, ready when it answers a ping."""
     hostname = f"{name}-{os.getpid()}-{time.monotonic_ns() % 100000}@localhost"
-    return Child(name, [sys.executable, "-m", "workers", f"--hostname={hostname}", *extra], "",
-                 stdout=stdout, env={"REDIS_URL": redis_url}, ready=worker_ping(redis_url, hostname))
-
-
+    return Child(
+        name,
+        [sys.executable, "-m", "workers", f"--hostname={hostname}", *extra],
+        "",
+        stdout=stdout,
+        env={"REDIS_URL": redis_url},
+        ready=worker_ping(redis_url, hostname),
+    )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Any, Optional
+from typing import Any
 
 TASK_PREFIX = "parley.tools."
 KEY_PREFIX = "parley:"
@@ -54,7 +54,7 @@ class ToolRequest:
         return asdict(self)
 
 
-def result(value: dict[str, Any], timer: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+def result(value: dict[str, Any], timer: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"result": value, **({"timer": timer} if timer else {})}
 
 

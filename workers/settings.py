@@ -73,7 +73,7 @@ class WorkerSettings(BaseSettings):
     faq_path: Path = Field(FAQ_MARKDOWN, description="The shop's FAQ as markdown, searched with SQLite FTS5.")
 
     @model_validator(mode="after")
-    def _limits(self) -> "WorkerSettings":
+    def _limits(self) -> WorkerSettings:
         if self.soft_time_limit_s >= self.time_limit_s:
             raise ValueError(
                 f"soft_time_limit_s ({self.soft_time_limit_s}) must be below "

@@ -35,8 +35,10 @@ TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "create_return": {
         "description": "Start a return for a delivered order; emails a prepaid label.",
-        "parameters": {"order_id": {"type": "string", "required": True},
-                       "reason": {"type": "string", "required": True}},
+        "parameters": {
+            "order_id": {"type": "string", "required": True},
+            "reason": {"type": "string", "required": True},
+        },
     },
     "search_faq": {
         "description": "Search the shop's FAQ (hours, policies, shipping, payment, location).",
@@ -44,8 +46,10 @@ TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "book_callback": {
         "description": "Call the caller back after `seconds` (on `phone`, else the calling number).",
-        "parameters": {"phone": {"type": "string", "required": False},
-                       "seconds": {"type": "integer", "required": True}},
+        "parameters": {
+            "phone": {"type": "string", "required": False},
+            "seconds": {"type": "integer", "required": True},
+        },
     },
     "transfer": {
         "description": "Transfer the call to a human colleague.",
@@ -61,28 +65,124 @@ WINDOW_CLOSED = "return window closed"
 ALREADY_RETURNED = "order already returned"
 
 FIRST_NAMES = (
-    "Maria", "James", "Aisha", "Chen", "Priya", "Lucas", "Fatima", "Oliver", "Sofia", "Daniel",
-    "Amara", "Kenji", "Elena", "Marcus", "Leila", "Tom", "Grace", "Mateo", "Hannah", "Ravi",
-    "Nora", "Samuel", "Yuki", "Isabel", "Omar", "Chloe", "David", "Ana", "Peter", "Zoe",
-    "Andre", "Lily", "Victor", "Rosa", "Ethan", "Mei", "Jonas", "Clara", "Hugo", "Ines",
+    "Maria",
+    "James",
+    "Aisha",
+    "Chen",
+    "Priya",
+    "Lucas",
+    "Fatima",
+    "Oliver",
+    "Sofia",
+    "Daniel",
+    "Amara",
+    "Kenji",
+    "Elena",
+    "Marcus",
+    "Leila",
+    "Tom",
+    "Grace",
+    "Mateo",
+    "Hannah",
+    "Ravi",
+    "Nora",
+    "Samuel",
+    "Yuki",
+    "Isabel",
+    "Omar",
+    "Chloe",
+    "David",
+    "Ana",
+    "Peter",
+    "Zoe",
+    "Andre",
+    "Lily",
+    "Victor",
+    "Rosa",
+    "Ethan",
+    "Mei",
+    "Jonas",
+    "Clara",
+    "Hugo",
+    "Ines",
 )
 LAST_NAMES = (
-    "Lopez", "Smith", "Okafor", "Wang", "Patel", "Silva", "Khan", "Brown", "Rossi", "Miller",
-    "Mensah", "Tanaka", "Novak", "Johnson", "Haddad", "Walsh", "Kim", "Garcia", "Schmidt", "Sharma",
-    "Berg", "Adams", "Sato", "Moreno", "Farah", "Dubois", "Cohen", "Costa", "Murphy", "Lee",
+    "Lopez",
+    "Smith",
+    "Okafor",
+    "Wang",
+    "Patel",
+    "Silva",
+    "Khan",
+    "Brown",
+    "Rossi",
+    "Miller",
+    "Mensah",
+    "Tanaka",
+    "Novak",
+    "Johnson",
+    "Haddad",
+    "Walsh",
+    "Kim",
+    "Garcia",
+    "Schmidt",
+    "Sharma",
+    "Berg",
+    "Adams",
+    "Sato",
+    "Moreno",
+    "Farah",
+    "Dubois",
+    "Cohen",
+    "Costa",
+    "Murphy",
+    "Lee",
 )
 PRODUCTS = (  # (name, price in cents)
-    ("rain jacket", 8900), ("wool sweater", 6450), ("hiking boots", 12900), ("canvas backpack", 5400),
-    ("running shoes", 9500), ("denim jeans", 5900), ("linen shirt", 3900), ("winter gloves", 2400),
-    ("knit scarf", 2200), ("leather belt", 3500), ("water bottle", 1800), ("travel mug", 1600),
-    ("desk lamp", 4200), ("throw blanket", 4800), ("yoga mat", 3200), ("sun hat", 2700),
-    ("rain boots", 6200), ("fleece hoodie", 5200), ("cotton t-shirt", 1900), ("wool socks", 1400),
-    ("duffel bag", 7400), ("umbrella", 2500), ("ceramic bowl set", 3600), ("french press", 3300),
-    ("bath towel set", 2900), ("phone case", 1900), ("notebook set", 1500), ("picnic basket", 5800),
+    ("rain jacket", 8900),
+    ("wool sweater", 6450),
+    ("hiking boots", 12900),
+    ("canvas backpack", 5400),
+    ("running shoes", 9500),
+    ("denim jeans", 5900),
+    ("linen shirt", 3900),
+    ("winter gloves", 2400),
+    ("knit scarf", 2200),
+    ("leather belt", 3500),
+    ("water bottle", 1800),
+    ("travel mug", 1600),
+    ("desk lamp", 4200),
+    ("throw blanket", 4800),
+    ("yoga mat", 3200),
+    ("sun hat", 2700),
+    ("rain boots", 6200),
+    ("fleece hoodie", 5200),
+    ("cotton t-shirt", 1900),
+    ("wool socks", 1400),
+    ("duffel bag", 7400),
+    ("umbrella", 2500),
+    ("ceramic bowl set", 3600),
+    ("french press", 3300),
+    ("bath towel set", 2900),
+    ("phone case", 1900),
+    ("notebook set", 1500),
+    ("picnic basket", 5800),
 )
 DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
-          "October", "November", "December")
+MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
@@ -91,6 +191,7 @@ class ToolError(Exception):
 
 
 # -- spoken forms (shared with the script generator, so answers can be checked) ----------------
+
 
 def ordinal(n: int) -> str:
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
@@ -115,8 +216,16 @@ def spoken_id(identifier: str) -> str:
 
 
 def spoken_seconds(seconds: int) -> str:
-    words = {10: "ten seconds", 15: "fifteen seconds", 20: "twenty seconds", 30: "thirty seconds",
-             45: "forty-five seconds", 60: "one minute", 90: "a minute and a half", 120: "two minutes"}
+    words = {
+        10: "ten seconds",
+        15: "fifteen seconds",
+        20: "twenty seconds",
+        30: "thirty seconds",
+        45: "forty-five seconds",
+        60: "one minute",
+        90: "a minute and a half",
+        120: "two minutes",
+    }
     return words.get(seconds, f"{seconds} seconds")
 
 
@@ -133,6 +242,7 @@ def _words(text: str) -> set[str]:
 
 
 # -- records ------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Customer:
@@ -175,8 +285,12 @@ class Order:
     @property
     def key_date(self) -> str:
         """The date an answer about this order's status is about."""
-        return {"processing": self.ship_by, "shipped": self.eta, "delivered": self.delivered,
-                "returned": self.returned}[self.status]
+        return {
+            "processing": self.ship_by,
+            "shipped": self.eta,
+            "delivered": self.delivered,
+            "returned": self.returned,
+        }[self.status]
 
 
 @dataclass(frozen=True)
@@ -201,13 +315,13 @@ class Shop:
     # -- construction --------------------------------------------------------------------------
 
     @classmethod
-    def default(cls) -> "Shop":
+    def default(cls) -> Shop:
         """The shop the shipped agent's tools serve."""
         return cls.generate(0)
 
     @staticmethod
     @functools.lru_cache(maxsize=256)
-    def generate(seed: int) -> "Shop":
+    def generate(seed: int) -> Shop:
         rng = random.Random(f"parley-shop:{seed}")
         today = date(2025, 1, 1) + timedelta(days=rng.randrange(365))
         return_days = rng.choice((14, 30, 30, 45, 60))
@@ -221,8 +335,10 @@ class Shop:
         first = rng.sample(FIRST_NAMES, 30)
         last = [rng.choice(LAST_NAMES) for _ in first]
         phones = rng.sample(range(100, 200), len(first))
-        customers = tuple(Customer(f"C{i + 1:03d}", given, family, f"555-0{p}")
-                          for i, (given, family, p) in enumerate(zip(first, last, phones)))
+        customers = tuple(
+            Customer(f"C{i + 1:03d}", given, family, f"555-0{p}")
+            for i, (given, family, p) in enumerate(zip(first, last, phones))
+        )
 
         statuses = ["processing"] * 12 + ["shipped"] * 16 + ["delivered"] * 26 + ["returned"] * 6
         rng.shuffle(statuses)
@@ -231,10 +347,27 @@ class Shop:
         for i, (status, number) in enumerate(zip(statuses, numbers)):
             # About half the delivered orders are inside the return window; the rest may be past it.
             recent = status != "delivered" or i % 2 == 0
-            orders.append(_make_order(rng, today, f"{rng.choice(ORDER_LETTERS)}-{number}", status,
-                                      rng.choice(customers).customer_id, return_days, recent))
-        return Shop(seed, SHOP_NAME, today.isoformat(), return_days, tuple(hours), customers,
-                    tuple(orders), _make_faq(rng, return_days, hours))
+            orders.append(
+                _make_order(
+                    rng,
+                    today,
+                    f"{rng.choice(ORDER_LETTERS)}-{number}",
+                    status,
+                    rng.choice(customers).customer_id,
+                    return_days,
+                    recent,
+                )
+            )
+        return Shop(
+            seed,
+            SHOP_NAME,
+            today.isoformat(),
+            return_days,
+            tuple(hours),
+            customers,
+            tuple(orders),
+            _make_faq(rng, return_days, hours),
+        )
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -270,9 +403,13 @@ class Shop:
         o = self.order(order_id)
         if o is None:
             raise ToolError(ORDER_NOT_FOUND)
-        out: dict[str, Any] = {"order_id": o.order_id, "customer": self.customer(o.customer_id).name,
-                               "status": o.status, "items": [asdict(i) for i in o.items],
-                               "total": o.total}
+        out: dict[str, Any] = {
+            "order_id": o.order_id,
+            "customer": self.customer(o.customer_id).name,
+            "status": o.status,
+            "items": [asdict(i) for i in o.items],
+            "total": o.total,
+        }
         for key in ("ordered", "ship_by", "shipped", "eta", "delivered", "returned", "carrier", "tracking"):
             if getattr(o, key) is not None:
                 out[key] = getattr(o, key)
@@ -286,8 +423,13 @@ class Shop:
         if error:
             raise ToolError(error)
         number = int(o.order_id[2:]) * 7919 % 90000 + 10000
-        return {"return_id": f"R-{number}", "order_id": o.order_id, "reason": reason,
-                "refund": o.total, "label": "emailed"}
+        return {
+            "return_id": f"R-{number}",
+            "order_id": o.order_id,
+            "reason": reason,
+            "refund": o.total,
+            "label": "emailed",
+        }
 
     def search_faq(self, query: str) -> dict[str, Any]:
         """Entries sharing words with `query`, best first; a word found in fewer entries weighs more."""
@@ -331,12 +473,19 @@ class Shop:
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
 
     @classmethod
-    def from_json(cls, text: str) -> "Shop":
+    def from_json(cls, text: str) -> Shop:
         d = json.loads(text)
         orders = tuple(Order(**{**o, "items": tuple(Item(**i) for i in o["items"])}) for o in d["orders"])
-        return cls(d["seed"], d["name"], d["today"], d["return_days"],
-                   tuple(tuple(h) for h in d["hours"]), tuple(Customer(**c) for c in d["customers"]),
-                   orders, tuple(FaqEntry(**{**f, "keywords": tuple(f["keywords"])}) for f in d["faq"]))
+        return cls(
+            d["seed"],
+            d["name"],
+            d["today"],
+            d["return_days"],
+            tuple(tuple(h) for h in d["hours"]),
+            tuple(Customer(**c) for c in d["customers"]),
+            orders,
+            tuple(FaqEntry(**{**f, "keywords": tuple(f["keywords"])}) for f in d["faq"]),
+        )
 
 
 def check_arguments(name: str, arguments: dict[str, Any]) -> str | None:
@@ -361,24 +510,46 @@ def schema_problem(params: dict[str, dict[str, Any]], arguments: dict[str, Any])
     return None
 
 
-def _make_order(rng: random.Random, today: date, order_id: str, status: str, customer_id: str,
-                return_days: int, recent: bool) -> Order:
+def _make_order(
+    rng: random.Random,
+    today: date,
+    order_id: str,
+    status: str,
+    customer_id: str,
+    return_days: int,
+    recent: bool,
+) -> Order:
     n_items = rng.choice((1, 1, 1, 2, 2, 3))
-    items = tuple(Item(name, rng.choice((1, 1, 1, 2)), _money(price))
-                  for name, price in rng.sample(PRODUCTS, n_items))
+    items = tuple(
+        Item(name, rng.choice((1, 1, 1, 2)), _money(price)) for name, price in rng.sample(PRODUCTS, n_items)
+    )
     day = lambda d: d.isoformat()  # noqa: E731
     if status == "processing":
         ordered = today - timedelta(days=rng.randrange(0, 3))
-        return Order(order_id, customer_id, items, status, day(ordered),
-                     ship_by=day(today + timedelta(days=rng.randrange(1, 4))))
+        return Order(
+            order_id,
+            customer_id,
+            items,
+            status,
+            day(ordered),
+            ship_by=day(today + timedelta(days=rng.randrange(1, 4))),
+        )
     carrier, prefix = rng.choice(CARRIERS)
     tracking = f"{prefix}{rng.randrange(10**8, 10**9)}"
     if status == "shipped":
         ordered = today - timedelta(days=rng.randrange(3, 9))
         shipped = ordered + timedelta(days=rng.randrange(1, 3))
-        return Order(order_id, customer_id, items, status, day(ordered), shipped=day(shipped),
-                     eta=day(today + timedelta(days=rng.randrange(1, 5))), carrier=carrier,
-                     tracking=tracking)
+        return Order(
+            order_id,
+            customer_id,
+            items,
+            status,
+            day(ordered),
+            shipped=day(shipped),
+            eta=day(today + timedelta(days=rng.randrange(1, 5))),
+            carrier=carrier,
+            tracking=tracking,
+        )
     age = rng.randrange(1, return_days - 1) if recent else rng.randrange(2, return_days + 40)
     delivered = today - timedelta(days=age)
     shipped = delivered - timedelta(days=rng.randrange(2, 6))
@@ -386,8 +557,18 @@ def _make_order(rng: random.Random, today: date, order_id: str, status: str, cus
     returned = None
     if status == "returned":
         returned = day(min(today, delivered + timedelta(days=rng.randrange(2, 10))))
-    return Order(order_id, customer_id, items, status, day(ordered), shipped=day(shipped),
-                 delivered=day(delivered), returned=returned, carrier=carrier, tracking=tracking)
+    return Order(
+        order_id,
+        customer_id,
+        items,
+        status,
+        day(ordered),
+        shipped=day(shipped),
+        delivered=day(delivered),
+        returned=returned,
+        carrier=carrier,
+        tracking=tracking,
+    )
 
 
 def _make_faq(rng: random.Random, return_days: int, hours: list[tuple[str, str]]) -> tuple[FaqEntry, ...]:
@@ -403,37 +584,75 @@ def _make_faq(rng: random.Random, return_days: int, hours: list[tuple[str, str]]
     refund_days = rng.choice(((3, 5), (5, 7), (5, 10)))
     wrap = rng.choice((3, 4, 5))
     entries = [
-        ("opening hours", "When are you open?", hours_answer,
-         "open opening hour hours close closing today weekend sunday saturday"),
-        ("return policy", "How do returns work?",
-         f"You can return items within {return_days} days of delivery for a full refund, "
-         f"and return shipping is free.", "return returns policy refund send back"),
-        ("shipping times", "How long does shipping take?",
-         f"Standard shipping takes {std[0]} to {std[1]} business days, and express shipping takes "
-         f"{exp[0]} to {exp[1]} business days.", "shipping delivery long take express standard day time"),
-        ("shipping cost", "How much is shipping?",
-         f"Shipping is free on orders over {free_over} dollars; otherwise it's {fee} dollars.",
-         "shipping cost price free fee much"),
-        ("international", "Do you ship abroad?",
-         "We ship to Canada and Mexico, and those orders take 7 to 14 business days.",
-         "international abroad canada mexico country overseas"),
-        ("payment", "What payment methods do you take?",
-         "We accept all major credit cards, PayPal and our own gift cards.",
-         "payment pay card credit paypal method"),
-        ("exchanges", "Can I exchange an item?",
-         "Exchanges are free: start a return and place a new order, and we refund the first one.",
-         "exchange swap size different"),
-        ("gift wrap", "Do you gift wrap?",
-         f"Gift wrapping is available at checkout for {wrap} dollars per order.",
-         "gift wrap wrapping present"),
-        ("store location", "Where is your store?",
-         f"Our store is at {street} Harbor Lane, next to the ferry terminal.",
-         "store location address where located shop visit"),
-        ("refund timing", "When will I get my refund?",
-         f"Refunds reach your card {refund_days[0]} to {refund_days[1]} business days after we "
-         f"receive the return.", "refund money back when card"),
-        ("order changes", "Can I change or cancel an order?",
-         "Orders can be changed or cancelled within one hour of being placed; after that, please "
-         "return the order once it arrives.", "cancel change cancellation modify"),
+        (
+            "opening hours",
+            "When are you open?",
+            hours_answer,
+            "open opening hour hours close closing today weekend sunday saturday",
+        ),
+        (
+            "return policy",
+            "How do returns work?",
+            f"You can return items within {return_days} days of delivery for a full refund, "
+            f"and return shipping is free.",
+            "return returns policy refund send back",
+        ),
+        (
+            "shipping times",
+            "How long does shipping take?",
+            f"Standard shipping takes {std[0]} to {std[1]} business days, and express shipping takes "
+            f"{exp[0]} to {exp[1]} business days.",
+            "shipping delivery long take express standard day time",
+        ),
+        (
+            "shipping cost",
+            "How much is shipping?",
+            f"Shipping is free on orders over {free_over} dollars; otherwise it's {fee} dollars.",
+            "shipping cost price free fee much",
+        ),
+        (
+            "international",
+            "Do you ship abroad?",
+            "We ship to Canada and Mexico, and those orders take 7 to 14 business days.",
+            "international abroad canada mexico country overseas",
+        ),
+        (
+            "payment",
+            "What payment methods do you take?",
+            "We accept all major credit cards, PayPal and our own gift cards.",
+            "payment pay card credit paypal method",
+        ),
+        (
+            "exchanges",
+            "Can I exchange an item?",
+            "Exchanges are free: start a return and place a new order, and we refund the first one.",
+            "exchange swap size different",
+        ),
+        (
+            "gift wrap",
+            "Do you gift wrap?",
+            f"Gift wrapping is available at checkout for {wrap} dollars per order.",
+            "gift wrap wrapping present",
+        ),
+        (
+            "store location",
+            "Where is your store?",
+            f"Our store is at {street} Harbor Lane, next to the ferry terminal.",
+            "store location address where located shop visit",
+        ),
+        (
+            "refund timing",
+            "When will I get my refund?",
+            f"Refunds reach your card {refund_days[0]} to {refund_days[1]} business days after we "
+            f"receive the return.",
+            "refund money back when card",
+        ),
+        (
+            "order changes",
+            "Can I change or cancel an order?",
+            "Orders can be changed or cancelled within one hour of being placed; after that, please "
+            "return the order once it arrives.",
+            "cancel change cancellation modify",
+        ),
     ]
     return tuple(FaqEntry(t, q, a, tuple(sorted(_words(k)))) for t, q, a, k in entries)

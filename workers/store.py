@@ -24,8 +24,9 @@ import json
 import re
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, Callable, Optional
+from typing import Any
 
 import redis
 from redis.client import Pipeline
@@ -58,7 +59,7 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-Compute = Callable[[Pipeline], tuple[dict[str, Any], Optional[Callable[[Pipeline], None]]]]
+Compute = Callable[[Pipeline], tuple[dict[str, Any], Callable[[Pipeline], None] | None]]
 
 
 class ShopStore:
@@ -128,7 +129,7 @@ class ShopStore:
         return self.shop((order,), (Customer(**c),))
 
     # --- idempotency -------------------------------------------------------------------------------
-    def outcome(self, key: str) -> Optional[dict[str, Any]]:
+    def outcome(self, key: str) -> dict[str, Any] | None:
         raw = self.r.get(protocol.outcome_key(key))
         return json.loads(raw) if raw is not None else None
 

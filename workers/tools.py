@@ -22,7 +22,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import redis
 from billiard.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
@@ -45,8 +46,8 @@ class _Process:
     """Per-process connections (a prefork child must not share its parent's sockets)."""
 
     pid = -1
-    store: Optional[ShopStore] = None
-    faq: Optional[FaqIndex] = None
+    store: ShopStore | None = None
+    faq: FaqIndex | None = None
 
 
 def _settings(app: Celery) -> WorkerSettings:
@@ -86,8 +87,8 @@ def tool(
     name: str,
     *,
     writes: bool = False,
-    soft_time_limit_s: Optional[float] = None,
-    time_limit_s: Optional[float] = None,
+    soft_time_limit_s: float | None = None,
+    time_limit_s: float | None = None,
     app: Celery = default_app,
 ):
     """Register `fn` as the task for tool `name` (its queue comes from the app's routes)."""
@@ -153,7 +154,7 @@ def _run(task, name: str, fn: ToolFn, writes: bool, request: ToolRequest) -> Non
             delay,
             extra=extra,
         )
-        raise task.retry(countdown=delay, exc=exc)
+        raise task.retry(countdown=delay, exc=exc) from exc
 
 
 def answer(request: ToolRequest, outcome: dict[str, Any], app: Celery = default_app) -> None:
@@ -162,7 +163,7 @@ def answer(request: ToolRequest, outcome: dict[str, Any], app: Celery = default_
     publish(store, request, store.commit(request.key, outcome))
 
 
-def _request_from(kwargs: Any) -> Optional[ToolRequest]:
+def _request_from(kwargs: Any) -> ToolRequest | None:
     try:
         return ToolRequest(
             kwargs["key"], kwargs["call_id"], kwargs["tool_call_id"], kwargs["arguments"], kwargs["reply_to"]
@@ -206,7 +207,7 @@ def _on_unknown_task(sender=None, message=None, name=None, id=None, **_: Any) ->
 
 
 # --- the support agent's tools ---------------------------------------------------------------------
-def _checked(name: str, request: ToolRequest) -> Optional[dict[str, Any]]:
+def _checked(name: str, request: ToolRequest) -> dict[str, Any] | None:
     """The error outcome for arguments that do not fit the tool's schema (the router checks first;
     a worker never trusts a message)."""
     if not isinstance(request.arguments, dict):

@@ -10,7 +10,7 @@ turns into a `Problem` body naming the reason and the field (here the `Authoriza
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import redis.asyncio as aioredis
 from fastapi import Depends, Request, Security
@@ -28,7 +28,9 @@ from admin.store.numbers import NumberStore
 class ApiError(Exception):
     """An error response: `status`, the reason in words, the field concerned, extra headers."""
 
-    def __init__(self, status: int, reason: str, field: Optional[str] = None, headers: Optional[dict] = None) -> None:
+    def __init__(
+        self, status: int, reason: str, field: str | None = None, headers: dict | None = None
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
@@ -50,7 +52,9 @@ NOT_FOUND = {404: _problem("No such resource.")}
 CONFLICT = {409: _problem("The request conflicts with what is stored.")}
 
 bearer_scheme = HTTPBearer(
-    auto_error=False, scheme_name="ApiKey", description="An API key: `Authorization: Bearer pk_<id>_<secret>`."
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="An API key: `Authorization: Bearer pk_<id>_<secret>`.",
 )
 
 
@@ -95,23 +99,32 @@ def require(scope: str):
         request: Request,
         store: CredentialsDep,
         settings: SettingsDep,
-        _: Annotated[Optional[HTTPAuthorizationCredentials], Security(bearer_scheme)] = None,
+        _: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)] = None,
     ) -> StoredKey:
         header = request.headers.get("authorization")
         credential = bearer(header)
         if header and credential is None:
-            raise ApiError(401, "the Authorization header must be 'Bearer <API key>'", "Authorization",
-                           {"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401,
+                "the Authorization header must be 'Bearer <API key>'",
+                "Authorization",
+                {"WWW-Authenticate": "Bearer"},
+            )
         try:
             key = await store.authenticate(
                 credential, limit=settings.rate_limit_requests, window_s=settings.rate_limit_window_s
             )
         except AuthFailure as exc:
-            headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {"WWW-Authenticate": "Bearer"}
+            headers = (
+                {"Retry-After": str(exc.retry_after)} if exc.retry_after else {"WWW-Authenticate": "Bearer"}
+            )
             raise ApiError(exc.status, exc.reason, "Authorization", headers) from None
         if not scope_allows(key.scope, scope):
-            raise ApiError(403, f"this route needs an API key with scope {scope}; this key has scope {key.scope}",
-                           "Authorization")
+            raise ApiError(
+                403,
+                f"this route needs an API key with scope {scope}; this key has scope {key.scope}",
+                "Authorization",
+            )
         request.state.key_id = key.id
         return key
 

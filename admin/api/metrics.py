@@ -11,7 +11,7 @@ admin processes report the same figures.
 from __future__ import annotations
 
 import asyncio
-from typing import Iterable
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 import httpx
@@ -45,29 +45,49 @@ def _histogram(name: str, doc: str, data: dict) -> HistogramMetricFamily:
 def families(snapshot: dict, models: list[dict]) -> list[Metric]:
     counters = snapshot["counters"]
     out: list[Metric] = [
-        GaugeMetricFamily("parley_live_calls", "Calls going on now, on every gateway.", value=snapshot["live"]),
-        CounterMetricFamily("parley_calls_started", "Calls the gateways started.",
-                            value=counters.get("calls_started", 0)),
-        CounterMetricFamily("parley_calls_ended", "Calls that ended and were recorded.",
-                            value=counters.get("calls_ended", 0)),
-        CounterMetricFamily("parley_call_skipped_turns",
-                            "Micro-turns the model server skipped in finished calls (a late caller frame).",
-                            value=counters.get("skipped_turns", 0)),
-        _histogram("parley_turn_taking_latency_seconds",
-                   "From the arrival of the caller frame the model read when it took the floor to the "
-                   "turn's first agent frame queued for the caller.", snapshot["histograms"]["turn_taking"]),
-        _histogram("parley_tool_latency_seconds",
-                   "From a tool call out of the model to its result or error going back in.",
-                   snapshot["histograms"]["tool"]),
+        GaugeMetricFamily(
+            "parley_live_calls", "Calls going on now, on every gateway.", value=snapshot["live"]
+        ),
+        CounterMetricFamily(
+            "parley_calls_started", "Calls the gateways started.", value=counters.get("calls_started", 0)
+        ),
+        CounterMetricFamily(
+            "parley_calls_ended", "Calls that ended and were recorded.", value=counters.get("calls_ended", 0)
+        ),
+        CounterMetricFamily(
+            "parley_call_skipped_turns",
+            "Micro-turns the model server skipped in finished calls (a late caller frame).",
+            value=counters.get("skipped_turns", 0),
+        ),
+        _histogram(
+            "parley_turn_taking_latency_seconds",
+            "From the arrival of the caller frame the model read when it took the floor to the "
+            "turn's first agent frame queued for the caller.",
+            snapshot["histograms"]["turn_taking"],
+        ),
+        _histogram(
+            "parley_tool_latency_seconds",
+            "From a tool call out of the model to its result or error going back in.",
+            snapshot["histograms"]["tool"],
+        ),
     ]
-    depth = GaugeMetricFamily("parley_worker_queue_depth", "Tasks waiting in a Celery queue.", labels=["queue"])
+    depth = GaugeMetricFamily(
+        "parley_worker_queue_depth", "Tasks waiting in a Celery queue.", labels=["queue"]
+    )
     for queue, value in sorted(snapshot["queues"].items()):
         depth.add_metric([queue], value)
-    up = GaugeMetricFamily("parley_model_up", "Whether the model server's /healthz answered.", labels=["server"])
-    tick = GaugeMetricFamily("parley_model_tick_ms", "Model server tick duration percentiles (ms).",
-                             labels=["server", "quantile"])
-    late = CounterMetricFamily("parley_model_late_frames", "Caller frames late for their tick.", labels=["server"])
-    active = GaugeMetricFamily("parley_model_active_calls", "Sessions a model server holds.", labels=["server"])
+    up = GaugeMetricFamily(
+        "parley_model_up", "Whether the model server's /healthz answered.", labels=["server"]
+    )
+    tick = GaugeMetricFamily(
+        "parley_model_tick_ms", "Model server tick duration percentiles (ms).", labels=["server", "quantile"]
+    )
+    late = CounterMetricFamily(
+        "parley_model_late_frames", "Caller frames late for their tick.", labels=["server"]
+    )
+    active = GaugeMetricFamily(
+        "parley_model_active_calls", "Sessions a model server holds.", labels=["server"]
+    )
     for model in models:
         up.add_metric([model["server"]], 1 if model["up"] else 0)
         if not model["up"]:

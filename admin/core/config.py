@@ -53,7 +53,9 @@ class Settings(BaseSettings):
         le=2**20,
         description="scrypt cost (N) of the salted hashes API keys and stream tokens are stored as.",
     )
-    max_page_size: int = Field(200, ge=1, le=1000, description="Most calls one page of GET /v1/calls returns.")
+    max_page_size: int = Field(
+        200, ge=1, le=1000, description="Most calls one page of GET /v1/calls returns."
+    )
 
     @field_validator("model_health_urls")
     @classmethod
@@ -65,7 +67,7 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _cost(self) -> "Settings":
+    def _cost(self) -> Settings:
         if self.key_hash_cost & (self.key_hash_cost - 1):
             raise ValueError(f"key_hash_cost ({self.key_hash_cost}) must be a power of two")
         return self

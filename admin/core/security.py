@@ -20,7 +20,6 @@ import hashlib
 import hmac
 import re
 import secrets
-from typing import Optional
 
 SCOPES = ("read", "write", "admin")
 SCOPE_RANK = {scope: rank for rank, scope in enumerate(SCOPES)}
@@ -60,7 +59,13 @@ class Presented:
 def hash_secret(secret: str, salt: bytes, cost: int) -> bytes:
     """scrypt(secret, salt), N = `cost`, r = 8, p = 1."""
     return hashlib.scrypt(
-        secret.encode("ascii"), salt=salt, n=cost, r=8, p=1, dklen=HASH_BYTES, maxmem=256 * cost * 8 + (1 << 20)
+        secret.encode("ascii"),
+        salt=salt,
+        n=cost,
+        r=8,
+        p=1,
+        dklen=HASH_BYTES,
+        maxmem=256 * cost * 8 + (1 << 20),
     )
 
 
@@ -74,7 +79,7 @@ def new_secret(kind: str, cost: int) -> NewSecret:
     return NewSecret(kind, ident, f"{kind}_{ident}_{secret}", salt, hash_secret(secret, salt, cost))
 
 
-def parse(credential: Optional[str], kind: str) -> Optional[Presented]:
+def parse(credential: str | None, kind: str) -> Presented | None:
     """The parts of `credential` when it is well-formed and of `kind`, else None."""
     if not credential or len(credential) > 128:
         return None
@@ -84,7 +89,7 @@ def parse(credential: Optional[str], kind: str) -> Optional[Presented]:
     return Presented(match.group(1), match.group(2), match.group(3))
 
 
-def bearer(header: Optional[str]) -> Optional[str]:
+def bearer(header: str | None) -> str | None:
     """The credential of an `Authorization: Bearer <credential>` header value, else None."""
     if not header:
         return None
@@ -102,7 +107,7 @@ class SecretVerifier:
         self._size = size
         self._known: collections.OrderedDict[tuple[str, bytes], bytes] = collections.OrderedDict()
 
-    def check_known(self, presented: Presented, digest: bytes) -> Optional[bool]:
+    def check_known(self, presented: Presented, digest: bytes) -> bool | None:
         """The answer from memory when this stored hash was matched before, else None."""
         slot = (presented.id, digest)
         known = self._known.get(slot)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import redis.asyncio as aioredis
 
@@ -42,7 +42,7 @@ class AgentVersion:
     config: AgentConfig
     created_at: float
     change: str  # "create" | "update"
-    key_id: Optional[str]  # the API key that made it (None: the shipped defaults)
+    key_id: str | None  # the API key that made it (None: the shipped defaults)
 
 
 def _stored(data: dict) -> StoredAgent:
@@ -54,10 +54,15 @@ def _stored(data: dict) -> StoredAgent:
     )
 
 
-def _version_json(version: int, config: AgentConfig, at: float, change: str, key_id: Optional[str]) -> str:
+def _version_json(version: int, config: AgentConfig, at: float, change: str, key_id: str | None) -> str:
     return json.dumps(
-        {"version": version, "config": config.model_dump(mode="json"), "created_at": at, "change": change,
-         "key_id": key_id},
+        {
+            "version": version,
+            "config": config.model_dump(mode="json"),
+            "created_at": at,
+            "change": change,
+            "key_id": key_id,
+        },
         separators=(",", ":"),
     )
 
@@ -93,19 +98,31 @@ class AgentStore:
 
         return await self.redis.transaction(txn, *keys, value_from_callable=True)
 
-    def _write(self, pipe, config: AgentConfig, version: int, created: float, now: float, change: str,
-               key_id: Optional[str]) -> None:
+    def _write(
+        self,
+        pipe,
+        config: AgentConfig,
+        version: int,
+        created: float,
+        now: float,
+        change: str,
+        key_id: str | None,
+    ) -> None:
         pipe.hset(
             names.agent(config.name),
-            mapping={"config": config.model_dump_json(), "version": version, "created_at": repr(created),
-                     "updated_at": repr(now)},
+            mapping={
+                "config": config.model_dump_json(),
+                "version": version,
+                "created_at": repr(created),
+                "updated_at": repr(now),
+            },
         )
         pipe.sadd(names.AGENTS, config.name)
         pipe.rpush(names.agent_versions(config.name), _version_json(version, config, now, change, key_id))
         pipe.ltrim(names.agent_versions(config.name), -MAX_VERSIONS, -1)
 
     # --- reading -----------------------------------------------------------------------------------
-    async def get(self, name: str) -> Optional[StoredAgent]:
+    async def get(self, name: str) -> StoredAgent | None:
         data = await self.redis.hgetall(names.agent(name))
         return _stored(data) if data else None
 
@@ -126,16 +143,23 @@ class AgentStore:
         out = []
         for raw in await self.redis.lrange(names.agent_versions(name), 0, -1):
             item = json.loads(raw)
-            out.append(AgentVersion(item["version"], AgentConfig.model_validate(item["config"]),
-                                    item["created_at"], item["change"], item.get("key_id")))
+            out.append(
+                AgentVersion(
+                    item["version"],
+                    AgentConfig.model_validate(item["config"]),
+                    item["created_at"],
+                    item["change"],
+                    item.get("key_id"),
+                )
+            )
         return out
 
-    async def deleted_at(self, name: str) -> Optional[float]:
+    async def deleted_at(self, name: str) -> float | None:
         value = await self.redis.get(names.agent_deleted(name))
         return float(value) if value is not None else None
 
     # --- writing -----------------------------------------------------------------------------------
-    async def create(self, config: AgentConfig, key_id: Optional[str] = None) -> StoredAgent:
+    async def create(self, config: AgentConfig, key_id: str | None = None) -> StoredAgent:
         key = names.agent(config.name)
 
         async def txn(pipe) -> StoredAgent:
@@ -154,8 +178,8 @@ class AgentStore:
         name: str,
         change: Callable[[AgentConfig], AgentConfig],
         *,
-        expected_version: Optional[int] = None,
-        key_id: Optional[str] = None,
+        expected_version: int | None = None,
+        key_id: str | None = None,
     ) -> StoredAgent:
         """Apply `change` to the current configuration and store the result as the next version.
         Whatever `change` raises (pydantic's ValidationError, `Invalid`) goes to the caller."""
@@ -190,8 +214,12 @@ class AgentStore:
                 raise NotFound(f"no agent {name!r}", "name")
             tokens = await pipe.smembers(names.stream_tokens(name))
             pipe.multi()
-            pipe.delete(key, names.agent_versions(name), names.stream_tokens(name),
-                        *(names.stream_token(t) for t in tokens))
+            pipe.delete(
+                key,
+                names.agent_versions(name),
+                names.stream_tokens(name),
+                *(names.stream_token(t) for t in tokens),
+            )
             pipe.srem(names.AGENTS, name)
             pipe.set(names.agent_deleted(name), repr(self.clock()))
 

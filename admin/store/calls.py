@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Callable, Iterable, Optional
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -33,8 +34,19 @@ TOOL_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 HISTOGRAMS = {"turn_taking": TURN_BUCKETS_S, "tool": TOOL_BUCKETS_S}
 SCAN_LIMIT = 20_000  # finished calls a filtered listing looks at, newest first
 SUMMARY_FIELDS = (
-    "call_id", "status", "agent", "agent_version", "protocol", "number", "caller", "external_id",
-    "started_at", "ended_at", "duration_s", "ended", "model",
+    "call_id",
+    "status",
+    "agent",
+    "agent_version",
+    "protocol",
+    "number",
+    "caller",
+    "external_id",
+    "started_at",
+    "ended_at",
+    "duration_s",
+    "ended",
+    "model",
 )
 
 
@@ -83,7 +95,7 @@ class CallStore:
                 pipe.zadd(names.LIVE, {entry["call_id"]: expiry})
             await pipe.execute()
 
-    async def finish(self, record: dict, retention_s: Optional[int] = None) -> None:
+    async def finish(self, record: dict, retention_s: int | None = None) -> None:
         """Store a finished call's record (replacing its live entry) and count it in the metrics."""
         retention = retention_s or await self.retention_s()
         call_id, agent = record["call_id"], record["agent"]
@@ -139,7 +151,7 @@ class CallStore:
     async def live_count(self) -> int:
         return int(await self.redis.zcount(names.LIVE, self.clock(), "+inf"))
 
-    async def get(self, call_id: str) -> Optional[dict]:
+    async def get(self, call_id: str) -> dict | None:
         raw = await self.redis.get(names.call_record(call_id))
         if raw is not None:
             return json.loads(raw)
@@ -153,12 +165,12 @@ class CallStore:
     async def list(
         self,
         *,
-        agent: Optional[str] = None,
-        protocol: Optional[str] = None,
-        number: Optional[str] = None,
-        ended_by: Optional[str] = None,
-        since: Optional[float] = None,
-        until: Optional[float] = None,
+        agent: str | None = None,
+        protocol: str | None = None,
+        number: str | None = None,
+        ended_by: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
         offset: int = 0,
         limit: int = 50,
     ) -> tuple[list[dict], int]:
@@ -167,7 +179,11 @@ class CallStore:
         retention = await self.retention_s()
         await self.redis.zremrangebyscore(index, "-inf", self.clock() - retention - 86_400)
         ids = await self.redis.zrevrangebyscore(
-            index, "+inf" if until is None else until, "-inf" if since is None else since, start=0, num=SCAN_LIMIT
+            index,
+            "+inf" if until is None else until,
+            "-inf" if since is None else since,
+            start=0,
+            num=SCAN_LIMIT,
         )
         filtered = protocol is not None or number is not None or ended_by is not None
         if not filtered:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import redis.asyncio as aioredis
 
@@ -32,7 +32,7 @@ MAX_FAILURES = 10  # failed checks of one key id per rate-limit window before 42
 class AuthFailure(Exception):
     """A presented key refused: `status` 401 (or 429), `reason` in words, `retry_after` for 429."""
 
-    def __init__(self, reason: str, status: int = 401, retry_after: Optional[int] = None) -> None:
+    def __init__(self, reason: str, status: int = 401, retry_after: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
@@ -45,7 +45,7 @@ class StoredKey:
     name: str
     scope: str
     created_at: float
-    revoked_at: Optional[float]
+    revoked_at: float | None
 
     @property
     def active(self) -> bool:
@@ -58,21 +58,29 @@ class StoredToken:
     agent: str
     label: str
     created_at: float
-    expires_at: Optional[float]
-    revoked_at: Optional[float]
+    expires_at: float | None
+    revoked_at: float | None
 
 
-def _opt_float(value: Optional[str]) -> Optional[float]:
+def _opt_float(value: str | None) -> float | None:
     return float(value) if value not in (None, "") else None
 
 
 def _key(ident: str, data: dict) -> StoredKey:
-    return StoredKey(ident, data["name"], data["scope"], float(data["created_at"]), _opt_float(data.get("revoked_at")))
+    return StoredKey(
+        ident, data["name"], data["scope"], float(data["created_at"]), _opt_float(data.get("revoked_at"))
+    )
 
 
 def _token(ident: str, data: dict) -> StoredToken:
-    return StoredToken(ident, data["agent"], data.get("label", ""), float(data["created_at"]),
-                       _opt_float(data.get("expires_at")), _opt_float(data.get("revoked_at")))
+    return StoredToken(
+        ident,
+        data["agent"],
+        data.get("label", ""),
+        float(data["created_at"]),
+        _opt_float(data.get("expires_at")),
+        _opt_float(data.get("revoked_at")),
+    )
 
 
 def _secret_fields(new: security.NewSecret, cost: int) -> dict:
@@ -85,7 +93,7 @@ class CredentialStore:
         redis: aioredis.Redis,
         *,
         cost: int = 2**14,
-        verifier: Optional[security.SecretVerifier] = None,
+        verifier: security.SecretVerifier | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.redis = redis
@@ -112,14 +120,21 @@ class CredentialStore:
         new = await asyncio.to_thread(security.new_secret, security.API_KEY, self.cost)
         now = self.clock()
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(names.api_key(new.id),
-                      mapping={"name": name, "scope": scope, "created_at": repr(now), **_secret_fields(new, self.cost)})
+            pipe.hset(
+                names.api_key(new.id),
+                mapping={
+                    "name": name,
+                    "scope": scope,
+                    "created_at": repr(now),
+                    **_secret_fields(new, self.cost),
+                },
+            )
             pipe.sadd(names.API_KEYS, new.id)
             pipe.sadd(names.API_KEYS_ACTIVE, new.id)
             await pipe.execute()
         return StoredKey(new.id, name, scope, now, None), new.plaintext
 
-    async def get_key(self, ident: str) -> Optional[StoredKey]:
+    async def get_key(self, ident: str) -> StoredKey | None:
         data = await self.redis.hgetall(names.api_key(ident))
         return _key(ident, data) if data else None
 
@@ -151,8 +166,10 @@ class CredentialStore:
                     if other != ident and await pipe.hget(names.api_key(other), "scope") == "admin":
                         others += 1
                 if not others:
-                    raise Conflict("this is the last active admin key; create another admin key "
-                                   "before revoking it", "key_id")
+                    raise Conflict(
+                        "this is the last active admin key; create another admin key before revoking it",
+                        "key_id",
+                    )
             now = self.clock()
             pipe.multi()
             pipe.hset(key, "revoked_at", repr(now))
@@ -161,7 +178,7 @@ class CredentialStore:
 
         return await self.redis.transaction(txn, key, names.API_KEYS_ACTIVE, value_from_callable=True)
 
-    async def hit(self, ident: str, limit: int, window_s: int, *, failures: bool = False) -> Optional[int]:
+    async def hit(self, ident: str, limit: int, window_s: int, *, failures: bool = False) -> int | None:
         """Count one request (or one failed check) of key `ident`; None while within `limit` per
         window, else the seconds until the window ends."""
         now = self.clock()
@@ -175,7 +192,7 @@ class CredentialStore:
             return max(1, int((window + 1) * window_s - now + 0.999))
         return None
 
-    async def failures_exceeded(self, ident: str, window_s: int) -> Optional[int]:
+    async def failures_exceeded(self, ident: str, window_s: int) -> int | None:
         now = self.clock()
         window = int(now // window_s)
         count = await self.redis.get(names.rate(ident, window, True))
@@ -183,7 +200,7 @@ class CredentialStore:
             return max(1, int((window + 1) * window_s - now + 0.999))
         return None
 
-    async def authenticate(self, credential: Optional[str], *, limit: int, window_s: int) -> StoredKey:
+    async def authenticate(self, credential: str | None, *, limit: int, window_s: int) -> StoredKey:
         """The active key `credential` is, or `AuthFailure` saying why not."""
         if not credential:
             raise AuthFailure("missing API key: send the header Authorization: Bearer <key>")
@@ -205,14 +222,23 @@ class CredentialStore:
         return stored
 
     # --- stream tokens -----------------------------------------------------------------------------
-    async def create_token(self, agent: str, label: str = "", ttl_s: Optional[int] = None) -> tuple[StoredToken, str]:
+    async def create_token(
+        self, agent: str, label: str = "", ttl_s: int | None = None
+    ) -> tuple[StoredToken, str]:
         new = await asyncio.to_thread(security.new_secret, security.STREAM_TOKEN, self.cost)
         now = self.clock()
         expires = now + ttl_s if ttl_s else None
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(names.stream_token(new.id),
-                      mapping={"agent": agent, "label": label, "created_at": repr(now),
-                               "expires_at": repr(expires) if expires else "", **_secret_fields(new, self.cost)})
+            pipe.hset(
+                names.stream_token(new.id),
+                mapping={
+                    "agent": agent,
+                    "label": label,
+                    "created_at": repr(now),
+                    "expires_at": repr(expires) if expires else "",
+                    **_secret_fields(new, self.cost),
+                },
+            )
             pipe.sadd(names.stream_tokens(agent), new.id)
             if expires:
                 pipe.expireat(names.stream_token(new.id), int(expires) + 1)
@@ -240,7 +266,7 @@ class CredentialStore:
             stored = dataclasses.replace(stored, revoked_at=now)
         return stored
 
-    async def token_valid(self, agent: str, token: Optional[str]) -> bool:
+    async def token_valid(self, agent: str, token: str | None) -> bool:
         """Whether `token` is a live stream token of `agent`."""
         presented = security.parse(token, security.STREAM_TOKEN)
         if presented is None:

@@ -3,13 +3,11 @@ a status code: `NotFound` 404, `Conflict` 409, `Invalid` 422)."""
 
 from __future__ import annotations
 
-from typing import Optional
-
 
 class StoreError(Exception):
     status = 400
 
-    def __init__(self, reason: str, field: Optional[str] = None) -> None:
+    def __init__(self, reason: str, field: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.field = field

@@ -13,7 +13,8 @@
 | `parley:cfg:apikeys` / `:active` | set | every API key id / the ids not revoked |
 | `parley:cfg:apikey:<id>` | hash | `name`, `scope`, `salt`, `hash`, `cost`, `created_at`, `revoked_at` |
 | `parley:cfg:streamtokens:<agent>` | set | the agent's stream token ids |
-| `parley:cfg:streamtoken:<id>` | hash | `agent`, `label`, `salt`, `hash`, `cost`, `created_at`, `expires_at`, `revoked_at` |
+| `parley:cfg:streamtoken:<id>` | hash | `agent`, `label`, `salt`, `hash`, `cost`, `created_at`, |
+| | | `expires_at`, `revoked_at` |
 | `parley:cfg:settings` | hash | `call_retention_s` (written by the admin API, read by gateways) |
 | `parley:call:rec:<id>` | string | a finished call's record (JSON), expiring after the retention |
 | `parley:call:sum:<id>` | string | the same call's summary (JSON, what listings show), expiring with it |

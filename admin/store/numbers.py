@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import redis.asyncio as aioredis
 
@@ -28,8 +28,9 @@ class StoredNumber:
 
 
 def _stored(number: str, data: dict) -> StoredNumber:
-    return StoredNumber(number, data["agent"], data.get("label", ""), float(data["created_at"]),
-                        float(data["updated_at"]))
+    return StoredNumber(
+        number, data["agent"], data.get("label", ""), float(data["created_at"]), float(data["updated_at"])
+    )
 
 
 class NumberStore:
@@ -37,11 +38,11 @@ class NumberStore:
         self.redis = redis
         self.clock = clock
 
-    async def get(self, number: str) -> Optional[StoredNumber]:
+    async def get(self, number: str) -> StoredNumber | None:
         data = await self.redis.hgetall(names.number(number))
         return _stored(number, data) if data else None
 
-    async def list(self, agent: Optional[str] = None) -> list[StoredNumber]:
+    async def list(self, agent: str | None = None) -> list[StoredNumber]:
         found = []
         for number in sorted(await self.redis.smembers(names.NUMBERS)):
             stored = await self.get(number)
@@ -57,14 +58,18 @@ class NumberStore:
             if await pipe.exists(key):
                 raise Conflict(f"number {number} is configured already", "number")
             pipe.multi()
-            pipe.hset(key, mapping={"agent": agent, "label": label, "created_at": repr(now),
-                                    "updated_at": repr(now)})
+            pipe.hset(
+                key,
+                mapping={"agent": agent, "label": label, "created_at": repr(now), "updated_at": repr(now)},
+            )
             pipe.sadd(names.NUMBERS, number)
             return StoredNumber(number, agent, label, now, now)
 
         return await self.redis.transaction(txn, key, value_from_callable=True)
 
-    async def update(self, number: str, *, agent: Optional[str] = None, label: Optional[str] = None) -> StoredNumber:
+    async def update(
+        self, number: str, *, agent: str | None = None, label: str | None = None
+    ) -> StoredNumber:
         key = names.number(number)
 
         async def txn(pipe) -> StoredNumber:

@@ -38,7 +38,6 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Optional
 
 from telephony.sip.settings import SipSettings, Trunk
 
@@ -53,11 +52,26 @@ MODULE_DIRS = (
     "/usr/local/lib64/kamailio/modules",
     "/usr/local/lib/kamailio/modules",
 )
-MODULES = ("kex", "corex", "tm", "tmx", "sl", "rr", "pv", "maxfwd", "textops", "siputils", "xlog",
-           "sanity", "ctl", "dispatcher", "ipops")
+MODULES = (
+    "kex",
+    "corex",
+    "tm",
+    "tmx",
+    "sl",
+    "rr",
+    "pv",
+    "maxfwd",
+    "textops",
+    "siputils",
+    "xlog",
+    "sanity",
+    "ctl",
+    "dispatcher",
+    "ipops",
+)
 
 
-def find_modules(configured: Optional[Path] = None) -> Path:
+def find_modules(configured: Path | None = None) -> Path:
     """Kamailio's modules directory (set explicitly: Debian's default mpath does not find them)."""
     if configured is not None:
         if not (configured / "dispatcher.so").is_file():
@@ -104,10 +118,14 @@ def _trunk_route(trunks: tuple[Trunk, ...], realm: str) -> str:
         out.append('    if ($var(pass) != "") {')
         out.append(f'        $var(rc) = pv_proxy_authenticate("{realm}", "$var(pass)", "0");')
         out.append("        if ($var(rc) == 1) { consume_credentials(); return; }")
-        out.append('        if ($var(rc) != -4 && $var(rc) != -5) { sl_send_reply("403", "Forbidden"); exit; }')
+        out.append(
+            '        if ($var(rc) != -4 && $var(rc) != -5) { sl_send_reply("403", "Forbidden"); exit; }'
+        )
         out.append("    }")
-        out.append('    if ($var(pass) == "" && is_present_hf("Proxy-Authorization")) '
-                   '{ sl_send_reply("403", "Forbidden"); exit; }')
+        out.append(
+            '    if ($var(pass) == "" && is_present_hf("Proxy-Authorization")) '
+            '{ sl_send_reply("403", "Forbidden"); exit; }'
+        )
         out.append(f'    proxy_challenge("{realm}", "1");')
         out.append("    exit;")
     else:
@@ -253,7 +271,7 @@ def write_files(settings: SipSettings, run_dir: Path, trunks: tuple[Trunk, ...])
     return cfg
 
 
-def options_ping(host: str, port: int, timeout: float = 0.5) -> Optional[int]:
+def options_ping(host: str, port: int, timeout: float = 0.5) -> int | None:
     """Send one SIP OPTIONS over UDP and return the response's status code (None on no answer)."""
     target = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
     family = socket.AF_INET6 if ":" in target else socket.AF_INET
@@ -264,7 +282,8 @@ def options_ping(host: str, port: int, timeout: float = 0.5) -> Optional[int]:
         hp = f"[{target}]" if family == socket.AF_INET6 else target
         msg = (
             f"OPTIONS sip:{hp}:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {hp}:{local};branch={branch};rport\r\n"
-            f"Max-Forwards: 70\r\nFrom: <sip:probe@{hp}>;tag={uuid.uuid4().hex[:8]}\r\nTo: <sip:{hp}:{port}>\r\n"
+            f"Max-Forwards: 70\r\nFrom: <sip:probe@{hp}>;tag={uuid.uuid4().hex[:8]}\r\n"
+            f"To: <sip:{hp}:{port}>\r\n"
             f"Call-ID: {uuid.uuid4().hex}@{hp}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
         )
         s.settimeout(timeout)
@@ -284,8 +303,8 @@ class Kamailio:
         self.settings = settings
         self.run_dir = run_dir
         self.trunks = trunks
-        self.proc: Optional[asyncio.subprocess.Process] = None
-        self.cfg: Optional[Path] = None
+        self.proc: asyncio.subprocess.Process | None = None
+        self.cfg: Path | None = None
 
     def binary(self) -> str:
         path = shutil.which(self.settings.kamailio_bin) or shutil.which(
@@ -293,7 +312,8 @@ class Kamailio:
         )
         if path is None:
             raise FileNotFoundError(
-                f"{self.settings.kamailio_bin!r} not found: install the Debian package `kamailio` (make test does)"
+                f"{self.settings.kamailio_bin!r} not found: "
+                "install the Debian package `kamailio` (make test does)"
             )
         return path
 
@@ -301,7 +321,11 @@ class Kamailio:
         """`kamailio -c`: refuse to start on a configuration Kamailio rejects."""
         self.cfg = write_files(self.settings, self.run_dir, self.trunks)
         proc = await asyncio.create_subprocess_exec(
-            self.binary(), "-c", "-f", str(self.cfg), stdout=asyncio.subprocess.PIPE,
+            self.binary(),
+            "-c",
+            "-f",
+            str(self.cfg),
+            stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
         out, _ = await proc.communicate()
@@ -313,8 +337,17 @@ class Kamailio:
         await self.check()
         assert self.cfg is not None
         self.proc = await asyncio.create_subprocess_exec(
-            self.binary(), "-DD", "-E", "-f", str(self.cfg), "-P", str(self.run_dir / "kamailio.pid"),
-            "-w", str(self.run_dir), stdin=asyncio.subprocess.DEVNULL, stdout=sys.stderr.fileno(),
+            self.binary(),
+            "-DD",
+            "-E",
+            "-f",
+            str(self.cfg),
+            "-P",
+            str(self.run_dir / "kamailio.pid"),
+            "-w",
+            str(self.run_dir),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=sys.stderr.fileno(),
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -322,7 +355,9 @@ class Kamailio:
                 raise RuntimeError(f"kamailio exited with {self.proc.returncode} while starting")
             code = await asyncio.to_thread(options_ping, self.settings.host, self.settings.port)
             if code == 200:
-                logger.info("kamailio up on %s:%d (pid %d)", self.settings.host, self.settings.port, self.proc.pid)
+                logger.info(
+                    "kamailio up on %s:%d (pid %d)", self.settings.host, self.settings.port, self.proc.pid
+                )
                 return
         raise RuntimeError(f"kamailio did not answer OPTIONS on port {self.settings.port} in {timeout_s:g} s")
 
@@ -333,12 +368,16 @@ class Kamailio:
         if kamcmd is None:
             raise FileNotFoundError(f"{self.settings.kamcmd_bin!r} not found")
         proc = await asyncio.create_subprocess_exec(
-            kamcmd, "-s", f"unix:{self.run_dir}/kamailio_ctl", *command,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            kamcmd,
+            "-s",
+            f"unix:{self.run_dir}/kamailio_ctl",
+            *command,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
         try:
             out, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             proc.kill()
             raise
         return out.decode("utf-8", "replace")
@@ -355,6 +394,6 @@ class Kamailio:
         proc.terminate()
         try:
             await asyncio.wait_for(proc.wait(), grace_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             proc.kill()
             await proc.wait()

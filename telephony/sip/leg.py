@@ -28,7 +28,8 @@ import asyncio
 import dataclasses
 import logging
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pjsua2 as pj
@@ -80,9 +81,9 @@ class SipCall(pj.Call):
     """A pjsua2 call. The worker holds it (by pjsua call id) until its DISCONNECTED callback, when
     `on_disconnected` drops it; while a `SipLeg` runs it, the leg gets its callbacks."""
 
-    def __init__(self, account: pj.Account, call_id: int, on_disconnected: Callable[["SipCall"], None]) -> None:
+    def __init__(self, account: pj.Account, call_id: int, on_disconnected: Callable[[SipCall], None]) -> None:
         super().__init__(account, call_id)
-        self.leg: Optional["SipLeg"] = None
+        self.leg: SipLeg | None = None
         self._on_disconnected = on_disconnected
 
     @_guard
@@ -140,13 +141,13 @@ class LegRecord:
 
     call_id: str
     agent: str
-    trunk: Optional[str]
-    codec: Optional[str] = None
+    trunk: str | None
+    codec: str | None = None
     answered: bool = False
-    sip_status: Optional[int] = None  # the final response, when the call was refused
-    end_by: Optional[str] = None  # "caller" | "agent"
+    sip_status: int | None = None  # the final response, when the call was refused
+    end_by: str | None = None  # "caller" | "agent"
     end_reason: str = ""
-    transfer: Optional[str] = None  # "accepted" | "refused" | "timeout"
+    transfer: str | None = None  # "accepted" | "refused" | "timeout"
     dtmf: int = 0
     duration_s: float = 0.0
     caller_frames: int = 0  # 200 ms frames from the bridge
@@ -170,11 +171,11 @@ class SipLeg:
         settings: SipSettings,
         connector: CallConnector,
         media: CallMedia,
-        caller_host: Optional[str],
-        trunk: Optional[str],
-        on_done: Callable[["SipLeg"], None],
+        caller_host: str | None,
+        trunk: str | None,
+        on_done: Callable[[SipLeg], None],
     ) -> None:
-        self._call: Optional[SipCall] = call
+        self._call: SipCall | None = call
         call.leg = self
         self._info = info
         self._settings = settings
@@ -184,17 +185,17 @@ class SipLeg:
         self._on_done = on_done
         self._loop = asyncio.get_running_loop()
         self._events: asyncio.Queue = asyncio.Queue()
-        self._handler: Optional[CallHandler] = None
+        self._handler: CallHandler | None = None
         self._framer = Framer(FRAME_SAMPLES)
         self._answered = False
         self._media_on = False
         self._caller_gone = False
         self._hanging_up = False
-        self._drained: Optional[asyncio.Future] = None
-        self._xfer: Optional[asyncio.Future] = None
-        self._side_task: Optional[asyncio.Future] = None  # a hang-up started by a timer
+        self._drained: asyncio.Future | None = None
+        self._xfer: asyncio.Future | None = None
+        self._side_task: asyncio.Future | None = None  # a hang-up started by a timer
         self._t0 = time.monotonic()
-        self._t_answer: Optional[float] = None
+        self._t_answer: float | None = None
         self.record = LegRecord(info.call_id, info.agent, trunk, codec=info.parameters.get("codec"))
 
     # --- Leg -------------------------------------------------------------------------------------
@@ -228,20 +229,28 @@ class SipLeg:
         try:
             call.xfer(uri, op())
         except pj.Error as exc:
-            logger.warning("call %s: REFER not sent (%s)", self._info.call_id, exc.reason,
-                           extra={"call_id": self._info.call_id})
+            logger.warning(
+                "call %s: REFER not sent (%s)",
+                self._info.call_id,
+                exc.reason,
+                extra={"call_id": self._info.call_id},
+            )
             self.record.transfer = "refused"
             return False
         del call
         try:
             accepted = await asyncio.wait_for(self._xfer, self._settings.transfer_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             accepted = False
             self.record.transfer = "timeout"
         else:
             self.record.transfer = "accepted" if accepted else "refused"
-        logger.info("call %s: transfer %s", self._info.call_id, self.record.transfer,
-                    extra={"call_id": self._info.call_id, "transfer": self.record.transfer})
+        logger.info(
+            "call %s: transfer %s",
+            self._info.call_id,
+            self.record.transfer,
+            extra={"call_id": self._info.call_id, "transfer": self.record.transfer},
+        )
         return accepted
 
     async def hangup(self, code: int, reason: str) -> None:
@@ -258,7 +267,7 @@ class SipLeg:
                 await asyncio.wait_for(asyncio.shield(self._drained), drain)
                 # the last piece pulled is still on its way through the bridge
                 await asyncio.sleep(max(0.0, min(2 * CHUNK_MS / 1000, deadline - self._loop.time())))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         self.media.stop_playing()
         if self.record.end_by is None:
@@ -273,8 +282,13 @@ class SipLeg:
                 handler = await self._connector.open(self._info, self)
             except CallRefused as exc:
                 status, text = REFUSALS.get(exc.code, (500, "Server Internal Error"))
-                logger.info("call %s refused: %d (%s)", self._info.call_id, status, exc.reason,
-                            extra={"call_id": self._info.call_id, "code": status})
+                logger.info(
+                    "call %s refused: %d (%s)",
+                    self._info.call_id,
+                    status,
+                    exc.reason,
+                    extra={"call_id": self._info.call_id, "code": status},
+                )
                 self.record.sip_status = status
                 self._sip_answer(status, text)
                 return
@@ -330,14 +344,14 @@ class SipLeg:
         if not self._hanging_up and not self._caller_gone:
             await self.hangup(CloseCode.NORMAL, "call ended")
 
-    async def _end_handler(self, run_task: Optional[asyncio.Task], reason: str) -> None:
+    async def _end_handler(self, run_task: asyncio.Task | None, reason: str) -> None:
         handler = self._handler
         try:
             if handler is not None:
                 await asyncio.wait_for(handler.caller_ended(reason), RUN_GRACE_S)
             if run_task is not None:
                 await asyncio.wait_for(asyncio.shield(run_task), RUN_GRACE_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             logger.warning("call handler did not finish in time", extra={"call_id": self._info.call_id})
             if run_task is not None:
                 run_task.cancel()
@@ -365,8 +379,12 @@ class SipLeg:
             if packets != last:
                 last, since = packets, self._loop.time()
             elif self._loop.time() - since >= timeout:
-                logger.info("call %s: no RTP for %g s: hanging up", self._info.call_id, timeout,
-                            extra={"call_id": self._info.call_id})
+                logger.info(
+                    "call %s: no RTP for %g s: hanging up",
+                    self._info.call_id,
+                    timeout,
+                    extra={"call_id": self._info.call_id},
+                )
                 self._end_call("no audio from the caller")
                 return
 
@@ -392,8 +410,13 @@ class SipLeg:
         try:
             call.answer(op(code, reason))
         except pj.Error as exc:
-            logger.warning("call %s: answer %d failed (%s)", self._info.call_id, code, exc.reason,
-                           extra={"call_id": self._info.call_id})
+            logger.warning(
+                "call %s: answer %d failed (%s)",
+                self._info.call_id,
+                code,
+                exc.reason,
+                extra={"call_id": self._info.call_id},
+            )
 
     def _sip_hangup(self, code: int) -> None:
         call = self._call
@@ -437,10 +460,14 @@ class SipLeg:
     def on_stream_stats(self, stat: pj.StreamStat) -> None:
         rx, tx, jb = stat.rtcp.rxStat, stat.rtcp.txStat, stat.jbuf
         self.record.rtp = {
-            "rx_packets": int(rx.pkt), "rx_lost": int(rx.loss), "rx_discarded": int(rx.discard),
+            "rx_packets": int(rx.pkt),
+            "rx_lost": int(rx.loss),
+            "rx_discarded": int(rx.discard),
             "rx_jitter_ms": round(rx.jitterUsec.mean / 1000, 2) if rx.jitterUsec.n else 0.0,
             "rx_jitter_max_ms": round(rx.jitterUsec.max / 1000, 2) if rx.jitterUsec.n else 0.0,
-            "tx_packets": int(tx.pkt), "jb_lost": int(jb.lost), "jb_discarded": int(jb.discard),
+            "tx_packets": int(tx.pkt),
+            "jb_lost": int(jb.lost),
+            "jb_discarded": int(jb.discard),
         }
 
     def on_dtmf(self, digit: str) -> None:

@@ -32,15 +32,15 @@ import collections
 import ctypes
 import dataclasses
 import logging
-from typing import Callable, Deque, Optional
+from collections.abc import Callable
 
 import pjsua2 as pj
 
+from model.protocol import FRAME_BYTES, MICRO_TURN_MS, SAMPLE_RATE
+
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
-FRAME_MS = 200
-FRAME_BYTES = SAMPLE_RATE * FRAME_MS // 1000 * 2  # 6400: 3200 int16 samples, the model's frame
+FRAME_MS = MICRO_TURN_MS
 CHUNK_MS = 40
 CHUNK_BYTES = SAMPLE_RATE * CHUNK_MS // 1000 * 2  # 1280: what the bridge pulls every 40 ms
 SILENCE = bytes(FRAME_BYTES)
@@ -106,9 +106,9 @@ class CallerPort(pj.AudioMediaPort):
     def __init__(self, name: str, fast: bool) -> None:
         super().__init__()
         self._fast = fast
-        self.target: Optional[Callable[[bytes], None]] = None  # set while attached
+        self.target: Callable[[bytes], None] | None = None  # set while attached
         self.loop = None
-        self.counters: Optional[MediaCounters] = None
+        self.counters: MediaCounters | None = None
         self.errors = 0
         self.createPort(name, _port_format(FRAME_MS))
 
@@ -139,12 +139,12 @@ class AgentPort(pj.AudioMediaPort):
         self._fast = fast
         self.prefetch = max(0, -(-prefetch_ms // CHUNK_MS))  # whole pieces, rounded up
         self.max_chunks = max(FRAME_MS, max_buffer_ms) // CHUNK_MS
-        self.chunks: Deque[bytes] = collections.deque()
+        self.chunks: collections.deque[bytes] = collections.deque()
         self.playing = False  # a run of agent audio is under way
         self.hold = 0  # pulls still to wait before a run starts playing
-        self.on_drained: Optional[Callable[[], None]] = None  # once, when the buffer runs empty
+        self.on_drained: Callable[[], None] | None = None  # once, when the buffer runs empty
         self.loop = None
-        self.counters: Optional[MediaCounters] = None
+        self.counters: MediaCounters | None = None
         self.errors = 0
         self.createPort(name, _port_format(CHUNK_MS))
 
@@ -186,7 +186,7 @@ class CallMedia:
         self.caller = CallerPort(f"caller{index}", fast)
         self.agent = AgentPort(f"agent{index}", fast, prefetch_ms, max_buffer_ms)
         self.counters = MediaCounters()
-        self._audio: Optional[pj.AudioMedia] = None
+        self._audio: pj.AudioMedia | None = None
 
     def attach(self, loop, on_frame: Callable[[bytes], None]) -> None:
         self.counters = MediaCounters()
@@ -258,7 +258,7 @@ class MediaPool:
         self._all = [CallMedia(i, fast, prefetch_ms, max_buffer_ms) for i in range(count)]
         self._free = list(reversed(self._all))
 
-    def acquire(self) -> Optional[CallMedia]:
+    def acquire(self) -> CallMedia | None:
         return self._free.pop() if self._free else None
 
     def release(self, media: CallMedia) -> None:

@@ -10,19 +10,26 @@ not there, or not readable, is None. Nothing here knows about calls, trunks or a
 from __future__ import annotations
 
 import re
-from typing import Optional
 from urllib.parse import unquote
 
 COMPACT = {  # RFC 3261 section 7.3.3 (and RFC 3515 for Refer-To)
-    "i": "call-id", "m": "contact", "e": "content-encoding", "l": "content-length",
-    "c": "content-type", "f": "from", "s": "subject", "k": "supported", "t": "to", "v": "via",
+    "i": "call-id",
+    "m": "contact",
+    "e": "content-encoding",
+    "l": "content-length",
+    "c": "content-type",
+    "f": "from",
+    "s": "subject",
+    "k": "supported",
+    "t": "to",
+    "v": "via",
     "r": "refer-to",
 }
 _PARAM = re.compile(r'\s*([A-Za-z0-9_-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,]*)\s*,?')
 MAX_SCAN = 16384  # bytes of a message looked at: headers of a legitimate INVITE fit well within
 
 
-def request_line(msg: str) -> Optional[tuple[str, str]]:
+def request_line(msg: str) -> tuple[str, str] | None:
     """(method, request-URI) of a request, or None for a response or garbage."""
     first = msg[:2048].split("\n", 1)[0].strip()
     parts = first.split(" ")
@@ -31,7 +38,7 @@ def request_line(msg: str) -> Optional[tuple[str, str]]:
     return parts[0].upper(), parts[1]
 
 
-def header(msg: str, name: str) -> Optional[str]:
+def header(msg: str, name: str) -> str | None:
     """The value of the first header called `name` (case-insensitive; compact forms understood),
     with continuation lines folded, or None."""
     want = name.lower()
@@ -60,7 +67,7 @@ def _strip_uri(uri: str) -> str:
     return uri
 
 
-def uri_user(uri: str) -> Optional[str]:
+def uri_user(uri: str) -> str | None:
     """The user part of a sip:/sips: URI (percent-decoded), the number of a tel: URI, else None."""
     uri = _strip_uri(uri)
     scheme, _, rest = uri.partition(":")
@@ -73,7 +80,7 @@ def uri_user(uri: str) -> Optional[str]:
     return unquote(user) or None
 
 
-def uri_host(uri: str) -> Optional[str]:
+def uri_host(uri: str) -> str | None:
     """The host (with its port, when there is one) of a sip:/sips: URI, else None."""
     uri = _strip_uri(uri)
     scheme, _, rest = uri.partition(":")
@@ -96,7 +103,7 @@ def source_ip(address: str) -> str:
 _STATIC_PT = {"0": "PCMU", "8": "PCMA", "9": "G722"}
 
 
-def offered_codec(msg: str, accepted: tuple[str, ...]) -> Optional[str]:
+def offered_codec(msg: str, accepted: tuple[str, ...]) -> str | None:
     """The codec an answerer that follows the offer's order picks: the first audio payload of the
     SDP body whose name is in `accepted` ("PCMU", "PCMA", "G722"), or None."""
     body = msg.replace("\r\n", "\n").split("\n\n", 1)
@@ -117,7 +124,7 @@ def offered_codec(msg: str, accepted: tuple[str, ...]) -> Optional[str]:
     return None
 
 
-def digest_params(value: Optional[str]) -> Optional[dict[str, str]]:
+def digest_params(value: str | None) -> dict[str, str] | None:
     """The parameters of a `Digest ...` credentials header, lower-case keys, quotes removed."""
     if not value:
         return None

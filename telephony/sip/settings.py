@@ -24,7 +24,6 @@ import ipaddress
 import json
 import re
 from pathlib import Path
-from typing import Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,7 +37,7 @@ CREDENTIAL = r"[A-Za-z0-9._~!&'()*+,;=:@%-]{1,64}"
 _SEPARATORS = re.compile(r"[\s\-.()]")  # RFC 3966 visual separators
 NUMBER = re.compile(r"\+?[A-Za-z0-9*#_]{1,64}")
 
-Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def normalize_number(user: str) -> str:
@@ -60,8 +59,8 @@ class Trunk(BaseModel):
     addresses: tuple[str, ...] = Field(
         (), description="Source addresses or networks (CIDR) whose INVITEs are accepted without auth."
     )
-    username: Optional[str] = Field(None, pattern=f"^{CREDENTIAL}$", description="Digest user name.")
-    password: Optional[SecretStr] = Field(None, description="Digest password (no quotes, backslash or $).")
+    username: str | None = Field(None, pattern=f"^{CREDENTIAL}$", description="Digest user name.")
+    password: SecretStr | None = Field(None, description="Digest password (no quotes, backslash or $).")
 
     @field_validator("addresses")
     @classmethod
@@ -75,13 +74,13 @@ class Trunk(BaseModel):
 
     @field_validator("password")
     @classmethod
-    def _password(cls, value: Optional[SecretStr]) -> Optional[SecretStr]:
+    def _password(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not re.fullmatch(CREDENTIAL, value.get_secret_value()):
             raise ValueError("trunk password must be 1-64 characters without quotes, backslashes or $")
         return value
 
     @model_validator(mode="after")
-    def _some_way_in(self) -> "Trunk":
+    def _some_way_in(self) -> Trunk:
         if (self.username is None) != (self.password is None):
             raise ValueError(f"trunk {self.name!r}: username and password go together")
         if not self.addresses and self.username is None:
@@ -103,7 +102,7 @@ class SipSettings(BaseSettings):
     # --- where it listens ----------------------------------------------------------------------
     host: str = Field("0.0.0.0", description="Address of the public SIP port and of the workers' RTP.")
     port: int = Field(5060, ge=1, le=65535, description="Public SIP port (UDP and TCP).")
-    public_address: Optional[str] = Field(
+    public_address: str | None = Field(
         None,
         description=(
             "Address callers reach this machine on, written into SDP and Record-Route/Contact; "
@@ -121,7 +120,9 @@ class SipSettings(BaseSettings):
     )
     worker_host: str = Field("127.0.0.1", description="Address the workers' SIP listens on behind Kamailio.")
     worker_port_base: int = Field(5070, ge=1, le=65535, description="Worker i's SIP port is this + i.")
-    rtp_port_base: int = Field(20000, ge=1024, le=65535, description="Worker i's RTP ports start at this + i * rtp_port_block.")
+    rtp_port_base: int = Field(
+        20000, ge=1024, le=65535, description="Worker i's RTP ports start at this + i * rtp_port_block."
+    )
     rtp_port_block: int = Field(
         100,
         ge=20,
@@ -135,22 +136,24 @@ class SipSettings(BaseSettings):
         default_factory=dict,
         description='Dialled number (request-URI user part) -> agent name, e.g. {"+15550001": "support"}.',
     )
-    numbers_file: Optional[Path] = Field(None, description="A JSON object of number -> agent, read at start.")
+    numbers_file: Path | None = Field(None, description="A JSON object of number -> agent, read at start.")
     trunks: tuple[Trunk, ...] = Field(
         (LOOPBACK_TRUNK,),
         description="Who may send INVITEs (default: this machine only). Everyone else gets 403 or 407.",
     )
-    trunks_file: Optional[Path] = Field(None, description="A JSON list of trunks, used instead of `trunks`.")
+    trunks_file: Path | None = Field(None, description="A JSON list of trunks, used instead of `trunks`.")
     realm: str = Field("parley", pattern=f"^{CREDENTIAL}$", description="Digest realm of the challenges.")
     codecs: tuple[str, ...] = Field(
-        ("PCMU", "PCMA", "G722"), description="Codecs offered and accepted, highest priority first; all others off."
+        ("PCMU", "PCMA", "G722"),
+        description="Codecs offered and accepted, highest priority first; all others off.",
     )
     clock_rate: int = Field(
         16000, description="Conference-bridge clock of the workers (8000 or 16000; G.722 wants 16000)."
     )
     transfer_uri: str = Field(
         "sip:{number}@{host}",
-        description="Refer-To of a transfer; {number} is the agent's hand-off number, {host} the caller's host.",
+        description="Refer-To of a transfer; {number} is the agent's hand-off number, "
+        "{host} the caller's host.",
     )
     agent_prefetch_ms: int = Field(
         80,
@@ -161,7 +164,9 @@ class SipSettings(BaseSettings):
             "arrive every 200 ms with some jitter, play without gaps."
         ),
     )
-    hangup_drain_s: float = Field(1.0, ge=0, description="Seconds queued agent audio may play after the agent hangs up.")
+    hangup_drain_s: float = Field(
+        1.0, ge=0, description="Seconds queued agent audio may play after the agent hangs up."
+    )
     transfer_timeout_s: float = Field(5.0, gt=0, description="Seconds to wait for the REFER to be accepted.")
     max_call_s: float = Field(4 * 3600.0, gt=0, description="Calls are hung up after this long.")
     rtp_timeout_s: float = Field(
@@ -171,25 +176,31 @@ class SipSettings(BaseSettings):
     # --- processes -----------------------------------------------------------------------------
     kamailio_bin: str = Field("kamailio", description="The Kamailio binary (Debian package `kamailio`).")
     kamcmd_bin: str = Field("kamcmd", description="Kamailio's RPC command-line client.")
-    kamailio_modules: Optional[Path] = Field(
+    kamailio_modules: Path | None = Field(
         None, description="Kamailio's modules directory; default: the Debian/Ubuntu location found."
     )
-    probe_interval_s: int = Field(2, ge=1, le=60, description="Kamailio's OPTIONS probe interval for workers.")
+    probe_interval_s: int = Field(
+        2, ge=1, le=60, description="Kamailio's OPTIONS probe interval for workers."
+    )
     fr_timer_ms: int = Field(
         1500, ge=200, description="How long Kamailio waits for a worker's first reply before trying the next."
     )
     recycle_after_calls: int = Field(
-        2000, ge=0, description="A worker restarts when idle after this many calls (RSS grows ~28 kB a call); 0: never."
+        2000,
+        ge=0,
+        description="A worker restarts when idle after this many calls (RSS grows ~28 kB a call); 0: never.",
     )
     poll_ms: int = Field(
         50, ge=1, le=200, description="How often a worker runs pjsip's timers (SIP sockets wake it at once)."
     )
-    run_dir: Optional[Path] = Field(None, description="Where the generated Kamailio files go; default: a temp dir.")
+    run_dir: Path | None = Field(
+        None, description="Where the generated Kamailio files go; default: a temp dir."
+    )
     pjsip_log_level: int = Field(1, ge=0, le=6, description="pjsip's own log level (stderr).")
 
     @field_validator("host", "worker_host", "health_host", "public_address")
     @classmethod
-    def _ip(cls, value: Optional[str]) -> Optional[str]:
+    def _ip(cls, value: str | None) -> str | None:
         if value is None:
             return None
         try:
@@ -239,7 +250,7 @@ class SipSettings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "SipSettings":
+    def _cross_checks(self) -> SipSettings:
         if self.workers > 1:
             worker_ports = range(self.worker_port_base, self.worker_port_base + self.workers)
             if self.port in worker_ports:
@@ -257,7 +268,8 @@ class SipSettings(BaseSettings):
             )
         if self.rtp_port_block // 2 < 4 * self.calls_per_worker:
             raise ValueError(
-                f"rtp_port_block={self.rtp_port_block} is too small for calls_per_worker={self.calls_per_worker} "
+                f"rtp_port_block={self.rtp_port_block} is too small for "
+                f"calls_per_worker={self.calls_per_worker} "
                 "(half the block must hold 4 ports a call)"
             )
         return self
@@ -275,7 +287,7 @@ class SipSettings(BaseSettings):
         """(first port, how many) of worker `index`'s RTP range; the rest of its block is the gap."""
         return self.rtp_port_base + index * self.rtp_port_block, self.rtp_port_block // 2
 
-    def advertised_address(self) -> Optional[str]:
+    def advertised_address(self) -> str | None:
         if self.public_address:
             return self.public_address
         return None if self.host in ("0.0.0.0", "::", "") else self.host
@@ -289,7 +301,9 @@ class SipSettings(BaseSettings):
             except (OSError, ValueError) as exc:
                 raise ValueError(f"numbers_file {self.numbers_file}: {exc}") from None
             if not isinstance(data, dict):
-                raise ValueError(f"numbers_file {self.numbers_file} must hold a JSON object of number -> agent")
+                raise ValueError(
+                    f"numbers_file {self.numbers_file} must hold a JSON object of number -> agent"
+                )
             plan.update(self.model_validate({"numbers": data}).numbers)
         plan.update(self.numbers)
         return plan

@@ -31,8 +31,8 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 from telephony.sip.kamailio import Kamailio
 from telephony.sip.settings import SipSettings
@@ -49,8 +49,10 @@ def settings_json(settings: SipSettings) -> str:
     data = settings.model_dump(mode="json", exclude={"numbers_file", "trunks_file", "trunks", "numbers"})
     data["numbers"] = settings.load_numbers()
     data["trunks"] = [
-        {**t.model_dump(mode="json", exclude={"password"}),
-         "password": t.password.get_secret_value() if t.password else None}
+        {
+            **t.model_dump(mode="json", exclude={"password"}),
+            "password": t.password.get_secret_value() if t.password else None,
+        }
         for t in settings.load_trunks()
     ]
     return json.dumps(data)
@@ -59,20 +61,26 @@ def settings_json(settings: SipSettings) -> str:
 class WorkerProcess:
     def __init__(self, index: int) -> None:
         self.index = index
-        self.proc: Optional[asyncio.subprocess.Process] = None
+        self.proc: asyncio.subprocess.Process | None = None
         self.ready = asyncio.Event()
         self.started_at = 0.0
         self.restarts = 0
         self.live = 0
         self.calls = 0
-        self.last_exit: Optional[int] = None
-        self.reader: Optional[asyncio.Task] = None
+        self.last_exit: int | None = None
+        self.reader: asyncio.Task | None = None
 
     def state(self) -> dict:
-        return {"worker": self.index, "pid": self.proc.pid if self.proc else None,
-                "running": self.proc is not None and self.proc.returncode is None,
-                "ready": self.ready.is_set(), "live": self.live, "calls": self.calls,
-                "restarts": self.restarts, "last_exit": self.last_exit}
+        return {
+            "worker": self.index,
+            "pid": self.proc.pid if self.proc else None,
+            "running": self.proc is not None and self.proc.returncode is None,
+            "ready": self.ready.is_set(),
+            "live": self.live,
+            "calls": self.calls,
+            "restarts": self.restarts,
+            "last_exit": self.last_exit,
+        }
 
 
 class Supervisor:
@@ -81,21 +89,21 @@ class Supervisor:
         settings: SipSettings,
         worker_argv: Callable[[int, Path], list[str]],
         *,
-        emit: Optional[Callable[[dict], None]] = None,
+        emit: Callable[[dict], None] | None = None,
     ) -> None:
         self.settings = settings
         self.worker_argv = worker_argv
         self.emit = emit or (lambda event: None)
         self.workers = [WorkerProcess(i) for i in range(settings.workers)]
-        self.kamailio: Optional[Kamailio] = None
+        self.kamailio: Kamailio | None = None
         self.counters: collections.Counter = collections.Counter()
         self.media: collections.Counter = collections.Counter()
         self.recent: collections.deque = collections.deque(maxlen=RECENT_CALLS)
-        self.health_port: Optional[int] = None
+        self.health_port: int | None = None
         self._stop = asyncio.Event()
-        self._run_dir: Optional[Path] = None
+        self._run_dir: Path | None = None
         self._own_run_dir = False
-        self._settings_file: Optional[Path] = None
+        self._settings_file: Path | None = None
         self._started = time.monotonic()
 
     # --- lifecycle -----------------------------------------------------------------------------------
@@ -114,15 +122,29 @@ class Supervisor:
                 assert self._run_dir is not None
                 self.kamailio = Kamailio(self.settings, self._run_dir, self.settings.load_trunks())
                 await self.kamailio.start()
-            health = await asyncio.start_server(self._serve_http, self.settings.health_host, self.settings.health_port)
+            health = await asyncio.start_server(
+                self._serve_http, self.settings.health_host, self.settings.health_port
+            )
             self.health_port = health.sockets[0].getsockname()[1]
-            self.emit({"event": "ready", "port": self.settings.port, "workers": self.settings.workers,
-                       "kamailio": self.settings.multi, "health_port": self.health_port,
-                       "worker_ports": [self.settings.worker_sip_port(i) for i in range(self.settings.workers)]})
-            logger.info("SIP gateway ready on port %d (%d worker%s%s), health on %s:%d", self.settings.port,
-                        self.settings.workers, "s" if self.settings.workers > 1 else "",
-                        ", Kamailio in front" if self.settings.multi else "", self.settings.health_host,
-                        self.health_port)
+            self.emit(
+                {
+                    "event": "ready",
+                    "port": self.settings.port,
+                    "workers": self.settings.workers,
+                    "kamailio": self.settings.multi,
+                    "health_port": self.health_port,
+                    "worker_ports": [self.settings.worker_sip_port(i) for i in range(self.settings.workers)],
+                }
+            )
+            logger.info(
+                "SIP gateway ready on port %d (%d worker%s%s), health on %s:%d",
+                self.settings.port,
+                self.settings.workers,
+                "s" if self.settings.workers > 1 else "",
+                ", Kamailio in front" if self.settings.multi else "",
+                self.settings.health_host,
+                self.health_port,
+            )
             status = await self._supervise()
         except (RuntimeError, FileNotFoundError, OSError) as exc:
             logger.error("SIP gateway failed: %s", exc)
@@ -160,8 +182,11 @@ class Supervisor:
         w.live = 0
         env = {**os.environ, "PARLEY_PROCESS": f"sip-worker-{w.index}"}
         w.proc = await asyncio.create_subprocess_exec(
-            *self.worker_argv(w.index, self._settings_file), stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, env=env, limit=1 << 20,
+            *self.worker_argv(w.index, self._settings_file),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+            limit=1 << 20,
         )
         w.started_at = time.monotonic()
         w.reader = asyncio.create_task(self._read_events(w, w.proc))
@@ -177,13 +202,16 @@ class Supervisor:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise RuntimeError(f"SIP workers not ready within {READY_TIMEOUT_S:g} s")
-                done, _ = await asyncio.wait([*waits, *exits, stop], timeout=remaining,
-                                             return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    [*waits, *exits, stop], timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
                 if stop in done:
                     raise RuntimeError("stopped while starting")
                 for w in self.workers:
                     if w.proc is not None and w.proc.returncode is not None:
-                        raise RuntimeError(f"SIP worker {w.index} exited with {w.proc.returncode} while starting")
+                        raise RuntimeError(
+                            f"SIP worker {w.index} exited with {w.proc.returncode} while starting"
+                        )
         finally:
             for t in (*waits, *exits, stop):
                 t.cancel()
@@ -197,14 +225,17 @@ class Supervisor:
             kam = None
             if self.kamailio is not None and self.kamailio.proc is not None:
                 kam = asyncio.create_task(self.kamailio.proc.wait())
-            done, pending = await asyncio.wait([*waits, stop, *([kam] if kam else [])],
-                                               return_when=asyncio.FIRST_COMPLETED)
+            done, pending = await asyncio.wait(
+                [*waits, stop, *([kam] if kam else [])], return_when=asyncio.FIRST_COMPLETED
+            )
             for t in pending:
                 t.cancel()
             if stop in done:
                 return 0
             if kam is not None and kam in done:
-                logger.error("kamailio exited with %s: stopping the SIP gateway", self.kamailio.proc.returncode)
+                logger.error(
+                    "kamailio exited with %s: stopping the SIP gateway", self.kamailio.proc.returncode
+                )
                 return 1
             for task in done:
                 w = waits.get(task)
@@ -214,9 +245,13 @@ class Supervisor:
                 w.last_exit = code
                 lived = time.monotonic() - w.started_at
                 self.counters["worker_exits"] += 1
-                self.emit({"event": "worker_exit", "worker": w.index, "code": code, "lived_s": round(lived, 1)})
+                self.emit(
+                    {"event": "worker_exit", "worker": w.index, "code": code, "lived_s": round(lived, 1)}
+                )
                 if code != 0:
-                    logger.warning("SIP worker %d exited with %s after %.1f s: restarting", w.index, code, lived)
+                    logger.warning(
+                        "SIP worker %d exited with %s after %.1f s: restarting", w.index, code, lived
+                    )
                 delay = 0.0 if code == 0 else backoff[w.index]
                 backoff[w.index] = min(10.0, backoff[w.index] * 2) if lived < 10 else 0.5
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -278,8 +313,15 @@ class Supervisor:
             self.counters["answered" if event.get("answered") else "not_answered"] += 1
             if event.get("sip_status"):
                 self.counters[f"refused_{event['sip_status']}"] += 1
-            for key in ("caller_frames", "caller_frames_to_model", "agent_frames", "agent_audio_ms",
-                        "agent_dropped_ms", "agent_underrun_ms", "dtmf"):
+            for key in (
+                "caller_frames",
+                "caller_frames_to_model",
+                "agent_frames",
+                "agent_audio_ms",
+                "agent_dropped_ms",
+                "agent_underrun_ms",
+                "dtmf",
+            ):
                 self.media[key] += int(event.get(key) or 0)
             rtp = event.get("rtp") or {}
             for key in ("rx_packets", "rx_lost", "tx_packets", "jb_lost", "jb_discarded"):
@@ -293,10 +335,14 @@ class Supervisor:
     # --- health --------------------------------------------------------------------------------------
     async def health(self) -> dict:
         destinations = None
-        if self.kamailio is not None and self.kamailio.proc is not None and self.kamailio.proc.returncode is None:
+        if (
+            self.kamailio is not None
+            and self.kamailio.proc is not None
+            and self.kamailio.proc.returncode is None
+        ):
             try:
                 destinations = await self.kamailio.destinations()
-            except (OSError, asyncio.TimeoutError, FileNotFoundError):
+            except (TimeoutError, OSError, FileNotFoundError):
                 destinations = None
         workers = [w.state() for w in self.workers]
         ok = all(w["running"] and w["ready"] for w in workers)
@@ -307,8 +353,12 @@ class Supervisor:
             "live_calls": sum(w["live"] for w in workers),
             "capacity": self.settings.workers * self.settings.calls_per_worker,
             "workers": workers,
-            "kamailio": None if self.kamailio is None else {
-                "pid": self.kamailio.proc.pid if self.kamailio.proc else None, "destinations": destinations},
+            "kamailio": None
+            if self.kamailio is None
+            else {
+                "pid": self.kamailio.proc.pid if self.kamailio.proc else None,
+                "destinations": destinations,
+            },
             "counters": dict(self.counters),
             "media": dict(self.media),
         }
@@ -327,10 +377,13 @@ class Supervisor:
             else:
                 status, body = 404, {"error": "not found"}
             data = json.dumps(body).encode()
-            writer.write(f"HTTP/1.1 {status} {'OK' if status == 200 else 'Not Found'}\r\nContent-Type: "
-                         f"application/json\r\nContent-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data)
+            writer.write(
+                f"HTTP/1.1 {status} {'OK' if status == 200 else 'Not Found'}\r\nContent-Type: "
+                f"application/json\r\nContent-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
+                + data
+            )
             await writer.drain()
-        except (asyncio.TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError):
             pass
         finally:
             writer.close()

@@ -21,7 +21,7 @@ import hmac
 import ipaddress
 import os
 import time
-from typing import Callable, Iterable, Optional
+from collections.abc import Callable, Iterable
 
 from telephony.sip.message import digest_params, header
 from telephony.sip.settings import Trunk
@@ -30,7 +30,7 @@ from telephony.sip.settings import Trunk
 @dataclasses.dataclass(frozen=True)
 class Admission:
     accepted: bool
-    trunk: Optional[str] = None  # the trunk that let the call in
+    trunk: str | None = None  # the trunk that let the call in
     code: int = 200  # the SIP response for a refusal: 403 or 407
     reason: str = ""
     headers: tuple[tuple[str, str], ...] = ()  # e.g. the Proxy-Authenticate challenge
@@ -46,7 +46,7 @@ class TrunkPolicy:
         trunks: Iterable[Trunk],
         realm: str = "parley",
         *,
-        secret: Optional[bytes] = None,
+        secret: bytes | None = None,
         nonce_ttl_s: float = 300.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -59,7 +59,7 @@ class TrunkPolicy:
         self._clock = clock
 
     @classmethod
-    def proxy_only(cls, addresses: Iterable[str]) -> "TrunkPolicy":
+    def proxy_only(cls, addresses: Iterable[str]) -> TrunkPolicy:
         """A worker behind Kamailio: only the proxy's own addresses may send it INVITEs."""
         nets = tuple(sorted({str(ipaddress.ip_network(a, strict=False)) for a in addresses}))
         return cls([Trunk(name="kamailio", addresses=nets)])
@@ -81,7 +81,7 @@ class TrunkPolicy:
             return self._challenge(stale=True)
         return Admission(False, code=403, reason="Forbidden")
 
-    def by_address(self, source_ip: str) -> Optional[str]:
+    def by_address(self, source_ip: str) -> str | None:
         try:
             ip = ipaddress.ip_address(source_ip)
         except ValueError:

@@ -33,7 +33,7 @@ import os
 import socket
 import time
 import uuid
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import pjsua2 as pj
 
@@ -66,7 +66,7 @@ def proxy_sources(settings: SipSettings) -> list[str]:
 
 
 class _Account(pj.Account):
-    def __init__(self, worker: "SipWorker") -> None:
+    def __init__(self, worker: SipWorker) -> None:
         super().__init__()
         self._worker = worker
 
@@ -88,7 +88,7 @@ class SipWorker:
         connector: CallConnector,
         *,
         emit: Callable[[dict], None] = lambda event: None,
-        proxy_addresses: Optional[list[str]] = None,
+        proxy_addresses: list[str] | None = None,
         numbers_from_connector: bool = False,
     ) -> None:
         self.settings = settings
@@ -105,14 +105,14 @@ class SipWorker:
             self.policy = TrunkPolicy(settings.load_trunks(), settings.realm)
         self.sip_port = settings.worker_sip_port(index)
         self.counters: collections.Counter = collections.Counter()
-        self._ep: Optional[pj.Endpoint] = None
-        self._account: Optional[_Account] = None
-        self._media: Optional[MediaPool] = None
+        self._ep: pj.Endpoint | None = None
+        self._account: _Account | None = None
+        self._media: MediaPool | None = None
         self._calls: dict[int, SipCall] = {}  # pjsua call id -> call, until DISCONNECTED
         self._legs: dict[str, SipLeg] = {}  # live legs by Parley call id
         self._tasks: set[asyncio.Task] = set()
         self._draining = False
-        self._wake: Optional[asyncio.Event] = None
+        self._wake: asyncio.Event | None = None
         self._log_window = [0.0, 0]  # start, refusals in it
         self._started = time.monotonic()
 
@@ -128,16 +128,22 @@ class SipWorker:
         )
         gc.disable()
         gc.freeze()  # what exists now lives as long as the process: keep it out of every collection
-        self.emit({"event": "ready", "worker": self.index, "sip_port": self.sip_port,
-                   "rtp_ports": list(self.settings.worker_rtp_range(self.index)),
-                   "fast_media": self._media.fast if self._media else None})
+        self.emit(
+            {
+                "event": "ready",
+                "worker": self.index,
+                "sip_port": self.sip_port,
+                "rtp_ports": list(self.settings.worker_rtp_range(self.index)),
+                "fast_media": self._media.fast if self._media else None,
+            }
+        )
         logger.info("SIP worker %d ready on port %d", self.index, self.sip_port)
         poll_s = self.settings.poll_ms / 1000.0
         idle_s = max(poll_s, IDLE_POLL_S)  # no call: only housekeeping timers are due
         self._wake = asyncio.Event()
         watched = self._watch_sip_sockets(loop)
         next_gc = loop.time() + GC_INTERVAL_S
-        stop_deadline: Optional[float] = None
+        stop_deadline: float | None = None
         try:
             while True:
                 self._handle_events()
@@ -155,7 +161,9 @@ class SipWorker:
                     break
                 self._wake.clear()
                 with contextlib.suppress(asyncio.TimeoutError):  # timers: pjsip's, GC, stop
-                    await asyncio.wait_for(self._wake.wait(), poll_s if self._calls or stop.is_set() else idle_s)
+                    await asyncio.wait_for(
+                        self._wake.wait(), poll_s if self._calls or stop.is_set() else idle_s
+                    )
         finally:
             for fd in watched:
                 loop.remove_reader(fd)
@@ -196,14 +204,20 @@ class SipWorker:
                     kind = sock.type
             except OSError:
                 continue
-            if isinstance(local, tuple) and len(local) >= 2 and local[1] == self.sip_port and kind in (
-                socket.SOCK_DGRAM, socket.SOCK_STREAM
+            if (
+                isinstance(local, tuple)
+                and len(local) >= 2
+                and local[1] == self.sip_port
+                and kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM)
             ):
                 loop.add_reader(fd, self._on_sip_readable)
                 watched.append(fd)
         if not watched:
-            logger.warning("SIP worker %d: SIP sockets not found; polling every %d ms only",
-                           self.index, self.settings.poll_ms)
+            logger.warning(
+                "SIP worker %d: SIP sockets not found; polling every %d ms only",
+                self.index,
+                self.settings.poll_ms,
+            )
         return watched
 
     def _register_thread(self) -> None:
@@ -326,8 +340,14 @@ class SipWorker:
             parameters={"number": number, "trunk": admission.trunk or "", "codec": codec},
         )
         leg = SipLeg(
-            call, info, settings=self.settings, connector=self.connector, media=media,
-            caller_host=uri_host(header(msg, "from") or ""), trunk=admission.trunk, on_done=self._on_leg_done,
+            call,
+            info,
+            settings=self.settings,
+            connector=self.connector,
+            media=media,
+            caller_host=uri_host(header(msg, "from") or ""),
+            trunk=admission.trunk,
+            on_done=self._on_leg_done,
         )
         del call
         self._legs[info.call_id] = leg
@@ -335,8 +355,16 @@ class SipWorker:
         if self.settings.recycle_after_calls and self.counters["calls"] >= self.settings.recycle_after_calls:
             self._draining = True
             logger.info("SIP worker %d recycles after %d calls", self.index, self.counters["calls"])
-        self.emit({"event": "call_start", "worker": self.index, "call_id": info.call_id, "agent": agent,
-                   "trunk": admission.trunk, "codec": codec})
+        self.emit(
+            {
+                "event": "call_start",
+                "worker": self.index,
+                "call_id": info.call_id,
+                "agent": agent,
+                "trunk": admission.trunk,
+                "codec": codec,
+            }
+        )
         task = asyncio.get_running_loop().create_task(leg.serve())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -346,12 +374,19 @@ class SipWorker:
         now = time.monotonic()
         if now - self._log_window[0] > REFUSAL_LOG_WINDOW_S:
             if self._log_window[1] > REFUSAL_LOGS:
-                logger.info("SIP worker %d refused %d more INVITEs", self.index, self._log_window[1] - REFUSAL_LOGS)
+                logger.info(
+                    "SIP worker %d refused %d more INVITEs", self.index, self._log_window[1] - REFUSAL_LOGS
+                )
             self._log_window = [now, 0]
         self._log_window[1] += 1
         if self._log_window[1] <= REFUSAL_LOGS:  # a flood is counted, not logged line by line
-            logger.info("SIP worker %d refused an INVITE: %d (%s)", self.index, code, why,
-                        extra={"code": code, "why": why})
+            logger.info(
+                "SIP worker %d refused an INVITE: %d (%s)",
+                self.index,
+                code,
+                why,
+                extra={"code": code, "why": why},
+            )
         self.emit({"event": "refused", "worker": self.index, "code": code, "why": why})
         try:
             call.answer(op(code, reason, tuple(headers)))
@@ -386,5 +421,10 @@ class SipWorker:
                     pass
 
     def snapshot(self) -> dict:
-        return {"worker": self.index, "live": len(self._legs), "draining": self._draining,
-                "uptime_s": round(time.monotonic() - self._started, 1), **dict(self.counters)}
+        return {
+            "worker": self.index,
+            "live": len(self._legs),
+            "draining": self._draining,
+            "uptime_s": round(time.monotonic() - self._started, 1),
+            **dict(self.counters),
+        }

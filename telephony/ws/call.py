@@ -28,7 +28,7 @@ import collections
 import dataclasses
 import logging
 import uuid
-from typing import Callable, Deque, Mapping, Optional, Union
+from collections.abc import Callable, Mapping
 
 import numpy as np
 from starlette.websockets import WebSocket
@@ -86,7 +86,7 @@ class GatewayStats:
     clears_sent: int = 0
     closes: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # by close code
     dropped_messages: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # by kind
-    _changed: Optional[asyncio.Condition] = dataclasses.field(default=None, repr=False, compare=False)
+    _changed: asyncio.Condition | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def snapshot(self) -> dict:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not f.name.startswith("_")}
@@ -124,31 +124,31 @@ class WebsocketCall:
         self._connector = connector
         self._settings = settings
         self._stats = stats
-        self._info: Optional[CallInfo] = None
-        self._handler: Optional[CallHandler] = None
+        self._info: CallInfo | None = None
+        self._handler: CallHandler | None = None
         # inbound chain
-        self._in_rs: Optional[ResampleStream] = None
+        self._in_rs: ResampleStream | None = None
         self._framer = Framer(FRAME_SAMPLES)
         self._odd = b""  # a PCM16 byte waiting for its other half
         # outbound chain
-        self._out_rs: Optional[ResampleStream] = None
-        self._pacer: Optional[Pacer] = None
+        self._out_rs: ResampleStream | None = None
+        self._pacer: Pacer | None = None
         self._pacer_counted = False  # its counters are in the gateway's stats
         self._send_lock = asyncio.Lock()
-        self._outbox: Deque[Union[str, bytes]] = collections.deque()
+        self._outbox: collections.deque[str | bytes] = collections.deque()
         self._tasks: set[asyncio.Task] = set()
         # marks: packets queued (whole), packets sent or dropped, marks waiting for their packet
         self._pushed_bytes = 0
         self._disposed = 0
-        self._pending_marks: Deque[tuple[int, str]] = collections.deque()
+        self._pending_marks: collections.deque[tuple[int, str]] = collections.deque()
         self._mark_seq = 0
         # lifecycle
         self._closing = False  # hang-up under way: no new audio
         self._closed = False  # close frame sent (or the socket is gone)
         self._caller_gone = False
         self._drops_logged = 0
-        self.close_code: Optional[int] = None
-        self.close_reason: Optional[str] = None
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
 
     # --- Leg ---------------------------------------------------------------------------------------
     @property
@@ -212,7 +212,7 @@ class WebsocketCall:
         if code == CloseCode.NORMAL and drain > 0 and self._pacer is not None and not self._caller_gone:
             try:
                 await asyncio.wait_for(self._pacer.close(drain=True), drain)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         await self._close(code, reason)
 
@@ -222,7 +222,7 @@ class WebsocketCall:
         try:
             try:
                 start = await asyncio.wait_for(self._await_start(), self._settings.start_timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await self._close(
                     CloseCode.POLICY_VIOLATION,
                     f"no start message within {self._settings.start_timeout_s:g} s",
@@ -248,7 +248,7 @@ class WebsocketCall:
             if not self._closed:
                 await self._close(CloseCode.NORMAL, "call ended")
 
-    async def _await_start(self) -> Optional[Start]:
+    async def _await_start(self) -> Start | None:
         while True:
             data = await self._receive()
             if data is None:
@@ -338,7 +338,7 @@ class WebsocketCall:
         )
         return True
 
-    async def _receive_loop(self) -> Optional[str]:
+    async def _receive_loop(self) -> str | None:
         """Caller messages until the caller's side ends (returns why) or the call is closed."""
         handler = self._handler
         assert handler is not None and self._info is not None
@@ -417,7 +417,7 @@ class WebsocketCall:
             if handler is not None:
                 await asyncio.wait_for(handler.caller_ended(reason), RUN_GRACE_S)
             await asyncio.wait_for(asyncio.shield(run_task), RUN_GRACE_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             logger.warning("call handler did not finish in time", extra={"call_id": self._call_id()})
             run_task.cancel()
         except Exception:
@@ -425,7 +425,7 @@ class WebsocketCall:
             run_task.cancel()
 
     # --- input helpers -----------------------------------------------------------------------------
-    async def _receive(self) -> Optional[Union[str, bytes]]:
+    async def _receive(self) -> str | bytes | None:
         """The next message's data, or None once the socket is closed (by either side)."""
         if self._closed:
             return None
@@ -525,7 +525,7 @@ class WebsocketCall:
                 self._stats.marks_sent += 1
                 await self._write(self._ser.serialize(MarkOut(name)))
 
-    async def _write(self, message: Optional[Union[str, bytes]]) -> None:
+    async def _write(self, message: str | bytes | None) -> None:
         if self._closed or message is None:
             return
         try:
@@ -565,11 +565,11 @@ class WebsocketCall:
             return
         try:  # close() waits for a send in flight, which a client that stopped reading can hold up
             await asyncio.wait_for(self._pacer.close(), RUN_GRACE_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             logger.warning("pacer did not stop in time", extra={"call_id": self._call_id()})
         if not self._pacer_counted:  # stopping runs twice on some paths (close, then serve's finally)
             self._pacer_counted = True
             self._stats.underruns += self._pacer.stats.underruns
 
-    def _call_id(self) -> Optional[str]:
+    def _call_id(self) -> str | None:
         return self._info.call_id if self._info is not None else None

@@ -22,7 +22,8 @@ import collections
 import json
 import time
 import uuid
-from typing import Any, Callable, Optional, Union
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
@@ -51,30 +52,33 @@ class CallClient:
         rate: int,
         encoding: str,
         clock: Callable[[], float] = time.monotonic,
-        headers: Optional[dict] = None,
+        headers: dict | None = None,
     ) -> None:
         self.url = url
-        self.headers = dict(headers or {})  # on the websocket handshake (Authorization: Bearer <stream token>)
+        self.headers = dict(
+            headers or {}
+        )  # on the websocket handshake (Authorization: Bearer <stream token>)
         self.agent = agent
         self.rate = rate
         self.encoding = encoding
         self.clock = clock
         self.t0 = 0.0
-        self.ws: Optional[ClientConnection] = None
+        self.ws: ClientConnection | None = None
         self.events: list[dict] = []
         self.counters: collections.Counter = collections.Counter()
         self.packet_sizes: collections.Counter = collections.Counter()
         self.packet_times: list[float] = []  # arrival of each agent packet, seconds after t0
-        self.closed: Optional[tuple[int, str]] = None
+        self.closed: tuple[int, str] | None = None
         self._agent = np.zeros(rate * 10, dtype=np.int16)
         self._cursor = 0  # playout position (samples) of the agent channel
         self._changed = asyncio.Condition()
-        self._receiver: Optional[asyncio.Task] = None
+        self._receiver: asyncio.Task | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------------
-    async def open(self, timeout: float = 10.0) -> "CallClient":
+    async def open(self, timeout: float = 10.0) -> CallClient:
         self.ws = await asyncio.wait_for(
-            connect(self.url, compression=None, max_size=1 << 22, additional_headers=self.headers or None), timeout
+            connect(self.url, compression=None, max_size=1 << 22, additional_headers=self.headers or None),
+            timeout,
         )
         self.t0 = self.clock()
         self._receiver = asyncio.create_task(self._receive())
@@ -85,7 +89,7 @@ class CallClient:
                 break
         return self
 
-    async def __aenter__(self) -> "CallClient":
+    async def __aenter__(self) -> CallClient:
         return await self.open()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -105,12 +109,12 @@ class CallClient:
             return
         try:
             await asyncio.wait_for(self.ws.close(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         if self._receiver is not None:
             try:
                 await asyncio.wait_for(self._receiver, timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._receiver.cancel()
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> None:
@@ -125,7 +129,7 @@ class CallClient:
         await self.ws.send(self.audio_message(g711.encode(self.encoding, pcm)))
         self.counters["chunks_sent"] += 1
 
-    async def send_raw(self, message: Union[str, bytes]) -> None:
+    async def send_raw(self, message: str | bytes) -> None:
         assert self.ws is not None
         await self.ws.send(message)
 
@@ -191,10 +195,10 @@ class CallClient:
     def stop_message(self) -> str:
         raise NotImplementedError
 
-    def audio_message(self, payload: bytes) -> Union[str, bytes]:
+    def audio_message(self, payload: bytes) -> str | bytes:
         raise NotImplementedError
 
-    async def on_message(self, message: Union[str, bytes]) -> None:
+    async def on_message(self, message: str | bytes) -> None:
         raise NotImplementedError
 
 
@@ -203,7 +207,7 @@ class TwilioCallClient(CallClient):
 
     protocol = "twilio"
 
-    def __init__(self, url: str, agent: str, *, parameters: Optional[dict] = None, **kwargs: Any) -> None:
+    def __init__(self, url: str, agent: str, *, parameters: dict | None = None, **kwargs: Any) -> None:
         super().__init__(url, agent, rate=8000, encoding="mulaw", **kwargs)
         self.account_sid = "AC" + uuid.uuid4().hex
         self.call_sid = "CA" + uuid.uuid4().hex
@@ -273,7 +277,7 @@ class TwilioCallClient(CallClient):
             }
         )
 
-    async def on_message(self, message: Union[str, bytes]) -> None:
+    async def on_message(self, message: str | bytes) -> None:
         if not isinstance(message, str):
             raise ValueError("Twilio streams carry text only; got binary")
         data = json.loads(message)
@@ -331,8 +335,8 @@ class NativeCallClient(CallClient):
         *,
         rate: int = 16000,
         encoding: str = "pcm16",
-        call_id: Optional[str] = None,
-        parameters: Optional[dict] = None,
+        call_id: str | None = None,
+        parameters: dict | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(url, agent, rate=rate, encoding=encoding, **kwargs)
@@ -360,7 +364,7 @@ class NativeCallClient(CallClient):
     def stop_message(self) -> str:
         return '{"type":"stop"}'
 
-    async def on_message(self, message: Union[str, bytes]) -> None:
+    async def on_message(self, message: str | bytes) -> None:
         if isinstance(message, bytes):
             if self.encoding == "pcm16":
                 message = self._odd + message

@@ -32,7 +32,7 @@ import json
 import logging
 import re
 import socket
-from typing import AsyncIterator, Mapping, Optional
+from collections.abc import AsyncIterator, Mapping
 from urllib.parse import parse_qsl, urlsplit
 from xml.sax.saxutils import quoteattr
 
@@ -45,12 +45,12 @@ from starlette.websockets import WebSocket
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from telephony.leg import E164, NAME, CallConnector, CallRefused, CloseCode
+from telephony.ws.call import GatewayStats, WebsocketCall
 from telephony.ws.serializers.base import Serializer
 from telephony.ws.serializers.native import NativeSerializer
 from telephony.ws.serializers.twilio import TwilioSerializer
 from telephony.ws.settings import Settings
 from telephony.ws.signature import request_url, twilio_signature_valid
-from telephony.ws.call import GatewayStats, WebsocketCall
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def create_app(settings: Settings, connector: CallConnector) -> Starlette:
     return app
 
 
-def twiml_for(stream: str, agent: str, parameters: Optional[Mapping[str, str]] = None) -> str:
+def twiml_for(stream: str, agent: str, parameters: Mapping[str, str] | None = None) -> str:
     """`<Connect><Stream>` TwiML for `agent`; the agent (and `parameters`, e.g. the dialled
     `number`) reach the stream as `<Parameter>`s."""
     extra = "".join(
@@ -184,7 +184,7 @@ def twiml_for(stream: str, agent: str, parameters: Optional[Mapping[str, str]] =
     )
 
 
-def stream_url(given: Optional[str], public_url: Optional[str], request: Request) -> str:
+def stream_url(given: str | None, public_url: str | None, request: Request) -> str:
     """The `/twilio` websocket URL for TwiML: `given`, else `public_url`, else the request's host."""
     if given:
         parts = urlsplit(given)
@@ -263,7 +263,7 @@ async def run_gateway(settings: Settings, connector: CallConnector) -> AsyncIter
         server.should_exit = True
         try:
             await asyncio.wait_for(asyncio.shield(task), 10.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             server.force_exit = True
             task.cancel()
         sock.close()

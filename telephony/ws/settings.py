@@ -9,7 +9,6 @@ configured above the transport, in agent/settings.py, from the same `PARLEY_` pr
 
 from __future__ import annotations
 
-from typing import Optional
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -28,7 +27,7 @@ class Settings(BaseSettings):
         le=65535,
         description="TCP port of /twilio, /stream, /twiml and /healthz; 0 picks a free one.",
     )
-    public_url: Optional[str] = Field(
+    public_url: str | None = Field(
         None,
         description=(
             "Base URL Twilio reaches this gateway on (e.g. wss://voice.example.com), used for the "
@@ -58,7 +57,7 @@ class Settings(BaseSettings):
     log_dropped_messages: int = Field(
         5, ge=0, description="Malformed messages logged per call before only counting them (Twilio)."
     )
-    twilio_auth_token: Optional[SecretStr] = Field(
+    twilio_auth_token: SecretStr | None = Field(
         None,
         description=(
             "The Twilio account's auth token (PARLEY_TWILIO_AUTH_TOKEN). When set, POST /twiml needs a "
@@ -70,7 +69,7 @@ class Settings(BaseSettings):
 
     @field_validator("public_url")
     @classmethod
-    def _public_url(cls, value: Optional[str]) -> Optional[str]:
+    def _public_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
         parts = urlsplit(value)

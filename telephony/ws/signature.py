@@ -16,12 +16,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from typing import Iterable, Mapping, Optional, Union
+from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 from starlette.requests import HTTPConnection
 
-Params = Union[Mapping[str, str], Iterable[tuple[str, str]]]
+Params = Mapping[str, str] | Iterable[tuple[str, str]]
 
 
 def twilio_signature(auth_token: str, url: str, params: Params = ()) -> str:
@@ -47,7 +47,7 @@ def _port_variants(url: str) -> list[str]:
     return variants
 
 
-def twilio_signature_valid(auth_token: str, url: str, params: Params, signature: Optional[str]) -> bool:
+def twilio_signature_valid(auth_token: str, url: str, params: Params, signature: str | None) -> bool:
     """True when `signature` is Twilio's for this request (constant-time comparison)."""
     if not auth_token or not signature:
         return False
@@ -59,7 +59,7 @@ def twilio_signature_valid(auth_token: str, url: str, params: Params, signature:
     return ok
 
 
-def request_url(conn: HTTPConnection, public_url: Optional[str]) -> str:
+def request_url(conn: HTTPConnection, public_url: str | None) -> str:
     """The URL the far end requested: `public_url`'s scheme and host with this request's path and
     query; without `public_url`, the X-Forwarded-Proto/Host headers or the request's own. A
     websocket's scheme is ws/wss, an HTTP request's http/https."""

@@ -16,15 +16,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import httpx
 import pytest
 import redis.asyncio as aioredis
 
 from admin.store.credentials import CredentialStore
-from tests.helpers import stop_group
 from procs.redis_server import EmbeddedRedis
+from tests.helpers import stop_group
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,19 +42,33 @@ class AdminProcess:
         self.log_path = log_path
         self.port = free_port()
         self.settings = settings
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 60.0) -> "AdminProcess":
+    def start(self, timeout_s: float = 60.0) -> AdminProcess:
         env = {**os.environ, "REDIS_URL": self.redis_url, "PARLEY_PROCESS": "test-admin"}
         env.update({f"PARLEY_ADMIN_{k.upper()}": str(v) for k, v in self.settings.items()})
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "parley.cli", "admin", "--host", "127.0.0.1", "--port", str(self.port)],
-                cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "parley.cli",
+                    "admin",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                ],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout_s
         while True:  # each probe waits up to 0.5 s for an answer
@@ -73,15 +86,15 @@ class AdminProcess:
     def stop(self) -> None:
         stop_group(self.proc)
 
-    def restart(self) -> "AdminProcess":
+    def restart(self) -> AdminProcess:
         self.stop()
         return self.start()
 
-    def client(self, key: Optional[str] = None) -> httpx.Client:
+    def client(self, key: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=10)
 
-    def async_client(self, key: Optional[str] = None) -> httpx.AsyncClient:
+    def async_client(self, key: str | None = None) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=10)
 
@@ -108,8 +121,12 @@ def redis_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def admin(redis_server, tmp_path_factory):
-    process = AdminProcess(redis_server.url, tmp_path_factory.mktemp("admin") / "admin.log",
-                           model_health_urls='["http://127.0.0.1:9/healthz"]', scrape_timeout_s=0.5).start()
+    process = AdminProcess(
+        redis_server.url,
+        tmp_path_factory.mktemp("admin") / "admin.log",
+        model_health_urls='["http://127.0.0.1:9/healthz"]',
+        scrape_timeout_s=0.5,
+    ).start()
     yield process
     process.stop()
 

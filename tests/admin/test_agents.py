@@ -9,8 +9,13 @@ from agent.config import SHIPPED_AGENTS, TOOL_SCHEMAS
 
 pytestmark = pytest.mark.timeout(120)
 
-AGENT = {"name": "front-desk", "languages": ["en"], "instructions": "Answer questions about opening hours.",
-         "greeting": "Hello, front desk.", "tools": ["search_faq"]}
+AGENT = {
+    "name": "front-desk",
+    "languages": ["en"],
+    "instructions": "Answer questions about opening hours.",
+    "greeting": "Hello, front desk.",
+    "tools": ["search_faq"],
+}
 
 
 def test_the_shipped_agents_are_the_defaults(admin, admin_key):
@@ -22,7 +27,9 @@ def test_the_shipped_agents_are_the_defaults(admin, admin_key):
             assert agents[shipped.name]["version"] == 1
         tools = api.get("/v1/tools").json()
         assert [t["name"] for t in tools] == sorted(TOOL_SCHEMAS)
-        assert api.get("/v1/tools/lookup_order").json()["parameters"] == {"order_id": {"type": "string", "required": True}}
+        assert api.get("/v1/tools/lookup_order").json()["parameters"] == {
+            "order_id": {"type": "string", "required": True}
+        }
         assert api.get("/v1/tools/nope").status_code == 404
 
 
@@ -51,19 +58,27 @@ def test_create_validate_update_with_versions_and_delete(admin, admin_key):
         assert updated.json()["instructions"] == AGENT["instructions"]  # fields left out keep their value
         stale = api.patch("/v1/agents/front-desk", json={"greeting": "lost update", "expected_version": 1})
         assert stale.status_code == 409 and stale.json() == {
-            "detail": "agent 'front-desk' is at version 2, not 1", "field": "expected_version"}
+            "detail": "agent 'front-desk' is at version 2, not 1",
+            "field": "expected_version",
+        }
         r = api.patch("/v1/agents/front-desk", json={"tools": ["transfer"]})
         assert r.status_code == 422 and "handoff_number" in r.json()["detail"][0]["msg"]
         assert api.get("/v1/agents/front-desk").json()["version"] == 2  # a refused update changes nothing
 
         versions = api.get("/v1/agents/front-desk/versions").json()
         assert [(v["version"], v["change"], v["config"]["greeting"]) for v in versions] == [
-            (1, "create", "Hello, front desk."), (2, "update", "Hi again.")]
+            (1, "create", "Hello, front desk."),
+            (2, "update", "Hi again."),
+        ]
         assert versions[0]["key_id"] == admin_key.split("_")[1]
-        assert api.get("/v1/agents/front-desk/versions/1").json()["config"]["greeting"] == "Hello, front desk."
+        assert (
+            api.get("/v1/agents/front-desk/versions/1").json()["config"]["greeting"] == "Hello, front desk."
+        )
         assert api.get("/v1/agents/front-desk/versions/9").status_code == 404
 
-        assert api.post("/v1/numbers", json={"number": "+15555550142", "agent": "front-desk"}).status_code == 201
+        assert (
+            api.post("/v1/numbers", json={"number": "+15555550142", "agent": "front-desk"}).status_code == 201
+        )
         r = api.post("/v1/numbers", json={"number": "+15555550142", "agent": "front-desk"})
         assert r.status_code == 409 and r.json()["field"] == "number"
         r = api.post("/v1/numbers", json={"number": "+15555550143", "agent": "nobody"})
@@ -79,7 +94,9 @@ def test_create_validate_update_with_versions_and_delete(admin, admin_key):
         assert number["agent"] == "front-desk" and number["agent_exists"] is False
         moved = api.patch("/v1/numbers/+15555550142", json={"agent": "support"})
         assert moved.status_code == 200 and moved.json()["agent_exists"] is True
-        assert [n["number"] for n in api.get("/v1/numbers", params={"agent": "support"}).json()] == ["+15555550142"]
+        assert [n["number"] for n in api.get("/v1/numbers", params={"agent": "support"}).json()] == [
+            "+15555550142"
+        ]
         assert api.delete("/v1/numbers/+15555550142").status_code == 204
         assert api.get("/v1/numbers/+15555550142").status_code == 404
         assert api.delete("/v1/numbers/+15555550142").status_code == 404

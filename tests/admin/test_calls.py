@@ -20,14 +20,14 @@ import pytest
 import torch
 
 from agent.settings import AgentSettings
-from parley.admin_link import GatewayLink
-from parley.call import place_call
-from telephony.ws.client import NativeCallClient, TwilioCallClient
-from parley.gateway_app import run_agent_gateway
 from model.config import ModelConfig
 from model.interaction import InteractionModel
 from model.runner import Runner
 from model.server import ModelServer, ModelServerSettings
+from parley.admin_link import GatewayLink
+from parley.call import place_call
+from parley.gateway_app import run_agent_gateway
+from telephony.ws.client import NativeCallClient, TwilioCallClient
 from telephony.ws.settings import Settings
 from telephony.ws.signature import twilio_signature
 from tests.admin.conftest import AdminProcess, make_key
@@ -49,14 +49,22 @@ def speaks_its_mark(seq: int, session) -> Step:
     if seq == 2:
         return Step("speak", text=" ok", audio=1000)
     if seq == 3:
-        return Step("listen", audio="silence",
-                    tool_call={"id": "t1", "name": "search_faq", "arguments": {"query": "opening hours"}})
+        return Step(
+            "listen",
+            audio="silence",
+            tool_call={"id": "t1", "name": "search_faq", "arguments": {"query": "opening hours"}},
+        )
     return Step("listen", audio="silence")
 
 
 def agent_body(mark: str, greeting: str) -> dict:
-    return {"name": "shop-line", "languages": ["en"], "greeting": greeting,
-            "instructions": f"Answer the shop's phone. {mark} Keep it short.", "tools": ["search_faq"]}
+    return {
+        "name": "shop-line",
+        "languages": ["en"],
+        "greeting": greeting,
+        "instructions": f"Answer the shop's phone. {mark} Keep it short.",
+        "tools": ["search_faq"],
+    }
 
 
 def gateway_settings(model_url: str, **kw) -> tuple[Settings, AgentSettings]:
@@ -80,24 +88,40 @@ async def ended(gw) -> None:
     await gw.stats.wait_for(lambda: gw.stats.calls_live == 0, 10)
 
 
-async def test_configure_call_find_update_and_delete_through_the_api(admin, admin_key, redis_server, tmp_path, caplog):
+async def test_configure_call_find_update_and_delete_through_the_api(
+    admin, admin_key, redis_server, tmp_path, caplog
+):
     caplog.set_level(logging.DEBUG)
     wav = caller_wav(tmp_path / "caller.wav", 1.0)
     async with admin.async_client(admin_key) as api, FakeModelServer(speaks_its_mark) as model:
-        assert (await api.post("/v1/agents", json=agent_body("MARK-ONE", "Hello from version one."))).status_code == 201
-        assert (await api.post("/v1/numbers", json={"number": NUMBER, "agent": "shop-line"})).status_code == 201
+        assert (
+            await api.post("/v1/agents", json=agent_body("MARK-ONE", "Hello from version one."))
+        ).status_code == 201
+        assert (
+            await api.post("/v1/numbers", json={"number": NUMBER, "agent": "shop-line"})
+        ).status_code == 201
         token = (await api.post("/v1/agents/shop-line/stream-tokens", json={"label": "test"})).json()["token"]
 
         async with run_agent_gateway(*gateway_settings(model.url), link=GatewayLink(redis_server.url)) as gw:
             # Twilio's webhook: the dialled number picks the agent, and travels on to the stream.
             async with httpx.AsyncClient() as http:
-                twiml = (await http.post(gw.http_url + "/twiml", data={"To": NUMBER, "From": "+15550001111"})).text
+                twiml = (
+                    await http.post(gw.http_url + "/twiml", data={"To": NUMBER, "From": "+15550001111"})
+                ).text
             assert '<Parameter name="agent" value="shop-line"/>' in twiml
             assert f'<Parameter name="number" value="{NUMBER}"/>' in twiml and "15550001111" not in twiml
 
             # The call names another agent; the number decides.
-            first = await place_call("support", wav, tmp_path / "one.wav", url=gw.url, protocol="twilio",
-                                     linger_s=0.4, token=token, parameters={"number": NUMBER})
+            first = await place_call(
+                "support",
+                wav,
+                tmp_path / "one.wav",
+                url=gw.url,
+                protocol="twilio",
+                linger_s=0.4,
+                token=token,
+                parameters={"number": NUMBER},
+            )
             await ended(gw)
             assert first["close_code"] == 1000, first
             assert "MARK-ONE" in model.sessions[-1].config
@@ -107,7 +131,9 @@ async def test_configure_call_find_update_and_delete_through_the_api(admin, admi
             call_id = page["items"][0]["call_id"]
             call = (await api.get(f"/v1/calls/{call_id}")).json()
             assert call["status"] == "ended" and call["protocol"] == "twilio" and call["number"] == NUMBER
-            assert call["agent_version"] == 1 and call["agent_config"]["greeting"] == "Hello from version one."
+            assert (
+                call["agent_version"] == 1 and call["agent_config"]["greeting"] == "Hello from version one."
+            )
             assert [e["text"] for e in call["transcript"] if e["role"] == "agent"] == ["MARK-ONE ok"]
             assert call["ended"]["by"] == "caller" and call["duration_s"] > 1.0
             assert call["timeline"]["counters"]["caller_frames"] >= 5
@@ -115,41 +141,77 @@ async def test_configure_call_find_update_and_delete_through_the_api(admin, admi
             assert call["turn_latency_ms"] and all(0 <= ms < 1000 for ms in call["turn_latency_ms"])
             [tool] = call["tool_calls"]  # no workers here: the gateway answers "tool unavailable" at once
             assert (tool["name"], tool["arguments"], tool["outcome"]) == (
-                "search_faq", {"query": "opening hours"}, "error")
+                "search_faq",
+                {"query": "opening hours"},
+                "error",
+            )
             assert 0 <= tool["latency_ms"] < 1000
 
             # Update: the next call runs the new version, no restart.
-            updated = await api.patch("/v1/agents/shop-line",
-                                      json={"instructions": "Answer the shop's phone. MARK-TWO Keep it short.",
-                                            "greeting": "Hello from version two."})
+            updated = await api.patch(
+                "/v1/agents/shop-line",
+                json={
+                    "instructions": "Answer the shop's phone. MARK-TWO Keep it short.",
+                    "greeting": "Hello from version two.",
+                },
+            )
             assert updated.json()["version"] == 2
-            second = await place_call("support", wav, tmp_path / "two.wav", url=gw.url, protocol="twilio",
-                                      linger_s=0.4, token=token, parameters={"number": NUMBER})
+            second = await place_call(
+                "support",
+                wav,
+                tmp_path / "two.wav",
+                url=gw.url,
+                protocol="twilio",
+                linger_s=0.4,
+                token=token,
+                parameters={"number": NUMBER},
+            )
             await ended(gw)
             assert second["close_code"] == 1000 and "MARK-TWO" in model.sessions[-1].config
             newest = (await api.get("/v1/calls", params={"agent": "shop-line"})).json()
             assert newest["total"] == 2 and newest["items"][1]["call_id"] == call_id  # newest first
             call = (await api.get(f"/v1/calls/{newest['items'][0]['call_id']}")).json()
-            assert call["agent_version"] == 2 and call["agent_config"]["greeting"] == "Hello from version two."
+            assert (
+                call["agent_version"] == 2 and call["agent_config"]["greeting"] == "Hello from version two."
+            )
             assert call["transcript"][0]["text"] == "MARK-TWO ok"
 
             # Pagination and filters.
             one = (await api.get("/v1/calls", params={"agent": "shop-line", "limit": 1, "offset": 1})).json()
             assert one["total"] == 2 and [c["call_id"] for c in one["items"]] == [call_id]
-            assert (await api.get("/v1/calls", params={"agent": "shop-line", "protocol": "native"})).json()["total"] == 0
-            assert (await api.get("/v1/calls", params={"number": NUMBER, "ended_by": "caller"})).json()["total"] == 2
+            assert (await api.get("/v1/calls", params={"agent": "shop-line", "protocol": "native"})).json()[
+                "total"
+            ] == 0
+            assert (await api.get("/v1/calls", params={"number": NUMBER, "ended_by": "caller"})).json()[
+                "total"
+            ] == 2
 
             # Delete the agent: its number now refuses calls, saying why.
             await api.delete("/v1/agents/shop-line")
-            refused = await place_call("support", wav, tmp_path / "three.wav", url=gw.url, protocol="twilio",
-                                       linger_s=0.2, token=token, parameters={"number": NUMBER})
+            refused = await place_call(
+                "support",
+                wav,
+                tmp_path / "three.wav",
+                url=gw.url,
+                protocol="twilio",
+                linger_s=0.2,
+                token=token,
+                parameters={"number": NUMBER},
+            )
             assert refused["close_code"] == 4404
             assert "'shop-line' does not exist" in refused["close_reason"]
             async with httpx.AsyncClient() as http:
                 r = await http.post(gw.http_url + "/twiml", data={"To": NUMBER})
             assert r.status_code == 404 and "does not exist" in r.text
-            by_name = await place_call("shop-line", wav, tmp_path / "four.wav", url=gw.url, protocol="native",
-                                       linger_s=0.2, token=token)
+            by_name = await place_call(
+                "shop-line",
+                wav,
+                tmp_path / "four.wav",
+                url=gw.url,
+                protocol="native",
+                linger_s=0.2,
+                token=token,
+            )
             assert (by_name["close_code"], by_name["close_reason"]) == (4404, "agent 'shop-line' was deleted")
             await api.delete(f"/v1/numbers/{NUMBER}")
 
@@ -165,20 +227,30 @@ async def test_configure_call_find_update_and_delete_through_the_api(admin, admi
     assert "MARK-" not in admin_log and "5555550199" not in admin_log
 
 
-async def test_media_websockets_need_a_stream_token_or_a_twilio_signature(admin, admin_key, redis_server, tmp_path):
+async def test_media_websockets_need_a_stream_token_or_a_twilio_signature(
+    admin, admin_key, redis_server, tmp_path
+):
     wav = caller_wav(tmp_path / "caller.wav", 0.4)
     async with admin.async_client(admin_key) as api, FakeModelServer(speaks_its_mark) as model:
         support = (await api.post("/v1/agents/support/stream-tokens", json={})).json()
         other = (await api.post("/v1/agents/translate-en-es/stream-tokens", json={})).json()
         settings = gateway_settings(model.url, twilio_auth_token="twilio-secret")
         async with run_agent_gateway(*settings, link=GatewayLink(redis_server.url)) as gw:
+
             async def native(**kw) -> tuple:
-                summary = await place_call("support", wav, tmp_path / "n.wav", url=gw.url, protocol="native",
-                                           linger_s=0.2, **kw)
+                summary = await place_call(
+                    "support", wav, tmp_path / "n.wav", url=gw.url, protocol="native", linger_s=0.2, **kw
+                )
                 return summary["close_code"], summary["close_reason"]
 
-            assert await native() == (4401, "stream token required (Authorization: Bearer <token>, or a 'token' parameter)")
-            assert await native(token="pst_0123456789ab_" + "x" * 43) == (4401, "invalid stream token for agent 'support'")
+            assert await native() == (
+                4401,
+                "stream token required (Authorization: Bearer <token>, or a 'token' parameter)",
+            )
+            assert await native(token="pst_0123456789ab_" + "x" * 43) == (
+                4401,
+                "invalid stream token for agent 'support'",
+            )
             assert (await native(token=other["token"]))[0] == 4401  # another agent's token
             assert (await native(token=support["token"]))[0] == 1000
             assert (await native(parameters={"token": support["token"]}))[0] == 1000  # in the start message
@@ -187,16 +259,19 @@ async def test_media_websockets_need_a_stream_token_or_a_twilio_signature(admin,
 
             # Twilio: the handshake's X-Twilio-Signature over the stream URL, keyed with the auth token.
             url = gw.url + "/twilio"
-            for signature, code in ((twilio_signature("twilio-secret", url), None),
-                                    (twilio_signature("wrong-secret", url), 4401), (None, 4401)):
+            for signature, code in (
+                (twilio_signature("twilio-secret", url), None),
+                (twilio_signature("wrong-secret", url), 4401),
+                (None, 4401),
+            ):
                 headers = {"X-Twilio-Signature": signature} if signature else {}
                 client = await TwilioCallClient(url, "support", headers=headers).open()
                 talker = talk(client)
                 try:
                     if code is None:  # accepted: agent audio comes back
-                        await client.wait_for(lambda: client.counters["agent_packets"] > 0, 10)
+                        await client.wait_for(lambda c=client: c.counters["agent_packets"] > 0, 10)
                     else:
-                        await client.wait_for(lambda: client.closed is not None, 10)
+                        await client.wait_for(lambda c=client: c.closed is not None, 10)
                         assert client.closed == (4401, "missing or invalid X-Twilio-Signature")
                 finally:
                     talker.cancel()
@@ -206,10 +281,16 @@ async def test_media_websockets_need_a_stream_token_or_a_twilio_signature(admin,
             form = {"To": "+15555550100", "CallSid": "CA1"}
             async with httpx.AsyncClient() as http:
                 good = twilio_signature("twilio-secret", gw.http_url + "/twiml", form)
-                assert (await http.post(gw.http_url + "/twiml", data=form,
-                                        headers={"X-Twilio-Signature": good})).status_code == 200
-                assert (await http.post(gw.http_url + "/twiml", data={**form, "CallSid": "CA2"},
-                                        headers={"X-Twilio-Signature": good})).status_code == 403
+                assert (
+                    await http.post(gw.http_url + "/twiml", data=form, headers={"X-Twilio-Signature": good})
+                ).status_code == 200
+                assert (
+                    await http.post(
+                        gw.http_url + "/twiml",
+                        data={**form, "CallSid": "CA2"},
+                        headers={"X-Twilio-Signature": good},
+                    )
+                ).status_code == 403
 
 
 async def test_no_key_no_media_auth(tmp_path):
@@ -220,8 +301,9 @@ async def test_no_key_no_media_auth(tmp_path):
     with EmbeddedRedis(tmp_path / "fresh") as fresh:
         async with FakeModelServer(speaks_its_mark) as model:
             async with run_agent_gateway(*gateway_settings(model.url), link=GatewayLink(fresh.url)) as gw:
-                summary = await place_call("support", wav, tmp_path / "n.wav", url=gw.url, protocol="native",
-                                           linger_s=0.2)
+                summary = await place_call(
+                    "support", wav, tmp_path / "n.wav", url=gw.url, protocol="native", linger_s=0.2
+                )
                 await ended(gw)
         assert summary["close_code"] == 1000
         assert fresh.client().zcard("parley:call:index") == 1  # recorded all the same
@@ -231,8 +313,9 @@ async def test_live_calls_and_hang_up_through_the_api(admin, admin_key, redis_se
     async with admin.async_client(admin_key) as api, FakeModelServer(speaks_its_mark) as model:
         token = (await api.post("/v1/agents/support/stream-tokens", json={})).json()["token"]
         async with run_agent_gateway(*gateway_settings(model.url), link=GatewayLink(redis_server.url)) as gw:
-            client = await NativeCallClient(gw.url + "/stream", "support",
-                                            headers={"Authorization": f"Bearer {token}"}).open()
+            client = await NativeCallClient(
+                gw.url + "/stream", "support", headers={"Authorization": f"Bearer {token}"}
+            ).open()
             talker = talk(client)
             try:
                 await client.wait_for(lambda: any(e["kind"] == "started" for e in client.events), 10)
@@ -240,11 +323,13 @@ async def test_live_calls_and_hang_up_through_the_api(admin, admin_key, redis_se
                 live = (await api.get("/v1/calls/live")).json()
                 assert [c["call_id"] for c in live] == [call_id] and live[0]["status"] == "live"
                 assert (await api.get(f"/v1/calls/{call_id}")).json()["status"] == "live"
-                async with admin.async_client(await asyncio.to_thread(make_key, redis_server.url, "read")) as reader:
+                async with admin.async_client(
+                    await asyncio.to_thread(make_key, redis_server.url, "read")
+                ) as reader:
                     assert (await reader.post(f"/v1/calls/{call_id}/hangup")).status_code == 403
                 accepted = await api.post(f"/v1/calls/{call_id}/hangup")
                 assert accepted.status_code == 202 and accepted.json()["gateways"] >= 1
-                await client.wait_for(lambda: client.closed is not None, 10)
+                await client.wait_for(lambda c=client: c.closed is not None, 10)
                 assert client.closed[0] == 1000
             finally:
                 talker.cancel()
@@ -262,20 +347,33 @@ async def test_a_real_tiny_model_call_and_the_metrics(redis_server, admin_key, t
     torch.manual_seed(3)
     model = InteractionModel(ModelConfig.from_name("tiny")).eval()
     wav = caller_wav(tmp_path / "caller.wav", 1.0)
-    async with ModelServer(Runner(model, 2), ModelServerSettings(port=0, max_slots=2), model_name="tiny") as server:
+    async with ModelServer(
+        Runner(model, 2), ModelServerSettings(port=0, max_slots=2), model_name="tiny"
+    ) as server:
         health = server.url.replace("ws://", "http://").replace("/session", "/healthz")
-        admin = AdminProcess(redis_server.url, tmp_path / "admin.log", model_health_urls=json.dumps([health])).start()
+        admin = AdminProcess(
+            redis_server.url, tmp_path / "admin.log", model_health_urls=json.dumps([health])
+        ).start()
         try:
             async with admin.async_client(admin_key) as api:
                 before = (await api.get("/metrics")).text
                 token = (await api.post("/v1/agents/support/stream-tokens", json={})).json()["token"]
                 settings = gateway_settings(server.url)
                 async with run_agent_gateway(*settings, link=GatewayLink(redis_server.url)) as gw:
-                    summary = await place_call("support", wav, tmp_path / "tiny.wav", url=gw.url, protocol="native",
-                                               linger_s=0.6, token=token)
+                    summary = await place_call(
+                        "support",
+                        wav,
+                        tmp_path / "tiny.wav",
+                        url=gw.url,
+                        protocol="native",
+                        linger_s=0.6,
+                        token=token,
+                    )
                     await ended(gw)
                 assert summary["close_code"] == 1000
-                page = (await api.get("/v1/calls", params={"agent": "support", "protocol": "native", "limit": 1})).json()
+                page = (
+                    await api.get("/v1/calls", params={"agent": "support", "protocol": "native", "limit": 1})
+                ).json()
                 call = (await api.get(f"/v1/calls/{page['items'][0]['call_id']}")).json()
                 assert call["model"] == "tiny" and call["turns_received"] >= 5
                 assert call["agent_config"]["name"] == "support"

@@ -11,8 +11,8 @@ from schemathesis import checks
 
 from admin.core.config import Settings
 from admin.main import create_app
-from tests.admin.conftest import AdminProcess, make_key
 from procs.redis_server import EmbeddedRedis
+from tests.admin.conftest import AdminProcess, make_key
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -30,8 +30,13 @@ CHECKS = [
 def fuzz_target(tmp_path_factory):
     base = tmp_path_factory.mktemp("fuzz")
     server = EmbeddedRedis(base / "redis").start()
-    admin = AdminProcess(server.url, base / "admin.log", rate_limit_requests=1_000_000,
-                         model_health_urls='["http://127.0.0.1:9/healthz"]', scrape_timeout_s=0.2).start()
+    admin = AdminProcess(
+        server.url,
+        base / "admin.log",
+        rate_limit_requests=1_000_000,
+        model_health_urls='["http://127.0.0.1:9/healthz"]',
+        scrape_timeout_s=0.2,
+    ).start()
     key = make_key(server.url, "admin", "fuzzer")
     yield admin, key
     admin.stop()
@@ -53,8 +58,9 @@ def test_the_served_schema_is_the_fuzzed_one(fuzz_target):
 
 
 @schema.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
-          database=None)
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None
+)
 def test_every_route_keeps_to_its_schema(case, fuzz_target):
     admin, key = fuzz_target
     case.call_and_validate(base_url=admin.url, headers={"Authorization": f"Bearer {key}"}, checks=CHECKS)

@@ -14,8 +14,10 @@ def test_missing_malformed_wrong_and_under_scoped_keys_are_refused(admin, admin_
     with admin.client() as anonymous:
         r = anonymous.get("/v1/agents")
         assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
-        assert r.json() == {"detail": "missing API key: send the header Authorization: Bearer <key>",
-                            "field": "Authorization"}
+        assert r.json() == {
+            "detail": "missing API key: send the header Authorization: Bearer <key>",
+            "field": "Authorization",
+        }
         r = anonymous.get("/v1/agents", headers={"Authorization": "Basic dXNlcjpwdw=="})
         assert r.status_code == 401 and "Bearer" in r.json()["detail"]
     with admin.client("not-a-key") as bad:
@@ -25,7 +27,10 @@ def test_missing_malformed_wrong_and_under_scoped_keys_are_refused(admin, admin_
     wrong = f"pk_{ident}_" + "A" * 43  # a real key's id with another secret
     with admin.client(wrong) as client:
         r = client.get("/v1/agents")
-        assert r.status_code == 401 and r.json() == {"detail": "unknown or wrong API key", "field": "Authorization"}
+        assert r.status_code == 401 and r.json() == {
+            "detail": "unknown or wrong API key",
+            "field": "Authorization",
+        }
 
     with admin.client(admin_key) as root:
         created = root.post("/v1/keys", json={"name": "dashboard", "scope": "read"})
@@ -40,8 +45,10 @@ def test_missing_malformed_wrong_and_under_scoped_keys_are_refused(admin, admin_
         assert reader.get("/v1/calls").status_code == 200
         r = reader.post("/v1/numbers", json={"number": "+15555550111", "agent": "support"})
         assert r.status_code == 403
-        assert r.json() == {"detail": "this route needs an API key with scope write; this key has scope read",
-                            "field": "Authorization"}
+        assert r.json() == {
+            "detail": "this route needs an API key with scope write; this key has scope read",
+            "field": "Authorization",
+        }
         assert reader.get("/v1/keys").status_code == 403
     with admin.client(writer) as ops:
         assert ops.post("/v1/numbers", json={"number": "+15555550111", "agent": "support"}).status_code == 201
@@ -61,12 +68,17 @@ def test_a_revoked_key_is_refused_from_the_next_request_and_the_last_admin_key_s
             assert r.status_code == 401 and r.json()["detail"] == "API key revoked"
         assert root.get(f"/v1/keys/{made['id']}").json()["revoked_at"] is not None
         assert root.get("/v1/keys/0123456789ab").status_code == 404
-        # Revoking every admin key but one works; the last one is kept (409), so the API never locks itself out.
+        # Revoking every admin key but one works; the last one is kept (409), so the API never
+        # locks itself out.
         for key in root.get("/v1/keys").json():
             if key["scope"] == "admin" and key["revoked_at"] is None and key["id"] != admin_key.split("_")[1]:
                 assert root.delete(f"/v1/keys/{key['id']}").status_code == 200
         r = root.delete(f"/v1/keys/{admin_key.split('_')[1]}")
-        assert r.status_code == 409 and "last active admin key" in r.json()["detail"] and r.json()["field"] == "key_id"
+        assert (
+            r.status_code == 409
+            and "last active admin key" in r.json()["detail"]
+            and r.json()["field"] == "key_id"
+        )
 
 
 def _everything_in_redis(client) -> bytes:
@@ -91,8 +103,10 @@ def _everything_in_redis(client) -> bytes:
 
 def test_stored_keys_and_stream_tokens_cannot_be_read_back_from_redis(admin, admin_key, redis_server):
     with admin.client(admin_key) as root:
-        keys = [root.post("/v1/keys", json={"name": f"k{i}", "scope": s}).json()["key"]
-                for i, s in enumerate(("read", "write", "admin"))]
+        keys = [
+            root.post("/v1/keys", json={"name": f"k{i}", "scope": s}).json()["key"]
+            for i, s in enumerate(("read", "write", "admin"))
+        ]
         token = root.post("/v1/agents/support/stream-tokens", json={"label": "test"}).json()["token"]
     secrets = [admin_key, *keys, token]
     with redis_server.client() as client:
@@ -106,12 +120,16 @@ def test_stored_keys_and_stream_tokens_cannot_be_read_back_from_redis(admin, adm
     with redis_server.client() as client:
         record = client.hgetall(f"parley:cfg:apikey:{keys[0].split('_')[1]}")
     assert set(record) == {b"name", b"scope", b"created_at", b"salt", b"hash", b"cost"}
-    assert len(bytes.fromhex(record[b"salt"].decode())) == 16 and len(bytes.fromhex(record[b"hash"].decode())) == 32
+    assert (
+        len(bytes.fromhex(record[b"salt"].decode())) == 16
+        and len(bytes.fromhex(record[b"hash"].decode())) == 32
+    )
 
 
 def test_the_rate_limit_is_per_key_and_answers_429_with_retry_after(redis_server, tmp_path):
-    limited = AdminProcess(redis_server.url, tmp_path / "admin.log", rate_limit_requests=5,
-                           rate_limit_window_s=3600).start()
+    limited = AdminProcess(
+        redis_server.url, tmp_path / "admin.log", rate_limit_requests=5, rate_limit_window_s=3600
+    ).start()
     try:
         first, second = make_key(redis_server.url, "read"), make_key(redis_server.url, "read")
         with limited.client(first) as a, limited.client(second) as b:

@@ -10,8 +10,8 @@ import redis.asyncio as aioredis
 
 from admin.store.credentials import CredentialStore
 from parley.serve import first_admin_key
-from tests.admin.conftest import AdminProcess, make_key
 from procs.redis_server import EmbeddedRedis
+from tests.admin.conftest import AdminProcess, make_key
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -45,8 +45,16 @@ def test_restarting_redis_and_the_admin_process_loses_nothing(tmp_path):
         key = make_key(server.url, "admin")
         admin.start()
         with admin.client(key) as api:
-            api.post("/v1/agents", json={"name": "kept", "languages": ["en", "es"], "instructions": "Be kept.",
-                                         "tools": ["lookup_order"], "voice": "v1"})
+            api.post(
+                "/v1/agents",
+                json={
+                    "name": "kept",
+                    "languages": ["en", "es"],
+                    "instructions": "Be kept.",
+                    "tools": ["lookup_order"],
+                    "voice": "v1",
+                },
+            )
             api.patch("/v1/agents/kept", json={"voice": "v2"})
             api.patch("/v1/agents/kept", json={"greeting": "Still here."})
             api.delete("/v1/agents/translate-en-es")

@@ -56,6 +56,9 @@ async def test_an_update_raced_by_another_is_retried_on_top_of_it(redis_server):
         assert (stored.version, stored.config.greeting) == (3, "theirs + mine")
         history = await store.versions("txn-race")
         assert [(v.version, v.change, v.config.greeting) for v in history] == [
-            (1, "create", "original"), (2, "update", "theirs"), (3, "update", "theirs + mine")]
+            (1, "create", "original"),
+            (2, "update", "theirs"),
+            (3, "update", "theirs + mine"),
+        ]
     finally:
         await client.aclose()

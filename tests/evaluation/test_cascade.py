@@ -69,8 +69,10 @@ def build_call() -> Call:
     barge-in the agent answers once more (line 2)."""
     lines = [
         AgentLine("I can help with that, what is the order number?"),
-        AgentLine("Thank you. I can see the order, it left our warehouse on Monday and the courier "
-                  "expects to deliver it on Thursday afternoon between two and five."),
+        AgentLine(
+            "Thank you. I can see the order, it left our warehouse on Monday and the courier "
+            "expects to deliver it on Thursday afternoon between two and five."
+        ),
         AgentLine("Of course, go ahead."),
     ]
     expected_latency = (SILENCE_MS + PROCESSING_MS) / 1000
@@ -96,7 +98,7 @@ def build_call() -> Call:
     caller = np.zeros(n, dtype=np.float32)
     for start, audio in pieces:
         i = int(round(start * SR))
-        caller[i:i + len(audio)] += audio
+        caller[i : i + len(audio)] += audio
     return Call(caller, [end1, end2, end3], (p0, p1), barge, lines)
 
 
@@ -107,8 +109,9 @@ def call() -> Call:
 
 @pytest.fixture(scope="module")
 def result(call):
-    return run_cascade(call.caller, call.lines, silence_ms=SILENCE_MS, barge_min_ms=BARGE_MIN_MS,
-                       processing_ms=PROCESSING_MS)
+    return run_cascade(
+        call.caller, call.lines, silence_ms=SILENCE_MS, barge_min_ms=BARGE_MIN_MS, processing_ms=PROCESSING_MS
+    )
 
 
 def test_answers_each_turn_end_after_silence_plus_processing(call, result):
@@ -126,7 +129,7 @@ def test_answers_each_turn_end_after_silence_plus_processing(call, result):
 def test_no_answer_in_the_mid_turn_pause(call, result):
     s, e = call.pause
     assert e - s < SILENCE_MS / 1000
-    assert not np.any(result.agent_audio[int(s * SR):int((e + 0.5) * SR)])
+    assert not np.any(result.agent_audio[int(s * SR) : int((e + 0.5) * SR)])
     assert metrics.pause_takeovers([call.pause], result.track.speech) == [False]
 
 
@@ -138,13 +141,13 @@ def test_barge_in_stops_the_agent_within_barge_min_plus_a_chunk(call, result):
     assert cut.end_s - call.barge_onset >= BARGE_MIN_MS / 1000 - 0.01
     # silent (after the 8 ms fade) from then until the next answer
     quiet_from = int((cut.end_s + 0.01) * SR)
-    assert not np.any(result.agent_audio[quiet_from:int(result.turns[2].start_s * SR)])
+    assert not np.any(result.agent_audio[quiet_from : int(result.turns[2].start_s * SR)])
     stops = metrics.barge_in_stops([call.barge_onset], result.track.speech)
     assert len(stops) == 1 and stops[0] <= BARGE_MIN_MS / 1000 + ONSET_SLACK_S + 0.03
     # the cut line's text keeps only the words begun before the cut
     full = call.lines[1].text.split()
     assert 0 < len(cut.text.split()) < len(full)
-    assert full[:len(cut.text.split())] == cut.text.split()
+    assert full[: len(cut.text.split())] == cut.text.split()
 
 
 def test_result_shape_text_and_determinism(call, result):
@@ -156,8 +159,9 @@ def test_result_shape_text_and_determinism(call, result):
     assert result.track.text.startswith(call.lines[0].text)
     assert result.track.text.endswith(call.lines[2].text)
     assert len(result.vad_probs) == -(-len(call.caller) // 512)
-    again = run_cascade(call.caller, call.lines, silence_ms=SILENCE_MS, barge_min_ms=BARGE_MIN_MS,
-                        processing_ms=PROCESSING_MS)
+    again = run_cascade(
+        call.caller, call.lines, silence_ms=SILENCE_MS, barge_min_ms=BARGE_MIN_MS, processing_ms=PROCESSING_MS
+    )
     assert np.array_equal(again.agent_audio, result.agent_audio)
     assert again.turns == result.turns
 
@@ -176,18 +180,26 @@ def test_caller_backchannel_during_agent_speech_stops_the_cascade(call):
     start = call.turn_ends[1] + (SILENCE_MS + PROCESSING_MS) / 1000 + 1.2 + END_SLACK_S
     i = int(round((start - s) * SR))
     end = call.turn_ends[2] - 0.5  # drop the real barge-in: keep only the backchannel
-    x[int((start - 0.1) * SR):int(end * SR) + 4 * SR] = 0.0
-    x[i:i + len(audio)] += audio
-    r = run_cascade(x, call.lines, silence_ms=SILENCE_MS, barge_min_ms=BARGE_MIN_MS,
-                    processing_ms=PROCESSING_MS)
+    x[int((start - 0.1) * SR) : int(end * SR) + 4 * SR] = 0.0
+    x[i : i + len(audio)] += audio
+    r = run_cascade(
+        x, call.lines, silence_ms=SILENCE_MS, barge_min_ms=BARGE_MIN_MS, processing_ms=PROCESSING_MS
+    )
     assert r.turns[1].outcome == "barged_in"
     assert metrics.backchannel_false_stops([(start, start + len(audio) / SR)], r.track.speech) == [True]
 
 
 def test_own_echo_without_cancellation_cuts_the_agent(call):
     """With its own voice leaking back (no echo cancellation), the first line cuts itself."""
-    r = run_cascade(call.caller, call.lines[:1], silence_ms=SILENCE_MS, barge_min_ms=BARGE_MIN_MS,
-                    processing_ms=PROCESSING_MS, echo_gain=0.5, echo_delay_ms=60)
+    r = run_cascade(
+        call.caller,
+        call.lines[:1],
+        silence_ms=SILENCE_MS,
+        barge_min_ms=BARGE_MIN_MS,
+        processing_ms=PROCESSING_MS,
+        echo_gain=0.5,
+        echo_delay_ms=60,
+    )
     first = r.turns[0]
     assert first.outcome == "barged_in"
     assert first.end_s - first.start_s <= (60 + BARGE_MIN_MS) / 1000 + ONSET_SLACK_S + 0.05
@@ -198,9 +210,8 @@ def test_a_pending_answer_is_cancelled_by_caller_speech_and_kept_for_later(call)
     audio, _, _ = _utterance("And another thing.")
     x = call.caller.copy()
     resume = call.turn_ends[0] + SILENCE_MS / 1000 + 0.1
-    x[int(resume * SR):int(resume * SR) + len(audio)] += audio
-    r = run_cascade(x, call.lines, silence_ms=SILENCE_MS, barge_min_ms=BARGE_MIN_MS,
-                    processing_ms=800)
+    x[int(resume * SR) : int(resume * SR) + len(audio)] += audio
+    r = run_cascade(x, call.lines, silence_ms=SILENCE_MS, barge_min_ms=BARGE_MIN_MS, processing_ms=800)
     assert r.turns[0].outcome == "cancelled" and r.turns[0].start_s is None
     assert r.turns[1].line == 0 and r.turns[1].start_s is not None  # the same line, later
 
@@ -213,12 +224,15 @@ def test_after_turn_end_holds_a_line_back(call):
     assert base - 0.01 <= r.turns[0].start_s - call.turn_ends[1] <= base + END_SLACK_S
 
 
-@pytest.mark.parametrize("bad, why", [
-    (np.zeros(0, dtype=np.float32), "empty"),
-    (np.zeros((2, 1600), dtype=np.float32), "1-D"),
-    (np.zeros(1600, dtype=np.int16), "float32"),
-    (np.full(1600, np.nan, dtype=np.float32), "NaN"),
-])
+@pytest.mark.parametrize(
+    "bad, why",
+    [
+        (np.zeros(0, dtype=np.float32), "empty"),
+        (np.zeros((2, 1600), dtype=np.float32), "1-D"),
+        (np.zeros(1600, dtype=np.int16), "float32"),
+        (np.full(1600, np.nan, dtype=np.float32), "NaN"),
+    ],
+)
 def test_rejects_bad_caller(bad, why):
     with pytest.raises(ValueError, match=why):
         run_cascade(bad, [])
@@ -245,7 +259,7 @@ def test_silence_gives_silence():
 def _clip(text: str) -> np.ndarray:
     """The caller saying `text`, from its first audible sample (an interjection's onset)."""
     audio, s, e = _utterance(text)
-    return audio[int(s * SR):int(round(e * SR))]
+    return audio[int(s * SR) : int(round(e * SR))]
 
 
 def test_an_interjection_meets_the_cascade_talking_and_cuts_it(call):
@@ -255,17 +269,25 @@ def test_an_interjection_meets_the_cascade_talking_and_cuts_it(call):
 
     kw = {"silence_ms": SILENCE_MS, "barge_min_ms": BARGE_MIN_MS, "processing_ms": PROCESSING_MS}
     x = call.caller.copy()
-    x[int((call.barge_onset - 0.1) * SR):] = 0.0  # no scripted barge-in: the long line plays out
+    x[int((call.barge_onset - 0.1) * SR) :] = 0.0  # no scripted barge-in: the long line plays out
     base = run_cascade(x, call.lines, **kw)
     line = base.turns[1]
     assert line.outcome in ("finished", "call_ended") and line.end_s - line.start_s > 3.0
-    ij = Interjection("barge_in", "wait.wav", _clip("Sorry, wait, one more thing."), not_before=line.start_s,
-                      after_speech_s=1.0)
+    ij = Interjection(
+        "barge_in",
+        "wait.wav",
+        _clip("Sorry, wait, one more thing."),
+        not_before=line.start_s,
+        after_speech_s=1.0,
+    )
     player = InterjectionPlayer([ij], len(x))
     r = run_cascade_reactive(x, call.lines, player, **kw)
     onset = player.onsets[0]
-    expected = next(k * FRAME for k in range(len(x) // FRAME)
-                    if k * FRAME >= line.start_s * SR and speaking_for(base.agent_audio, k * FRAME, 1.0))
+    expected = next(
+        k * FRAME
+        for k in range(len(x) // FRAME)
+        if k * FRAME >= line.start_s * SR and speaking_for(base.agent_audio, k * FRAME, 1.0)
+    )
     assert onset == expected and onset / SR >= line.start_s + 1.0
     assert np.array_equal(r.agent_audio[:onset], base.agent_audio[:onset])  # causal: same until then
     cut = r.turns[1]
@@ -282,7 +304,7 @@ def test_a_backchannel_interjection_cuts_the_cascade_too(call):
 
     kw = {"silence_ms": SILENCE_MS, "barge_min_ms": BARGE_MIN_MS, "processing_ms": PROCESSING_MS}
     x = call.caller.copy()
-    x[int((call.barge_onset - 0.1) * SR):] = 0.0
+    x[int((call.barge_onset - 0.1) * SR) :] = 0.0
     clip = _clip("uh-huh, okay.")
     player = InterjectionPlayer([Interjection("backchannel", "bc.wav", clip, after_speech_s=1.5)], len(x))
     r = run_cascade_reactive(x, call.lines, player, **kw)

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from model.config import ModelConfig
 from corpus.labels import micro_turn_labels
 from corpus.render import Event, RenderedCall, config_text
 from corpus.scripts import generate_script
 from evaluation.freerun import floor_strip, free_run, main
+from model.config import ModelConfig
 from model.interaction import InteractionModel
 
 CFG = ModelConfig.from_name("tiny")
@@ -27,9 +27,19 @@ def call() -> RenderedCall:
     n = 30 * 3200
     rng = np.random.default_rng(0)
     caller = (0.1 * rng.standard_normal(n)).astype(np.float32)
-    return RenderedCall(caller, np.zeros(n, np.float32), 16000, [],
-                        [Event(0, "config", config_text("support")), Event(1000, "dtmf", "4")], [],
-                        generate_script("support", 0), 0, True, "en-us", None)
+    return RenderedCall(
+        caller,
+        np.zeros(n, np.float32),
+        16000,
+        [],
+        [Event(0, "config", config_text("support")), Event(1000, "dtmf", "4")],
+        [],
+        generate_script("support", 0),
+        0,
+        True,
+        "en-us",
+        None,
+    )
 
 
 def test_free_run_is_reproducible_and_one_decision_per_micro_turn(tiny, call):
@@ -54,8 +64,8 @@ def test_feeding_every_channel_back_from_the_labels_changes_the_run(tiny, call):
 
 
 def test_command_line_prints_label_and_variants(tmp_path, capsys, monkeypatch, tiny, call):
-    from model.checkpoint import save_checkpoint
     from corpus import render
+    from model.checkpoint import save_checkpoint
 
     save_checkpoint(tiny, tmp_path / "ck")
     monkeypatch.setattr(render.CorpusCache, "call", lambda self, agent, seed, held_out: call)

@@ -9,9 +9,9 @@ import asyncio
 import numpy as np
 import pytest
 
+from evaluation.interjections import FRAME, InterjectionPlayer, speaking_for
 from evaluation.metrics import Annotations, speech_intervals
 from evaluation.run import N, evaluate, run_scenarios, with_interjections
-from evaluation.interjections import FRAME, InterjectionPlayer, speaking_for
 from evaluation.scenarios import Interjection, Scenario
 
 SR = 16_000
@@ -28,12 +28,17 @@ def track(spans: list[tuple[float, float]], seconds: float) -> np.ndarray:
     x = np.zeros(int(round(seconds * SR)), np.float32)
     for s, e in spans:
         part = voiced(e - s)
-        x[int(round(s * SR)):int(round(s * SR)) + len(part)] = part
+        x[int(round(s * SR)) : int(round(s * SR)) + len(part)] = part
     return x
 
 
-def clip(kind: str, seconds: float = 0.4, not_before: float = 0.0, after: float = 0.6,
-         not_after: float | None = None) -> Interjection:
+def clip(
+    kind: str,
+    seconds: float = 0.4,
+    not_before: float = 0.0,
+    after: float = 0.6,
+    not_after: float | None = None,
+) -> Interjection:
     return Interjection(kind, f"{kind}.wav", voiced(seconds), not_before, after, not_after)
 
 
@@ -56,7 +61,7 @@ def test_speaking_for_follows_the_metrics_speech_rule():
     assert at(3.0, 2.0) and not at(3.2, 0.1)  # silent in the last 20 ms before t
     assert at(4.0, 0.6) and not at(4.0, 0.61)  # the 400 ms gap breaks the run
     assert not at(2.6, 0.6, since=2.2) and at(2.8, 0.6, since=2.2)
-    assert not speaking_for(agent[:int(2 * SR)], int(2.4 * SR), 0.2)  # audio not there yet: silence
+    assert not speaking_for(agent[: int(2 * SR)], int(2.4 * SR), 0.2)  # audio not there yet: silence
 
 
 def test_a_clip_starts_at_the_first_frame_after_enough_unbroken_speech():
@@ -66,7 +71,7 @@ def test_a_clip_starts_at_the_first_frame_after_enough_unbroken_speech():
     player = InterjectionPlayer([clip("barge_in", after=0.7, not_before=2.5)], len(agent))
     assert play(player, agent) == [2.6]
     out = player.track(len(agent))
-    assert not out[:int(2.6 * SR)].any() and np.array_equal(out[int(2.6 * SR):int(3.0 * SR)], voiced(0.4))
+    assert not out[: int(2.6 * SR)].any() and np.array_equal(out[int(2.6 * SR) : int(3.0 * SR)], voiced(0.4))
     frames = np.concatenate([player.audio(k) for k in range(len(agent) // FRAME)])
     assert np.array_equal(frames, out)
 
@@ -74,17 +79,19 @@ def test_a_clip_starts_at_the_first_frame_after_enough_unbroken_speech():
 def test_clips_wait_for_each_other_the_caller_and_their_window():
     agent = track([(0.4, 7.0)], 9.0)
     caller_speech = [(1.0, 2.2)]  # the fixed caller WAV talks there: no clip over it
-    player = InterjectionPlayer([clip("backchannel", 0.4, after=0.4), clip("barge_in", 0.5, after=0.6)],
-                                len(agent), caller_speech)
+    player = InterjectionPlayer(
+        [clip("backchannel", 0.4, after=0.4), clip("barge_in", 0.5, after=0.6)], len(agent), caller_speech
+    )
     # 0.8 has 0.4 s of speech, but a clip over [0.8, 1.2) would overlap the caller; from 2.2 both
     # may start, the first in the list wins; the second needs 0.6 s more speech after it ends (2.6)
     assert play(player, agent) == [2.2, 3.2]
     silent = np.zeros(len(agent), np.float32)
     player = InterjectionPlayer([clip("barge_in")], len(agent))
     assert play(player, silent) == [None] and not player.pending
-    player = InterjectionPlayer([clip("barge_in", not_after=0.8), clip("backchannel", 1.5, after=0.2)],
-                                int(1.6 * SR))
-    assert play(player, agent[:int(1.6 * SR)]) == [None, None]  # too late; no room left in the call
+    player = InterjectionPlayer(
+        [clip("barge_in", not_after=0.8), clip("backchannel", 1.5, after=0.2)], int(1.6 * SR)
+    )
+    assert play(player, agent[: int(1.6 * SR)]) == [None, None]  # too late; no room left in the call
 
 
 def test_played_interjections_go_to_the_annotations_and_unplayed_ones_add_nothing():
@@ -109,11 +116,17 @@ def record():
 
     torch.set_num_threads(1)
     caller = track([(0.2, 1.0)], 6.0)
-    sc = Scenario("interjecting", "support", caller,
-                  Annotations(turn_ends=[1.0], caller_speech=[(0.2, 1.0)]),
-                  interjections=[clip("barge_in", 0.5, not_before=1.0, after=0.6, not_after=4.0),
-                                 clip("backchannel", 0.3, not_before=1.0, after=0.4),
-                                 clip("barge_in", 0.5, after=0.6, not_after=0.1)])  # never: too early
+    sc = Scenario(
+        "interjecting",
+        "support",
+        caller,
+        Annotations(turn_ends=[1.0], caller_speech=[(0.2, 1.0)]),
+        interjections=[
+            clip("barge_in", 0.5, not_before=1.0, after=0.6, not_after=4.0),
+            clip("backchannel", 0.3, not_before=1.0, after=0.4),
+            clip("barge_in", 0.5, after=0.6, not_after=0.1),
+        ],
+    )  # never: too early
     records, _ = asyncio.run(run_scenarios(load_model("tiny", None, device="cpu"), [sc], tick_ms=100))
     return records[0]
 
@@ -133,8 +146,9 @@ def test_the_model_meets_interjections_only_after_speaking_long_enough(record):
         assert any(s <= t - ij.after_speech_s + 1e-9 and e >= t - 1e-9 for s, e in speech)
         if record.session["interjection_late_frames"] == 0:  # ... and not at the frame before
             k = round(t * SR) // N
-            assert k * N / SR - 0.2 < max(ij.not_before, free_from) \
-                or not speaking_for(record.agent_audio, (k - 1) * N, ij.after_speech_s, round(free_from * SR))
+            assert k * N / SR - 0.2 < max(ij.not_before, free_from) or not speaking_for(
+                record.agent_audio, (k - 1) * N, ij.after_speech_s, round(free_from * SR)
+            )
         free_from = t + ij.duration_s
 
 
@@ -145,13 +159,13 @@ def test_what_the_model_heard_holds_the_clips(record):
         if t is None:
             continue
         a = round(t * SR)
-        expected = np.round((sc.audio[a:a + len(ij.audio)] + ij.audio) * 32768.0)
-        assert np.abs(heard[a:a + len(ij.audio)] - expected).max() <= 1
+        expected = np.round((sc.audio[a : a + len(ij.audio)] + ij.audio) * 32768.0)
+        assert np.abs(heard[a : a + len(ij.audio)] - expected).max() <= 1
     silent_caller = np.ones(len(record.heard), bool)
-    silent_caller[round(0.2 * SR):SR] = False
+    silent_caller[round(0.2 * SR) : SR] = False
     for ij, t in zip(sc.interjections, record.interjections):
         if t is not None:
-            silent_caller[round(t * SR):round(t * SR) + len(ij.audio)] = False
+            silent_caller[round(t * SR) : round(t * SR) + len(ij.audio)] = False
     assert not heard[silent_caller].any()  # no echo in this scenario: the rest is silence
 
 

@@ -159,8 +159,10 @@ EXPECTED = [("lookup_order", {"order_id": "AB-1234"}), ("book", {"date": "2024-0
 
 
 def test_tool_accuracy_normalises_arguments():
-    made = [(1.0, "lookup_order", {"order_id": "ab 1234"}),
-            (5.0, "book", {"Date": "20240501", "party": "4.0"})]
+    made = [
+        (1.0, "lookup_order", {"order_id": "ab 1234"}),
+        (5.0, "book", {"Date": "20240501", "party": "4.0"}),
+    ]
     score = m.tool_call_accuracy(EXPECTED, made)
     assert (score.expected, score.correct, score.extra) == (2, 1, 0)  # "4.0" the string is not 4
     made[1] = (5.0, "book", {"Date": "2024 – 05 – 01", "party": 4.0})
@@ -168,8 +170,10 @@ def test_tool_accuracy_normalises_arguments():
 
 
 def test_tool_accuracy_wrong_arguments_extras_and_order():
-    wrong = [(1.0, "lookup_order", {"order_id": "AB-1235"}),
-             (5.0, "book", {"date": "2024-05-01", "party": 4})]
+    wrong = [
+        (1.0, "lookup_order", {"order_id": "AB-1235"}),
+        (5.0, "book", {"date": "2024-05-01", "party": 4}),
+    ]
     assert m.tool_call_accuracy(EXPECTED, wrong).accuracy == 0.5
     extra = [(0.5, "transfer", {})] + [(1.0, *EXPECTED[0]), (5.0, *EXPECTED[1])]
     assert m.tool_call_accuracy(EXPECTED, extra).accuracy == approx(2 / 3)
@@ -271,9 +275,16 @@ def test_speech_intervals_threshold_and_edges():
 
 
 def test_annotations_load_round_trip(tmp_path):
-    d = {"turn_ends": [2.0], "pauses": [[1.0, 1.5]], "backchannels": [[3, 3.4]], "barge_ins": [8],
-         "tool_calls": [{"name": "lookup_order", "arguments": {"order_id": "AB-1"}}],
-         "translations": ["hola"], "echoes": [[0.1, 0.5]], "caller_speech": [[0, 2]]}
+    d = {
+        "turn_ends": [2.0],
+        "pauses": [[1.0, 1.5]],
+        "backchannels": [[3, 3.4]],
+        "barge_ins": [8],
+        "tool_calls": [{"name": "lookup_order", "arguments": {"order_id": "AB-1"}}],
+        "translations": ["hola"],
+        "echoes": [[0.1, 0.5]],
+        "caller_speech": [[0, 2]],
+    }
     path = tmp_path / "call.json"
     path.write_text(json.dumps(d))
     ann = Annotations.load(path)

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from parley.cli import main
 from agent.model_client import ToolCall
 from evaluation.metrics import AgentTrack, Annotations
 from evaluation.run import EvalLeg, N, ScenarioToolRouter, echo_intervals, model_cuts
 from evaluation.scenarios import Scenario, ToolResult
+from parley.cli import main
 from telephony.wav import write_pcm16
 
 pytestmark = pytest.mark.timeout(120)
@@ -26,17 +26,26 @@ def call(name: str, arguments: dict | None) -> ToolCall:
 
 
 async def test_tool_router_answers_matching_calls_and_refuses_the_rest():
-    sc = Scenario("t", "support", np.zeros(N, np.float32), Annotations(), tool_results=[
-        ToolResult("lookup_order", {"order_id": "A-12"}, result={"status": "shipped"}),
-        ToolResult("create_return", {"order_id": "A-12"}, error="return window closed"),
-    ])
+    sc = Scenario(
+        "t",
+        "support",
+        np.zeros(N, np.float32),
+        Annotations(),
+        tool_results=[
+            ToolResult("lookup_order", {"order_id": "A-12"}, result={"status": "shipped"}),
+            ToolResult("create_return", {"order_id": "A-12"}, error="return window closed"),
+        ],
+    )
     router = ScenarioToolRouter(sc)
     ok = await router.call(None, call("lookup_order", {"Order_ID": "a12"}))  # normalised arguments match
     assert (ok.kind, json.loads(ok.payload)) == ("tool_result", {"status": "shipped"})
     err = await router.call(None, call("create_return", {"order_id": "A-12"}))
     assert (err.kind, json.loads(err.payload)) == ("tool_error", "return window closed")
-    for wrong in (call("lookup_order", {"order_id": "B-7"}), call("search_faq", {"order_id": "A-12"}),
-                  call("lookup_order", None)):
+    for wrong in (
+        call("lookup_order", {"order_id": "B-7"}),
+        call("search_faq", {"order_id": "A-12"}),
+        call("lookup_order", None),
+    ):
         miss = await router.call(None, wrong)
         assert (miss.kind, json.loads(miss.payload)) == ("tool_error", "unknown request")
     assert router.unmatched == 3
@@ -49,7 +58,11 @@ async def test_eval_leg_lays_each_micro_turn_one_frame_after_the_frame_it_read()
     leg.play(np.full(N, 7, np.int16))
     leg.notify("transcript", {"role": "agent", "t_ms": 0, "text": "hi"})
     assert await waiter
-    assert np.all(leg.audio[4 * N:5 * N] == 7) and not leg.audio[:4 * N].any() and not leg.audio[5 * N:].any()
+    assert (
+        np.all(leg.audio[4 * N : 5 * N] == 7)
+        and not leg.audio[: 4 * N].any()
+        and not leg.audio[5 * N :].any()
+    )
     assert leg.floor == {3: "speak"} and leg.text == {3: "hi"} and leg.seq_frame == {0: 3}
     assert not await leg.wait_answered(4, timeout=0.01)
     leg.notify("turn", {"seq": 1, "t_ms": 200, "frame": 9, "floor": "speak"})  # past the call: not laid
@@ -58,7 +71,9 @@ async def test_eval_leg_lays_each_micro_turn_one_frame_after_the_frame_it_read()
 
 
 def test_model_cuts_are_speech_ends_next_to_a_yield():
-    floor = ["speak"] * 5 + ["yield", "listen"] + ["speak"] * 3 + ["listen"] * 2  # floor k sounds at 0.2 + 0.2k
+    floor = (
+        ["speak"] * 5 + ["yield", "listen"] + ["speak"] * 3 + ["listen"] * 2
+    )  # floor k sounds at 0.2 + 0.2k
     track = AgentTrack(speech=[(0.2, 1.2), (1.6, 2.2)], floor=floor)
     assert model_cuts(track) == [1.2]
 
@@ -96,27 +111,72 @@ def test_parley_eval_end_to_end_with_the_tiny_preset(tmp_path, capsys):
     scen.mkdir()
     # "wait!" once the agent talks 0.4 s
     write_pcm16(scen / "order.int0.wav", np.round(bursts([(0.0, 0.3)], 0.3) * 32767).astype("<i2"), 8000)
-    write_scenario(scen, "order", [(0.2, 1.0), (1.5, 2.2), (3.4, 3.9)], 4.0, {
-        "agent": "support",
-        "annotations": {"turn_ends": [2.2], "pauses": [[1.0, 1.5]], "barge_ins": [3.4],
-                        "caller_speech": [[0.2, 1.0], [1.5, 2.2], [3.4, 3.9]],
-                        "tool_calls": [{"name": "lookup_order", "arguments": {"order_id": "A-12"}}]},
-        "echo": {"delay_ms": 60, "attenuation_db": 20},
-        "tool_results": [{"name": "lookup_order", "arguments": {"order_id": "A-12"},
-                          "result": {"status": "shipped"}, "delay_s": 0.5}],
-        "agent_lines": [{"text": "Let me check.", "after_turn_end": 0}],
-        "events": [{"t": 0.6, "kind": "dtmf", "payload": "1"}],
-        "interjections": [{"kind": "barge_in", "wav": "order.int0.wav", "not_before": 2.4,
-                           "after_speech_s": 0.4}],
-    })
-    write_scenario(scen, "interpret", [(0.2, 1.4)], 3.0, {
-        "agent": "translate-en-es",
-        "annotations": {"turn_ends": [1.4], "caller_speech": [[0.2, 1.4]], "translations": ["Hola, buenos días."]},
-        "agent_lines": [{"text": "Hola, buenos días.", "after_turn_end": 0, "lang": "es"}],
-    })
+    write_scenario(
+        scen,
+        "order",
+        [(0.2, 1.0), (1.5, 2.2), (3.4, 3.9)],
+        4.0,
+        {
+            "agent": "support",
+            "annotations": {
+                "turn_ends": [2.2],
+                "pauses": [[1.0, 1.5]],
+                "barge_ins": [3.4],
+                "caller_speech": [[0.2, 1.0], [1.5, 2.2], [3.4, 3.9]],
+                "tool_calls": [{"name": "lookup_order", "arguments": {"order_id": "A-12"}}],
+            },
+            "echo": {"delay_ms": 60, "attenuation_db": 20},
+            "tool_results": [
+                {
+                    "name": "lookup_order",
+                    "arguments": {"order_id": "A-12"},
+                    "result": {"status": "shipped"},
+                    "delay_s": 0.5,
+                }
+            ],
+            "agent_lines": [{"text": "Let me check.", "after_turn_end": 0}],
+            "events": [{"t": 0.6, "kind": "dtmf", "payload": "1"}],
+            "interjections": [
+                {"kind": "barge_in", "wav": "order.int0.wav", "not_before": 2.4, "after_speech_s": 0.4}
+            ],
+        },
+    )
+    write_scenario(
+        scen,
+        "interpret",
+        [(0.2, 1.4)],
+        3.0,
+        {
+            "agent": "translate-en-es",
+            "annotations": {
+                "turn_ends": [1.4],
+                "caller_speech": [[0.2, 1.4]],
+                "translations": ["Hola, buenos días."],
+            },
+            "agent_lines": [{"text": "Hola, buenos días.", "after_turn_end": 0, "lang": "es"}],
+        },
+    )
     out = tmp_path / "report"
-    assert main(["eval", "--preset", "tiny", "--scenarios", str(scen), "--out", str(out), "--no-asr",
-                 "--tick-ms", "100", "--threads", "1", "--save-audio"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--preset",
+                "tiny",
+                "--scenarios",
+                str(scen),
+                "--out",
+                str(out),
+                "--no-asr",
+                "--tick-ms",
+                "100",
+                "--threads",
+                "1",
+                "--save-audio",
+            ]
+        )
+        == 0
+    )
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["calls"] == 2 and printed["goals"] == 8
 
@@ -136,7 +196,12 @@ def test_parley_eval_end_to_end_with_the_tiny_preset(tmp_path, capsys):
     frames = 20  # 4 s of caller audio
     assert order["session"]["frames"] == frames and order["session"]["frames_sent"] == frames
     assert order["session"]["turns"] >= frames - 3  # a loaded machine may skip a late frame or two
-    assert len(order["floor"]) == frames and set(order["floor"]) <= {"listen", "backchannel", "speak", "yield"}
+    assert len(order["floor"]) == frames and set(order["floor"]) <= {
+        "listen",
+        "backchannel",
+        "speak",
+        "yield",
+    }
     assert all(0 <= s < e <= (frames + 1) * 0.2 + 1e-9 for s, e in order["speech"])
     m = order["metrics"]
     assert len(m["turns"]) == 1 and len(m["pauses"]) == 1

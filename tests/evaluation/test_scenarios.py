@@ -20,9 +20,23 @@ SR = 16_000
 def write_float32(path: Path, x: np.ndarray, rate: int) -> None:
     """An IEEE float WAV (format 3), which the wave module cannot write."""
     data = x.astype("<f4").tobytes()
-    fmt = (3).to_bytes(2, "little") + (1).to_bytes(2, "little") + rate.to_bytes(4, "little") \
-        + (rate * 4).to_bytes(4, "little") + (4).to_bytes(2, "little") + (32).to_bytes(2, "little")
-    body = b"WAVE" + b"fmt " + len(fmt).to_bytes(4, "little") + fmt + b"data" + len(data).to_bytes(4, "little") + data
+    fmt = (
+        (3).to_bytes(2, "little")
+        + (1).to_bytes(2, "little")
+        + rate.to_bytes(4, "little")
+        + (rate * 4).to_bytes(4, "little")
+        + (4).to_bytes(2, "little")
+        + (32).to_bytes(2, "little")
+    )
+    body = (
+        b"WAVE"
+        + b"fmt "
+        + len(fmt).to_bytes(4, "little")
+        + fmt
+        + b"data"
+        + len(data).to_bytes(4, "little")
+        + data
+    )
     path.write_bytes(b"RIFF" + len(body).to_bytes(4, "little") + body)
 
 
@@ -33,11 +47,21 @@ def tone(seconds: float, rate: int) -> np.ndarray:
 
 VALID = {
     "agent": "support",
-    "annotations": {"turn_ends": [1.0], "pauses": [[0.4, 0.6]], "caller_speech": [[0.0, 0.4], [0.6, 1.0]],
-                    "tool_calls": [{"name": "lookup_order", "arguments": {"order_id": "A-1"}}]},
+    "annotations": {
+        "turn_ends": [1.0],
+        "pauses": [[0.4, 0.6]],
+        "caller_speech": [[0.0, 0.4], [0.6, 1.0]],
+        "tool_calls": [{"name": "lookup_order", "arguments": {"order_id": "A-1"}}],
+    },
     "echo": {"delay_ms": 80, "attenuation_db": 25},
-    "tool_results": [{"name": "lookup_order", "arguments": {"order_id": "A-1"}, "result": {"status": "shipped"},
-                      "delay_s": 1.0}],
+    "tool_results": [
+        {
+            "name": "lookup_order",
+            "arguments": {"order_id": "A-1"},
+            "result": {"status": "shipped"},
+            "delay_s": 1.0,
+        }
+    ],
     "agent_lines": [{"text": "Hello.", "after_turn_end": None}, {"text": "It shipped.", "after_turn_end": 0}],
     "events": [{"t": 0.5, "kind": "dtmf", "payload": "4"}],
 }
@@ -93,10 +117,19 @@ BAD = [
     (_with(("annotations", "turn_end"), [1.0]), r"annotations: unknown keys \['turn_end'\]"),
     (_with(("annotations", "pauses"), [[0.6, 0.4]]), r"annotations.pauses\[0\]: ends before it starts"),
     (_with(("annotations", "barge_ins"), ["soon"]), r"annotations.barge_ins\[0\]: must be a number"),
-    (_with(("annotations", "tool_calls"), [{"arguments": {}}]), r"annotations.tool_calls\[0\]: missing key 'name'"),
+    (
+        _with(("annotations", "tool_calls"), [{"arguments": {}}]),
+        r"annotations.tool_calls\[0\]: missing key 'name'",
+    ),
     (_with(("echo",), {"delay_ms": 80}), r"echo: missing key 'attenuation_db'"),
-    (_with(("tool_results", 0, "error"), "boom"), r"tool_results\[0\]: needs exactly one of 'result' and 'error'"),
-    (_with(("agent_lines", 1, "after_turn_end"), 3), r"agent_lines\[1\].after_turn_end: must be null or an index"),
+    (
+        _with(("tool_results", 0, "error"), "boom"),
+        r"tool_results\[0\]: needs exactly one of 'result' and 'error'",
+    ),
+    (
+        _with(("agent_lines", 1, "after_turn_end"), 3),
+        r"agent_lines\[1\].after_turn_end: must be null or an index",
+    ),
     (_with(("events", 0, "kind"), "tool_result"), r"events\[0\].kind: 'tool_result' is not one of"),
     (_with(("events", 0, "t"), -1), r"events\[0\].t: must be a number in \[0, inf\]"),
 ]
@@ -110,8 +143,14 @@ def test_bad_scenarios_are_refused_naming_file_and_key(tmp_path, data, message):
     assert str(err.value).startswith(str(path))
 
 
-INTERJECTION = {"kind": "barge_in", "wav": "call.int0.wav", "not_before": 4.0, "after_speech_s": 0.6,
-                "not_after": 20.0, "text": "Wait, wait."}
+INTERJECTION = {
+    "kind": "barge_in",
+    "wav": "call.int0.wav",
+    "not_before": 4.0,
+    "after_speech_s": 0.6,
+    "not_after": 20.0,
+    "text": "Wait, wait.",
+}
 
 
 def with_interjections(tmp_path: Path, *entries: dict) -> Path:
@@ -123,25 +162,38 @@ def test_interjections_load_with_their_clips_and_defaults(tmp_path):
     bare = {"kind": "backchannel", "wav": "call.int0.wav"}
     sc = load_scenario(with_interjections(tmp_path, INTERJECTION, bare))
     full, bare = sc.interjections
-    assert (full.kind, full.not_before, full.after_speech_s, full.not_after, full.text) == \
-        ("barge_in", 4.0, 0.6, 20.0, "Wait, wait.")
+    assert (full.kind, full.not_before, full.after_speech_s, full.not_after, full.text) == (
+        "barge_in",
+        4.0,
+        0.6,
+        20.0,
+        "Wait, wait.",
+    )
     assert full.audio.dtype == np.float32 and abs(len(full.audio) - SR // 2) <= 2  # resampled to 16 kHz
-    assert (bare.kind, bare.not_before, bare.after_speech_s, bare.not_after) == \
-        ("backchannel", 0.0, 1.0, None)
+    assert (bare.kind, bare.not_before, bare.after_speech_s, bare.not_after) == (
+        "backchannel",
+        0.0,
+        1.0,
+        None,
+    )
     assert load_scenario(scenario_dir(tmp_path, VALID)).interjections == []  # optional
 
 
 BAD_INTERJECTIONS = [
     ({"interjections": {"kind": "barge_in"}}, r"interjections: must be a list"),
-    ({**INTERJECTION, "kind": "cough"},
-     r"interjections\[0\].kind: 'cough' is not one of barge_in, backchannel"),
+    (
+        {**INTERJECTION, "kind": "cough"},
+        r"interjections\[0\].kind: 'cough' is not one of barge_in, backchannel",
+    ),
     ({**INTERJECTION, "onset": 3.0}, r"interjections\[0\]: unknown keys \['onset'\]"),
     ({"kind": "backchannel"}, r"interjections\[0\]: missing key 'wav'"),
     ({**INTERJECTION, "wav": "nope.wav"}, r"interjections\[0\].wav: nope.wav is missing"),
     ({**INTERJECTION, "wav": 3}, r"interjections\[0\].wav: must be a string"),
     ({**INTERJECTION, "not_after": 3.0}, r"interjections\[0\].not_after: must be a number in \[4, inf\]"),
-    ({**INTERJECTION, "after_speech_s": -1},
-     r"interjections\[0\].after_speech_s: must be a number in \[0, 600\]"),
+    (
+        {**INTERJECTION, "after_speech_s": -1},
+        r"interjections\[0\].after_speech_s: must be a number in \[0, 600\]",
+    ),
     ({**INTERJECTION, "not_before": "later"}, r"interjections\[0\].not_before: must be a number"),
 ]
 
@@ -236,12 +288,17 @@ def test_held_out_caller_audio_has_no_scripted_echo(held_out):
     (no noise in these seeds) is silent, although the reference agent track is loud there."""
     sc, data = held_out[0]
     caller = speech_intervals(sc.audio, SR, threshold_db=data["source"]["channel"]["caller_level_dbfs"] - 30)
-    agent_only = [(s, e) for s, e in speech_intervals(sc.reference_audio, SR)
-                  if not any(a < e + 0.3 and b > s - 0.3 for a, b in caller)]
+    agent_only = [
+        (s, e)
+        for s, e in speech_intervals(sc.reference_audio, SR)
+        if not any(a < e + 0.3 and b > s - 0.3 for a, b in caller)
+    ]
     assert sum(e - s for s, e in agent_only) > 5.0
     for s, e in agent_only:
-        part = sc.audio[int(s * SR):int(e * SR)]
-        assert np.sqrt(np.mean(part.astype(np.float64) ** 2)) < 10 ** ((data["source"]["channel"]["caller_level_dbfs"] - 30) / 20)
+        part = sc.audio[int(s * SR) : int(e * SR)]
+        assert np.sqrt(np.mean(part.astype(np.float64) ** 2)) < 10 ** (
+            (data["source"]["channel"]["caller_level_dbfs"] - 30) / 20
+        )
 
 
 def test_held_out_support_calls_get_reactive_interjections(held_out, tmp_path):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from typing import Callable, Optional, Union
+from collections.abc import Callable
 
 import numpy as np
 from websockets.asyncio.server import ServerConnection, serve
@@ -45,8 +45,8 @@ from model.protocol import (
 class Step:
     floor: str = "listen"
     text: str = ""
-    tool_call: Optional[dict] = None  # {"id", "name", "arguments" | "arguments_raw"}
-    audio: Union[str, int] = "echo"  # "echo" | "silence" | a constant int16 level
+    tool_call: dict | None = None  # {"id", "name", "arguments" | "arguments_raw"}
+    audio: str | int = "echo"  # "echo" | "silence" | a constant int16 level
 
 
 @dataclasses.dataclass
@@ -59,7 +59,7 @@ class FakeSession:
     events: list = dataclasses.field(default_factory=list)  # (kind, payload)
     bye: bool = False
     closed: bool = False
-    close_code: Optional[int] = None
+    close_code: int | None = None
 
 
 def echo_listen(seq: int, session: FakeSession) -> Step:
@@ -72,7 +72,7 @@ class FakeModelServer:
         script: Callable[[int, FakeSession], Step] = echo_listen,
         *,
         capacity: int = 64,
-        drop_after: Optional[int] = None,
+        drop_after: int | None = None,
         skip: frozenset = frozenset(),
     ) -> None:
         self.script = script
@@ -86,7 +86,7 @@ class FakeModelServer:
         self._changed = asyncio.Condition()
         self._server = None
 
-    async def __aenter__(self) -> "FakeModelServer":
+    async def __aenter__(self) -> FakeModelServer:
         self._server = await serve(self._handle, "127.0.0.1", 0, max_size=MAX_MESSAGE_BYTES, compression=None)
         port = self._server.sockets[0].getsockname()[1]
         self.url = f"ws://127.0.0.1:{port}/session"
@@ -172,8 +172,11 @@ class FakeModelServer:
         t_ms = seq * MICRO_TURN_MS
         if step.tool_call is not None:
             call = step.tool_call
-            await ws.send(ToolCall(seq, t_ms, call["id"], call["name"], call.get("arguments"),
-                                   call.get("arguments_raw")).to_json())
+            await ws.send(
+                ToolCall(
+                    seq, t_ms, call["id"], call["name"], call.get("arguments"), call.get("arguments_raw")
+                ).to_json()
+            )
         await ws.send(Turn(seq, t_ms, step.floor, step.text).to_json())
         if step.audio == "echo":
             audio = frame

@@ -70,16 +70,26 @@ def record_to_batch(cfg: ModelConfig, prefix: list[int], steps: list[tuple[list[
     pre = torch.full((1, p), SPECIAL.PAD)
     pre[0, : len(prefix)] = torch.tensor(prefix, dtype=torch.int64) if prefix else pre[0, :0]
     return Batch(
-        prefix=pre, prefix_len=torch.tensor([len(prefix)]),
-        kind=torch.tensor([kind]), token=torch.tensor([token]),
-        caller=torch.stack(caller)[None], floor=torch.stack(floor)[None].long(),
-        text=torch.stack(text)[None].long(), tool=torch.stack(tool)[None].long(),
+        prefix=pre,
+        prefix_len=torch.tensor([len(prefix)]),
+        kind=torch.tensor([kind]),
+        token=torch.tensor([token]),
+        caller=torch.stack(caller)[None],
+        floor=torch.stack(floor)[None].long(),
+        text=torch.stack(text)[None].long(),
+        tool=torch.stack(tool)[None].long(),
         audio=torch.stack(audio)[None].long(),
     )
 
 
-def stream_call(model: InteractionModel, slots: int, turns: int, prefixes: dict[int, list[int]],
-                active: callable = lambda turn, slot: True, seed: int = 0):
+def stream_call(
+    model: InteractionModel,
+    slots: int,
+    turns: int,
+    prefixes: dict[int, list[int]],
+    active: callable = lambda turn, slot: True,
+    seed: int = 0,
+):
     """Step `slots` slots for `turns` ticks; returns (state, per-slot list of (events, output row))."""
     state = StreamState.allocate(model.cfg, slots)
     state.set_sampling(list(range(slots)), temperature=1.0, top_p=0.95)

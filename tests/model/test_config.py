@@ -22,17 +22,20 @@ def test_presets_meet_their_size_targets():
     assert sizes["tiny"][0] < sizes["small"][0]
 
 
-@pytest.mark.parametrize("changes, field", [
-    (dict(top_k=5, n_experts=4), "top_k"),
-    (dict(d_model=65), "d_model"),
-    (dict(n_kv_heads=3), "n_kv_heads"),
-    (dict(hop_length=333), "hop_length"),
-    (dict(window=0), "window"),
-    (dict(max_event_tokens=40, window=32), "max_event_tokens"),
-    (dict(dmel_min=3.0), "dmel_max"),
-    (dict(vocab_size=100), "vocab_size"),
-    (dict(n_layers=True), "n_layers"),
-])
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        (dict(top_k=5, n_experts=4), "top_k"),
+        (dict(d_model=65), "d_model"),
+        (dict(n_kv_heads=3), "n_kv_heads"),
+        (dict(hop_length=333), "hop_length"),
+        (dict(window=0), "window"),
+        (dict(max_event_tokens=40, window=32), "max_event_tokens"),
+        (dict(dmel_min=3.0), "dmel_max"),
+        (dict(vocab_size=100), "vocab_size"),
+        (dict(n_layers=True), "n_layers"),
+    ],
+)
 def test_config_validation_names_the_field(changes, field):
     with pytest.raises(ValueError, match=rf"ModelConfig\.{field}="):
         ModelConfig.from_name("tiny").replace(**changes)

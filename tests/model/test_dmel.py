@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from model.config import SAMPLE_RATE, ModelConfig
+from model.config import ModelConfig
 from model.dmel import (
     DMel,
     hz_to_mel,
@@ -17,6 +17,7 @@ from model.dmel import (
     mel_filterbank,
     mel_to_hz,
 )
+from model.protocol import SAMPLE_RATE
 
 PRESETS = ["tiny", "small"]
 
@@ -37,7 +38,7 @@ def speechlike(seconds: float, seed: int) -> torch.Tensor:
     voiced = torch.zeros(n, dtype=torch.float64)
     for h in range(1, 40):
         freq = h * 120.0
-        gain = math.exp(-((freq - 600) / 250) ** 2) + 0.5 * math.exp(-((freq - 1800) / 400) ** 2)
+        gain = math.exp(-(((freq - 600) / 250) ** 2)) + 0.5 * math.exp(-(((freq - 1800) / 400) ** 2))
         voiced += (gain + 0.02) / h**0.5 * torch.sin(h * phase)
     envelope = 0.5 * (1 + torch.sin(2 * math.pi * 4.0 * t)) ** 2
     noise = torch.randn(n, generator=g, dtype=torch.float64) * 0.01
@@ -79,8 +80,11 @@ def test_length_not_multiple_of_hop_is_refused(cfg):
 def test_streaming_in_micro_turns_equals_offline(cfg):
     dmel = DMel(cfg)
     turns = 7
-    rows = [speechlike(turns * 0.2, seed=1), torch.randn(turns * 3200, generator=torch.Generator()
-            .manual_seed(2)) * 0.2, sine(440.0, turns * 0.2, 0.8)]
+    rows = [
+        speechlike(turns * 0.2, seed=1),
+        torch.randn(turns * 3200, generator=torch.Generator().manual_seed(2)) * 0.2,
+        sine(440.0, turns * 0.2, 0.8),
+    ]
     audio = torch.stack(rows)  # [3, turns*3200]
     offline = dmel.log_mel(audio)
 

@@ -31,11 +31,19 @@ def frames(turns: int, seed: int) -> list[bytes]:
 
 def calls() -> list[Call]:
     return [
-        Call("support|en|lookup_order|Be brief.", frames(9, 1), {2: TOK.encode_event("dtmf", "4")},
-             Sampling(1.0, 0.95, seed=11)),
+        Call(
+            "support|en|lookup_order|Be brief.",
+            frames(9, 1),
+            {2: TOK.encode_event("dtmf", "4")},
+            Sampling(1.0, 0.95, seed=11),
+        ),
         Call("reception|en,de||Greet callers.", frames(6, 2), {}, Sampling(0.8, 0.9, seed=22)),
-        Call("x" * 500, frames(11, 3), {0: TOK.encode_event("tool_result", '{"status":"shipped"}')},
-             Sampling(0.0, 1.0, seed=33)),  # a config longer than the prefix budget; greedy
+        Call(
+            "x" * 500,
+            frames(11, 3),
+            {0: TOK.encode_event("tool_result", '{"status":"shipped"}')},
+            Sampling(0.0, 1.0, seed=33),
+        ),  # a config longer than the prefix budget; greedy
     ]
 
 
@@ -71,8 +79,9 @@ def test_the_engine_equals_the_runner_driven_by_hand(tiny):
             plan.events = {slot: call.events[k]}
         by_hand.append(runner.execute(plan)[slot])
     turns = Engine(tiny, 1).run([call])[0]
-    assert [(t.floor, t.text, t.tool_call, t.pcm) for t in turns] == \
-        [(r.floor, r.text, r.tool_call, r.pcm) for r in by_hand]
+    assert [(t.floor, t.text, t.tool_call, t.pcm) for t in turns] == [
+        (r.floor, r.text, r.tool_call, r.pcm) for r in by_hand
+    ]
 
 
 def test_masked_slots_do_not_advance(tiny):
@@ -80,8 +89,10 @@ def test_masked_slots_do_not_advance(tiny):
     engine = Engine(tiny, 2)
     sa, sb = engine.admit(a.config, a.sampling), engine.admit(b.config, b.sampling)
     got_b = [engine.step({sa: a.frames[0], sb: b.frames[0]})[sb]]
-    held = {name: t[:, sb].clone() if name.startswith(("k_", "v_")) else t[sb].clone()
-            for name, t in engine.state.tensors().items()}
+    held = {
+        name: t[:, sb].clone() if name.startswith(("k_", "v_")) else t[sb].clone()
+        for name, t in engine.state.tensors().items()
+    }
     for k in range(1, 4):  # b sends nothing for three ticks: only a steps
         assert set(engine.step({sa: a.frames[k]})) == {sa}
     for name, t in engine.state.tensors().items():
@@ -99,9 +110,18 @@ async def test_the_engine_equals_the_model_server(tiny):
     served = []
     try:
         async with connect(server.url) as ws:
-            await ws.send(json.dumps({"type": "hello", "call_id": "c", "config": call.config,
-                                      "seed": call.sampling.seed, "temperature": call.sampling.temperature,
-                                      "top_p": call.sampling.top_p}))
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "hello",
+                        "call_id": "c",
+                        "config": call.config,
+                        "seed": call.sampling.seed,
+                        "temperature": call.sampling.temperature,
+                        "top_p": call.sampling.top_p,
+                    }
+                )
+            )
             assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "ready"
             for k, frame in enumerate(call.frames):
                 if k == 2:
@@ -115,5 +135,6 @@ async def test_the_engine_equals_the_model_server(tiny):
     finally:
         await server.stop()
     turns = Engine(tiny, 1).run([call])[0]
-    assert [(t.frame, t.floor, t.text, t.pcm) for t in turns] == \
-        [(m["frame"], m["floor"], m["text"], pcm) for m, pcm in served]
+    assert [(t.frame, t.floor, t.text, t.pcm) for t in turns] == [
+        (m["frame"], m["floor"], m["text"], pcm) for m, pcm in served
+    ]

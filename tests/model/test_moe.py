@@ -21,9 +21,16 @@ def test_moe_routes_top_k_and_balances():
     probs = moe.router(flat).softmax(-1)
     w, e = probs.topk(cfg.top_k, -1)
     w = w / w.sum(-1, keepdim=True)
-    dense = torch.stack([torch.nn.functional.silu(flat @ moe.w1[i].t()) * (flat @ moe.w3[i].t()) @ moe.w2[i].t()
-                         for i in range(cfg.n_experts)], 1)  # [N, E, D]
-    want = (dense.gather(1, e[..., None].expand(-1, -1, cfg.d_model)) * w[..., None]).sum(1) + moe.shared(flat)
+    dense = torch.stack(
+        [
+            torch.nn.functional.silu(flat @ moe.w1[i].t()) * (flat @ moe.w3[i].t()) @ moe.w2[i].t()
+            for i in range(cfg.n_experts)
+        ],
+        1,
+    )  # [N, E, D]
+    want = (dense.gather(1, e[..., None].expand(-1, -1, cfg.d_model)) * w[..., None]).sum(1) + moe.shared(
+        flat
+    )
     torch.testing.assert_close(moe(x)[0].reshape(-1, cfg.d_model), want, atol=1e-5, rtol=1e-5)
     # The balance loss has a gradient into the router.
     moe.train()

@@ -248,8 +248,13 @@ def test_a_random_run_accounts_for_every_frame_and_event(seed):
     events arrive in order, as much as a tick allows whenever it steps."""
     rng = random.Random(seed)
     max_events, max_queued = 3, 3
-    s = Scheduler(max_slots=4, max_event_tokens=max_events, max_queued_frames=max_queued,
-                  max_pending_event_tokens=8, catch_up_after=3)
+    s = Scheduler(
+        max_slots=4,
+        max_event_tokens=max_events,
+        max_queued_frames=max_queued,
+        max_pending_event_tokens=8,
+        catch_up_after=3,
+    )
     runner = FakeRunner(4)
     live: dict[int, dict] = {}  # slot -> what the test sent and saw for its session
     finished: list[tuple[dict, object]] = []
@@ -266,8 +271,15 @@ def test_a_random_run_accounts_for_every_frame_and_event(seed):
             if slot is None:
                 assert len(live) == 4
             else:
-                live[slot] = {"name": name, "pushed": 0, "started_at": None, "ticks": 0, "events_sent": [],
-                              "events_seen": [], "joined_at": len(runner.plans)}
+                live[slot] = {
+                    "name": name,
+                    "pushed": 0,
+                    "started_at": None,
+                    "ticks": 0,
+                    "events_sent": [],
+                    "events_seen": [],
+                    "joined_at": len(runner.plans),
+                }
         if not draining and live and rng.random() < 0.08:
             slot = rng.choice(sorted(live))
             finished.append((live.pop(slot), s.release(slot)))

@@ -40,7 +40,9 @@ async def start(model, **kw) -> ModelServer:
 
 
 async def hello(ws, **extra):
-    await ws.send(json.dumps({"type": "hello", "call_id": "c1", "config": "agent=support", "seed": 3, **extra}))
+    await ws.send(
+        json.dumps({"type": "hello", "call_id": "c1", "config": "agent=support", "seed": 3, **extra})
+    )
     return json.loads(await asyncio.wait_for(ws.recv(), 5))
 
 
@@ -106,13 +108,16 @@ async def test_capacity_refuses_with_a_clear_close_code(tiny_model):
         await server.stop()
 
 
-@pytest.mark.parametrize("first, reason", [
-    ("not json", "first message must be a JSON"),
-    (json.dumps({"type": "frame"}), "first message must be a JSON"),
-    (json.dumps({"type": "hello", "seed": -1}), "hello.seed"),
-    (json.dumps({"type": "hello", "top_p": 0}), "hello.top_p"),
-    (json.dumps({"type": "hello", "config": 5}), "hello.config"),
-])
+@pytest.mark.parametrize(
+    "first, reason",
+    [
+        ("not json", "first message must be a JSON"),
+        (json.dumps({"type": "frame"}), "first message must be a JSON"),
+        (json.dumps({"type": "hello", "seed": -1}), "hello.seed"),
+        (json.dumps({"type": "hello", "top_p": 0}), "hello.top_p"),
+        (json.dumps({"type": "hello", "config": 5}), "hello.config"),
+    ],
+)
 async def test_bad_hello_is_refused_with_a_reason(tiny_model, first, reason):
     server = await start(tiny_model, tick_ms=50)
     try:
@@ -131,9 +136,13 @@ async def test_bad_messages_get_errors_and_other_calls_carry_on(tiny_model):
         async with connect(server.url) as bad, connect(server.url) as good:
             await hello(bad)
             await hello(good)
-            for msg in (b"\x00" * 100, "{oops", json.dumps({"type": "frob"}),
-                        json.dumps({"type": "event", "kind": "fax"}),
-                        json.dumps({"type": "event", "kind": "tool_result", "payload": "x" * 5000})):
+            for msg in (
+                b"\x00" * 100,
+                "{oops",
+                json.dumps({"type": "frob"}),
+                json.dumps({"type": "event", "kind": "fax"}),
+                json.dumps({"type": "event", "kind": "tool_result", "payload": "x" * 5000}),
+            ):
                 await bad.send(msg)
                 err = json.loads(await asyncio.wait_for(bad.recv(), 5))
                 assert err["type"] == "error" and err["message"]

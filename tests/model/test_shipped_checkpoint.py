@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from model.checkpoint import DEFAULT_CHECKPOINT, load_model
-from model.config import ModelConfig
 from corpus.labels import dmel_levels
 from corpus.tts import Espeak
+from model.checkpoint import DEFAULT_CHECKPOINT, load_model
+from model.config import ModelConfig
 from model.dmel import DMel
 from model.vocoder import Vocoder, vocoder_delay_samples
 

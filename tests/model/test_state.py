@@ -94,9 +94,15 @@ def test_bad_input_is_refused_and_touches_no_state(tiny, make_inputs, message):
         assert torch.equal(value, before[name]), f"{name} changed on refused input"
 
 
-@pytest.mark.parametrize("mask, message", [([0, 3], "slot index 3 out of range"), ([-1], "out of range"),
-                                           (torch.ones(4, dtype=torch.bool), "slot mask has shape"),
-                                           ([0.5], "integer indices")])
+@pytest.mark.parametrize(
+    "mask, message",
+    [
+        ([0, 3], "slot index 3 out of range"),
+        ([-1], "out of range"),
+        (torch.ones(4, dtype=torch.bool), "slot mask has shape"),
+        ([0.5], "integer indices"),
+    ],
+)
 def test_slot_selection_out_of_range_is_refused(tiny, mask, message):
     state = StreamState.allocate(tiny.cfg, 3)
     before = _snapshot(state)

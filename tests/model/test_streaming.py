@@ -42,8 +42,9 @@ def test_streaming_equals_teacher_forced_forward_past_the_window(tiny):
                 n_tools += 1
                 q = tool_rows[(0, int(p))]
                 k = _text_upto_eot(out.tool)
-                torch.testing.assert_close(full.tool_text_logits[q, :k], out.tool_text_logits[:k],
-                                           atol=2e-4, rtol=1e-4)
+                torch.testing.assert_close(
+                    full.tool_text_logits[q, :k], out.tool_text_logits[:k], atol=2e-4, rtol=1e-4
+                )
         assert n_tools == len(full.tool_positions)
 
 
@@ -53,8 +54,13 @@ def test_masked_batched_step_equals_slot_stepped_alone(tiny):
     _, batched = stream_call(tiny, slots=4, turns=turns, prefixes={0: PREFIX, 2: PREFIX[:5]}, active=pattern)
     for slot in range(4):
         # The same slot, alone in a one-slot state, stepped at the same ticks with the same audio.
-        _, alone = stream_call(tiny, slots=4, turns=turns, prefixes={0: PREFIX, 2: PREFIX[:5]},
-                               active=lambda turn, s, slot=slot: s == slot and pattern(turn, s))
+        _, alone = stream_call(
+            tiny,
+            slots=4,
+            turns=turns,
+            prefixes={0: PREFIX, 2: PREFIX[:5]},
+            active=lambda turn, s, slot=slot: s == slot and pattern(turn, s),
+        )
         assert len(alone[slot]) == len(batched[slot]) > 0
         for (ev_a, a), (ev_b, b) in zip(alone[slot], batched[slot]):
             assert ev_a == ev_b
@@ -69,8 +75,8 @@ def test_masked_batched_step_equals_slot_stepped_alone(tiny):
 def test_masked_out_slots_do_not_change_at_all(tiny):
     state = StreamState.allocate(tiny.cfg, 4)
     tiny.prefill(state, 1, PREFIX)
-    from tests.model.conftest import caller_audio
     from model.interaction import StepInputs
+    from tests.model.conftest import caller_audio
 
     audio = caller_audio(4, 6)
     for turn in range(3):
@@ -78,7 +84,9 @@ def test_masked_out_slots_do_not_change_at_all(tiny):
     before = {k: v.clone() for k, v in state.tensors().items()}
     mask = torch.tensor([True, False, True, False])
     for turn in range(3, 6):
-        tiny.step(state, StepInputs(audio=audio[turn], events={0: [SPECIAL.DTMF, 49, SPECIAL.EVENT_END]}), mask)
+        tiny.step(
+            state, StepInputs(audio=audio[turn], events={0: [SPECIAL.DTMF, 49, SPECIAL.EVENT_END]}), mask
+        )
     changed_somewhere = False
     for name, old in before.items():
         new = state.tensors()[name]
@@ -92,8 +100,8 @@ def test_masked_out_slots_do_not_change_at_all(tiny):
 
 
 def test_sampling_is_reproducible_with_a_seed(tiny):
-    from tests.model.conftest import caller_audio
     from model.interaction import StepInputs
+    from tests.model.conftest import caller_audio
 
     outs = []
     for _ in range(2):
@@ -115,8 +123,8 @@ def test_floor_and_tool_decisions_are_drawn_from_the_whole_distribution(tiny):
     slot's temperature and top-p (nucleus truncation at 0.9 would never take it); greedy never."""
     import copy
 
-    from model.config import FLOOR_STATES
     from model.interaction import StepInputs
+    from model.protocol import FLOOR_STATES
     from tests.model.conftest import caller_audio
 
     model = copy.deepcopy(tiny)
@@ -137,4 +145,6 @@ def test_floor_and_tool_decisions_are_drawn_from_the_whole_distribution(tiny):
     greedy = StreamState.allocate(model.cfg, slots)
     greedy.set_sampling(list(range(slots)), temperature=0.0, seed=list(range(slots)))
     out = model.step(greedy, StepInputs(audio=caller_audio(slots, 1)[0]), list(range(slots)))
-    assert bool((out.floor == FLOOR_STATES.index("listen")).all()) and bool((out.tool[:, 0] == SPECIAL.PAD).all())
+    assert bool((out.floor == FLOOR_STATES.index("listen")).all()) and bool(
+        (out.tool[:, 0] == SPECIAL.PAD).all()
+    )

@@ -14,7 +14,7 @@ def test_tokenizer_round_trips_any_text_and_streams_split_characters():
     assert all(0 <= i < 256 for i in ids)
     assert tok.decode(ids) == text
     dec = StreamDecoder()
-    pieces = [dec.push(ids[i:i + 3] + [SPECIAL.EOT, SPECIAL.PAD]) for i in range(0, len(ids), 3)]
+    pieces = [dec.push(ids[i : i + 3] + [SPECIAL.EOT, SPECIAL.PAD]) for i in range(0, len(ids), 3)]
     assert "".join(pieces) + dec.flush() == text
 
 

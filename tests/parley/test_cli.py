@@ -8,14 +8,25 @@ import sys
 
 import pytest
 
-REQUIRED_INFO = {"preset", "layers", "d_model", "experts", "top_k", "params_total", "params_active",
-                 "micro_turn_ms", "window_micro_turns", "kv_bytes_per_slot"}
+REQUIRED_INFO = {
+    "preset",
+    "layers",
+    "d_model",
+    "experts",
+    "top_k",
+    "params_total",
+    "params_active",
+    "micro_turn_ms",
+    "window_micro_turns",
+    "kv_bytes_per_slot",
+}
 REQUIRED_BENCH = {"slots", "device", "tick_ms_p50", "tick_ms_p99", "realtime_factor", "peak_mem_bytes"}
 
 
 def parley(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "parley.cli", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "parley.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.parametrize("preset", ["tiny", "small", "large", "xl"])

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from tests.parley.test_cli import parley
 from procs.redis_server import EmbeddedRedis
+from tests.parley.test_cli import parley
 from workers.shop import Shop
 from workers.store import ShopStore
 

@@ -17,8 +17,11 @@ from parley.demo import run_demo
 def configs(monkeypatch) -> list[str]:
     seen: list[str] = []
     admit = Engine.admit
-    monkeypatch.setattr(Engine, "admit", lambda self, config, sampling=None: seen.append(config)
-                        or admit(self, config, sampling))
+    monkeypatch.setattr(
+        Engine,
+        "admit",
+        lambda self, config, sampling=None: seen.append(config) or admit(self, config, sampling),
+    )
     return seen
 
 
@@ -31,5 +34,7 @@ def tiny() -> InteractionModel:
 def test_demo_and_bench_prefix_calls_with_the_rendered_agent(tiny, configs, tmp_path):
     run_demo(tiny, 0.4, tmp_path, agent="translate-en-es")
     out = bench_step(tiny, "tiny", slots=2, ticks=2, device="cpu", warmup=1)
-    assert configs == [render_prefix(get_agent("translate-en-es"))] + 2 * [render_prefix(get_agent("support"))]
+    assert configs == [render_prefix(get_agent("translate-en-es"))] + 2 * [
+        render_prefix(get_agent("support"))
+    ]
     assert out["slots"] == 2 and out["tick_ms_p99"] >= out["tick_ms_p50"] > 0

@@ -19,9 +19,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from agent.settings import AgentSettings
-from telephony.ws.client import CallClient, NativeCallClient, TwilioCallClient
 from parley.gateway_app import run_agent_gateway
 from telephony.leg import CloseCode
+from telephony.ws.client import CallClient, NativeCallClient, TwilioCallClient
 from telephony.ws.settings import Settings
 from tests.fakes.model_server import FakeModelServer, Step
 
@@ -302,9 +302,13 @@ def nat_call_id(client: NativeCallClient) -> str:
 
 
 async def test_end_call_hangs_up_the_caller():
-    end = lambda seq, s: Step(
-        "speak", audio=LOUD, tool_call={"id": "e", "name": "end_call", "arguments": {}} if seq == 3 else None
-    )
+    def end(seq, s):
+        return Step(
+            "speak",
+            audio=LOUD,
+            tool_call={"id": "e", "name": "end_call", "arguments": {}} if seq == 3 else None,
+        )
+
     async with call_path(end) as (fake, gw):
         client = await twilio(gw).open()
         sender = asyncio.create_task(stream(client, 5.0))

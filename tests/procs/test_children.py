@@ -11,12 +11,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from procs.children import Child, alive, free_port, stop_all, wait_healthy
+from tests.procs.waits import gone, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -61,32 +61,26 @@ while True:
 """
 
 
-def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.01)
-
-
-def gone(pid: int) -> bool:
-    """Exited: no such process, or a zombie nobody has reaped yet."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return not alive(pid)
-
-
 def signal_child(name: str, d: Path, *extra: str) -> Child:
     d.mkdir()
-    return Child(name, [sys.executable, "-c", SIGNAL_CHILD, str(d), *extra], "",
-                 stdout=subprocess.DEVNULL, ready=(d / "ready").exists)
+    return Child(
+        name,
+        [sys.executable, "-c", SIGNAL_CHILD, str(d), *extra],
+        "",
+        stdout=subprocess.DEVNULL,
+        ready=(d / "ready").exists,
+    )
 
 
 def test_a_child_is_ready_when_its_health_url_answers_200(tmp_path):
     port = free_port()
-    child = Child("web", [sys.executable, "-c", HTTP_CHILD, str(port)], f"http://127.0.0.1:{port}/healthz",
-                  stdout=subprocess.DEVNULL, env={"GREETING": "hello"})
+    child = Child(
+        "web",
+        [sys.executable, "-c", HTTP_CHILD, str(port)],
+        f"http://127.0.0.1:{port}/healthz",
+        stdout=subprocess.DEVNULL,
+        env={"GREETING": "hello"},
+    )
     assert not child.healthy()  # nothing listens yet
     child.start()
     try:
@@ -101,8 +95,13 @@ def test_a_child_is_ready_when_its_health_url_answers_200(tmp_path):
 
 def test_a_child_that_answers_but_not_200_is_not_ready(tmp_path):
     port = free_port()
-    child = Child("slow", [sys.executable, "-c", HTTP_CHILD, str(port)], f"http://127.0.0.1:{port}/starting",
-                  stdout=subprocess.DEVNULL, env={"GREETING": "-"})
+    child = Child(
+        "slow",
+        [sys.executable, "-c", HTTP_CHILD, str(port)],
+        f"http://127.0.0.1:{port}/starting",
+        stdout=subprocess.DEVNULL,
+        env={"GREETING": "-"},
+    )
     child.start()
     try:
         wait_for(lambda: _connects(port), 20, "the child to listen")
@@ -166,8 +165,9 @@ def test_stop_all_does_not_wait_the_grace_for_children_that_stop(tmp_path):
 
 
 def test_a_child_gets_sigterm_when_its_parent_dies_even_by_sigkill(tmp_path):
-    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(tmp_path)], cwd=ROOT,
-                              stdin=subprocess.DEVNULL)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, str(tmp_path)], cwd=ROOT, stdin=subprocess.DEVNULL
+    )
     try:
         wait_for((tmp_path / "ready").exists, 20, "the grandchild to start")
         pid = int((tmp_path / "ready").read_text())

@@ -8,15 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import redis
 
-from procs.children import alive
 from procs.redis_server import OWNER_FILE, EmbeddedRedis, live_server_pid, sweep_stale
+from tests.procs.waits import gone, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -31,22 +29,6 @@ open(sys.argv[1] + "/started", "w").close()
 while True:
     signal.pause()
 """
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.01)
-
-
-def gone(pid: int) -> bool:
-    """Exited: no such process, or a zombie nobody has reaped yet."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return not alive(pid)
 
 
 def dead_pid() -> int:

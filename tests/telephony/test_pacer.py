@@ -407,7 +407,7 @@ def test_silence_packets_per_encoding():
             rec = Recorder(clock)
             pacer = Pacer.for_encoding(rec, enc, 8000, fill_silence=True, clock=clock, sleep=clock.sleep)
             pacer.start()
-            await until(lambda: len(rec.packets) >= 2)
+            await until(lambda r=rec: len(r.packets) >= 2)
             await pacer.close()
             got[enc] = rec.packets[0]
         assert got == {"mulaw": b"\xff" * 160, "alaw": b"\xd5" * 160, "pcm16": b"\x00" * 320}

@@ -161,7 +161,7 @@ def test_output_keeps_pace_with_the_input_a_fixed_lookahead_behind(in_rate, out_
     grid = out_rate // math.gcd(in_rate, out_rate)  # output comes in whole steps of the shared grid
     total = 0
     for k in range(x.size // frame):
-        total += rs.push(x[k * frame:(k + 1) * frame]).size
+        total += rs.push(x[k * frame : (k + 1) * frame]).size
         owed = (k + 1) * frame * out_rate / in_rate
         assert owed - lookahead_out - grid < total <= owed - lookahead_out + 1e-9, (k, total)
         assert rs.delay == pytest.approx(owed - total, abs=1)
@@ -172,8 +172,8 @@ def test_min_out_waits_for_a_whole_frame_and_changes_nothing_else():
     plain, framed = ResampleStream(8000, 16000), ResampleStream(8000, 16000, min_out=3200)
     got_plain, sizes = [], []
     for i in range(0, x.size, 160):  # 20 ms chunks, as a Twilio call sends them
-        got_plain.append(plain.push(x[i:i + 160]))
-        sizes.append(framed.push(x[i:i + 160]).size)
+        got_plain.append(plain.push(x[i : i + 160]))
+        sizes.append(framed.push(x[i : i + 160]).size)
     sizes.append(framed.flush().size)
     assert all(n == 0 or n >= 3200 for n in sizes[:-1])
     # Frame k (3200 samples at 16 kHz) is out by the 20 ms chunk after the one that completes it.

@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 
 from telephony import g711
-from telephony.wav import (WavError, float_to_pcm16, read_float, read_pcm16, write_float, write_g711,
-                          write_pcm16)
+from telephony.wav import (
+    WavError,
+    float_to_pcm16,
+    read_float,
+    read_pcm16,
+    write_float,
+    write_g711,
+    write_pcm16,
+)
 
 
 def test_read_pcm16_formats(tmp_path):

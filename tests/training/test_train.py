@@ -21,17 +21,30 @@ def structured_batch(cfg: ModelConfig, seed: int, index: int) -> Batch:
     token = torch.full((b, t), SPECIAL.PAD)
     token[:, 5] = SPECIAL.TIMER
     loud = torch.rand(b, t, generator=g) < 0.5
-    caller = torch.where(loud[..., None, None], torch.full((b, t, f, m), 12), torch.zeros(b, t, f, m, dtype=torch.long))
+    caller = torch.where(
+        loud[..., None, None], torch.full((b, t, f, m), 12), torch.zeros(b, t, f, m, dtype=torch.long)
+    )
     floor = torch.where(loud, 0, 2)
     text = torch.full((b, t, cfg.max_text_tokens), SPECIAL.PAD)
     text[..., 0] = torch.where(loud, SPECIAL.EOT, ord("h"))
     text[..., 1] = torch.where(loud, SPECIAL.PAD, SPECIAL.EOT)
     tool = torch.full((b, t, cfg.max_tool_tokens), SPECIAL.PAD)
     tool[:, 7, :3] = torch.tensor([ord("e"), ord("n"), SPECIAL.EOT])
-    audio = torch.where(loud[..., None, None], torch.zeros(b, t, f, m, dtype=torch.long), torch.full((b, t, f, m), 9))
+    audio = torch.where(
+        loud[..., None, None], torch.zeros(b, t, f, m, dtype=torch.long), torch.full((b, t, f, m), 9)
+    )
     prefix = torch.tensor([[SPECIAL.CONFIG, 65, SPECIAL.EVENT_END]] * b)
-    return Batch(prefix=prefix, prefix_len=torch.tensor([3] * b), kind=kind, token=token, caller=caller,
-                 floor=floor, text=text, tool=tool, audio=audio)
+    return Batch(
+        prefix=prefix,
+        prefix_len=torch.tensor([3] * b),
+        kind=kind,
+        token=token,
+        caller=caller,
+        floor=floor,
+        text=text,
+        tool=tool,
+        audio=audio,
+    )
 
 
 def data(seed: int, index: int) -> Batch:
@@ -75,30 +88,73 @@ def test_parley_train_runs_on_generated_calls_and_resumes(tmp_path):
     import sys
 
     out = tmp_path / "run"
-    common = ["--preset", "tiny", "--out", str(out), "--batch-size", "2", "--max-positions", "64",
-              "--corpus-calls", "3", "--checkpoint-every", "2"]
+    common = [
+        "--preset",
+        "tiny",
+        "--out",
+        str(out),
+        "--batch-size",
+        "2",
+        "--max-positions",
+        "64",
+        "--corpus-calls",
+        "3",
+        "--checkpoint-every",
+        "2",
+    ]
     env_cache = {"PARLEY_CACHE_DIR": str(tmp_path / "cache")}
     import os
 
     env = {**os.environ, **env_cache}
-    res = subprocess.run([sys.executable, "-m", "parley.cli", "train", *common, "--steps", "3"],
-                         capture_output=True, text=True, timeout=300, env=env)
+    res = subprocess.run(
+        [sys.executable, "-m", "parley.cli", "train", *common, "--steps", "3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout.splitlines()[-1])["step"] == 3
     assert (out / "losses.png").stat().st_size > 1000 and (out / "model.safetensors").is_file()
-    again = subprocess.run([sys.executable, "-m", "parley.cli", "train", *common, "--steps", "2"],
-                           capture_output=True, text=True, timeout=300, env=env)
+    again = subprocess.run(
+        [sys.executable, "-m", "parley.cli", "train", *common, "--steps", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert again.returncode != 0 and "--resume" in again.stderr  # never silently overwrites a run
-    res = subprocess.run([sys.executable, "-m", "parley.cli", "train", *common, "--resume", "--steps", "2"],
-                         capture_output=True, text=True, timeout=300, env=env)
+    res = subprocess.run(
+        [sys.executable, "-m", "parley.cli", "train", *common, "--resume", "--steps", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout.splitlines()[-1])["step"] == 5
     steps = [json.loads(line)["step"] for line in (out / "losses.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5]
     # Resuming with another agent voice would silently switch corpora: refused, nothing trained.
     assert json.loads((out / "data.json").read_text()) == {"agent_voice": "espeak"}
-    other = subprocess.run([sys.executable, "-m", "parley.cli", "train", *common, "--resume", "--steps", "1",
-                            "--agent-voice", "piper"], capture_output=True, text=True, timeout=300, env=env)
+    other = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "parley.cli",
+            "train",
+            *common,
+            "--resume",
+            "--steps",
+            "1",
+            "--agent-voice",
+            "piper",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert other.returncode != 0 and "--agent-voice espeak (asked for piper)" in other.stderr
     assert len((out / "losses.jsonl").read_text().splitlines()) == 5
 
@@ -125,7 +181,7 @@ def test_self_feed_reads_back_the_models_own_samples_and_keeps_the_targets():
     is_turn = batch.kind == KIND_TURN
     assert torch.equal(own.mask, is_turn)  # every micro-turn at share 1, never an event position
     # Text is a well-formed micro-turn: bytes, exactly one EOT, then PAD.
-    eot = (own.text == SPECIAL.EOT)
+    eot = own.text == SPECIAL.EOT
     assert bool((eot.sum(-1) == 1).all())
     after = torch.arange(own.text.shape[-1]) > eot.int().argmax(-1, keepdim=True)
     assert bool((own.text[after] == SPECIAL.PAD).all())

@@ -15,8 +15,9 @@ from training.export import export_run
 from training.vocoder import SegmentPool, VocoderTrainConfig, VocoderTrainer, stft_loss
 
 CFG = ModelConfig.from_name("tiny")
-C = VocoderTrainConfig(batch_size=4, segment_frames=30, lr=3e-3, warmup_steps=3, total_steps=200,
-                       checkpoint_every=3)
+C = VocoderTrainConfig(
+    batch_size=4, segment_frames=30, lr=3e-3, warmup_steps=3, total_steps=200, checkpoint_every=3
+)
 
 
 def _voice(seconds: float = 4.0, seed: int = 0) -> np.ndarray:
@@ -73,7 +74,10 @@ def test_resumed_run_continues_exactly(tmp_path):
     resumed.run(steps=2)
     for (name, a), (_, b) in zip(straight.vocoder.state_dict().items(), resumed.vocoder.state_dict().items()):
         assert torch.equal(a, b), name
-    steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "vocoder_losses.jsonl").read_text().splitlines()]
+    steps = [
+        json.loads(line)["step"]
+        for line in (tmp_path / "b" / "vocoder_losses.jsonl").read_text().splitlines()
+    ]
     assert steps == [1, 2, 3, 4, 5, 6]
 
 

@@ -16,16 +16,16 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import pytest
 
 from agent.config import TOOL_SCHEMAS, AgentConfig, register_tool_schema
-from workers.process import worker_ping
 from agent.tool_router import CeleryToolRouter, ToolRouterSettings
-from tests.helpers import stop_group
 from procs.redis_server import EmbeddedRedis
+from tests.helpers import stop_group
+from workers.process import worker_ping
 from workers.shop import Shop
 from workers.store import ShopStore
 
@@ -35,11 +35,19 @@ TEST_TOOLS = "tests.workers.tools_for_tests"
 # The test process's side of the test tools: their schemas (the router checks them before sending),
 # registered only while this package's tests run (the registry is global to the test process).
 TEST_SCHEMAS = {
-    "slow_echo": {"parameters": {"ms": {"type": "integer", "required": True},
-                                 "text": {"type": "string", "required": True}}},
+    "slow_echo": {
+        "parameters": {
+            "ms": {"type": "integer", "required": True},
+            "text": {"type": "string", "required": True},
+        }
+    },
     "stubborn": {"parameters": {}},
-    "slow_book": {"parameters": {"before_ms": {"type": "integer", "required": True},
-                                 "after_ms": {"type": "integer", "required": True}}},
+    "slow_book": {
+        "parameters": {
+            "before_ms": {"type": "integer", "required": True},
+            "after_ms": {"type": "integer", "required": True},
+        }
+    },
     "ghost": {"parameters": {}},  # a schema, but no worker has the task
 }
 
@@ -77,9 +85,9 @@ class Worker:
         self.redis_url = redis_url
         self.log_path = log_path
         self.concurrency = concurrency
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout_s: float = 60.0) -> "Worker":
+    def start(self, timeout_s: float = 60.0) -> Worker:
         env = {**os.environ, "REDIS_URL": self.redis_url, "PARLEY_PROCESS": "test-worker"}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(

@@ -14,11 +14,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from agent.tool_router import CeleryToolRouter, ToolRouterSettings
+from procs.redis_server import EmbeddedRedis
 from tests.fakes.model_server import FakeModelServer, Step
 from tests.workers.conftest import TEST_AGENT, Worker, wait_until
 from tests.workers.test_tools_in_calls import ECHO, SHIPPED, call, events_of
 from tests.workers.tools_for_tests import EVENTS, TEST_BOOKINGS, runs_key
-from procs.redis_server import EmbeddedRedis
 from workers.settings import WorkerSettings
 from workers.shop import Shop
 from workers.store import ShopStore
@@ -34,7 +34,7 @@ class Events:
         self.seen: list[tuple[float, dict]] = []
         self._task: asyncio.Task | None = None
 
-    async def __aenter__(self) -> "Events":
+    async def __aenter__(self) -> Events:
         pubsub = self.client.pubsub()
         await pubsub.subscribe(EVENTS)
         await pubsub.get_message(timeout=1)  # the subscription's confirmation

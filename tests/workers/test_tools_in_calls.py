@@ -18,14 +18,14 @@ import pytest
 import redis.asyncio as aioredis
 
 from agent.events import event_json
-from agent.settings import AgentSettings
-from parley.gateway_app import run_agent_gateway
 from agent.session import CallSession
+from agent.settings import AgentSettings
 from agent.tool_router import CeleryToolRouter, ToolRouterSettings
+from parley.gateway_app import run_agent_gateway
 from telephony.ws.settings import Settings
+from tests.agent.test_session import FakeLeg
 from tests.fakes.model_server import FakeModelServer, Step
 from tests.parley.test_gateway_app import stream, twilio
-from tests.agent.test_session import FakeLeg
 from tests.workers.conftest import SHOP_AGENT, TEST_AGENT, wait_until
 from tests.workers.tools_for_tests import EVENTS, TEST_BOOKINGS
 from workers.shop import Shop

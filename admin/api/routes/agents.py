@@ -68,21 +68,30 @@ def agent_public(stored: StoredAgent) -> AgentPublic:
 
 def version_public(version: AgentVersion) -> AgentVersionPublic:
     return AgentVersionPublic(
-        version=version.version, change=version.change, created_at=utc(version.created_at),
-        key_id=version.key_id, config=config_public(version.config),
+        version=version.version,
+        change=version.change,
+        created_at=utc(version.created_at),
+        key_id=version.key_id,
+        config=config_public(version.config),
     )
 
 
 def token_public(token: StoredToken) -> StreamTokenPublic:
     return StreamTokenPublic(
-        id=token.id, agent=token.agent, label=token.label, created_at=utc(token.created_at),
-        expires_at=utc(token.expires_at), revoked_at=utc(token.revoked_at),
+        id=token.id,
+        agent=token.agent,
+        label=token.label,
+        created_at=utc(token.created_at),
+        expires_at=utc(token.expires_at),
+        revoked_at=utc(token.revoked_at),
     )
 
 
 def validation_error(exc: ValidationError) -> ApiError:
     """An AgentConfig's refusal as a 422 in FastAPI's own shape (loc, msg, type per error)."""
-    errors = [{"loc": ["body", *map(str, e["loc"])], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    errors = [
+        {"loc": ["body", *map(str, e["loc"])], "msg": e["msg"], "type": e["type"]} for e in exc.errors()
+    ]
     error = ApiError(422, "; ".join(e["msg"] for e in errors), errors[0]["loc"][-1] if errors else None)
     error.errors = errors
     return error
@@ -91,8 +100,9 @@ def validation_error(exc: ValidationError) -> ApiError:
 def build(data: dict) -> AgentConfig:
     unknown = [t for t in data.get("tools") or () if t not in TOOL_SCHEMAS]
     if unknown:
-        raise ApiError(422, f"unknown tool(s) {', '.join(unknown)}; known: {', '.join(sorted(TOOL_SCHEMAS))}",
-                       "tools")
+        raise ApiError(
+            422, f"unknown tool(s) {', '.join(unknown)}; known: {', '.join(sorted(TOOL_SCHEMAS))}", "tools"
+        )
     try:
         return AgentConfig(**data)
     except ValidationError as exc:
@@ -111,8 +121,13 @@ async def list_agents(_: ReadKey, agents: AgentsDep) -> list[AgentPublic]:
     return [agent_public(a) for a in await agents.list()]
 
 
-@router.post("", status_code=201, response_model=AgentPublic, responses=CONFLICT,
-             summary="Create an agent (scope write)")
+@router.post(
+    "",
+    status_code=201,
+    response_model=AgentPublic,
+    responses=CONFLICT,
+    summary="Create an agent (scope write)",
+)
 async def create_agent(body: AgentCreate, key: WriteKey, agents: AgentsDep) -> AgentPublic:
     config = build(body.model_dump())
     return agent_public(await agents.create(config, key.id))
@@ -123,8 +138,12 @@ async def get_agent(name: AgentName, _: ReadKey, agents: AgentsDep) -> AgentPubl
     return agent_public(await _get(agents, name))
 
 
-@router.patch("/{name}", response_model=AgentPublic, responses={**NOT_FOUND, **CONFLICT},
-              summary="Update an agent: a new version, used from the next call on (scope write)")
+@router.patch(
+    "/{name}",
+    response_model=AgentPublic,
+    responses={**NOT_FOUND, **CONFLICT},
+    summary="Update an agent: a new version, used from the next call on (scope write)",
+)
 async def update_agent(name: AgentName, body: AgentUpdate, key: WriteKey, agents: AgentsDep) -> AgentPublic:
     patch = body.model_dump(exclude_unset=True)
     expected = patch.pop("expected_version", None)
@@ -135,22 +154,34 @@ async def update_agent(name: AgentName, body: AgentUpdate, key: WriteKey, agents
     return agent_public(await agents.update(name, change, expected_version=expected, key_id=key.id))
 
 
-@router.delete("/{name}", response_model=AgentDeleted, responses=NOT_FOUND,
-               summary="Delete an agent; its numbers then refuse calls (scope write)")
+@router.delete(
+    "/{name}",
+    response_model=AgentDeleted,
+    responses=NOT_FOUND,
+    summary="Delete an agent; its numbers then refuse calls (scope write)",
+)
 async def delete_agent(name: AgentName, _: WriteKey, agents: AgentsDep, numbers: NumbersDep) -> AgentDeleted:
     await agents.delete(name)
     orphaned = [n.number for n in await numbers.list(agent=name)]
     return AgentDeleted(name=name, orphaned_numbers=orphaned)
 
 
-@router.get("/{name}/versions", response_model=list[AgentVersionPublic], responses=NOT_FOUND,
-            summary="An agent's versions, oldest first (scope read)")
+@router.get(
+    "/{name}/versions",
+    response_model=list[AgentVersionPublic],
+    responses=NOT_FOUND,
+    summary="An agent's versions, oldest first (scope read)",
+)
 async def list_versions(name: AgentName, _: ReadKey, agents: AgentsDep) -> list[AgentVersionPublic]:
     return [version_public(v) for v in await agents.versions(name)]
 
 
-@router.get("/{name}/versions/{version}", response_model=AgentVersionPublic, responses=NOT_FOUND,
-            summary="One version of an agent (scope read)")
+@router.get(
+    "/{name}/versions/{version}",
+    response_model=AgentVersionPublic,
+    responses=NOT_FOUND,
+    summary="One version of an agent (scope read)",
+)
 async def get_version(
     name: AgentName, version: Annotated[int, Path(ge=1, le=2**31)], _: ReadKey, agents: AgentsDep
 ) -> AgentVersionPublic:
@@ -160,8 +191,13 @@ async def get_version(
     raise ApiError(404, f"agent {name!r} has no version {version} (kept: the last 100)", "version")
 
 
-@router.post("/{name}/stream-tokens", status_code=201, response_model=StreamTokenCreated, responses=NOT_FOUND,
-             summary="Create a stream token for the agent's media websockets, shown once (scope admin)")
+@router.post(
+    "/{name}/stream-tokens",
+    status_code=201,
+    response_model=StreamTokenCreated,
+    responses=NOT_FOUND,
+    summary="Create a stream token for the agent's media websockets, shown once (scope admin)",
+)
 async def create_stream_token(
     name: AgentName, body: StreamTokenCreate, _: AdminKey, agents: AgentsDep, credentials: CredentialsDep
 ) -> StreamTokenCreated:
@@ -170,8 +206,12 @@ async def create_stream_token(
     return StreamTokenCreated(**token_public(token).model_dump(), token=plaintext)
 
 
-@router.get("/{name}/stream-tokens", response_model=list[StreamTokenPublic], responses=NOT_FOUND,
-            summary="The agent's stream tokens, without secrets (scope admin)")
+@router.get(
+    "/{name}/stream-tokens",
+    response_model=list[StreamTokenPublic],
+    responses=NOT_FOUND,
+    summary="The agent's stream tokens, without secrets (scope admin)",
+)
 async def list_stream_tokens(
     name: AgentName, _: AdminKey, agents: AgentsDep, credentials: CredentialsDep
 ) -> list[StreamTokenPublic]:
@@ -179,10 +219,13 @@ async def list_stream_tokens(
     return [token_public(t) for t in await credentials.list_tokens(name)]
 
 
-@router.delete("/{name}/stream-tokens/{token_id}", response_model=StreamTokenPublic, responses=NOT_FOUND,
-               summary="Revoke a stream token (scope admin)")
+@router.delete(
+    "/{name}/stream-tokens/{token_id}",
+    response_model=StreamTokenPublic,
+    responses=NOT_FOUND,
+    summary="Revoke a stream token (scope admin)",
+)
 async def revoke_stream_token(
     name: AgentName, token_id: TokenId, _: AdminKey, credentials: CredentialsDep
 ) -> StreamTokenPublic:
     return token_public(await credentials.revoke_token(name, token_id))
-

@@ -9,7 +9,7 @@ ends as ended by "admin" once its queued audio has played.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Optional
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
@@ -37,32 +37,40 @@ def _times(data: dict) -> dict:
     return out
 
 
-def _epoch(value: Optional[dt.datetime]) -> Optional[float]:
+def _epoch(value: dt.datetime | None) -> float | None:
     if value is None:
         return None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
+        value = value.replace(tzinfo=dt.UTC)
     return value.timestamp()
 
 
-@router.get("", response_model=CallPage, summary="Finished calls, newest first, filtered and paginated (scope read)")
+@router.get(
+    "", response_model=CallPage, summary="Finished calls, newest first, filtered and paginated (scope read)"
+)
 async def list_calls(
     _: ReadKey,
     calls: CallsDep,
     settings: SettingsDep,
-    agent: Annotated[Optional[str], Query(pattern=SLUG, max_length=40)] = None,
-    protocol: Annotated[Optional[str], Query(pattern=r"^(twilio|native|sip)$")] = None,
-    number: Annotated[Optional[str], Query(pattern=PHONE, description="The dialled number.")] = None,
-    ended_by: Annotated[Optional[str], Query(pattern=r"^(caller|agent|model|admin)$")] = None,
-    since: Annotated[Optional[dt.datetime], Query(description="Calls started at or after this time.")] = None,
-    until: Annotated[Optional[dt.datetime], Query(description="Calls started at or before this time.")] = None,
+    agent: Annotated[str | None, Query(pattern=SLUG, max_length=40)] = None,
+    protocol: Annotated[str | None, Query(pattern=r"^(twilio|native|sip)$")] = None,
+    number: Annotated[str | None, Query(pattern=PHONE, description="The dialled number.")] = None,
+    ended_by: Annotated[str | None, Query(pattern=r"^(caller|agent|model|admin)$")] = None,
+    since: Annotated[dt.datetime | None, Query(description="Calls started at or after this time.")] = None,
+    until: Annotated[dt.datetime | None, Query(description="Calls started at or before this time.")] = None,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> CallPage:
     limit = min(limit, settings.max_page_size)
     items, total = await calls.list(
-        agent=agent, protocol=protocol, number=number, ended_by=ended_by,
-        since=_epoch(since), until=_epoch(until), offset=offset, limit=limit,
+        agent=agent,
+        protocol=protocol,
+        number=number,
+        ended_by=ended_by,
+        since=_epoch(since),
+        until=_epoch(until),
+        offset=offset,
+        limit=limit,
     )
     return CallPage(items=[CallSummary(**_times(i)) for i in items], total=total, offset=offset, limit=limit)
 
@@ -72,8 +80,12 @@ async def live_calls(_: ReadKey, calls: CallsDep) -> list[CallSummary]:
     return [CallSummary(**_times(c)) for c in await calls.live()]
 
 
-@router.get("/{call_id}", response_model=CallPublic, responses=NOT_FOUND,
-            summary="One call: with transcript, timeline and tool calls once it has ended (scope read)")
+@router.get(
+    "/{call_id}",
+    response_model=CallPublic,
+    responses=NOT_FOUND,
+    summary="One call: with transcript, timeline and tool calls once it has ended (scope read)",
+)
 async def get_call(call_id: CallId, _: ReadKey, calls: CallsDep) -> CallPublic:
     record = await calls.get(call_id)
     if record is None:
@@ -81,8 +93,13 @@ async def get_call(call_id: CallId, _: ReadKey, calls: CallsDep) -> CallPublic:
     return CallPublic(**_times(record))
 
 
-@router.post("/{call_id}/hangup", status_code=202, response_model=HangupAccepted,
-             responses={**NOT_FOUND, **CONFLICT}, summary="Hang up a live call (scope write)")
+@router.post(
+    "/{call_id}/hangup",
+    status_code=202,
+    response_model=HangupAccepted,
+    responses={**NOT_FOUND, **CONFLICT},
+    summary="Hang up a live call (scope write)",
+)
 async def hang_up(call_id: CallId, _: WriteKey, calls: CallsDep) -> HangupAccepted:
     if not await calls.is_live(call_id):
         if await calls.get(call_id) is not None:
@@ -91,6 +108,7 @@ async def hang_up(call_id: CallId, _: WriteKey, calls: CallsDep) -> HangupAccept
     heard = await calls.request_hangup(call_id, "hung up through the admin API")
     if not heard:
         await calls.drop_live(call_id)
-        raise ApiError(409, f"no gateway holds call {call_id!r} any more; it was removed from the live calls",
-                       "call_id")
+        raise ApiError(
+            409, f"no gateway holds call {call_id!r} any more; it was removed from the live calls", "call_id"
+        )
     return HangupAccepted(call_id=call_id, status="hangup requested", gateways=heard)

@@ -20,8 +20,13 @@ KeyId = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$", description="The key's id
 
 
 def key_public(key: StoredKey) -> ApiKeyPublic:
-    return ApiKeyPublic(id=key.id, name=key.name, scope=key.scope, created_at=utc(key.created_at),
-                        revoked_at=utc(key.revoked_at))
+    return ApiKeyPublic(
+        id=key.id,
+        name=key.name,
+        scope=key.scope,
+        created_at=utc(key.created_at),
+        revoked_at=utc(key.revoked_at),
+    )
 
 
 @router.get("", response_model=list[ApiKeyPublic], summary="List API keys, without secrets (scope admin)")
@@ -29,14 +34,20 @@ async def list_keys(_: AdminKey, credentials: CredentialsDep) -> list[ApiKeyPubl
     return [key_public(k) for k in await credentials.list_keys()]
 
 
-@router.post("", status_code=201, response_model=ApiKeyCreated,
-             summary="Create an API key; the key is in this response only (scope admin)")
+@router.post(
+    "",
+    status_code=201,
+    response_model=ApiKeyCreated,
+    summary="Create an API key; the key is in this response only (scope admin)",
+)
 async def create_key(body: ApiKeyCreate, _: AdminKey, credentials: CredentialsDep) -> ApiKeyCreated:
     key, plaintext = await credentials.create_key(body.name, body.scope)
     return ApiKeyCreated(**key_public(key).model_dump(), key=plaintext)
 
 
-@router.get("/{key_id}", response_model=ApiKeyPublic, responses=NOT_FOUND, summary="One API key (scope admin)")
+@router.get(
+    "/{key_id}", response_model=ApiKeyPublic, responses=NOT_FOUND, summary="One API key (scope admin)"
+)
 async def get_key(key_id: KeyId, _: AdminKey, credentials: CredentialsDep) -> ApiKeyPublic:
     key = await credentials.get_key(key_id)
     if key is None:
@@ -44,7 +55,11 @@ async def get_key(key_id: KeyId, _: AdminKey, credentials: CredentialsDep) -> Ap
     return key_public(key)
 
 
-@router.delete("/{key_id}", response_model=ApiKeyPublic, responses={**NOT_FOUND, **CONFLICT},
-               summary="Revoke an API key (scope admin)")
+@router.delete(
+    "/{key_id}",
+    response_model=ApiKeyPublic,
+    responses={**NOT_FOUND, **CONFLICT},
+    summary="Revoke an API key (scope admin)",
+)
 async def revoke_key(key_id: KeyId, _: AdminKey, credentials: CredentialsDep) -> ApiKeyPublic:
     return key_public(await credentials.revoke_key(key_id))

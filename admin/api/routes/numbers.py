@@ -8,7 +8,7 @@ calls are refused with the reason (`agent_exists` is then false).
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
@@ -32,9 +32,12 @@ Number = Annotated[str, Path(pattern=PHONE, description="The dialled number, E.1
 
 async def number_public(stored: StoredNumber, agents: AgentsDep) -> NumberPublic:
     return NumberPublic(
-        number=stored.number, agent=stored.agent, label=stored.label,
+        number=stored.number,
+        agent=stored.agent,
+        label=stored.label,
         agent_exists=await agents.get(stored.agent) is not None,
-        created_at=utc(stored.created_at), updated_at=utc(stored.updated_at),
+        created_at=utc(stored.created_at),
+        updated_at=utc(stored.updated_at),
     )
 
 
@@ -48,14 +51,21 @@ async def list_numbers(
     _: ReadKey,
     numbers: NumbersDep,
     agents: AgentsDep,
-    agent: Annotated[Optional[str], Query(pattern=SLUG, max_length=40, description="Only this agent's.")] = None,
+    agent: Annotated[str | None, Query(pattern=SLUG, max_length=40, description="Only this agent's.")] = None,
 ) -> list[NumberPublic]:
     return [await number_public(n, agents) for n in await numbers.list(agent)]
 
 
-@router.post("", status_code=201, response_model=NumberPublic, responses=CONFLICT,
-             summary="Route a number to an agent (scope write)")
-async def create_number(body: NumberCreate, _: WriteKey, numbers: NumbersDep, agents: AgentsDep) -> NumberPublic:
+@router.post(
+    "",
+    status_code=201,
+    response_model=NumberPublic,
+    responses=CONFLICT,
+    summary="Route a number to an agent (scope write)",
+)
+async def create_number(
+    body: NumberCreate, _: WriteKey, numbers: NumbersDep, agents: AgentsDep
+) -> NumberPublic:
     await _agent_exists(agents, body.agent)
     return await number_public(await numbers.create(body.number, body.agent, body.label), agents)
 
@@ -68,8 +78,12 @@ async def get_number(number: Number, _: ReadKey, numbers: NumbersDep, agents: Ag
     return await number_public(stored, agents)
 
 
-@router.patch("/{number}", response_model=NumberPublic, responses=NOT_FOUND,
-              summary="Point a number at another agent, or relabel it; applies to the next call (scope write)")
+@router.patch(
+    "/{number}",
+    response_model=NumberPublic,
+    responses=NOT_FOUND,
+    summary="Point a number at another agent, or relabel it; applies to the next call (scope write)",
+)
 async def update_number(
     number: Number, body: NumberUpdate, _: WriteKey, numbers: NumbersDep, agents: AgentsDep
 ) -> NumberPublic:
@@ -78,8 +92,13 @@ async def update_number(
     return await number_public(await numbers.update(number, agent=body.agent, label=body.label), agents)
 
 
-@router.delete("/{number}", status_code=204, response_class=Response, responses=NOT_FOUND,
-               summary="Stop routing a number (scope write)")
+@router.delete(
+    "/{number}",
+    status_code=204,
+    response_class=Response,
+    responses=NOT_FOUND,
+    summary="Stop routing a number (scope write)",
+)
 async def delete_number(number: Number, _: WriteKey, numbers: NumbersDep) -> Response:
     await numbers.delete(number)
     return Response(status_code=204)

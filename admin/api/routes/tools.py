@@ -24,7 +24,9 @@ async def list_tools(_: ReadKey) -> list[ToolPublic]:
     return [tool_public(name) for name in sorted(TOOL_SCHEMAS)]
 
 
-@router.get("/{name}", response_model=ToolPublic, responses=NOT_FOUND, summary="One tool's schema (scope read)")
+@router.get(
+    "/{name}", response_model=ToolPublic, responses=NOT_FOUND, summary="One tool's schema (scope read)"
+)
 async def get_tool(name: Annotated[str, Path(pattern=TOOL)], _: ReadKey) -> ToolPublic:
     if name not in TOOL_SCHEMAS:
         raise ApiError(404, f"no tool {name!r}", "name")

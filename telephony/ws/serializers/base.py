@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Mapping, Optional, Union
+from collections.abc import Mapping
 
 from telephony.leg import CloseCode
 
@@ -36,9 +36,9 @@ class Start:
 
     sample_rate: int
     encoding: str  # "pcm16" | "mulaw" | "alaw"
-    agent: Optional[str] = None
-    stream_id: Optional[str] = None  # Twilio streamSid
-    external_id: Optional[str] = None  # Twilio callSid, native call_id
+    agent: str | None = None
+    stream_id: str | None = None  # Twilio streamSid
+    external_id: str | None = None  # Twilio callSid, native call_id
     parameters: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
@@ -48,8 +48,8 @@ class Audio:
 
     payload: bytes
     track: str = "inbound"
-    chunk: Optional[int] = None
-    timestamp_ms: Optional[int] = None
+    chunk: int | None = None
+    timestamp_ms: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +71,7 @@ class Stop:
     reason: str = "caller hung up"
 
 
-InEvent = Union[Connected, Start, Audio, Dtmf, Mark, Stop]
+InEvent = Connected | Start | Audio | Dtmf | Mark | Stop
 
 
 # --- outbound --------------------------------------------------------------------------------------
@@ -100,8 +100,8 @@ class Notice:
     data: Mapping[str, object] = dataclasses.field(default_factory=dict)
 
 
-OutEvent = Union[AudioOut, MarkOut, ClearOut, Notice]
-Message = Union[str, bytes]
+OutEvent = AudioOut | MarkOut | ClearOut | Notice
+Message = str | bytes
 
 
 class ProtocolError(ValueError):
@@ -128,5 +128,5 @@ class Serializer(abc.ABC):
         """One websocket message -> one event; raises `ProtocolError` on malformed input."""
 
     @abc.abstractmethod
-    def serialize(self, event: OutEvent) -> Optional[Message]:
+    def serialize(self, event: OutEvent) -> Message | None:
         """One event -> one websocket message, or None when the protocol has no such message."""

@@ -23,7 +23,7 @@ gateway checks order, this module checks shape).
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any
 
 from telephony.g711 import ENCODINGS
 from telephony.ws.serializers.base import (
@@ -114,7 +114,7 @@ class NativeSerializer(Serializer):
             sample_rate=rate, encoding=encoding, agent=agent, external_id=call_id, parameters=dict(params)
         )
 
-    def serialize(self, event: OutEvent) -> Optional[Message]:
+    def serialize(self, event: OutEvent) -> Message | None:
         if isinstance(event, AudioOut):
             return bytes(event.payload)
         if isinstance(event, MarkOut):

@@ -29,7 +29,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any, Optional
+from typing import Any
 
 from telephony.leg import CloseCode
 from telephony.ws.serializers.base import (
@@ -61,7 +61,7 @@ def _short(value: object, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _int_field(obj: dict, key: str) -> Optional[int]:
+def _int_field(obj: dict, key: str) -> int | None:
     value = obj.get(key)
     if value is None:
         return None
@@ -85,8 +85,8 @@ class TwilioSerializer(Serializer):
     error_channel = False
 
     def __init__(self) -> None:
-        self.stream_sid: Optional[str] = None
-        self._media_sid: Optional[str] = None  # the streamSid `_media_head` was made for
+        self.stream_sid: str | None = None
+        self._media_sid: str | None = None  # the streamSid `_media_head` was made for
         self._media_head = ""  # the outbound media message up to its payload
 
     # --- inbound -----------------------------------------------------------------------------------
@@ -176,7 +176,7 @@ class TwilioSerializer(Serializer):
         )
 
     # --- outbound ----------------------------------------------------------------------------------
-    def serialize(self, event: OutEvent) -> Optional[Message]:
+    def serialize(self, event: OutEvent) -> Message | None:
         if isinstance(event, Notice):
             return None  # Twilio has no channel for app events
         if self.stream_sid is None:

@@ -23,13 +23,19 @@ from tests.fakes.model_server import FakeModelServer, FakeSession, Step
 from tests.helpers import voiced_wav
 
 NUMBERS = {"+15550001": "support", "+15550002": "translate-en-es"}
-TRUNKS = '[{"name": "local", "addresses": ["127.0.0.1/32"]}, {"name": "pbx", "username": "pbx", "password": "s3cret"}]'
+TRUNKS = (
+    '[{"name": "local", "addresses": ["127.0.0.1/32"]}, '
+    '{"name": "pbx", "username": "pbx", "password": "s3cret"}]'
+)
 
 
 def need(binary: str) -> str:
     path = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/sbin:/usr/local/sbin")
     if path is None:
-        message = f"{binary} is not installed (make test installs it: Debian packages kamailio, sip-tester, baresip)"
+        message = (
+            f"{binary} is not installed (make test installs it: "
+            "Debian packages kamailio, sip-tester, baresip)"
+        )
         if os.environ.get("PARLEY_SIP_PEERS") == "required":
             pytest.fail(message)
         pytest.skip(message)
@@ -80,8 +86,9 @@ class ScriptedModel(FakeModelServer):
         return Step("speak", audio="echo")
 
 
-async def baresip_call(target: str, number: str, tmp_path: Path, codec: str = "G722",
-                       seconds: float = 4.0) -> tuple[str, np.ndarray, int]:
+async def baresip_call(
+    target: str, number: str, tmp_path: Path, codec: str = "G722", seconds: float = 4.0
+) -> tuple[str, np.ndarray, int]:
     """baresip dials sip:NUMBER@TARGET with a caller WAV over `codec`, hangs up when the WAV ends,
     and records what it heard: (its log, the received PCM, its rate). baresip's file source must
     be at the codec's rate (16 kHz for G.722, 8 kHz for G.711)."""
@@ -92,8 +99,14 @@ async def baresip_call(target: str, number: str, tmp_path: Path, codec: str = "G
     (conf / "rec").mkdir(parents=True)
     rtp = free_port_block(20)
     # a voiced caller at the codec's rate, harmonics of 150 Hz switched at 1.2 Hz
-    caller = voiced_wav(tmp_path / "caller.wav", seconds, 16000 if codec == "G722" else 8000, f0=150.0,
-                        syllable_hz=1.2, amplitude=5000.0)
+    caller = voiced_wav(
+        tmp_path / "caller.wav",
+        seconds,
+        16000 if codec == "G722" else 8000,
+        f0=150.0,
+        syllable_hz=1.2,
+        amplitude=5000.0,
+    )
     (conf / "config").write_text(
         "poll_method epoll\nsip_listen 127.0.0.1:0\n"
         f"audio_source aufile,{caller}\naudio_alert aufile,/dev/null\n"
@@ -103,9 +116,18 @@ async def baresip_call(target: str, number: str, tmp_path: Path, codec: str = "G
     )
     (conf / "accounts").write_text(f"<sip:caller@127.0.0.1>;regint=0;audio_codecs={codec}\n")
     proc = await asyncio.create_subprocess_exec(
-        baresip, "-f", str(conf), "-e", f"/dial sip:{number}@{target}", "-t", str(int(seconds) + 11),
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        cwd=tmp_path)
+        baresip,
+        "-f",
+        str(conf),
+        "-e",
+        f"/dial sip:{number}@{target}",
+        "-t",
+        str(int(seconds) + 11),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=tmp_path,
+    )
     out, _ = await asyncio.wait_for(proc.communicate(), seconds + 36)
     heard = sorted((conf / "rec").glob("*-dec.wav"))
     if not heard:
@@ -118,5 +140,5 @@ def assert_heard_the_agent(pcm: np.ndarray, rate: int, seconds: float = 3.0) -> 
     """The recording covers the call and the agent's audio in it is not silence."""
     assert len(pcm) >= seconds * rate, len(pcm)
     step = rate // 5
-    rms = [float(np.sqrt(np.mean(pcm[i:i + step] ** 2))) for i in range(rate // 2, len(pcm) - step, step)]
+    rms = [float(np.sqrt(np.mean(pcm[i : i + step] ** 2))) for i in range(rate // 2, len(pcm) - step, step)]
     assert max(rms) > 30.0 and sum(r > 5.0 for r in rms) >= len(rms) // 2, rms

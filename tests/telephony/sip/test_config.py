@@ -26,7 +26,7 @@ from tests.telephony.sip.conftest import need
 INVITE = (
     "INVITE sip:%2B1555%200001;npdi@gw.example.com:5060;user=phone SIP/2.0\r\n"
     "Via: SIP/2.0/UDP 203.0.113.9:5060;branch=z9hG4bK1\r\n"
-    "f: \"Carrier\" <sip:+14155550123@carrier.example.net>;tag=77\r\n"
+    'f: "Carrier" <sip:+14155550123@carrier.example.net>;tag=77\r\n'
     "t: <sip:+15550001@gw.example.com>\r\n"
     "i: abc@203.0.113.9\r\n"
     "Subject: folded\r\n continued\r\n"
@@ -104,23 +104,35 @@ def test_message_parsing():
     assert offered_codec(INVITE, ("PCMU", "PCMA", "G722")) == "PCMA"
     assert offered_codec(INVITE, ("G722",)) is None
     assert digest_params('Digest username="a b", realm="r", nc=00000001, qop=auth') == {
-        "username": "a b", "realm": "r", "nc": "00000001", "qop": "auth"}
+        "username": "a b",
+        "realm": "r",
+        "nc": "00000001",
+        "qop": "auth",
+    }
     assert digest_params("Basic abc") is None
 
 
 def _digest(policy: TrunkPolicy, user: str, password: str, nonce: str, uri: str = "sip:+15550001@gw") -> str:
-    md5 = lambda s: hashlib.md5(s.encode()).hexdigest()
+    def md5(s):
+        return hashlib.md5(s.encode()).hexdigest()
+
     ha1, ha2 = md5(f"{user}:{policy.realm}:{password}"), md5(f"INVITE:{uri}")
     response = md5(f"{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}")
-    return (f'Proxy-Authorization: Digest username="{user}", realm="{policy.realm}", nonce="{nonce}", '
-            f'uri="{uri}", response="{response}", algorithm=MD5, qop=auth, nc=00000001, cnonce="c0ffee"\r\n')
+    return (
+        f'Proxy-Authorization: Digest username="{user}", realm="{policy.realm}", nonce="{nonce}", '
+        f'uri="{uri}", response="{response}", algorithm=MD5, qop=auth, nc=00000001, cnonce="c0ffee"\r\n'
+    )
 
 
 def test_trunk_policy_addresses_and_digest():
     now = [1_000_000.0]
     policy = TrunkPolicy(
-        [Trunk(name="carrier", addresses=("203.0.113.0/24",)), Trunk(name="pbx", username="pbx", password="s3cret")],
-        "parley", clock=lambda: now[0],
+        [
+            Trunk(name="carrier", addresses=("203.0.113.0/24",)),
+            Trunk(name="pbx", username="pbx", password="s3cret"),
+        ],
+        "parley",
+        clock=lambda: now[0],
     )
     bare = "INVITE sip:+15550001@gw SIP/2.0\r\nVia: x\r\n\r\n"
     assert policy.check("203.0.113.9", "INVITE", bare).trunk == "carrier"
@@ -138,26 +150,43 @@ def test_trunk_policy_addresses_and_digest():
     now[0] += 3600  # an old nonce: challenged again, marked stale
     stale = policy.check("198.51.100.7", "INVITE", signed)
     assert stale.code == 407 and "stale=true" in stale.headers[0][1]
-    assert TrunkPolicy([Trunk(name="c", addresses=("10.0.0.0/8",))]).check("1.2.3.4", "INVITE", bare).code == 403
+    assert (
+        TrunkPolicy([Trunk(name="c", addresses=("10.0.0.0/8",))]).check("1.2.3.4", "INVITE", bare).code == 403
+    )
     proxy = TrunkPolicy.proxy_only(["127.0.0.0/8", "192.0.2.10"])
-    assert proxy.check("127.0.0.1", "INVITE", bare).accepted and not proxy.check("192.0.2.11", "INVITE", bare).accepted
+    assert (
+        proxy.check("127.0.0.1", "INVITE", bare).accepted
+        and not proxy.check("192.0.2.11", "INVITE", bare).accepted
+    )
 
 
 def test_kamailio_configuration_is_accepted_by_kamailio(tmp_path):
     need("kamailio")
     settings = SipSettings(
-        workers=3, host="127.0.0.1", port=5999, worker_port_base=6100,
-        trunks=[Trunk(name="carrier", addresses=("203.0.113.0/24", "127.0.0.1/32")),
-                Trunk(name="pbx", username="pbx", password="s3cret")],
+        workers=3,
+        host="127.0.0.1",
+        port=5999,
+        worker_port_base=6100,
+        trunks=[
+            Trunk(name="carrier", addresses=("203.0.113.0/24", "127.0.0.1/32")),
+            Trunk(name="pbx", username="pbx", password="s3cret"),
+        ],
     )
     cfg = kamailio.write_files(settings, tmp_path, settings.load_trunks())
     text = cfg.read_text()
     assert oct(cfg.stat().st_mode & 0o777) == "0o600"  # it holds trunk passwords
-    assert 'ds_select_dst("1", "10", "3")' in text and "maxload=4" in (tmp_path / "dispatcher.list").read_text()
+    assert (
+        'ds_select_dst("1", "10", "3")' in text and "maxload=4" in (tmp_path / "dispatcher.list").read_text()
+    )
     assert "sip:127.0.0.1:6102" in (tmp_path / "dispatcher.list").read_text()
     assert 'case "pbx"' in text and "proxy_challenge" in text and "203.0.113.0/24" in text
-    check = subprocess.run([shutil.which("kamailio") or "/usr/sbin/kamailio", "-c", "-f", str(cfg)],
-                           capture_output=True, text=True, timeout=30, check=False)
+    check = subprocess.run(
+        [shutil.which("kamailio") or "/usr/sbin/kamailio", "-c", "-f", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert check.returncode == 0, check.stderr[-2000:]
 
 

@@ -46,8 +46,12 @@ async def model():
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def stack(model):
     need("kamailio"), need("kamcmd"), need("sipp"), need_pjsua2()
-    env = {"PARLEY_SIP_NUMBERS": json.dumps(NUMBERS), "PARLEY_SIP_TRUNKS": TRUNKS,
-           "PARLEY_SIP_PROBE_INTERVAL_S": "1", "PARLEY_SIP_FR_TIMER_MS": "1000"}
+    env = {
+        "PARLEY_SIP_NUMBERS": json.dumps(NUMBERS),
+        "PARLEY_SIP_TRUNKS": TRUNKS,
+        "PARLEY_SIP_PROBE_INTERVAL_S": "1",
+        "PARLEY_SIP_FR_TIMER_MS": "1000",
+    }
     async with SipStack(3, free_sip_port(), model.url, env=env) as s:
         yield s
 
@@ -67,7 +71,9 @@ def ends(stack: SipStack, since: int) -> list[dict]:
 
 
 async def wait_ends(stack: SipStack, since: int, count: int, timeout: float = 20.0) -> list[dict]:
-    await stack.wait_for(lambda ev: len([e for e in ev if e.get("event") == "call_end"]) >= since + count, timeout)
+    await stack.wait_for(
+        lambda ev: len([e for e in ev if e.get("event") == "call_end"]) >= since + count, timeout
+    )
     return ends(stack, since)
 
 
@@ -88,10 +94,28 @@ async def test_calls_spread_over_workers_with_media_both_ways_and_the_thirteenth
     stack, model, wavs, tmp_path
 ):
     since, sessions = len(stack.of("call_end")), len(model.sessions)
-    pcmu = asyncio.create_task(run_sipp(call_scenario(codec="PCMU", wav=wavs["PCMU"]), target(stack), tmp_path,
-                                        service=SUPPORT, calls=8, rate=40, hold_ms=3000))
-    pcma = asyncio.create_task(run_sipp(call_scenario(codec="PCMA", wav=wavs["PCMA"]), target(stack), tmp_path,
-                                        service=TRANSLATE, calls=4, rate=40, hold_ms=3000))
+    pcmu = asyncio.create_task(
+        run_sipp(
+            call_scenario(codec="PCMU", wav=wavs["PCMU"]),
+            target(stack),
+            tmp_path,
+            service=SUPPORT,
+            calls=8,
+            rate=40,
+            hold_ms=3000,
+        )
+    )
+    pcma = asyncio.create_task(
+        run_sipp(
+            call_scenario(codec="PCMA", wav=wavs["PCMA"]),
+            target(stack),
+            tmp_path,
+            service=TRANSLATE,
+            calls=4,
+            rate=40,
+            hold_ms=3000,
+        )
+    )
     starts = len(stack.of("call_start"))
     await stack.wait_for(lambda ev: len([e for e in ev if e.get("event") == "call_start"]) >= starts + 12, 20)
     full = await run_sipp(refused_scenario([486, 503]), target(stack), tmp_path, service=SUPPORT)
@@ -113,8 +137,14 @@ async def test_calls_spread_over_workers_with_media_both_ways_and_the_thirteenth
 
 async def test_a_tcp_caller_through_kamailio(stack, wavs, tmp_path):
     since = len(stack.of("call_end"))
-    r = await run_sipp(call_scenario(codec="PCMU", wav=wavs["PCMU"]), target(stack), tmp_path, service=SUPPORT,
-                       transport="t1", hold_ms=2000)
+    r = await run_sipp(
+        call_scenario(codec="PCMU", wav=wavs["PCMU"]),
+        target(stack),
+        tmp_path,
+        service=SUPPORT,
+        transport="t1",
+        hold_ms=2000,
+    )
     assert r.successful == 1, r
     assert_media((await wait_ends(stack, since, 1))[0], 2.0)
 
@@ -135,24 +165,42 @@ async def test_baresip_through_kamailio_hears_the_agent(stack, model, tmp_path):
 async def test_unknown_numbers_strangers_and_wrong_passwords_are_refused(stack, wavs, tmp_path):
     unknown = await run_sipp(refused_scenario([404]), target(stack), tmp_path, service=UNKNOWN)
     assert unknown.successful == 1, unknown
-    stranger = await run_sipp(refused_scenario([407]), target(stack), tmp_path, service=SUPPORT,
-                              source_ip="127.0.0.2")
+    stranger = await run_sipp(
+        refused_scenario([407]), target(stack), tmp_path, service=SUPPORT, source_ip="127.0.0.2"
+    )
     assert stranger.successful == 1, stranger
-    wrong = await run_sipp(refused_scenario([403], auth=True), target(stack), tmp_path, service=SUPPORT,
-                           source_ip="127.0.0.2", extra=["-au", "pbx", "-ap", "guess"])
+    wrong = await run_sipp(
+        refused_scenario([403], auth=True),
+        target(stack),
+        tmp_path,
+        service=SUPPORT,
+        source_ip="127.0.0.2",
+        extra=["-au", "pbx", "-ap", "guess"],
+    )
     assert wrong.successful == 1, wrong
     since = len(stack.of("call_end"))
-    pbx = await run_sipp(call_scenario(codec="PCMU", wav=wavs["PCMU"], auth=True), target(stack), tmp_path,
-                         service=SUPPORT, source_ip="127.0.0.2", extra=["-au", "pbx", "-ap", "s3cret"],
-                         hold_ms=1500)
+    pbx = await run_sipp(
+        call_scenario(codec="PCMU", wav=wavs["PCMU"], auth=True),
+        target(stack),
+        tmp_path,
+        service=SUPPORT,
+        source_ip="127.0.0.2",
+        extra=["-au", "pbx", "-ap", "s3cret"],
+        hold_ms=1500,
+    )
     assert pbx.successful == 1, pbx
     assert (await wait_ends(stack, since, 1))[0]["answered"]
 
 
 async def test_dtmf_by_rfc4733_and_sip_info_reaches_the_model(stack, model, tmp_path):
     since, sessions = len(stack.of("call_end")), len(model.sessions)
-    r = await run_sipp(call_scenario(codec="PCMU", dtmf_rfc4733="1", dtmf_info="5#"), target(stack), tmp_path,
-                       service=SUPPORT, hold_ms=800)
+    r = await run_sipp(
+        call_scenario(codec="PCMU", dtmf_rfc4733="1", dtmf_info="5#"),
+        target(stack),
+        tmp_path,
+        service=SUPPORT,
+        hold_ms=800,
+    )
     assert r.successful == 1, r
     record = (await wait_ends(stack, since, 1))[0]
     assert record["dtmf"] == 3
@@ -164,8 +212,12 @@ async def test_dtmf_by_rfc4733_and_sip_info_reaches_the_model(stack, model, tmp_
 async def test_the_agent_hangs_up(stack, model, wavs, tmp_path):
     since = len(stack.of("call_end"))
     model.plan.append("hangup")
-    r = await run_sipp(call_scenario(codec="PCMU", wav=wavs["PCMU"], end="agent", wait_s=10), target(stack),
-                       tmp_path, service=SUPPORT)
+    r = await run_sipp(
+        call_scenario(codec="PCMU", wav=wavs["PCMU"], end="agent", wait_s=10),
+        target(stack),
+        tmp_path,
+        service=SUPPORT,
+    )
     assert r.successful == 1, r  # the caller received the agent's BYE (through Kamailio) and answered it
     record = (await wait_ends(stack, since, 1))[0]
     assert record["end_by"] == "agent" and record["end_reason"] == "the agent ended the call"
@@ -174,10 +226,16 @@ async def test_the_agent_hangs_up(stack, model, wavs, tmp_path):
 async def test_transfer_sends_a_blind_refer_to_the_handoff_number(stack, model, wavs, tmp_path):
     since, sessions = len(stack.of("call_end")), len(model.sessions)
     model.plan.append("transfer")
-    r = await run_sipp(call_scenario(codec="PCMU", wav=wavs["PCMU"], end="refer", wait_s=10), target(stack),
-                       tmp_path, service=SUPPORT)
+    r = await run_sipp(
+        call_scenario(codec="PCMU", wav=wavs["PCMU"], end="refer", wait_s=10),
+        target(stack),
+        tmp_path,
+        service=SUPPORT,
+    )
     assert r.successful == 1, r
-    assert "Refer-To: <sip:+15555550100@127.0.0.1" in r.messages or "Refer-To: sip:+15555550100@" in r.messages
+    assert (
+        "Refer-To: <sip:+15555550100@127.0.0.1" in r.messages or "Refer-To: sip:+15555550100@" in r.messages
+    )
     record = (await wait_ends(stack, since, 1))[0]
     assert record["transfer"] == "accepted" and record["end_by"] == "agent"
     session = model.sessions[sessions]
@@ -189,8 +247,13 @@ async def test_a_callers_refer_is_declined_and_no_call_goes_out(stack, wavs, tmp
         trap.bind(("127.0.0.1", 0))
         trap.setblocking(False)
         toll = f"sip:+19005550100@127.0.0.1:{trap.getsockname()[1]}"
-        r = await run_sipp(call_scenario(codec="PCMU", wav=wavs["PCMU"], refer_to=toll), target(stack), tmp_path,
-                           service=SUPPORT, hold_ms=1000)
+        r = await run_sipp(
+            call_scenario(codec="PCMU", wav=wavs["PCMU"], refer_to=toll),
+            target(stack),
+            tmp_path,
+            service=SUPPORT,
+            hold_ms=1000,
+        )
         assert r.successful == 1, r  # the REFER got 603 and the call went on to the caller's BYE
         with pytest.raises(BlockingIOError):
             trap.recv(65535)  # no INVITE was sent to the Refer-To target
@@ -204,8 +267,15 @@ async def test_a_killed_worker_is_routed_around_and_restarted(stack, wavs, tmp_p
     os.kill(victim["pid"], signal.SIGKILL)
     await stack.wait_for(lambda ev: len([e for e in ev if e.get("event") == "worker_exit"]) > exits, 10)
     since = len(stack.of("call_end"))
-    r = await run_sipp(call_scenario(codec="PCMU", wav=wavs["PCMU"]), target(stack), tmp_path, service=SUPPORT,
-                       calls=8, rate=40, hold_ms=2000)
+    r = await run_sipp(
+        call_scenario(codec="PCMU", wav=wavs["PCMU"]),
+        target(stack),
+        tmp_path,
+        service=SUPPORT,
+        calls=8,
+        rate=40,
+        hold_ms=2000,
+    )
     assert r.successful == 8, r  # the two live workers take them (a call sent to the dead one fails over)
     assert len(await wait_ends(stack, since, 8)) == 8
     # the supervisor starts it again and Kamailio's probing brings it back
@@ -225,8 +295,10 @@ def _garbage(rng: random.Random) -> list[bytes]:
         rng.randbytes(rng.randint(1, 1400)),
         b"\x00" * 200,
         b"INVITE sip:+15550001@127.0.0.1 SIP/2.0\r\n\r\n",  # no headers at all
-        (b"INVITE sip:+15550001@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKx\r\n"
-         b"Content-Length: 99999\r\n\r\nv=0"),  # a body that never comes
+        (
+            b"INVITE sip:+15550001@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKx\r\n"
+            b"Content-Length: 99999\r\n\r\nv=0"
+        ),  # a body that never comes
         f"OPTIONS sip:x SIP/2.0\r\n{big}\r\n\r\n".encode(),
         b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.9.9.9:1;branch=z9hG4bKnope\r\n\r\n",  # a stray response
         bytes([0x80, 0x00]) + rng.randbytes(170),  # RTP-looking
@@ -238,8 +310,17 @@ async def test_bad_input_does_not_touch_the_calls_in_progress(stack, wavs, tmp_p
     health = await stack.health()
     exits = len(stack.of("worker_exit"))
     since = len(stack.of("call_end"))
-    calls = asyncio.create_task(run_sipp(call_scenario(codec="PCMU", wav=wavs["PCMU"]), target(stack), tmp_path,
-                                         service=SUPPORT, calls=2, rate=20, hold_ms=6000))
+    calls = asyncio.create_task(
+        run_sipp(
+            call_scenario(codec="PCMU", wav=wavs["PCMU"]),
+            target(stack),
+            tmp_path,
+            service=SUPPORT,
+            calls=2,
+            rate=20,
+            hold_ms=6000,
+        )
+    )
     starts = len(stack.of("call_start"))
     await stack.wait_for(lambda ev: len([e for e in ev if e.get("event") == "call_start"]) >= starts + 2, 10)
     sip_ports = [stack.port] + list(stack.ready["worker_ports"])
@@ -261,12 +342,23 @@ async def test_bad_input_does_not_touch_the_calls_in_progress(stack, wavs, tmp_p
             await writer.drain()
             writer.close()
 
-    flood_stranger = run_sipp(refused_scenario([407]), target(stack), tmp_path, service=SUPPORT, calls=300,
-                              rate=200, source_ip="127.0.0.2")
-    flood_unknown = run_sipp(refused_scenario([404]), target(stack), tmp_path, service=UNKNOWN, calls=100,
-                             rate=60)
+    flood_stranger = run_sipp(
+        refused_scenario([407]),
+        target(stack),
+        tmp_path,
+        service=SUPPORT,
+        calls=300,
+        rate=200,
+        source_ip="127.0.0.2",
+    )
+    flood_unknown = run_sipp(
+        refused_scenario([404]), target(stack), tmp_path, service=UNKNOWN, calls=100, rate=60
+    )
     stranger, unknown, _ = await asyncio.gather(flood_stranger, flood_unknown, spray(25))
-    assert stranger.successful >= 290 and unknown.successful >= 95, (stranger, unknown)  # answered, not dropped
+    assert stranger.successful >= 290 and unknown.successful >= 95, (
+        stranger,
+        unknown,
+    )  # answered, not dropped
     r = await calls
     assert r.successful == 2, r
     for record in await wait_ends(stack, since, 2):

@@ -46,8 +46,7 @@ async def server():
 async def stack(server):
     need("sipp"), need_pjsua2()
     env = {"PARLEY_SIP_NUMBERS": json.dumps(NUMBERS), "PARLEY_SIP_TRUNKS": TRUNKS}
-    async with SipStack(1, free_sip_port(), server.url, env=env,
-                        rtp_port_base=free_port_block(50)) as s:
+    async with SipStack(1, free_sip_port(), server.url, env=env, rtp_port_base=free_port_block(50)) as s:
         yield s
 
 
@@ -75,25 +74,53 @@ async def _until(predicate) -> None:
 
 
 async def test_the_worker_checks_trunks_itself(stack, tmp_path):
-    stranger = await run_sipp(refused_scenario([407]), f"127.0.0.1:{stack.port}", tmp_path, service="+15550001",
-                              source_ip="127.0.0.2")
+    stranger = await run_sipp(
+        refused_scenario([407]),
+        f"127.0.0.1:{stack.port}",
+        tmp_path,
+        service="+15550001",
+        source_ip="127.0.0.2",
+    )
     assert stranger.successful == 1, stranger
-    wrong = await run_sipp(refused_scenario([403], auth=True), f"127.0.0.1:{stack.port}", tmp_path,
-                           service="+15550001", source_ip="127.0.0.2", extra=["-au", "pbx", "-ap", "nope"])
+    wrong = await run_sipp(
+        refused_scenario([403], auth=True),
+        f"127.0.0.1:{stack.port}",
+        tmp_path,
+        service="+15550001",
+        source_ip="127.0.0.2",
+        extra=["-au", "pbx", "-ap", "nope"],
+    )
     assert wrong.successful == 1, wrong
-    pbx = await run_sipp(call_scenario(codec="PCMA", auth=True), f"127.0.0.1:{stack.port}", tmp_path,
-                         service="+15550001", source_ip="127.0.0.2", extra=["-au", "pbx", "-ap", "s3cret"],
-                         hold_ms=600)
+    pbx = await run_sipp(
+        call_scenario(codec="PCMA", auth=True),
+        f"127.0.0.1:{stack.port}",
+        tmp_path,
+        service="+15550001",
+        source_ip="127.0.0.2",
+        extra=["-au", "pbx", "-ap", "s3cret"],
+        hold_ms=600,
+    )
     assert pbx.successful == 1, pbx
-    unknown = await run_sipp(refused_scenario([404]), f"127.0.0.1:{stack.port}", tmp_path, service="+15559999")
+    unknown = await run_sipp(
+        refused_scenario([404]), f"127.0.0.1:{stack.port}", tmp_path, service="+15559999"
+    )
     assert unknown.successful == 1, unknown
 
 
 async def test_a_fifth_concurrent_call_is_busy(stack, tmp_path):
     wav = write_g711_wav(tmp_path / "u.wav", "PCMU", seconds=2.0)
     since = len(stack.of("call_end"))
-    four = asyncio.create_task(run_sipp(call_scenario(codec="PCMU", wav=wav), f"127.0.0.1:{stack.port}", tmp_path,
-                                        service="+15550001", calls=4, rate=40, hold_ms=2500))
+    four = asyncio.create_task(
+        run_sipp(
+            call_scenario(codec="PCMU", wav=wav),
+            f"127.0.0.1:{stack.port}",
+            tmp_path,
+            service="+15550001",
+            calls=4,
+            rate=40,
+            hold_ms=2500,
+        )
+    )
     starts = len(stack.of("call_start"))
     await stack.wait_for(lambda ev: len([e for e in ev if e.get("event") == "call_start"]) >= starts + 4, 15)
     busy = await run_sipp(refused_scenario([486]), f"127.0.0.1:{stack.port}", tmp_path, service="+15550001")

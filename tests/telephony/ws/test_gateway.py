@@ -15,18 +15,18 @@ import contextlib
 import json
 import urllib.error
 import urllib.request
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from telephony.ws.client import NativeCallClient, TwilioCallClient
 from telephony import g711
-from telephony.ws.gateway import run_gateway
 from telephony.leg import CallInfo, CallRefused, CloseCode, Leg
 from telephony.resample import ResampleStream
+from telephony.ws.client import NativeCallClient, TwilioCallClient
+from telephony.ws.gateway import run_gateway
 from telephony.ws.settings import Settings
 
 pytestmark = pytest.mark.timeout(60)
@@ -35,11 +35,11 @@ pytestmark = pytest.mark.timeout(60)
 class ScriptedHandler:
     """Echoes caller frames; `on_frame(index, handler)` runs before frame `index` is played."""
 
-    def __init__(self, info: CallInfo, leg: Leg, connector: "FakeConnector") -> None:
+    def __init__(self, info: CallInfo, leg: Leg, connector: FakeConnector) -> None:
         self.info, self.leg, self.connector = info, leg, connector
         self.frames: list[np.ndarray] = []
         self.dtmf: list[str] = []
-        self.ended: Optional[str] = None
+        self.ended: str | None = None
         self._done = asyncio.Event()
 
     async def caller_frame(self, frame: np.ndarray) -> None:
@@ -68,7 +68,7 @@ class FakeConnector:
 
     def __init__(
         self,
-        on_frame: Optional[Callable] = None,
+        on_frame: Callable | None = None,
         agent_audio: Callable[[int, np.ndarray], np.ndarray] = lambda i, f: f,
     ) -> None:
         self.on_frame = on_frame
@@ -114,7 +114,7 @@ def tone(seconds: float, rate: int, level: int = 8000) -> np.ndarray:
     return (level * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
 
 
-async def http(method: str, url: str, body: bytes = b"", headers: Optional[dict] = None):
+async def http(method: str, url: str, body: bytes = b"", headers: dict | None = None):
     def go():
         request = urllib.request.Request(url, data=body or None, method=method, headers=headers or {})
         try:
