@@ -517,17 +517,18 @@ class WebsocketCall:
                 await self._write(self._outbox.popleft())
             message = self._ser.serialize(AudioOut(packet))
             assert message is not None
-            await self._write(message)
+            if await self._write(message):  # a packet the socket no longer takes was not sent
+                self._stats.packets_out += 1
             self._disposed += 1
-            self._stats.packets_out += 1
             while self._pending_marks and self._pending_marks[0][0] <= self._disposed:
                 name = self._pending_marks.popleft()[1]
                 self._stats.marks_sent += 1
                 await self._write(self._ser.serialize(MarkOut(name)))
 
-    async def _write(self, message: str | bytes | None) -> None:
+    async def _write(self, message: str | bytes | None) -> bool:
+        """Send one message; False when it did not go out (the socket is closed or went away)."""
         if self._closed or message is None:
-            return
+            return False
         try:
             if isinstance(message, str):
                 await self._ws.send_text(message)
@@ -535,6 +536,8 @@ class WebsocketCall:
                 await self._ws.send_bytes(message)
         except Exception:  # the socket went away under us; the receive loop sees the disconnect
             self._closed = True
+            return False
+        return True
 
     async def _close(self, code: int, reason: str) -> None:
         if self._closed:

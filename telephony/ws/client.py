@@ -385,6 +385,9 @@ class NativeCallClient(CallClient):
         elif kind == "mark":
             self._event("mark", name=data.get("name"))
             assert self.ws is not None
-            await self.ws.send(json.dumps({"type": "mark", "name": data.get("name")}))
+            try:
+                await self.ws.send(json.dumps({"type": "mark", "name": data.get("name")}))
+            except ConnectionClosed:  # hanging up: no echo, but what the gateway sent before is still heard
+                pass
         else:
             self._event(kind, **{k: v for k, v in data.items() if k != "type"})

@@ -10,12 +10,15 @@ import wave
 
 import numpy as np
 import pytest
+from websockets.exceptions import ConnectionClosedOK
+from websockets.frames import Close
 
 from agent.settings import AgentSettings
 from parley.call import call_url, place_call
 from parley.cli_calls import add_commands
 from parley.gateway_app import run_agent_gateway
 from telephony.wav import write_pcm16
+from telephony.ws.client import NativeCallClient
 from telephony.ws.settings import Settings
 from tests.fakes.model_server import FakeModelServer, Step
 
@@ -61,6 +64,32 @@ async def test_place_call_writes_a_two_channel_recording_and_a_timeline(tmp_path
     # 1 s of caller audio then 0.6 s of line silence: eight 200 ms frames reached the model
     assert fake.sessions[0].frames == 8
     assert summary["line_seconds"] == pytest.approx(1.6, abs=0.03)
+
+
+class HangingUpSocket:
+    """A client websocket whose caller has just sent its close frame: what the gateway sent before
+    it saw the close is still there to read, and a send raises ConnectionClosed, as websockets'
+    does while closing."""
+
+    def __init__(self, messages: list) -> None:
+        self.messages = messages
+        self.protocol = argparse.Namespace(close_rcvd=Close(1000, ""), close_sent=Close(1000, ""))
+
+    async def __aiter__(self):
+        for message in self.messages:
+            yield message
+
+    async def send(self, message) -> None:
+        raise ConnectionClosedOK(Close(1000, ""), Close(1000, ""), True)
+
+
+async def test_a_mark_during_the_hang_up_does_not_cut_the_recording():
+    client = NativeCallClient("ws://127.0.0.1:9/stream", "support")
+    packet = np.full(320, 1000, "<i2").tobytes()
+    client.ws = HangingUpSocket(['{"type":"mark","name":"utterance-1"}', packet, packet])
+    await client._receive()
+    assert client.counters["mark"] == 1 and client.counters["agent_packets"] == 2  # heard after the mark
+    assert client.closed == (1000, "")
 
 
 def test_call_url():

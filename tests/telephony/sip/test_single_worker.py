@@ -62,7 +62,11 @@ async def test_baresip_over_g722_hears_the_agent(stack, server, tmp_path):
     # the model session ended with the call and its slot is free again
     await asyncio.wait_for(_until(lambda: len(server.ended) > ended), 10)
     session = server.ended[-1]
-    assert session["frames"] >= 15 and session["dropped"] == 0
+    assert session["frames"] >= 15
+    # Every frame was stepped, or dropped or skipped and counted, or still queued at the hang-up;
+    # how many of each is up to how fast this machine steps the model (bench/, not a test).
+    queued = session["frames"] - session["stepped"] - session["dropped"] - session["skipped"]
+    assert 0 <= queued <= server.settings.max_queued_frames, session
     assert server.health()["active"] == 0
 
 

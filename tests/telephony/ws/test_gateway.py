@@ -331,6 +331,34 @@ async def test_native_audio_of_any_size_is_framed_exactly():
         )
 
 
+async def test_packets_the_socket_no_longer_takes_are_not_counted_as_sent():
+    # The caller closes its socket mid-utterance while the handler takes a while to wind down (a
+    # real session closes its model session first): the pacer goes on until then, and what the
+    # closed socket no longer takes must not count in packets_out.
+    class SlowToEnd(ScriptedHandler):
+        async def caller_ended(self, reason: str) -> None:
+            await asyncio.sleep(0.5)  # the winding down under test, not a wait for something
+            await super().caller_ended(reason)
+
+    connector = FakeConnector()
+    connector_open = connector.open
+
+    async def open_slow(info: CallInfo, leg: Leg) -> ScriptedHandler:
+        await connector_open(info, leg)
+        handler = connector.handlers[-1] = SlowToEnd(info, leg, connector)
+        return handler
+
+    connector.open = open_slow
+    async with run_gateway(settings(), connector) as gw:
+        client = await NativeCallClient(gw.url + "/stream", "support", rate=16000).open()
+        await client.send_audio(tone(0.4, 16000))  # two frames played back: 20 packets, 400 ms
+        await client.wait_for(lambda: client.counters["agent_packets"] >= 1, 5)
+        await client.close()  # no stop: the caller's side just goes, reading all the gateway sent
+        await connector.wait_for(lambda: connector.handlers[0].ended is not None)
+        await gw.stats.wait_for(lambda: gw.stats.calls_live == 0, 5)
+        assert gw.stats.packets_out == client.counters["agent_packets"]
+
+
 @pytest.mark.parametrize("rate, encoding", [(8000, "alaw"), (48000, "pcm16")])
 async def test_native_agent_audio_comes_back_in_the_calls_format(rate, encoding):
     connector = FakeConnector()
