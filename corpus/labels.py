@@ -1,53 +1,16 @@
 """Per-micro-turn training labels from a rendered call, and the teacher-forced `Batch` built from them.
 
-`micro_turn_labels(call, cfg)` turns a `RenderedCall` into `CallLabels`: for every 200 ms
-micro-turn k the caller dMel the model reads, the agent's floor state, text tokens, tool call and
-dMel it should write, and the event tokens injected before it. `to_batch(labels, cfg,
-max_positions, seed)` lays calls out as stream positions (events, then the micro-turn) exactly as
-`model.interaction.Batch` defines them. `build_example(agent, seed, cfg)` renders (or loads from the
-corpus cache) one call and labels it.
-
-Alignment (N = 3200 samples = one micro-turn, D = vocoder_delay_samples(cfg), 640 by default):
-- Input. Micro-turn k reads caller samples [kN, (k+1)N): its caller levels are frames
-  [10k, 10k+10) of DMel.quantize(DMel.log_mel(caller)), which is what DMel.stream computes at
-  serving from the same frames.
-- Output window. At serving the step for micro-turn k runs once frame k is complete and its 3200
-  samples of agent audio are played from then on, so micro-turn k speaks for the output window
-  W_k = [(k+1)N, (k+2)N) of the call (`output_window(k)`). Everything the agent does is labelled
-  by the window it happens in.
-- Agent audio. The vocoder outputs the audio its frames were analysed from D samples late, so
-  for micro-turn k's vocoder output (call samples W_k) to equal the agent channel, its frames are
-  analysed from the agent channel advanced by N + D (`agent_shift_samples(cfg)`): agent levels =
-  frames [10k, 10k+10) of quantize(log_mel(agent[N + D:], zero-padded)). Frame j then analyses
-  agent[(j+1)hop - win + N + D, (j+1)hop + N + D), centred at j*hop + n_fft/2 + N: exactly where
-  the vocoder's synthesis window for frame j lands on the call clock.
-- Floor. "speak" if an agent turn or filler sounds anywhere in W_k (its pauses included) or
-  its first text bytes are written in micro-turn k (the floor leads the audio as the text does:
-  the floor decides to talk, the text follows; were the floor to start a micro-turn after the
-  text, a free-running model's turn-taking would hinge on the text head's first-byte choice and
-  the floor head would only learn to copy "text was written"), "backchannel" likewise for an
-  agent backchannel when no turn claims the window, "yield" on the first window that starts at or
-  after the cut of an agent turn a caller barged in on (cut = caller onset + 200 ms; the window
-  holding the cut is still "speak": the agent stops inside it), else "listen".
-  Precedence speak > yield > backchannel > listen.
-- Text. The agent's spoken words (a word = whitespace token plus one space) as UTF-8 bytes, each
-  targeted at the micro-turn ONE before the one whose window holds the word's onset (text leads
-  audio by ~200 ms): target = onset // N - 2. A Say that answers an event (tool result, timer,
-  keys) is never targeted before the micro-turn that event's first token is injected at. Each
-  micro-turn holds max_text_tokens - 1 bytes, then EOT, then PAD. Bytes that do not fit are moved
-  to the latest earlier micro-turn with room (keeping byte order) and only carried later when no
-  earlier one is allowed. Bytes of a character may straddle micro-turns (StreamDecoder copes).
-- Tool calls. At the micro-turn whose window holds the issue time (onset of the call, just after
-  the filler), as the model decodes it after its TOOL start token: tokenizer.encode_tool_call(name,
-  arguments)[1:] = "name {json}" bytes then EOT, cut to max_tool_tokens (ending in EOT).
-- Events. The call's events plus the `tool_pending` notices a live call's session sends while a
-  slow tool works (after 1.5 s, then every 3 s; `with_tool_pending`). Each event's tokens
-  (tokenizer.encode_event) join a queue at the micro-turn during which it arrives (t // 200 ms);
-  before every micro-turn at most max_event_tokens queued tokens are injected, so long events
-  continue over the next micro-turns: the model server's scheduler does exactly this. The config
-  event becomes the pinned prefix [CONFIG, bytes[:max_prefix-2], EVENT_END], as model.server
-  builds it, from the agent's configuration as it is now (a cached call keeps the configuration
-  it was rendered with).
+Labels are made exactly as the model is served (README.md "Training data and training"). Alignment,
+with N = 3200 samples = one micro-turn and D = vocoder_delay_samples(cfg) (640 by default):
+- Input: micro-turn k reads caller samples [kN, (k+1)N), i.e. dMel frames [10k, 10k+10) of the whole
+  caller channel, which is what DMel.stream computes at serving from the same frames.
+- Output: micro-turn k's agent audio plays over W_k = [(k+1)N, (k+2)N) (`output_window`); everything
+  the agent does is labelled by the window it happens in.
+- Agent audio: the vocoder outputs audio D samples after the frames it was analysed from, so the
+  agent levels are analysed from the agent channel advanced by N + D (`agent_shift_samples`, zero-padded
+  at the end); frame j is then centred at j*hop + n_fft/2 + N, where the vocoder's synthesis window
+  for frame j lands on the call clock.
+Floor, text, tool-call and event rules are on `_floor`, `_text`, `_tools` and `_events`.
 
 What it does not know: voices, effects, timing relations (corpus.render owns those).
 """
@@ -108,6 +71,7 @@ def dmel_levels(audio: np.ndarray, cfg: ModelConfig) -> np.ndarray:
 
 
 def config_prefix(text: str, cfg: ModelConfig) -> list[int]:
+    """The pinned prefix, encoded as model.server encodes a hello's config (tokenizer.encode_prefix)."""
     return TOKENIZER.encode_prefix(text, cfg.max_prefix)
 
 
@@ -139,7 +103,15 @@ class CallLabels:
 
 
 def _floor(call: RenderedCall, t: int, first_text_turn: dict[int, int]) -> np.ndarray:
-    """first_text_turn: index in call.says -> the micro-turn holding that say's first text byte."""
+    """Floor per micro-turn; precedence speak > yield > backchannel > listen.
+
+    "speak" if an agent turn or filler sounds anywhere in W_k (its pauses included) or its first text
+    byte is written in micro-turn k: the floor leads the audio as the text does (were it to start a
+    micro-turn after the text, the floor head would only learn to copy "text was written").
+    "backchannel" likewise for an agent backchannel. "yield" on the first window starting at or after
+    the cut of a barged-in agent turn (cut = caller onset + 200 ms; the window holding the cut is
+    still "speak": the agent stops inside it). Else "listen".
+    first_text_turn: index in call.says -> the micro-turn holding that say's first text byte."""
     speak, bc, yld = (np.zeros(t, bool) for _ in range(3))
     for i, s in enumerate(call.says):
         if s.speaker != "agent" or s.end_sample <= s.start_sample:
@@ -180,7 +152,12 @@ def with_tool_pending(call: RenderedCall) -> list[Event]:
 
 
 def _events(call: RenderedCall, t: int, cfg: ModelConfig) -> tuple[list[list[int]], dict[int, int], int]:
-    """(tokens before each micro-turn, event arrival ms -> micro-turn of its first token, dropped)."""
+    """(tokens before each micro-turn, event arrival ms -> micro-turn of its first token, dropped).
+
+    Each event's tokens (tokenizer.encode_event) join a queue at the micro-turn during which it
+    arrives (t // 200 ms); before every micro-turn at most max_event_tokens queued tokens are
+    injected, so long events continue over the next micro-turns, as the model server's scheduler
+    does. The config event is not here: it is the pinned prefix (`config_prefix`)."""
     arrivals = with_tool_pending(call)
     groups: list[list[int]] = [[] for _ in range(t)]
     first: dict[int, int] = {}
@@ -229,7 +206,14 @@ def pack_bytes(targets: list[int], lower: list[int], capacity: int) -> list[int]
 def _text(
     call: RenderedCall, t: int, cfg: ModelConfig, first_event_turn: dict[int, int]
 ) -> tuple[np.ndarray, dict[int, int], int]:
-    """(text [T, max_text_tokens], say index -> micro-turn of its first byte, bytes dropped)."""
+    """(text [T, max_text_tokens], say index -> micro-turn of its first byte, bytes dropped).
+
+    The agent's spoken words (a word = whitespace token plus one space) as UTF-8 bytes, each targeted
+    at the micro-turn ONE before the one whose window holds the word's onset (text leads audio by
+    ~200 ms): target = onset // N - 2. A Say answering an event (tool result, timer, keys) is never
+    targeted before the micro-turn that event's first token is injected at. Each micro-turn holds
+    max_text_tokens - 1 bytes, then EOT, then PAD; overflow is placed by `pack_bytes`. Bytes of one
+    character may straddle micro-turns (StreamDecoder copes)."""
     data, targets, lower, owner = [], [], [], []
     agent = sorted(
         (i for i, s in enumerate(call.says) if s.speaker == "agent"), key=lambda i: call.says[i].start_sample
@@ -271,6 +255,7 @@ def tool_call_tokens(name: str, arguments_json: str, cfg: ModelConfig) -> list[i
 
 
 def _tools(call: RenderedCall, t: int, cfg: ModelConfig) -> np.ndarray:
+    """Each tool call at the micro-turn whose window holds its issue time (just after the filler)."""
     tool = np.full((t, cfg.max_tool_tokens), SPECIAL.PAD, np.int64)
     for tc in call.tool_calls:
         k = max(0, tc.t_ms * MS // N - 1)  # the window holding the issue time

@@ -1,48 +1,12 @@
 """Rendering a `CallScript` into a two-channel 16 kHz call: audio, placed words, events, tool calls.
 
-`render_call(script, seed, held_out=False)` synthesises every `Say` with espeak-ng, resolves the
-script's timing relations into absolute times, and returns a `RenderedCall`: the caller channel
-(what the model hears: caller speech + echo of the agent + noise, through a phone line, see
-`corpus.effects`), a clean agent channel (what the model should say), the utterances as placed
-(with the text actually spoken and word onsets), the injected events and the tool calls. The
-same (script, seed, held_out) always gives the same samples (espeak-ng is deterministic per
-utterance; every random choice comes from a seeded numpy Generator).
-
-Times. Items are walked in list order (the script guarantees references point backwards; list
-order is not time order). `Gap(ref, ms, overlap_ok, of, frac)`: start = (start or end of item
-`of`) + frac * its duration + ms; `of=None` is the call's start. Ends: a Say ends when its audio
-ends; a ToolCall when its result (or error) arrives, latency_ms after it was issued; a Timer when
-it fires; Dtmf after len(digits) * interval_ms; Handoff/EndCall at their start, which ends the call.
-- A Say that resolves inside the same speaker's previous Say starts when that one ends (agent
-  answers after interim fillers, consecutive translation chunks).
-- Barge-in: the caller's Say starts `ms` after the agent turn's start and the agent is cut at the
-  caller's onset + one micro-turn (200 ms), with an 8 ms fade; its text keeps the words whose
-  onset lies before the cut. If the agent turn is too short for that (onset + 200 ms at or past
-  its end), the onset is moved to 55% of the turn.
-- Timers: both sides are silent until the timer fires, but never more than 8 s after the last
-  speech (a 60 s callback would otherwise be 95% silence); the timer event's payload says how
-  many seconds actually passed: {"timer": note, "seconds": elapsed}.
-- The call ends one micro-turn after the micro-turn in which its last item ends (EndCall/Handoff).
-
-Voices. The agent has one fixed voice per language (`AGENT_VOICES`: the same variant in English
-and Spanish, fixed rate and pitch). `agent_voice="piper"` gives its English lines piper's neural
-"joe" voice instead (corpus.piper_voice: each distinct line voiced once, then read from disk);
-Spanish lines and the caller stay on espeak-ng, and the caller's voice, prosody and line are
-drawn exactly as for "espeak" (only the agent's audio and what depends on its timing change).
-The shipped checkpoint was trained on "espeak", the default. The caller gets one voice per call from
-`TRAIN_CALLER_VOICES`, or from `HELD_OUT_CALLER_VOICES` when held_out=True: disjoint both in base
-voice (accent) and in variant (timbre), and neither uses the agent's variant. Caller rate is
-145-185 wpm times `script.style.rate_factor` (+-6% per utterance), pitch and pitch range per call.
-
-Events (t_ms, kind, payload): the call's configuration at t=0 (`config_text(agent)`: the same
-text the model server pins at serving, from agent.config.render_prefix), tool results/errors when
-they arrive (payload: compact JSON of the result dict, or of the error string), timers when they
-fire, and one "dtmf" event per key. Tool calls (t_ms, name, arguments_json) at their issue time.
-
-`CorpusCache` keeps rendered calls as compressed .npz files (PCM16 channels + JSON metadata)
-under ~/.cache/parley/corpus or $PARLEY_CACHE_DIR, in a directory of their own per agent voice;
-both channels are on the PCM16 grid, so a call loaded from the cache is bit-identical to a freshly
-rendered one.
+`render_call` gives a `RenderedCall`: the caller channel (what the model hears: caller speech + echo
+of the agent + noise through a phone line, corpus.effects), a clean agent channel (what the model
+should say), the utterances as placed (text actually spoken, word onsets), events and tool calls.
+Invariant: the same (script, seed, held_out) always gives the same samples (espeak-ng
+is deterministic per utterance; every random choice comes from a seeded numpy Generator), and both
+channels are on the PCM16 grid, so a call from `CorpusCache` is bit-identical to a fresh one.
+Timing rules are on `_place`, voices on `caller_voice`, events on `render_call`.
 
 What it does not know: labels, micro-turn alignment, tensors (corpus.labels does that).
 """
@@ -153,8 +117,9 @@ def caller_voices(held_out: bool = False) -> tuple[str, ...]:
 
 
 def agent_voices(agent_voice: str = "espeak") -> dict[str, str]:
-    """Language -> the agent's voice: `AGENT_VOICES`, or with agent_voice="piper" piper joe
-    (`piper_voice.VOICE_NAME`) for English."""
+    """Language -> the agent's voice: `AGENT_VOICES` (one fixed variant in English and Spanish,
+    fixed rate and pitch), or with agent_voice="piper" piper joe (`piper_voice.VOICE_NAME`) for
+    English, each distinct line voiced once, then read from disk."""
     if agent_voice == "espeak":
         return dict(AGENT_VOICES)
     if agent_voice == "piper":
@@ -362,6 +327,20 @@ class _Placed:
 
 
 def _place(script: CallScript, synth: _Synth) -> list[_Placed]:
+    """Absolute times for the script's items, walked in list order (references point backwards;
+    list order is not time order). `Gap(ref, ms, overlap_ok, of, frac)`: start = (start or end of
+    item `of`) + frac * its duration + ms; `of=None` is the call's start. A Say ends when its audio
+    ends; a ToolCall when its result (or error) arrives, latency_ms after issue; a Timer when it
+    fires; Dtmf after len(digits) * interval_ms; Handoff/EndCall at their start, ending the call.
+    - A Say resolving inside the same speaker's previous Say starts when that one ends (answers
+      after interim fillers, consecutive translation chunks).
+    - Barge-in: the caller's Say starts `ms` after the agent turn's start; the agent is cut at the
+      caller's onset + one micro-turn (200 ms) with an 8 ms fade, keeping the words whose onset lies
+      before the cut. If onset + 200 ms is at or past the turn's end, the onset moves to 55% of it.
+    - Timers: both sides are silent until it fires, but never more than 8 s after the last speech
+      (a 60 s callback would be 95% silence); the payload says how many seconds actually passed:
+      {"timer": note, "seconds": elapsed}.
+    - The call ends one micro-turn after the micro-turn in which its last item ends."""
     items = script.items
     placed: list[_Placed] = []
     for _i, it in enumerate(items):
@@ -421,7 +400,12 @@ def _rng(script: CallScript, seed: int, held_out: bool) -> np.random.Generator:
 
 def caller_voice(script: CallScript, seed: int, held_out: bool = False) -> _Voice:
     """The caller's voice, rate, pitch and pitch range of call (script, seed, held_out), as
-    `render_call` draws them (the held-out scenarios voice the caller's interjections with it)."""
+    `render_call` draws them (the held-out scenarios voice the caller's interjections with it).
+    One voice per call from `TRAIN_CALLER_VOICES`, or `HELD_OUT_CALLER_VOICES` when held_out: the
+    two are disjoint in base voice (accent) and variant (timbre), and neither uses the agent's
+    variant. Rate 145-185 wpm times `script.style.rate_factor` (+-6% per utterance). Drawn the same
+    whatever the agent voice: with "piper" only the agent's audio and what depends on its timing
+    change (its Spanish lines and the caller stay on espeak-ng)."""
     voice_rng = _rng(script, seed, held_out).spawn(3)[0]
     voices = caller_voices(held_out)
     return _Voice(
@@ -439,8 +423,11 @@ def render_call(
     tts: Espeak | None = None,
     agent_voice: str = "espeak",
 ) -> RenderedCall:
-    """Synthesise and lay out `script` (see the module docstring). Same arguments, same call.
-    `tts` (default `agent_tts(agent_voice)`) must speak the voices of `agent_voices(agent_voice)`."""
+    """Synthesise and lay out `script` (times: `_place`). Same arguments, same call.
+    `tts` (default `agent_tts(agent_voice)`) must speak the voices of `agent_voices(agent_voice)`.
+    Events (t_ms, kind, payload): the configuration at t=0 (`config_text`), tool results/errors
+    when they arrive (compact JSON of the result dict or the error string), timers when they fire,
+    one "dtmf" per key. Tool calls (t_ms, name, arguments_json) at their issue time."""
     voices_of_agent = agent_voices(agent_voice)
     tts = tts or agent_tts(agent_voice)
     _, prosody_rng, channel_rng = _rng(script, seed, held_out).spawn(3)  # the first: `caller_voice`
@@ -512,7 +499,7 @@ class CorpusCache:
     The directory name carries the render, script and espeakng-loader versions (and for
     agent_voice="piper" the piper voice with a digest of its versions and settings), so a change
     to any of them, or another agent voice, starts a fresh corpus instead of reading stale calls.
-    Writes are atomic."""
+    Writes are atomic. Root: $PARLEY_CACHE_DIR or ~/.cache/parley/corpus, a directory per agent voice."""
 
     def __init__(self, root: str | Path | None = None, agent_voice: str = "espeak") -> None:
         agent_voices(agent_voice)  # ValueError if unknown

@@ -1,49 +1,11 @@
 """The VAD cascade baseline of `parley eval`: a walkie-talkie agent driven by Silero VAD.
 
-Evaluation only: it never runs in the call path. It stands for the classic voice-agent pipeline
-(VAD endpointing -> ASR -> LLM -> TTS), reduced to its timing behaviour, so that the full-duplex
-model's metrics have a baseline beside them on the same scenarios, speaking the same scripted
-text.
-
-`run_cascade(caller, agent_lines)` walks the caller channel (float32, 16 kHz) causally in Silero's
-512-sample (32 ms) chunks; the VAD is the `silero-vad` package's own model, stepped one chunk at a
-time with its recurrent state, so every decision uses only audio heard so far. Per chunk:
-
-- VAD state, with Silero's hysteresis: speech starts when the probability reaches `threshold`
-  [0.5] and ends when it falls below `neg_threshold` [0.35]. A speech run starts at the start of
-  its first speech chunk; a silence at the start of its first non-speech chunk.
-- Turn end: listening, after the caller has spoken (a run of at least `min_speech_ms` [96 ms],
-  three chunks) and then been silent for `silence_ms` [600 ms], the cascade answers: the next
-  scripted line starts `processing_ms` [300 ms] after that decision. 300 ms stands for final ASR +
-  LLM first token + TTS first audio in a well-tuned streaming pipeline; it is on the optimistic side
-  (deployed cascades usually take 0.5-1 s on top of the endpointing silence), so the baseline is
-  not a straw man. Each detected turn end gets at most one line; `AgentLine.after_turn_end` holds a
-  line back until that many turn ends have been detected.
-- Waiting to speak: caller speech of `barge_min_ms` [200 ms] cancels the pending answer (its
-  line stays next in the queue).
-- Speaking: caller speech of `barge_min_ms` stops the line at the end of that chunk (barge-in),
-  with an 8 ms fade after the cut; the line is used up and its text keeps the words whose onset
-  lies before the cut. The VAD cannot tell who is speaking, so the caller's backchannels and any
-  echo on the caller channel cut the agent too: that is the cascade's known weakness and what the
-  false-stop metrics measure. A stop takes effect at once (no output buffer to flush), again in
-  the baseline's favour.
-
-Lines are voiced with espeak-ng in the training data's agent voice (corpus.render
-`AGENT_VOICES`, `AGENT_RATE_WPM`, pitch and range 50), at 16 kHz. Echo of the scenario's agent is
-whatever the caller channel holds; `echo_gain` > 0 adds the cascade's own output to what it hears,
-delayed by `echo_delay_ms`, for a line without echo cancellation.
-
-`run_cascade_reactive(caller, agent_lines, player)` adds a caller who reacts to the cascade's own
-output (a scenario's interjections, `interjections.InterjectionPlayer`): at each 200 ms
-boundary the player decides from the cascade's output so far whether a clip starts there; the clip
-is added to the caller channel and the whole call run again. The cascade is causal, so its output
-before the onset is the same in both runs: one deterministic rerun per clip played, nothing
-changed when none is.
-
-The result's `track` is a `evaluation.metrics.AgentTrack`: speech intervals measured from the
-produced audio with `metrics.speech_intervals` (as the model's are), no floor states (the metrics
-then count agent backchannels as short intervals: a cascade has none), no tool calls, and the
-spoken text. Deterministic for a given caller array and package versions.
+Evaluation only, never in the call path. It stands for the classic pipeline (VAD endpointing -> ASR
+-> LLM -> TTS) reduced to its timing, speaking the scenario's scripted lines, so the model's metrics
+have a baseline on the same scenarios (README.md "Model card", "Scenario format"). Causal: every
+decision uses only audio heard so far; deterministic for a given caller array and package versions.
+The rules are on `run_cascade`; its `track` is measured like the model's (`metrics.speech_intervals`),
+with no floor states and no tool calls.
 
 What it does not know: scenarios (a player is anything with `step(k, agent_audio)` and
 `track(n)`), reports, the interaction model, recognisers.
@@ -171,8 +133,31 @@ def run_cascade(
     echo_delay_ms: float = 100,
     tts: Espeak | None = None,
 ) -> CascadeResult:
-    """Run the VAD cascade over one call's caller channel (float32, 16 kHz); see the module
-    docstring for the rules. `tts` defaults to the process's `Espeak.instance()`."""
+    """Run the VAD cascade over one call's caller channel (float32, 16 kHz), causally, in Silero's
+    512-sample (32 ms) chunks, the `silero-vad` model stepped one chunk at a time with its state.
+    `tts` defaults to the process's `Espeak.instance()`. Per chunk:
+
+    - VAD, with Silero's hysteresis: speech starts when the probability reaches `threshold` and ends
+      when it falls below `neg_threshold`; a speech run starts at the start of its first speech
+      chunk, a silence at the start of its first non-speech chunk.
+    - Turn end: listening, after the caller has spoken (a run of at least `min_speech_ms`, three
+      chunks) and then been silent for `silence_ms`, the next scripted line starts `processing_ms`
+      later. 300 ms stands for final ASR + LLM first token + TTS first audio in a well-tuned
+      streaming pipeline, on the optimistic side (deployed cascades usually add 0.5-1 s to the
+      endpointing silence), so the baseline is no straw man. Each detected turn end gets at most one
+      line; `AgentLine.after_turn_end` holds a line back until that many turn ends were detected.
+    - Waiting to speak: caller speech of `barge_min_ms` cancels the pending answer (its line stays
+      next in the queue).
+    - Speaking: caller speech of `barge_min_ms` stops the line at the end of that chunk, with an 8 ms
+      fade; the line is used up and its text keeps the words whose onset lies before the cut. The
+      VAD cannot tell who speaks, so caller backchannels and echo cut the agent too (the cascade's
+      known weakness, what the false-stop metrics measure). A stop takes effect at once (no output
+      buffer to flush), again in the baseline's favour.
+
+    Lines are voiced with espeak-ng in the training data's agent voice (corpus.render `AGENT_VOICES`,
+    `AGENT_RATE_WPM`, pitch and range 50) at 16 kHz. Echo of the scenario's agent is whatever the
+    caller channel holds; `echo_gain` > 0 adds the cascade's own output to what it hears, delayed by
+    `echo_delay_ms` (a line without echo cancellation)."""
     import torch
 
     x = _check_caller(caller)
@@ -326,7 +311,9 @@ def run_cascade_reactive(
     """`run_cascade` against a caller that reacts to it: at each frame boundary k * FRAME,
     `player.step(k, agent_audio)` sees the cascade's output so far (it reads only what precedes the
     boundary) and may start a clip there; the call is then run again with `player.track` added to
-    the caller channel. `kwargs` go to `run_cascade`; without a clip played, its result as is."""
+    the caller channel. `kwargs` go to `run_cascade`; without a clip played, its result as is.
+    The cascade is causal, so its output before an onset is the same in both runs: one
+    deterministic rerun per clip played."""
     x = _check_caller(caller)
     result = run_cascade(x, agent_lines, **kwargs)
     for k in range(-(-len(x) // FRAME)):

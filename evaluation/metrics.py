@@ -1,49 +1,15 @@
 """Full-duplex call metrics over a timeline, after Full-Duplex-Bench v1/v1.5.
 
-A call is judged from two records: `Annotations` (what the scenario's caller does, read from the
-scenario JSON) and `AgentTrack` (what the agent did: its speech intervals, measured from its output
-audio with `speech_intervals`, its floor state per 200 ms micro-turn, its tool calls and its text).
-`evaluate_call` computes every per-call count; `summarize` pools the counts of many calls into
-rates and latency percentiles. Pure Python and numpy: no model, no audio files, no ASR.
+A call is judged from `Annotations` (what the scenario's caller does) and `AgentTrack` (what the
+agent did: speech intervals measured from its output audio by `speech_intervals`, floor state per
+200 ms micro-turn, tool calls, text). `evaluate_call` counts per call; `summarize` pools calls into
+rates and latency percentiles (numpy linear interpolation; None for no values). Times are seconds
+on the call clock (0 = first caller sample); intervals are half-open [start, end). Each metric's
+rule, with its defaults, is on its function (`pause_takeovers`, `turn_taking`, `barge_in_stops`,
+`backchannel_false_stops`, `echo_false_stops`, `agent_backchannels`, `tool_call_accuracy`, `chrf`,
+`wer`).
 
-All times are seconds on the call clock (0 = first caller sample). Intervals are half-open
-[start, end). The rules, one per metric (defaults in brackets):
-
-- Pause takeover. A mid-turn caller pause (s, e) is taken over when an agent speech interval of
-  at least `bc_max_s` [1.0 s] starts in [s, e + grace_s) [grace 0.2 s, one micro-turn: a decision
-  taken in the pause sounds one output window later]. Shorter intervals are backchannels, which
-  are welcome in a pause. Speech already running at s is not a takeover (it is no onset).
-- Turn taking. A caller turn end t is taken when the agent's speech starts in (t, deadline],
-  deadline = min(t + window_s [2.0 s], the caller's next speech onset after t). Latency = onset - t.
-  Speech already running at t counts as taken with latency 0 only in interpreting calls (the
-  scenario has translations), where talking over the caller is the job; an agent of any other
-  kind that is still talking at t has not taken the turn, it has talked over it.
-- Barge-in. For each barge-in onset b at which the agent is speaking (an interval holds b), the
-  stop latency is that interval's end - b; the stop succeeds when latency <= window_s [2.0 s].
-  Onsets while the agent is silent are not counted.
-- False stops on caller backchannels. A backchannel (s, e) counts when the agent is speaking at s;
-  it is a false stop when that speech interval ends in [s, e + tolerance_s] [0.5 s].
-- False stops on echo. Echo intervals are where the agent's scripted voice leaks back onto the
-  caller channel, so the agent's own speech naturally ends up to the echo delay before the echo
-  does. An echo (s, e) counts when the agent is speaking at s; it is a false stop when that speech
-  interval ends in [s, e - tail_s) [tail 0.25 s > the 200 ms maximum echo delay]: the agent went
-  silent while its own echo still had more than the delay to run.
-- Agent backchannels per minute of caller speech. Caller time = the union of `caller_speech`
-  (the caller's own turns) and the mid-turn pauses, in minutes. From floor states when the track
-  has them: each run of consecutive "backchannel" micro-turns whose start lies in caller time is
-  one backchannel. Without floor states (a cascade baseline): each agent speech interval shorter
-  than `bc_max_s` starting in caller time.
-- Tool-call accuracy. Expected calls are matched in order: each takes the first not-yet-matched
-  call made after the previous match with the same name; it is correct when the arguments are equal
-  after `normalize_arguments`. Calls made but never matched are extras.
-  accuracy = correct / (expected + extras); None when both are zero.
-- chrF. Character n-gram F-score per Popović (2015): n = 1..6, whitespace removed, precision and
-  recall each averaged arithmetically over the orders that either side has n-grams of, then
-  F_beta with beta = 2, reported 0..100. Corpus chrF pools the n-gram counts of all calls. A call's
-  hypothesis is the agent's whole text, its reference the scenario's translations joined.
-- WER. Word edit distance (substitutions + deletions + insertions) / reference words, after
-  lower-casing, deleting punctuation and splitting on whitespace. Pooled over calls.
-- Percentiles: numpy linear interpolation; None for no values.
+Pure Python and numpy: no model, no audio files, no ASR.
 """
 
 from __future__ import annotations
@@ -185,7 +151,9 @@ def pause_takeovers(
     bc_max_s: float = 1.0,
     grace_s: float = MICRO_TURN_S,
 ) -> list[bool]:
-    """Per pause: did an agent interval of at least `bc_max_s` start in [s, e + grace_s)?"""
+    """Per pause (s, e): did an agent interval of at least `bc_max_s` start in [s, e + grace_s)?
+    grace is one micro-turn: a decision taken in the pause sounds one output window later. Shorter
+    intervals are backchannels, welcome in a pause; speech already running at s is no onset."""
     return [any(s <= a < e + grace_s and b - a >= bc_max_s for a, b in agent) for s, e in pauses]
 
 
@@ -196,8 +164,11 @@ def turn_taking(
     window_s: float = 2.0,
     overlap_counts: bool = False,
 ) -> list[float | None]:
-    """Per caller turn end: the agent's response latency, or None when it did not take the turn.
-    `overlap_counts`: speech running at the turn end is a take with latency 0 (interpreting)."""
+    """Per caller turn end t: the agent's response latency, or None when it did not take the turn.
+    Taken when the agent's speech starts in (t, deadline], deadline = min(t + window_s, the caller's
+    next onset after t); latency = onset - t. `overlap_counts` (interpreting calls only, where
+    talking over the caller is the job): speech running at t is a take with latency 0; any other
+    agent still talking at t has talked over the turn, not taken it."""
     out: list[float | None] = []
     for t in turn_ends:
         if overlap_counts and _inside(agent, t):
@@ -210,7 +181,8 @@ def turn_taking(
 
 
 def barge_in_stops(onsets: Sequence[float], agent: Sequence[Interval]) -> list[float]:
-    """Per barge-in onset at which the agent was speaking: end of that speech - onset."""
+    """Per barge-in onset at which the agent was speaking: end of that speech - onset (onsets while
+    the agent is silent are not counted; `summarize` calls a stop within its window a success)."""
     out = []
     for b in onsets:
         iv = _active(agent, b)
@@ -222,7 +194,8 @@ def barge_in_stops(onsets: Sequence[float], agent: Sequence[Interval]) -> list[f
 def backchannel_false_stops(
     events: Sequence[Interval], agent: Sequence[Interval], tolerance_s: float = 0.5
 ) -> list[bool]:
-    """Per caller backchannel during agent speech: did that speech end in [s, e + tolerance_s]?"""
+    """Per caller backchannel (s, e) with the agent speaking at s: did that speech end in
+    [s, e + tolerance_s]? (a false stop)"""
     out = []
     for s, e in events:
         iv = _active(agent, s)
@@ -234,7 +207,10 @@ def backchannel_false_stops(
 def echo_false_stops(
     echoes: Sequence[Interval], agent: Sequence[Interval], tail_s: float = 0.25
 ) -> list[bool]:
-    """Per echo interval during agent speech: did that speech end before e - tail_s?"""
+    """Per echo interval (s, e) with the agent speaking at s: did that speech end before e - tail_s?
+    Echo is the agent's own voice leaking back, so its speech naturally ends up to the echo delay
+    before the echo does; tail_s (0.25 s) exceeds the 200 ms maximum echo delay, so a stop here means
+    the agent went silent while its echo still had more than the delay to run."""
     out = []
     for s, e in echoes:
         iv = _active(agent, s)
@@ -249,8 +225,10 @@ def caller_time(ann: Annotations) -> list[Interval]:
 
 
 def agent_backchannels(track: AgentTrack, caller: Sequence[Interval], bc_max_s: float = 1.0) -> int:
-    """Agent backchannels starting in caller time: floor runs if the track has floor states, else
-    short speech intervals."""
+    """Agent backchannels starting in caller time (`caller_time`: the caller's turns and mid-turn
+    pauses; `summarize` rates them per minute of it). With floor states, each run of consecutive
+    "backchannel" micro-turns is one; without (a cascade baseline), each speech interval shorter
+    than `bc_max_s`."""
     if track.floor:
         starts = [
             track.floor_start_s + k * MICRO_TURN_S
@@ -304,7 +282,10 @@ class ToolScore:
 def tool_call_accuracy(
     expected: Sequence[tuple[str, dict]], made: Sequence[tuple[float, str, dict]]
 ) -> ToolScore:
-    """Match expected calls in order against the calls made (sorted by time); see module doc."""
+    """Match expected calls in order against the calls made (sorted by time): each takes the first
+    not-yet-matched call after the previous match with the same name, and is correct when the
+    arguments are equal after `normalize_arguments`. Calls never matched are extras;
+    accuracy = correct / (expected + extras), None when both are zero."""
     made = sorted(made, key=lambda c: c[0])
     used = [False] * len(made)
     pos = correct = 0
@@ -347,6 +328,10 @@ def chrf_from_stats(stats: Sequence[tuple[int, int, int]], beta: float = CHRF_BE
 
 
 def chrf(hypothesis: str, reference: str, beta: float = CHRF_BETA) -> float:
+    """chrF per Popović (2015): character n-grams n = 1..6, whitespace removed, precision and recall
+    each averaged over the orders either side has n-grams of, F_beta with beta = 2, 0..100. Corpus
+    chrF pools the counts of all calls; a call's hypothesis is the agent's whole text, its
+    reference the scenario's translations joined."""
     return chrf_from_stats(chrf_stats(hypothesis, reference), beta)
 
 
@@ -376,6 +361,8 @@ def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
 
 
 def wer(reference: str, hypothesis: str) -> float:
+    """Word edit distance (substitutions + deletions + insertions) / reference words, after
+    `normalize_words`; `summarize` pools errors and words over calls."""
     errors, n = word_errors(reference, hypothesis)
     if n == 0:
         raise ValueError("wer: the reference has no words")

@@ -1,55 +1,12 @@
-"""Evaluation scenarios: a caller WAV plus a JSON of annotations, loaded, validated and generated.
+"""Evaluation scenarios: a caller WAV plus a JSON of annotations, loaded and validated.
 
-A scenario directory holds, per scenario `<name>`:
+The format (files, keys, defaults) is README.md "Scenario format"; `KEYS` and `parse_scenario` are its
+definition. Times are seconds on the call clock, t = 0 at the caller WAV's first sample; all audio
+(any rate, PCM16 or float32, mono) is resampled to 16 kHz float32 with soxr on loading. Any unknown
+key or bad value is a `ScenarioError` naming the file and the key.
 
-    <name>.wav         the caller's audio, call clock t = 0 at its first sample: mono, any sample
-                       rate, PCM16 or float32 (resampled to 16 kHz with soxr on loading)
-    <name>.json        what happens in the call (below)
-    <name>.agent.wav   optional: a reference recording of the scripted agent (see agent_reference)
-
-`<name>.json` (times in seconds on the call clock; every key but "agent" optional; any key not
-listed here is an error):
-
-    {"agent": "support" | "translate-en-es",        # a shipped agent (agent/config.py)
-     "annotations": {                                # evaluation.metrics.Annotations
-        "turn_ends": [t, ...],                       # caller turn ends the agent should answer
-        "pauses": [[s, e], ...],                     # mid-turn caller pauses: no take-over
-        "backchannels": [[s, e], ...],               # caller "uh-huh"s over the agent: keep talking
-        "barge_ins": [t, ...],                       # caller onsets that cut the agent: stop
-        "tool_calls": [{"name": n, "arguments": {...}}, ...],   # expected, in order
-        "translations": ["...", ...],                # reference translations, in order
-        "echoes": [[s, e], ...],                     # agent voice already on the caller channel
-        "caller_speech": [[s, e], ...]},             # the caller's own turns
-     "echo": {"delay_ms": 80, "attenuation_db": 25}, # the harness leaks the agent's ACTUAL output
-                                                     # back into what the model hears
-     "tool_results": [{"name": n, "arguments": {...}, "result": {...} | "error": "...",
-                       "delay_s": 1.5}, ...],        # answers to the model's tool calls
-     "agent_lines": [{"text": "...", "after_turn_end": 0 | null, "lang": "en"}, ...],
-                                                     # the scripted agent's lines (the VAD cascade
-                                                     # speaks them); after_turn_end indexes the
-                                                     # turn end the line answers, null = before
-                                                     # any (a greeting)
-     "events": [{"t": 12.4, "kind": "dtmf" | "timer" | "system", "payload": "..."}, ...],
-     "agent_reference": {"wav": "<name>.agent.wav", "text": "..."},
-                                                     # the scripted agent's audio and its words:
-                                                     # the recogniser's reference WER
-     "interjections": [{"kind": "barge_in" | "backchannel",
-                        "wav": "<name>.int0.wav",    # the caller's clip (mono, any rate, like the
-                                                     # caller WAV); its first sample is the onset
-                        "not_before": 4.0,           # earliest onset [0]
-                        "after_speech_s": 0.8,       # the agent's unbroken speech it waits for [1.0]
-                        "not_after": 40.0,           # latest onset [null: while the clip fits]
-                        "text": "..."}, ...],        # what the clip says, not read
-     "source": {...}}                                # free-form provenance, not read
-
-`interjections` are played by `evaluation.interjections.InterjectionPlayer` (the rule is there).
-
-Tool results are matched on the name and the arguments after `metrics.normalize_arguments`; an
-unmatched call gets a tool_error "unknown request". Loading checks every key and names the file
-and the key in its error (`ScenarioError`).
-
-This module knows nothing of the model server, metrics' rules or reports, how interjections are
-played (evaluation.interjections) or how held-out scenarios are written (evaluation.held_out).
+What it does not know: the model server, metrics' rules, reports, how interjections are played
+(evaluation.interjections) or how held-out scenarios are written (evaluation.held_out).
 """
 
 from __future__ import annotations
@@ -120,7 +77,7 @@ class ScenarioEvent:
 
 @dataclass(frozen=True, eq=False)
 class Interjection:
-    """A caller clip the harness plays reactively (see the module docstring)."""
+    """A caller clip the harness plays reactively (the rule: evaluation.interjections.InterjectionPlayer)."""
 
     kind: str  # INTERJECTION_KINDS
     wav: str  # the clip's file name, beside the scenario JSON
