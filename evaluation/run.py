@@ -1,43 +1,11 @@
 """Running scenarios through the real model server, exactly as calls are served, and scoring them.
 
-`run_scenarios(model, scenarios)` starts a `ModelServer` in-process (port 0, one slot per
-concurrent scenario, the same tick loop and `Runner` that serve calls) and drives one
-`agent.CallSession` per scenario, up to `max_slots` at once, through an `EvalLeg`:
-
-- Caller side. Frame k (caller samples [kN, (k+1)N), N = 3200 = 200 ms) is sent at t0 + k * tick,
-  real time by default. Scenario events (DTMF, timers) go in before the frame of the micro-turn
-  they arrive in, as the training labels inject them. With "echo", frame k also carries the
-  agent's own output, delayed and attenuated (one tap, wideband): frame k waits for micro-turn
-  k-1's audio, since that audio is what leaks into it, and the caller's clock slips by the wait
-  rather than sending the next frames in a burst (a burst would leave the server a frame behind
-  for good). Waits are counted; a micro-turn the server skipped leaks silence.
-- Interjections (the scenario's "interjections", `interjections.InterjectionPlayer`): before frame k
-  the player decides from the agent's audio that has sounded by kN (micro-turns up to k-2; the
-  harness waits for k-2 while one may still start, slipping the clock like the echo's wait)
-  whether a clip starts at kN, and frame k carries the clips' samples from then on. The onsets
-  (seconds, None: not played) are in the record and its session counters; what the model heard
-  includes the clips.
-- Agent side. The session plays every micro-turn's audio on the leg. Micro-turn k read frame k
-  (the turn message says which), so its audio sounds over [(k+1)N, (k+2)N) of the call clock
-  (`metrics.AgentTrack`): the leg lays it there, whatever the wall-clock jitter, i.e. as an ideal
-  transport one micro-turn behind the caller would play it. A frame the server skipped (late)
-  stays silent and is counted.
-- Tools. `ScenarioToolRouter` answers from the scenario's "tool_results" (same name, equal
-  arguments after `metrics.normalize_arguments`) after their delay, else a tool_error "unknown
-  request". It exists for evaluation only; `end_call` and `transfer` are the session's own, as in
-  a call (the leg accepts transfers).
-
-`evaluate(records)` measures the agent's speech (`metrics.speech_intervals` of its audio), builds
-the `AgentTrack` (floor per micro-turn, tool calls at the end of the micro-turn that made them,
-text) and scores it with `metrics.evaluate_call`, the played interjections added to the
-annotations (`with_interjections`) and counted (planned / triggered) per system. Echo intervals for
-"echo" scenarios come from the agent's own speech and its own stop decisions (`echo_intervals`).
-Optional, imported lazily and skipped with a note when missing: the VAD cascade baseline
-(`evaluation.cascade.run_cascade`, speaking the scenario's agent lines, hearing its own echo under
-the same delay and attenuation, the interjections played against its own output:
-`cascade.run_cascade_reactive`) and the recogniser for intelligibility (`evaluation.asr.Recogniser`,
-English agents only: it is an English model; the reference is its WER on the scenario's scripted
-agent recording).
+`run_scenarios` starts a `ModelServer` in-process and drives one `agent.CallSession` per scenario
+through an `EvalLeg` (`run_call`); `evaluate` scores the records. How calls are scored, the echo
+and the baseline: README.md "Scenario format". Invariant: micro-turn k reads caller frame k and its
+audio is laid over [(k+1)N, (k+2)N) of the call clock (N = 3200 samples = 200 ms) whatever the
+wall-clock jitter; a skipped micro-turn stays silent and is counted. The cascade baseline and the
+recogniser are optional, imported lazily and skipped with a note when missing.
 
 This module knows nothing of HTML or plots (`evaluation.report`).
 """
@@ -85,7 +53,9 @@ CUT_ECHO_S = 1.0  # how far past a false stop the agent's echo is taken to run (
 
 
 class EvalLeg:
-    """A `telephony.leg.Leg` that records the agent's side on the caller's clock."""
+    """A `telephony.leg.Leg` that records the agent's side on the caller's clock: micro-turn k's
+    audio (the turn message says which frame k it read) is laid at [(k+1)N, (k+2)N), as an ideal
+    transport one micro-turn behind the caller would play it. It accepts transfers."""
 
     def __init__(self, call_id: str, agent: str, n_frames: int) -> None:
         self.info = CallInfo(call_id, "eval", agent, SAMPLE_RATE, "pcm16")
@@ -152,7 +122,9 @@ class EvalLeg:
 
 
 class ScenarioToolRouter:
-    """Answers tool calls from a scenario's "tool_results" (evaluation only: calls go to Celery)."""
+    """Answers tool calls from a scenario's "tool_results" (evaluation only: calls go to Celery):
+    same name and arguments equal after `metrics.normalize_arguments`, after their delay, else a
+    tool_error "unknown request". `end_call` and `transfer` stay the session's own, as in a call."""
 
     def __init__(self, scenario: Scenario, time_scale: float = 1.0) -> None:
         self.results = scenario.tool_results
@@ -211,7 +183,18 @@ async def run_call(
     temperature: float | None = None,
     connect_tries: int = 50,
 ) -> CallRecord:
-    """One scenario as one call through `CallSession` against the model server at `url`."""
+    """One scenario as one call through `CallSession` against the model server at `url`.
+
+    Caller side: frame k (caller samples [kN, (k+1)N)) goes at t0 + k * tick. Scenario events
+    (DTMF, timers) go in before the frame of the micro-turn they arrive in, as the training labels
+    inject them. With "echo", frame k also carries the agent's own output, delayed and attenuated
+    (one tap, wideband), so it waits for micro-turn k-1's audio; the caller's clock slips by the wait
+    rather than sending the next frames in a burst (which would leave the server a frame behind for
+    good). Waits are counted; a micro-turn the server skipped leaks silence.
+    Interjections (`interjections.InterjectionPlayer`): before frame k the player decides from the
+    agent audio that has sounded by kN (micro-turns up to k-2; the harness waits for k-2 while one
+    may still start, slipping the clock likewise) whether a clip starts at kN; frame k carries the
+    clips from then on. The onsets (seconds, None: not played) go in the record and its counters."""
     n = -(-len(scenario.audio) // N)
     leg = EvalLeg(f"eval-{scenario.name}", scenario.agent, n)
     scale = tick_s / MICRO_TURN_S
@@ -474,7 +457,14 @@ def evaluate(
     records: Sequence[CallRecord], *, baseline: bool = True, asr: bool = True, notes: list[str] | None = None
 ) -> dict:
     """Scores (and, when available, the cascade baseline and the recogniser) as the results dict
-    that `evaluation.report` writes out: {"calls": [...], "summary": {...}, "notes": [...]}."""
+    that `evaluation.report` writes out: {"calls": [...], "summary": {...}, "notes": [...]}.
+    Per record: speech from `metrics.speech_intervals` of the agent audio, the `AgentTrack` (floor
+    per micro-turn, tool calls at the end of the micro-turn that made them, text), the played
+    interjections added to the annotations (`with_interjections`) and counted (planned / triggered)
+    per system, echo intervals from the agent's own speech and stops (`echo_intervals`). The cascade
+    (`cascade.run_cascade_reactive`) speaks the agent lines, hears its own echo under the same delay
+    and attenuation, and meets the interjections against its own output; the recogniser
+    (`asr.Recogniser`) scores English agents only, beside its WER on the scripted agent recording."""
     notes = notes if notes is not None else []
     cascade = _cascade(notes) if baseline else None
     recogniser = _recogniser(notes) if asr else None
