@@ -1,25 +1,15 @@
 """libespeak-ng behind a fork-per-utterance server: ctypes bindings to the C API and the serve loop.
 
-`corpus.tts.Espeak` starts this file as a script (`python espeak_server.py LIBRARY DATA_DIR`)
-and talks to it over stdin/stdout with length-prefixed JSON messages (`encode_message`,
-`read_message`, also imported by the client). The script needs only the standard library.
-
-Why a separate process that forks per utterance: libespeak-ng keeps synthesis state in C statics
-that survive from one utterance to the next (pitch-flutter phase, waveform phase, echo buffer,
-Klatt resonators), so the same text synthesised twice in one process gives different samples
-(lengths within a few samples, waveforms apart by up to ~13% of full scale), and
-espeak_Terminate + espeak_Initialize does not reset them. This process initialises the library
-once and never synthesises; every request runs in a forked child that starts from that same
-state, so the output depends only on the request. A library crash or hang kills only the child:
-the server answers with an error and keeps serving. Requests are served one at a time.
-
-Protocol. The server first sends a hello {ok, version, sample_rate, voices, variants} (or
-{ok: false, error}). Each request {text, voice, rate, pitch, range, volume, timeout_s} is answered
-with {ok: true, n_samples, words: [[ms, sample, position, length]], phonemes: [[ms, sample, ipa]]}
-and n_samples PCM16 little-endian samples as payload, or with {ok: false, error}. Positions are
-espeak's: 1-based, counted in code points of the UTF-8 text. `voice` is passed to
-espeak_SetVoiceByName unchecked: the client must send only names built from the hello's lists (an
-overlong variant name overflows a buffer inside the library).
+`corpus.tts.Espeak` starts this file as a script (`python espeak_server.py LIBRARY DATA_DIR`) and
+talks to it over stdin/stdout with length-prefixed JSON messages (`encode_message`, `read_message`,
+also imported by the client; the messages: `serve`). Standard library only.
+Why fork per utterance: libespeak-ng keeps synthesis state in C statics that survive from one
+utterance to the next (pitch-flutter and waveform phase, echo buffer, Klatt resonators), so the same
+text twice in one process gives different samples (up to ~13% of full scale apart), and
+espeak_Terminate + espeak_Initialize does not reset them. This process initialises the library once
+and never synthesises; each request runs in a forked child from that same state, so the output
+depends only on the request. A crash or hang kills only the child: the server answers with an
+error and keeps serving, one request at a time.
 
 What it does not know: voice-name resolution, float audio, resampling (see `corpus.tts`).
 """
@@ -301,7 +291,15 @@ def _serve_one(lib: ctypes.CDLL, capture: _Capture, request: dict) -> bytes:
 
 
 def serve(library_path: str, data_path: str, requests: BinaryIO, answers: BinaryIO) -> int:
-    """Initialise libespeak-ng, send the hello, then answer requests until `requests` ends."""
+    """Initialise libespeak-ng, send the hello, then answer requests until `requests` ends.
+
+    Hello: {ok, version, sample_rate, voices, variants} (or {ok: false, error}). A request
+    {text, voice, rate, pitch, range, volume, timeout_s} is answered with {ok: true, n_samples,
+    words: [[ms, sample, position, length]], phonemes: [[ms, sample, ipa]]} and n_samples PCM16
+    little-endian samples as payload, or with {ok: false, error}. Positions are espeak's: 1-based,
+    in code points of the UTF-8 text. `voice` goes to espeak_SetVoiceByName unchecked: the client
+    must send only names built from the hello's lists (an overlong variant name overflows a buffer
+    inside the library)."""
     lib = _bind(library_path)
     options = _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_PHONEME_IPA | _INITIALIZE_DONT_EXIT
     sample_rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path.encode(), options)

@@ -1,13 +1,8 @@
 """The full-duplex interaction model: inputs fused per micro-turn, the MoE backbone, output heads.
 
-Per 200 ms micro-turn the model reads the caller's last 200 ms (as dMel), its own previous output
-(audio as dMel, text tokens, tool-call text, floor state) and any injected event tokens, and writes:
-a floor state (listen / backchannel / speak / yield), the agent's text tokens for this micro-turn
-(inner monologue, leading the audio), an optional tool call (text "name {json}"), and the next
-200 ms of agent audio as dMel frames, which the streaming vocoder turns into 3200 PCM samples.
-
-Within a micro-turn two small depth decoders (GRUs) run over the text tokens and over the audio
-frames, so tokens and frames inside one micro-turn depend on each other.
+What it reads and writes per 200 ms micro-turn: README.md "The interaction model". Within a
+micro-turn two small depth decoders (GRUs) run over the text tokens and over the audio frames, so
+tokens and frames inside one micro-turn depend on each other.
 
 Two entry points compute the same function:
 - `forward(batch)`: teacher forcing over whole sequences (training, evaluation, tests);

@@ -1,24 +1,14 @@
 """Streaming vocoder: dequantised dMel frames in, 16 kHz waveform out, 3200 samples per micro-turn.
 
-This module holds `Vocoder`, a frame-rate iSTFT vocoder in the style of Vocos (Siuzdenko 2023) made
-causal so it can stream: a linear input projection, ConvNeXt-like residual blocks whose depthwise
-convolutions see only past frames, and a head predicting one complex spectrum per frame, which an
-inverse real FFT, a periodic Hann synthesis window and overlap-add turn into samples.
-
-Timing. Frame k is synthesised into samples [k*hop, k*hop + n_fft); samples [k*hop, (k+1)*hop)
-are complete once frame k is known, so every micro-turn of `frames_per_turn` frames emits exactly
-frames_per_turn * hop = 3200 samples and carries the remaining n_fft - hop samples of overlap-add
-tail to the next one. Offline (`forward`) and streaming (`stream`) share one code path and agree to
-float rounding. The first n_fft - hop samples of a call overlap fewer frames than the steady state
-(there are no frames before frame 0), so they come out with a smaller window gain; the
-normalisation is the steady-state one.
-
-Delay. dMel frame k analyses samples [(k+1)*hop - win, (k+1)*hop) (see `model.dmel`); its window
-is centred at sample (k+1)*hop - win/2. The vocoder's synthesis window for frame k is centred at
-k*hop + n_fft/2. A vocoder that reproduces the analysed audio therefore outputs it
-    delay = n_fft/2 + win/2 - hop samples late  (640 samples = 40 ms = 2 frames for the defaults),
-i.e. vocoder output sample n corresponds to source sample n - delay. The trainer aligns targets
-with `vocoder_delay_samples(cfg)`: target = source audio shifted right by that many samples.
+Timing: frame k is synthesised into samples [k*hop, k*hop + n_fft), complete for [k*hop, (k+1)*hop)
+once frame k is known, so each micro-turn emits exactly frames_per_turn * hop = 3200 samples and
+carries the n_fft - hop overlap-add tail to the next. `forward` (offline) and `stream` share one
+code path and agree to float rounding. The first n_fft - hop samples of a call get a smaller window
+gain (no frames before frame 0); the normalisation is the steady-state one.
+Delay: dMel frame k is centred at (k+1)*hop - win/2 (`model.dmel`), its synthesis window at
+k*hop + n_fft/2, so output sample n reproduces source sample n - delay,
+delay = n_fft/2 + win/2 - hop (640 samples = 40 ms = 2 frames by default; `vocoder_delay_samples`,
+which the trainer shifts its targets by).
 
 What it does not know: quantisation (it takes float log-mel, e.g. `DMel.dequantize` output), the
 interaction model, slots or masking. Per-call state (conv history, overlap-add tail) is returned,
@@ -68,7 +58,11 @@ class CausalBlock(nn.Module):
 
 
 class Vocoder(nn.Module):
-    """Causal frame-rate iSTFT vocoder. `stream` is pure; `forward` is `stream` from zero state."""
+    """Causal frame-rate iSTFT vocoder in the style of Vocos (Siuzdenko 2023): a linear input
+    projection, ConvNeXt-like residual blocks whose depthwise convolutions see only past frames, and
+    a head predicting one complex spectrum per frame, which an inverse real FFT, a periodic Hann
+    synthesis window and overlap-add turn into samples. `stream` is pure; `forward` is `stream`
+    from zero state."""
 
     synthesis_window: torch.Tensor
 
