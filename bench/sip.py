@@ -25,6 +25,7 @@ import contextlib
 import json
 import math
 import os
+import random
 import resource
 import shutil
 import signal
@@ -516,12 +517,13 @@ class SipStack:
                 await asyncio.wait_for(self._reader, 5)
 
 
-def free_port_block(count: int, attempts: int = 50) -> int:
-    """A base port whose next `count` UDP ports are free on 127.0.0.1 now."""
+def free_port_block(count: int, attempts: int = 200) -> int:
+    """A base port whose next `count` UDP ports are free on 127.0.0.1 now, below Linux's ephemeral
+    range (32768+): a socket bound to port 0 (sipp's, a client's) never lands among them, so a
+    killed worker's SIP port is still free when its supervisor restarts it."""
+    rng = random.Random(os.getpid() ^ time.monotonic_ns())
     for _ in range(attempts):
-        base = free_port()
-        if base + count > 65000:
-            continue
+        base = rng.randrange(10000, 20000 - count)
         socks = []
         try:
             for p in range(base, base + count):
