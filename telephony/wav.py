@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from telephony.g711 import float_to_pcm16
+
 G711_FORMAT_TAGS = {"mulaw": 7, "alaw": 6}
 
 
@@ -89,14 +91,10 @@ def write_pcm16(path: str | Path, pcm: np.ndarray, rate: int) -> None:
         out.writeframes(pcm.astype("<i2").tobytes())
 
 
-def float_to_pcm16(audio: np.ndarray) -> np.ndarray:
-    """Float audio in [-1, 1) as int16: scaled by 32768, rounded, clipped to the int16 range."""
-    return np.clip(np.round(np.asarray(audio, dtype=np.float64) * 32768.0), -32768, 32767).astype("<i2")
-
-
 def write_float(path: str | Path, audio: np.ndarray, rate: int) -> None:
-    """Write mono float audio in [-1, 1) as 16-bit PCM WAV."""
-    write_pcm16(path, float_to_pcm16(audio), rate)
+    """Write mono float audio in [-1, 1) as 16-bit PCM WAV (`g711.float_to_pcm16`: scaled by
+    32768, rounded, clipped)."""
+    write_pcm16(path, float_to_pcm16(np.asarray(audio, dtype=np.float64)), rate)
 
 
 def write_g711(path: str | Path, data: bytes, encoding: str, rate: int = 8000) -> Path:

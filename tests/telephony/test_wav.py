@@ -10,7 +10,6 @@ import pytest
 from telephony import g711
 from telephony.wav import (
     WavError,
-    float_to_pcm16,
     read_float,
     read_pcm16,
     write_float,
@@ -43,7 +42,7 @@ def test_stereo_is_written_interleaved_and_read_as_the_channel_mean(tmp_path):
 
 def test_write_float_rounds_and_clips(tmp_path):
     audio = np.array([0.0, 0.5, -1.0, 1.0, 1.5, 1e-5], np.float32)
-    assert float_to_pcm16(audio).tolist() == [0, 16384, -32768, 32767, 32767, 0]
+    assert g711.float_to_pcm16(audio).tolist() == [0, 16384, -32768, 32767, 32767, 0]
     write_float(tmp_path / "f.wav", audio, 22050)
     pcm, rate = read_pcm16(tmp_path / "f.wav")
     assert rate == 22050 and pcm.tolist() == [0, 16384, -32768, 32767, 32767, 0]
