@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from model.protocol import FRAME_SAMPLES
+from model.protocol import EVENT_KINDS, FRAME_SAMPLES, LEGACY_EVENT_KINDS
 
 MICRO_TURN_SAMPLES = FRAME_SAMPLES
 
@@ -59,6 +59,9 @@ class ModelConfig:
     vocab_size: int = 272  # 256 bytes + 16 special tokens (model.tokenizer)
     max_text_tokens: int = 8  # agent text tokens per micro-turn
     max_tool_tokens: int = 64  # tool-call text (name + JSON arguments) in one micro-turn
+    # The event kinds the checkpoint was trained to read (model.protocol.EVENT_KINDS): its Ready
+    # names them, and a gateway sends the call no others.
+    event_kinds: tuple[str, ...] = LEGACY_EVENT_KINDS
 
     # Depth decoders (within one micro-turn: text tokens, tool text, audio frames)
     d_depth: int = 128
@@ -110,6 +113,10 @@ class ModelConfig:
             _fail("dmel_max", self.dmel_max, f"must be > dmel_min={self.dmel_min}")
         if self.vocab_size < 272:
             _fail("vocab_size", self.vocab_size, "must hold 256 bytes and 16 special tokens (272)")
+        object.__setattr__(self, "event_kinds", tuple(self.event_kinds))  # JSON gives a list
+        unknown = sorted(set(self.event_kinds) - set(EVENT_KINDS))
+        if unknown:
+            _fail("event_kinds", self.event_kinds, f"unknown kinds {', '.join(unknown)}")
         if self.rope_base <= 1.0:
             _fail("rope_base", self.rope_base, "must be > 1")
         if not 0.0 <= self.router_jitter < 1.0:

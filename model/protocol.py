@@ -36,7 +36,23 @@ FRAME_BYTES = 2 * FRAME_SAMPLES  # int16 little-endian
 FLOOR_STATES = ("listen", "backchannel", "speak", "yield")
 
 # What a client may inject into its call (the model's tokenizer also has "config": the hello's).
-EVENT_KINDS = ("tool_result", "tool_error", "tool_pending", "timer", "dtmf", "system", "caller_hangup")
+# The background model's (agent.background) are `caller_words` (what the caller said in one speech
+# segment, as recognised text), `reply` (the words of a substantive answer, for the interaction
+# model to voice), and the tool kinds for the tool calls it makes.
+EVENT_KINDS = (
+    "tool_result",
+    "tool_error",
+    "tool_pending",
+    "timer",
+    "dtmf",
+    "system",
+    "caller_hangup",
+    "caller_words",
+    "reply",
+)
+# What a checkpoint trained before the background model reads; a Ready that names no `events`
+# means these. A client sends a call's model only the kinds its Ready lists.
+LEGACY_EVENT_KINDS = EVENT_KINDS[:7]
 MAX_EVENT_PAYLOAD_BYTES = 2048  # the server's default limit on one event's payload
 
 # No message of the protocol is larger: what a client accepts from the server. The server's own
@@ -88,6 +104,13 @@ def _int(data: dict, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ProtocolError(f"{data.get('type')} message without an integer {key!r}")
     return value
+
+
+def _event_kinds(value: object) -> tuple[str, ...]:
+    """A Ready's `events`: known kinds only (a newer server's extra kinds are not sent to it)."""
+    if not isinstance(value, list | tuple) or not all(isinstance(k, str) for k in value):
+        raise ProtocolError("ready message's 'events' must be a list of event kinds")
+    return tuple(k for k in value if k in EVENT_KINDS)
 
 
 # --- client -> server ----------------------------------------------------------------------------
@@ -193,6 +216,7 @@ class Ready:
     frame_bytes: int
     micro_turn_ms: int
     model: str
+    events: tuple[str, ...] = LEGACY_EVENT_KINDS  # the event kinds the loaded checkpoint reads
 
     def to_json(self) -> str:
         return json.dumps(
@@ -204,6 +228,7 @@ class Ready:
                 "frame_bytes": self.frame_bytes,
                 "micro_turn_ms": self.micro_turn_ms,
                 "model": self.model,
+                "events": list(self.events),
             }
         )
 
@@ -225,6 +250,7 @@ class Ready:
             frame_bytes=_int(data, "frame_bytes"),
             micro_turn_ms=_int(data, "micro_turn_ms"),
             model=str(data.get("model", "")),
+            events=_event_kinds(data.get("events", LEGACY_EVENT_KINDS)),
         )
         if (ready.sample_rate, ready.frame_bytes) != (SAMPLE_RATE, FRAME_BYTES):
             raise ProtocolError(

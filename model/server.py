@@ -250,7 +250,13 @@ class ModelServer:
         try:
             await ws.send(
                 Ready(
-                    session.id, slot, SAMPLE_RATE, FRAME_BYTES, self.settings.tick_ms, self.model_name
+                    session.id,
+                    slot,
+                    SAMPLE_RATE,
+                    FRAME_BYTES,
+                    self.settings.tick_ms,
+                    self.model_name,
+                    self.runner.cfg.event_kinds,
                 ).to_json()
             )
             async for message in ws:

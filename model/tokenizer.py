@@ -32,8 +32,8 @@ class Special:
     CALLER_HANGUP: int = 266
     SYSTEM: int = 267  # any other runtime notice
     EVENT_END: int = 268  # end of an injected event
-    RESERVED_1: int = 269
-    RESERVED_2: int = 270
+    CALLER_WORDS: int = 269  # the background model heard the caller say this
+    REPLY: int = 270  # the background model's answer, for the agent to voice
     RESERVED_3: int = 271
 
 
@@ -49,6 +49,8 @@ EVENT_KINDS = {
     "dtmf": SPECIAL.DTMF,
     "caller_hangup": SPECIAL.CALLER_HANGUP,
     "system": SPECIAL.SYSTEM,
+    "caller_words": SPECIAL.CALLER_WORDS,
+    "reply": SPECIAL.REPLY,
 }
 
 

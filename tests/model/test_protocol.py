@@ -15,6 +15,7 @@ from model.protocol import (
     CloseCode,
     Error,
     Event,
+    LEGACY_EVENT_KINDS,
     Hello,
     ProtocolError,
     Ready,
@@ -33,6 +34,18 @@ def test_messages_round_trip():
     assert Hello.from_json(Hello().to_json()) == Hello()
     ready = Ready("s1", 3, 16000, 6400, 200, "tiny")
     assert Ready.from_json(ready.to_json()) == ready
+    reads_words = Ready("s1", 3, 16000, 6400, 200, "v2", ("caller_words", "reply", "tool_result"))
+    assert Ready.from_json(reads_words.to_json()) == reads_words
+
+
+def test_ready_names_the_event_kinds_the_checkpoint_reads():
+    old = json.loads(Ready("s", 0, 16000, 6400, 200, "m").to_json())
+    del old["events"]  # a server from before the background model
+    assert Ready.from_json(json.dumps(old)).events == LEGACY_EVENT_KINDS
+    newer = {**old, "events": ["caller_words", "some_future_kind"]}
+    assert Ready.from_json(json.dumps(newer)).events == ("caller_words",)
+    with pytest.raises(ProtocolError, match="events"):
+        Ready.from_json(json.dumps({**old, "events": "caller_words"}))
     for message in (
         Turn(4, 800, "speak", "héllo", frame=5),
         Turn(0, 0, "listen", ""),
@@ -57,6 +70,7 @@ def test_wire_bytes_are_the_servers_and_clients():
             "frame_bytes": 6400,
             "micro_turn_ms": 200,
             "model": "m",
+            "events": list(LEGACY_EVENT_KINDS),
         }
     )
     assert Turn(2, 400, "speak", "hi", 3).to_json() == json.dumps(
@@ -127,7 +141,7 @@ def test_ready_must_speak_the_frame():
         ("{oops", "message is not JSON"),
         ('{"type": "frob"}', "unknown message type 'frob': expected 'event' or 'bye'"),
         ("[1]", "unknown message type None"),
-        ('{"type": "event", "kind": "config"}', "unknown event kind 'config'; known: caller_hangup, dtmf"),
+        ('{"type": "event", "kind": "config"}', "unknown event kind 'config'; known: caller_hangup, caller_words, dtmf"),
     ],
 )
 def test_bad_client_messages(raw, reason):
