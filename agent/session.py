@@ -30,6 +30,7 @@ from typing import Protocol
 
 import numpy as np
 
+from agent.background import BackgroundModel, BackgroundSettings, BackgroundTasks
 from agent.config import AgentConfig, render_prefix
 from agent.events import (
     TOOL_PENDING_AFTER_S,
@@ -143,6 +144,8 @@ class CallSession:
         tool_pending_after: float = TOOL_PENDING_AFTER_S,
         tool_pending_every: float = TOOL_PENDING_EVERY_S,
         max_tools_in_flight: int = 4,
+        background: BackgroundTasks | None = None,
+        background_settings: BackgroundSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.agent = agent
@@ -173,6 +176,11 @@ class CallSession:
         self._clock = clock
         self._frame_times: collections.deque[tuple[int, float]] = collections.deque(maxlen=64)
         self.turn_latency_ms: list[int] = []  # per turn the agent took (see `_turn_taken`), at most 1000
+        self._background_tasks = background
+        self._background_settings = background_settings
+        self.background: BackgroundModel | None = None
+        self._utterance: list[str] = []  # the agent's text since its utterance began
+        self._background_calls = 0
 
     def _log_extra(self, **fields: object) -> dict:
         return {"call_id": self.call_id, "agent": self.agent.name, **fields}
@@ -181,6 +189,10 @@ class CallSession:
     async def start(self) -> Ready:
         self._client = await ModelClient.connect(self._model_url, self._hello, timeout=self._connect_timeout)
         self.ready = self._client.ready
+        if self._background_tasks is not None:
+            self.background = BackgroundModel(
+                self.agent, self, self._background_tasks, self._background_settings, clock=self._clock
+            )
         self.timeline.add(
             "model_ready", session_id=self.ready.session_id, slot=self.ready.slot, model=self.ready.model
         )
@@ -206,11 +218,15 @@ class CallSession:
             return
         self._frame_times.append((self._client.frames_sent - 1, self._clock()))
         self.timeline.count("caller_frames")
+        if self.background is not None:
+            self.background.caller_frame(frame)
 
     async def caller_dtmf(self, digits: str) -> None:
         self.timeline.add("dtmf", digits=digits)
         self.timeline.count("dtmf")
         await self._send_event("dtmf", digits)
+        if self.background is not None:
+            self.background.caller_dtmf(digits)
 
     async def caller_ended(self, reason: str) -> None:
         if self.ended is None:
@@ -244,6 +260,8 @@ class CallSession:
         finally:
             for task in list(self._tasks):
                 task.cancel()
+            if self.background is not None:
+                await self.background.close()
             if client.open:
                 try:
                     await asyncio.wait_for(client.abort(protocol.CloseCode.NORMAL, "session over"), 2.0)
@@ -297,6 +315,9 @@ class CallSession:
             self.leg.utterance_end()
             self.timeline.count("utterances")
             self.timeline.add("utterance_end", seq=turn.seq)
+            if self.background is not None:
+                self.background.agent_said("".join(self._utterance))
+            self._utterance.clear()
         self._speaking = speaking
         self.leg.notify(
             "turn", {"seq": turn.seq, "t_ms": turn.t_ms, "frame": turn.frame, "floor": turn.floor}
@@ -304,6 +325,8 @@ class CallSession:
         self.leg.play(turn.audio)
         self.timeline.count("agent_frames")
         if turn.text:
+            if speaking:
+                self._utterance.append(turn.text)
             self.transcript.add_agent(turn.seq, turn.t_ms, turn.text)
             self.leg.notify("transcript", {"role": "agent", "t_ms": turn.t_ms, "text": turn.text})
 
@@ -355,6 +378,11 @@ class CallSession:
             self._spawn(self._record(call, {}), track=False)
         elif call.name == "transfer":
             self._spawn(self._transfer(call))
+        elif self.background is not None:
+            # The background model owns the substance: it decides and runs the tools, so a
+            # lookup or a booking never happens twice. The interaction model hears why.
+            self.timeline.count("tools_left_to_background")
+            await self._reply(call, ToolEvent.error(call, "the background model runs tools on this call"))
         elif len(self._tool_tasks) >= self._max_tools:
             await self._reply(call, ToolEvent.error(call, "too many tool calls in flight"))
         else:
@@ -362,7 +390,7 @@ class CallSession:
             self._tool_tasks.add(task)
             task.add_done_callback(self._tool_tasks.discard)
 
-    async def _route(self, call: ToolCall) -> None:
+    async def _route(self, call: ToolCall) -> ToolEvent:
         started = time.monotonic()
         task = asyncio.ensure_future(asyncio.wait_for(self._router.call(self, call), self._tool_timeout))
         try:
@@ -383,6 +411,7 @@ class CallSession:
         finally:
             task.cancel()
         await self._reply(call, event)
+        return event
 
     async def _record(self, call: ToolCall, arguments: dict) -> None:
         """Hand an action the session already took (transfer, end of call) to the router as a
@@ -476,10 +505,50 @@ class CallSession:
     async def _send_event(self, kind: str, payload: str) -> None:
         if self._client is None:
             return
+        if self.ready is not None and kind not in self.ready.events:
+            self.timeline.count(f"events_not_read_{kind}")  # this checkpoint was not trained on them
+            return
         try:
             await self._client.send_event(kind, payload)
         except ModelConnectionClosed:
             self.timeline.count("events_dropped")
+
+    # --- the background model's host (agent.background.CallHost) -----------------------------------
+    async def send_event(self, kind: str, payload: str) -> None:
+        if self.ended is None:
+            self.timeline.count(f"background_{kind}_events")
+            await self._send_event(kind, payload)
+
+    async def run_tool(self, name: str, arguments: dict) -> tuple[str, str]:
+        """A tool call the background model decided on, run as the model's own would be (the
+        agent's allowed tools only, the router with its timeout and pending notices, `transfer`
+        only to the hand-off number): (kind, payload) of the event the model then heard."""
+        self._background_calls += 1
+        seq = self._last_seq if self._last_seq is not None else 0
+        call = ToolCall(seq, seq * protocol.MICRO_TURN_MS, f"bg-{self._background_calls}", name, arguments)
+        self.timeline.count("tool_calls")
+        self.timeline.add(
+            "tool_call", id=call.id, name=name[:64], seq=seq, by="background", arguments=arguments
+        )
+        if self.ended is not None:
+            return "tool_error", event_json("the call has ended")
+        if name not in self.agent.tools:
+            event = ToolEvent.error(call, "tool not allowed")
+        elif name == "transfer":
+            await self._transfer(call)
+            return "tool_result" if self.ended is not None else "tool_error", event_json("transfer")
+        elif len(self._tool_tasks) >= self._max_tools:
+            event = ToolEvent.error(call, "too many tool calls in flight")
+        else:
+            task = asyncio.current_task()
+            if task is not None:
+                self._tool_tasks.add(task)
+            try:
+                return (event := await self._route(call)).kind, event.payload
+            finally:
+                self._tool_tasks.discard(task)
+        await self._reply(call, event)
+        return event.kind, event.payload
 
     # --- record ------------------------------------------------------------------------------------
     def summary(self) -> dict:
@@ -495,4 +564,5 @@ class CallSession:
             "unanswered_frames": (client.frames_sent - client.turns) if client else 0,
             "transcript": self.transcript.to_list(),
             "timeline": self.timeline.to_dict(),
+            **({"background": self.background.summary()} if self.background is not None else {}),
         }

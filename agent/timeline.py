@@ -1,10 +1,11 @@
 """A call's record: the transcript (who said what, when) and the timeline (what happened, when).
 
 `Transcript` keeps the agent's text as the model writes it, micro-turn by micro-turn, joined into
-entries while the text keeps coming in consecutive micro-turns (the caller's side stays empty until
-the model transcribes the caller). `Timeline` keeps counters and a bounded list of timestamped
-events (floor changes, utterance ends, interrupts, tool calls and results, skipped micro-turns,
-DTMF, the end of the call). Both are call data for the call's owner (the `parley call` timeline,
+entries while the text keeps coming in consecutive micro-turns, and the caller's words as the
+background model hears them (one entry per speech segment, in call-time order). `Timeline` keeps
+counters and a bounded list of timestamped events (floor changes, utterance ends, interrupts, tool
+calls and results, the background model's words and decisions, skipped micro-turns, DTMF, the end
+of the call). Both are call data for the call's owner (the `parley call` timeline,
 the admin API's call records), never log lines. Nothing here knows about transports or the model.
 """
 
@@ -40,6 +41,14 @@ class Transcript:
             last.last_seq = seq
         else:
             self.entries.append(TranscriptEntry("agent", t_ms, t_ms + MICRO_TURN_MS, text, seq))
+
+    def add_caller(self, start_ms: int, end_ms: int, text: str) -> None:
+        """What the background model heard the caller say in one speech segment (call time)."""
+        entry = TranscriptEntry("caller", start_ms, end_ms, text)
+        at = len(self.entries)
+        while at > 0 and self.entries[at - 1].start_ms > start_ms:
+            at -= 1
+        self.entries.insert(at, entry)
 
     def text(self, role: str = "agent") -> str:
         return " ".join(e.text.strip() for e in self.entries if e.role == role and e.text.strip())

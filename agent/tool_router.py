@@ -153,39 +153,54 @@ class CeleryToolRouter:
         if problem is not None:
             self.counters["rejected"] += 1
             return ToolEvent.error(call, problem)
+        outcome, work_s = await self.run(
+            session.call_id, protocol.task_name(call.name), call.arguments, tool_call_id=call.id
+        )
+        return self._event(call, outcome, work_s)
+
+    async def run(
+        self,
+        call_id: str,
+        task: str,
+        arguments: dict[str, Any],
+        *,
+        tool_call_id: str = "",
+        timeout_s: float | None = None,
+    ) -> tuple[dict[str, Any], float | None]:
+        """Run one task on the workers for a call: (its outcome, the worker's own seconds).
+
+        The outcome is `{"result": ...}` or `{"error": ...}`, never an exception: "tools
+        unavailable" when it could not be queued, "tool timed out" (fenced) after `timeout_s`
+        (default `result_timeout_s`). Tools and the background model's tasks both come this way."""
         await self.start()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.result_timeout_s
-        request = protocol.ToolRequest(
-            uuid.uuid4().hex, session.call_id, call.id, call.arguments, self.channel
-        )
-        waiter = _Waiter(session.call_id, loop.create_future())
+        deadline = loop.time() + (timeout_s or self.settings.result_timeout_s)
+        request = protocol.ToolRequest(uuid.uuid4().hex, call_id, tool_call_id, arguments, self.channel)
+        waiter = _Waiter(call_id, loop.create_future())
         self._waiters[request.key] = waiter
-        extra = {"call_id": session.call_id, "tool": call.name, "tool_call_id": call.id}
+        name = protocol.tool_of(task)
+        extra = {"call_id": call_id, "tool": name, "tool_call_id": tool_call_id}
         try:
-            if not await self._send(call.name, request):
+            if not await self._send(task, request):
                 self.counters["unavailable"] += 1
-                logger.warning(
-                    "call %s: tool %s not sent: Redis unreachable", session.call_id, call.name, extra=extra
-                )
-                return ToolEvent.error(call, UNAVAILABLE)
+                logger.warning("call %s: %s not sent: Redis unreachable", call_id, name, extra=extra)
+                return protocol.error(UNAVAILABLE), None
             self.counters["sent"] += 1
             outcome = await self._wait(request.key, waiter, deadline)
             if outcome is None:
                 outcome = await self._fence(request.key)
                 if outcome.get("error") == TIMED_OUT:
                     self.counters["timed_out"] += 1
-                    logger.warning("call %s: tool %s timed out", session.call_id, call.name, extra=extra)
-            return self._event(call, outcome, waiter.work_s)
+                    logger.warning("call %s: %s timed out", call_id, name, extra=extra)
+            return outcome, waiter.work_s
         finally:
             self._waiters.pop(request.key, None)
 
-    def task_message(self, name: str, request: protocol.ToolRequest) -> tuple[str, str]:
+    def task_message(self, task: str, request: protocol.ToolRequest) -> tuple[str, str]:
         """(queue, message): what `app.send_task` would push onto the queue's Redis list (kombu's
         JSON envelope around Celery's task message); CPU only, no I/O."""
-        task = protocol.task_name(name)
         queue = queue_for(self._app, task)
-        kwargsrepr = f"<{name}: withheld>"
+        kwargsrepr = f"<{protocol.tool_of(task)}: withheld>"
         message = self._app.amqp.as_task_v2(
             request.key,
             task,
@@ -214,10 +229,10 @@ class CeleryToolRouter:
         }
         return queue, json.dumps(envelope)
 
-    async def _send(self, name: str, request: protocol.ToolRequest) -> bool:
+    async def _send(self, task: str, request: protocol.ToolRequest) -> bool:
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self.settings.send_timeout_s
-        queue, message = self.task_message(name, request)
+        queue, message = self.task_message(task, request)
         backoff = 0.02
         while True:
             try:

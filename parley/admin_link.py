@@ -173,6 +173,7 @@ def build_record(
         "timeline": timeline,
         "tool_calls": tool_calls(events),
         "turn_latency_ms": list(turn_latency_ms),
+        "background": summary.get("background"),
     }
 
 

@@ -186,6 +186,13 @@ def cmd_bench_tools(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_background(args: argparse.Namespace) -> int:
+    from bench.background import run
+
+    print(json.dumps(run(args.calls, args.tail, args.seed)))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from model.checkpoint import load_model
     from parley.demo import run_demo
@@ -238,6 +245,14 @@ def build_parser() -> argparse.ArgumentParser:
     tools.add_argument("--concurrency", type=int, default=1, help="processes of the one worker")
     tools.add_argument("--throughput-tasks", type=int, default=500, help="tasks for the tasks/s figure")
     tools.set_defaults(func=cmd_bench_tools)
+
+    bg = bench.add_parser(
+        "background", help="the background model beside N calls: hearing and reasoning latency"
+    )
+    bg.add_argument("--calls", type=int, default=8)
+    bg.add_argument("--tail", type=float, default=6.0, help="seconds each line stays open after the caller")
+    bg.add_argument("--seed", type=int, default=0)
+    bg.set_defaults(func=cmd_bench_background)
 
     ms = sub.add_parser("model-server", help="serve the model to call sessions over websockets")
     _add_model_source(ms)

@@ -91,7 +91,7 @@ def _connector(agent_settings):
     """The websocket gateway's SessionConnector, wired as `parley gateway` wires it: with REDIS_URL,
     tool calls go to the Celery workers and the admin API's Redis is linked (its numbers route
     calls, its records and hang-ups apply)."""
-    from parley.gateway_app import SessionConnector
+    from parley.gateway_app import SessionConnector, background_tasks
 
     router = link = None
     redis_url = os.environ.get("REDIS_URL") or os.environ.get("PARLEY_TOOLS_REDIS_URL")
@@ -100,7 +100,10 @@ def _connector(agent_settings):
         from parley.admin_link import GatewayLink
 
         router, link = CeleryToolRouter.from_env(), GatewayLink(redis_url)
-    return SessionConnector(agent_settings, tool_router=router, link=link), router, link
+    connector = SessionConnector(
+        agent_settings, tool_router=router, link=link, background=background_tasks(router)
+    )
+    return connector, router, link
 
 
 def cmd_sip_worker(args: argparse.Namespace) -> int:

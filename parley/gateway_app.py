@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from admin.core.security import bearer
+from agent.background import BackgroundSettings, BackgroundTasks, CeleryBackgroundTasks
 from agent.config import BUILTIN_AGENTS, AgentConfig, AgentRegistry, UnknownAgent
 from agent.model_client import ModelRefused, ModelUnavailable
 from agent.session import CallSession, ToolRouter, UnavailableToolRouter
@@ -62,8 +63,10 @@ class SessionConnector:
         registry: AgentRegistry | None = None,
         tool_router: ToolRouter | None = None,
         link: GatewayLink | None = None,
+        background: BackgroundTasks | None = None,
     ) -> None:
         self.settings = settings
+        self.background = background  # where each call's background model hears and reasons
         self.default_agent = settings.default_agent
         self.link = link
         self.registry: AgentRegistry = registry or (link.registry if link is not None else BUILTIN_AGENTS)
@@ -150,6 +153,7 @@ class SessionConnector:
             call_id=info.call_id,
             connect_timeout=self.settings.model_connect_timeout_s,
             tool_timeout=self.settings.tool_timeout_s,
+            background=self.background,
         )
         try:
             await session.start()
@@ -228,6 +232,14 @@ async def run_agent_gateway(
             await link.close()
 
 
+def background_tasks(router) -> BackgroundTasks | None:
+    """Each call's background model runs on the workers behind `router` (a CeleryToolRouter), unless
+    PARLEY_BACKGROUND_ENABLED=false; without workers (no REDIS_URL) there is none."""
+    if router is None or not BackgroundSettings().enabled:
+        return None
+    return CeleryBackgroundTasks(router)
+
+
 async def serve_agent_gateway(settings: Settings, agent_settings: AgentSettings) -> None:
     from agent.tool_router import CeleryToolRouter, ToolRouterSettings
 
@@ -242,7 +254,9 @@ async def serve_agent_gateway(settings: Settings, agent_settings: AgentSettings)
         link = GatewayLink(redis_url)
     else:
         logger.warning("REDIS_URL is not set: agents are the shipped ones and no call is recorded")
-    connector = SessionConnector(agent_settings, tool_router=router, link=link)
+    connector = SessionConnector(
+        agent_settings, tool_router=router, link=link, background=background_tasks(router)
+    )
     try:
         if link is not None:
             await link.start(connector.hang_up)

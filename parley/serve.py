@@ -125,7 +125,15 @@ def build_children(args, redis_url: str) -> list[Child]:
             "PARLEY_ADMIN_MODEL_HEALTH_URLS": json.dumps([f"http://{host}:{args.model_port}/healthz"]),
         },
     )
-    return [model, gateway, worker_child(redis_url), admin]
+    # The background model's hearing and reasoning each hold a model per process: workers of
+    # their own, so a lookup never queues behind a transcription.
+    hearing = worker_child(
+        redis_url, "hearing", extra=("--queues=hearing", "--concurrency=2"), warm="hearing"
+    )
+    reasoning = worker_child(
+        redis_url, "reasoning", extra=("--queues=reasoning", "--concurrency=1"), warm="reasoning"
+    )
+    return [model, gateway, worker_child(redis_url), hearing, reasoning, admin]
 
 
 def first_admin_key(redis_url: str) -> str | None:
@@ -202,7 +210,7 @@ def serve(args) -> int:
                 flush=True,
             )
         if args.demo_call:
-            return demo_call(args, demo_token(redis_url, args.agent))
+            return demo_call(args, demo_token(redis_url, args.agent), redis_url)
         while True:
             for child in children:
                 code = child.proc.poll()
@@ -224,14 +232,75 @@ def serve(args) -> int:
             redis_server.stop()
 
 
-def demo_call(args, token: str | None = None) -> int:
+def demo_call(args, token: str | None = None, redis_url: str | None = None) -> int:
+    """Place the demo call, then print its summary (one JSON line on stdout) and, from the call's
+    record, what the background model heard the caller say and what it decided (readable lines)."""
     from parley.call import place_call
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     url = f"ws://{args.host}:{args.gateway_port}"
+    started = time.time()
     summary = asyncio.run(
-        place_call(args.agent, Path(args.demo_call), out, url=url, protocol="twilio", token=token)
+        place_call(
+            args.agent,
+            Path(args.demo_call),
+            out,
+            url=url,
+            protocol="twilio",
+            token=token,
+            linger_s=DEMO_LINGER_S,
+        )
     )
+    record = asyncio.run(call_record(redis_url, args.agent, started)) if redis_url else None
+    if record is not None:
+        summary["call_id"] = record.get("call_id")
+        summary["caller_said"] = [
+            e["text"] for e in record.get("transcript", []) if e.get("role") == "caller"
+        ]
+        summary["background"] = (record.get("background") or {}).get("decisions", [])
     print(json.dumps(summary))
+    for line in readable(summary):
+        print(line, file=sys.stderr)
     return 0
+
+
+DEMO_LINGER_S = 8.0  # the line stays open after the caller's words: hearing, a lookup and a reply
+
+
+async def call_record(redis_url: str, agent: str, since: float, timeout_s: float = 15.0) -> dict | None:
+    """The record of the newest call to `agent` that began after `since`, once it has ended (the
+    gateway writes it when the call is over); None if none comes within `timeout_s`."""
+    import redis.asyncio as aioredis
+
+    from admin.store.calls import CallStore
+
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=5)
+    try:
+        store = CallStore(client)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            calls, _ = await store.list(agent=agent, since=since, limit=1)
+            if calls and calls[0].get("status") == "ended":
+                return await store.get(calls[0]["call_id"])
+            await asyncio.sleep(0.2)  # polling the store: the gateway writes the record when it can
+        return None
+    finally:
+        await client.aclose()
+
+
+def readable(summary: dict) -> list[str]:
+    """The demo call in words: what the caller said, what the background model decided."""
+    lines = [f"demo call: {summary.get('duration_s')} s, recording in {summary.get('out')}"]
+    for words in summary.get("caller_said") or ["(the background model heard no words)"]:
+        lines.append(f"  caller said:      {words}")
+    for d in summary.get("background") or []:
+        kind = d.get("kind")
+        if kind == "tool":
+            what = f"call {d.get('tool')} {json.dumps(d.get('arguments'))} -> {d.get('outcome')}"
+        elif kind == "reply":
+            what = f"reply {d.get('text')!r}"
+        else:
+            what = kind + (f" ({d['error']})" if d.get("error") else "")
+        lines.append(f"  background model: {what}  [{d.get('ms')} ms]")
+    return lines

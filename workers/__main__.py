@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from celery import signals
 
+    import workers.background  # noqa: F401  (registers the hearing and reasoning tasks)
     from workers.app import app
     from workers.tools import redact_celery_logs
 

@@ -5,9 +5,11 @@
 sends with. The tasks live in `workers.tools`, which the worker imports; the router sends by
 task name and never imports them.
 
-- Queues: `tools` (lookups: lookup_order, search_faq) and `bookings` (tools that write: returns,
-  callbacks, hand-offs, end of call), declared explicitly; tasks are routed by name, anything
-  else lands on `tools`.
+- Queues: `tools` (lookups: lookup_order, search_faq), `bookings` (tools that write: returns,
+  callbacks, hand-offs, end of call), and the background model's `hearing` (a caller speech
+  segment -> words) and `reasoning` (the call so far -> a tool call or a reply), declared
+  explicitly; tasks are routed by name, anything else lands on `tools`. Hearing and reasoning
+  hold a model per process, so they get workers of their own (`parley serve` starts one each).
 - JSON only, both ways. Results go back over Redis pub/sub (see `workers.protocol`), not through
   a Celery result backend, so none is configured.
 - `acks_late` with `reject_on_worker_lost`: a task is acknowledged after it ran; one whose
@@ -22,10 +24,11 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
-from workers.protocol import task_name
+from workers.protocol import HEAR_TASK, REASON_TASK, task_name
 from workers.settings import WorkerSettings
 
 BOOKING_TOOLS = ("create_return", "book_callback", "transfer", "end_call")
+QUEUES = ("tools", "bookings", "hearing", "reasoning")
 
 
 def make_app(settings: WorkerSettings | None = None) -> Celery:
@@ -52,11 +55,15 @@ def make_app(settings: WorkerSettings | None = None) -> Celery:
         # A task running when Redis goes away finishes (its outcome is stored once Redis is back);
         # its acknowledgement is lost with the connection (workers.broker) and it is answered again.
         worker_cancel_long_running_tasks_on_connection_loss=False,
-        task_queues=[Queue(q, routing_key=q) for q in ("tools", "bookings")],
+        task_queues=[Queue(q, routing_key=q) for q in QUEUES],
         task_default_queue="tools",
         task_default_routing_key="tools",
         task_create_missing_queues=False,
-        task_routes={task_name(t): {"queue": "bookings", "routing_key": "bookings"} for t in BOOKING_TOOLS},
+        task_routes={
+            **{task_name(t): {"queue": "bookings", "routing_key": "bookings"} for t in BOOKING_TOOLS},
+            HEAR_TASK: {"queue": "hearing", "routing_key": "hearing"},
+            REASON_TASK: {"queue": "reasoning", "routing_key": "reasoning"},
+        },
         task_soft_time_limit=s.soft_time_limit_s,
         task_time_limit=s.time_limit_s,
         worker_concurrency=s.concurrency,

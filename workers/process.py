@@ -30,14 +30,17 @@ def worker_ping(redis_url: str, hostname: str) -> Callable[[], bool]:
     return ready
 
 
-def worker_child(redis_url: str, name: str = "worker", stdout: int | None = None, extra: tuple = ()) -> Child:
-    """`python -m workers` (what `parley worker` runs) on `redis_url`, ready when it answers a ping."""
+def worker_child(
+    redis_url: str, name: str = "worker", stdout: int | None = None, extra: tuple = (), warm: str = ""
+) -> Child:
+    """`python -m workers` (what `parley worker` runs) on `redis_url`, ready when it answers a ping;
+    `warm` names the background models its processes load before their first task."""
     hostname = f"{name}-{os.getpid()}-{time.monotonic_ns() % 100000}@localhost"
     return Child(
         name,
         [sys.executable, "-m", "workers", f"--hostname={hostname}", *extra],
         "",
         stdout=stdout,
-        env={"REDIS_URL": redis_url},
+        env={"REDIS_URL": redis_url, **({"PARLEY_BACKGROUND_WARM": warm} if warm else {})},
         ready=worker_ping(redis_url, hostname),
     )

@@ -20,6 +20,12 @@ from typing import Any
 
 TASK_PREFIX = "parley.tools."
 KEY_PREFIX = "parley:"
+# The background model's tasks (workers.background): the same request, outcome and reply as a
+# tool's, on queues of their own. Hearing: {"audio": base64 int16 16 kHz, "segment": N} ->
+# {"result": {"text", "audio_s", "work_s"}}. Reasoning: {"brief": {...}, "history": [...]} ->
+# {"result": {"kind": "tool" | "reply" | "wait" | "error", "tool", "arguments", "text", ...}}.
+HEAR_TASK = "parley.background.hear"
+REASON_TASK = "parley.background.reason"
 
 
 def task_name(tool: str) -> str:

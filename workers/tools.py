@@ -89,9 +89,11 @@ def tool(
     writes: bool = False,
     soft_time_limit_s: float | None = None,
     time_limit_s: float | None = None,
+    task_name: str | None = None,
     app: Celery = default_app,
 ):
-    """Register `fn` as the task for tool `name` (its queue comes from the app's routes)."""
+    """Register `fn` as the task for tool `name` (its queue comes from the app's routes), named
+    `task_name` (default `parley.tools.NAME`: the background model's tasks have names of their own)."""
     s = _settings(app)
     soft = soft_time_limit_s or s.soft_time_limit_s
     hard = time_limit_s or s.time_limit_s
@@ -100,7 +102,7 @@ def tool(
 
     def register(fn: ToolFn):
         @app.task(
-            name=protocol.task_name(name),
+            name=task_name or protocol.task_name(name),
             bind=True,
             acks_late=True,
             ignore_result=True,

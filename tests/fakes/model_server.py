@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 
 from model.protocol import (
     FRAME_BYTES,
+    LEGACY_EVENT_KINDS,
     MAX_MESSAGE_BYTES,
     MICRO_TURN_MS,
     SAMPLE_RATE,
@@ -74,8 +75,10 @@ class FakeModelServer:
         capacity: int = 64,
         drop_after: int | None = None,
         skip: frozenset = frozenset(),
+        events: tuple[str, ...] = LEGACY_EVENT_KINDS,
     ) -> None:
         self.script = script
+        self.events = events  # the event kinds its Ready says the model reads
         self.capacity = capacity
         self.drop_after = drop_after
         self.skip = skip
@@ -126,7 +129,9 @@ class FakeModelServer:
         self.sessions.append(session)
         self.live += 1
         slot = self.live - 1
-        ready = Ready(f"s{len(self.sessions)}", slot, SAMPLE_RATE, FRAME_BYTES, MICRO_TURN_MS, "fake")
+        ready = Ready(
+            f"s{len(self.sessions)}", slot, SAMPLE_RATE, FRAME_BYTES, MICRO_TURN_MS, "fake", self.events
+        )
         await ws.send(ready.to_json())
         await self._notify()
         seq = 0

@@ -80,11 +80,14 @@ TEST_AGENT = AgentConfig(
 class Worker:
     """One `parley worker` process (and its pool), in its own process group so it can be killed whole."""
 
-    def __init__(self, redis_url: str, log_path: Path, concurrency: int = 2) -> None:
+    def __init__(
+        self, redis_url: str, log_path: Path, concurrency: int = 2, queues: str | None = None
+    ) -> None:
         self.hostname = f"test-{uuid.uuid4().hex[:8]}@localhost"
         self.redis_url = redis_url
         self.log_path = log_path
         self.concurrency = concurrency
+        self.queues = queues
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout_s: float = 60.0) -> Worker:
@@ -99,6 +102,7 @@ class Worker:
                     f"--concurrency={self.concurrency}",
                     f"--include={TEST_TOOLS}",
                     f"--hostname={self.hostname}",
+                    *([f"--queues={self.queues}"] if self.queues else []),
                 ],
                 cwd=ROOT,
                 env=env,

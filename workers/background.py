@@ -1,0 +1,144 @@
+"""The background model's tasks: hearing (a caller speech segment -> words) and reasoning (the call
+so far, under the agent's instructions and tool schemas -> a tool call, a reply, or nothing yet).
+
+They are tasks like the tools (`workers.tools.tool`): the same request (`workers.protocol.
+ToolRequest`: an idempotency key, the call, the reply channel), the same outcome stored first
+writer wins under the key and published on the reply channel, the same redelivery when a worker
+dies; only their names and queues are their own (`HEAR_TASK` on `hearing`, `REASON_TASK` on
+`reasoning`). Each worker process loads its model once, on its first task: the recogniser
+(`workers.hearing.Transcriber`, Whisper tiny.en from a package) or the reasoner
+(`workers.reasoner`, SmolLM2 through llama.cpp from a package, or any OpenAI-compatible endpoint
+set by `PARLEY_REASONER_URL`).
+
+A reasoner's failure is an outcome too (`{"kind": "error"}`): the call hears "I could not do
+that" and goes on. Logs carry call ids, timings and outcome kinds, never words, arguments or
+results.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import os
+from typing import Any
+
+from celery import signals
+
+from workers import protocol
+from workers.protocol import HEAR_TASK, REASON_TASK, ToolRequest
+from workers.store import ShopStore
+from workers.tools import tool
+
+log = logging.getLogger(__name__)
+
+MAX_SEGMENT_S = 30.0  # Whisper's window: a longer segment is refused (the segmenter cuts at 15 s)
+
+
+class _Models:
+    """Per-process models (a prefork child loads its own, lazily, after the fork)."""
+
+    pid = -1
+    transcriber = None
+    reasoner = None
+
+    @classmethod
+    def here(cls) -> type[_Models]:
+        if cls.pid != os.getpid():
+            cls.pid, cls.transcriber, cls.reasoner = os.getpid(), None, None
+        return cls
+
+
+def transcriber():
+    models = _Models.here()
+    if models.transcriber is None:
+        from workers.hearing import Transcriber
+
+        threads = int(os.environ.get("PARLEY_HEARING_THREADS", "1"))
+        models.transcriber = Transcriber(threads=threads)
+    return models.transcriber
+
+
+def reasoner():
+    models = _Models.here()
+    if models.reasoner is None:
+        from workers.reasoner import ReasonerSettings, reasoner_from_settings
+
+        models.reasoner = reasoner_from_settings(ReasonerSettings())
+    return models.reasoner
+
+
+@signals.worker_process_init.connect
+def _warm(**_: Any) -> None:
+    """A worker started for the background queues (`PARLEY_BACKGROUND_WARM=hearing,reasoning`)
+    loads its model in each new process, before the first segment waits for it."""
+    warm = os.environ.get("PARLEY_BACKGROUND_WARM", "")
+    try:
+        if "hearing" in warm:
+            transcriber().transcribe(b"\0\0" * 16_000, 16_000)
+        if "reasoning" in warm:
+            reasoner().warm()
+    except Exception as exc:  # the first task loads it again and says what is wrong
+        log.warning("background model not loaded ahead: %s", type(exc).__name__)
+
+
+@tool("hear", task_name=HEAR_TASK, soft_time_limit_s=5.0, time_limit_s=7.0)
+def hear(store: ShopStore, request: ToolRequest) -> dict[str, Any]:
+    args = request.arguments if isinstance(request.arguments, dict) else {}
+    try:
+        audio = base64.b64decode(args.get("audio", ""), validate=True)
+    except (binascii.Error, TypeError, ValueError):
+        return protocol.error("audio must be base64 of 16-bit PCM")
+    if not audio or len(audio) % 2 or len(audio) > MAX_SEGMENT_S * 32_000:
+        return protocol.error(f"audio must be 16-bit PCM at 16 kHz, at most {MAX_SEGMENT_S:.0f} s")
+    try:
+        heard = transcriber().transcribe(audio, 16_000)
+    except ValueError as exc:
+        return protocol.error(str(exc)[:200])
+    log.info(
+        "heard a segment: %.2f s of audio in %.3f s",
+        heard.audio_s,
+        heard.work_s,
+        extra={"call_id": request.call_id, "segment": args.get("segment")},
+    )
+    return protocol.result(
+        {"text": heard.text, "audio_s": round(heard.audio_s, 3), "work_s": round(heard.work_s, 4)}
+    )
+
+
+@tool("reason", task_name=REASON_TASK, soft_time_limit_s=6.0, time_limit_s=7.0)
+def reason(store: ShopStore, request: ToolRequest) -> dict[str, Any]:
+    from workers.reasoner import Brief, ToolSpec
+
+    args = request.arguments if isinstance(request.arguments, dict) else {}
+    try:
+        raw = args["brief"]
+        brief = Brief(
+            name=str(raw["name"]),
+            instructions=str(raw["instructions"]),
+            greeting=str(raw.get("greeting", "")),
+            tools=tuple(
+                ToolSpec(str(t["name"]), str(t.get("description", "")), dict(t["parameters"]))
+                for t in raw.get("tools", ())
+            ),
+        )
+        history = [h for h in args["history"] if isinstance(h, dict)]
+    except (KeyError, TypeError, ValueError):
+        return protocol.error("reasoning needs a brief and a history")
+    decision = reasoner().decide(brief, history)
+    log.info(
+        "reasoned: %s in %.3f s",
+        decision.kind,
+        decision.work_s,
+        extra={"call_id": request.call_id, "decision": decision.kind, "tool": decision.tool},
+    )
+    return protocol.result(
+        {
+            "kind": decision.kind,
+            "tool": decision.tool,
+            "arguments": decision.arguments,
+            "text": decision.text,
+            "work_s": round(decision.work_s, 4),
+            "first_token_s": decision.first_token_s,
+        }
+    )
