@@ -5,9 +5,10 @@
 sends with. The tasks live in `workers.tools`, which the worker imports; the router sends by
 task name and never imports them.
 
-- Queues: `tools` (lookups: lookup_order, search_faq) and `bookings` (tools that write: returns,
-  callbacks, hand-offs, end of call), declared explicitly; tasks are routed by name, anything
-  else lands on `tools`.
+- Queues: `tools` (lookups: lookup_order, search_faq), `bookings` (tools that write: returns,
+  callbacks, hand-offs, end of call) and `webhooks` (registered webhook tools, so a slow backend
+  holds up no shop tool), declared explicitly; tasks are routed by name, anything else lands on
+  `tools`.
 - JSON only, both ways. Results go back over Redis pub/sub (see `workers.protocol`), not through
   a Celery result backend, so none is configured.
 - `acks_late` with `reject_on_worker_lost`: a task is acknowledged after it ran; one whose
@@ -26,6 +27,8 @@ from workers.protocol import task_name
 from workers.settings import WorkerSettings
 
 BOOKING_TOOLS = ("create_return", "book_callback", "transfer", "end_call")
+QUEUES = ("tools", "bookings", "webhooks")
+WEBHOOK_TASK = task_name("webhook")  # workers.webhooks.TASK
 
 
 def make_app(settings: WorkerSettings | None = None) -> Celery:
@@ -52,11 +55,14 @@ def make_app(settings: WorkerSettings | None = None) -> Celery:
         # A task running when Redis goes away finishes (its outcome is stored once Redis is back);
         # its acknowledgement is lost with the connection (workers.broker) and it is answered again.
         worker_cancel_long_running_tasks_on_connection_loss=False,
-        task_queues=[Queue(q, routing_key=q) for q in ("tools", "bookings")],
+        task_queues=[Queue(q, routing_key=q) for q in QUEUES],
         task_default_queue="tools",
         task_default_routing_key="tools",
         task_create_missing_queues=False,
-        task_routes={task_name(t): {"queue": "bookings", "routing_key": "bookings"} for t in BOOKING_TOOLS},
+        task_routes={
+            **{task_name(t): {"queue": "bookings", "routing_key": "bookings"} for t in BOOKING_TOOLS},
+            WEBHOOK_TASK: {"queue": "webhooks", "routing_key": "webhooks"},
+        },
         task_soft_time_limit=s.soft_time_limit_s,
         task_time_limit=s.time_limit_s,
         worker_concurrency=s.concurrency,

@@ -41,7 +41,8 @@ class Settings(BaseSettings):
         description="Model servers' /healthz, scraped by GET /metrics for tick p50/p99 and late frames.",
     )
     worker_queues: tuple[str, ...] = Field(
-        ("tools", "bookings"), description="Celery queues whose depth GET /metrics reports (Redis LLEN)."
+        ("tools", "bookings", "webhooks"),
+        description="Celery queues whose depth GET /metrics reports (Redis LLEN).",
     )
     scrape_timeout_s: float = Field(1.0, gt=0, le=10, description="Timeout of one model-server scrape.")
     metrics_require_key: bool = Field(
