@@ -24,8 +24,8 @@ Idempotency is the task's (`workers.tools`): this runs only when no outcome is s
 request's key, and its outcome is committed first-writer-wins. Unlike the shop's writing tools, a
 webhook's effect cannot be committed with its outcome: a backend that acts after the router gave
 up (and fenced the key with "tool timed out") has acted, and the caller heard it timed out; the
-`Idempotency-Key` is how the backend recognises a repeat of a call it already acted on. Logs: tool name, ids, status code,
-seconds; never arguments, headers or bodies.
+`Idempotency-Key` is how the backend recognises a repeat of a call it already acted on.
+Logs: tool name, ids, status code, seconds; never arguments, headers or bodies.
 """
 
 from __future__ import annotations

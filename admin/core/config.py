@@ -54,6 +54,17 @@ class Settings(BaseSettings):
         le=2**20,
         description="scrypt cost (N) of the salted hashes API keys and stream tokens are stored as.",
     )
+    webhook_allowed_hosts: tuple[str, ...] = Field(
+        (),
+        validation_alias=AliasChoices(
+            "PARLEY_WEBHOOK_ALLOWED_HOSTS", "PARLEY_ADMIN_WEBHOOK_ALLOWED_HOSTS", "webhook_allowed_hosts"
+        ),
+        description=(
+            "Hosts a webhook tool's http:// URL, or private or loopback IP, may name (a JSON list, the "
+            "workers' PARLEY_WEBHOOK_ALLOWED_HOSTS); https:// to public hosts needs no entry here, but "
+            "the workers call only hosts on their own list."
+        ),
+    )
     max_page_size: int = Field(
         200, ge=1, le=1000, description="Most calls one page of GET /v1/calls returns."
     )
