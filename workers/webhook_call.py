@@ -48,6 +48,8 @@ from workers.settings import WorkerSettings
 from workers.store import ShopStore
 
 log = logging.getLogger(__name__)
+# httpx logs every request's full URL at INFO; a registered URL's query may carry a token.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 TIMED_OUT = "tool timed out"  # the words every other tool's timeout uses
 NOT_ALLOWED = "webhook host not allowed"
@@ -179,7 +181,8 @@ def _post(
                 headers={**headers, "Idempotency-Key": request.key},
                 extensions=extensions,
             )
-            with client.send(outgoing, stream=True) as response:
+            response = client.send(outgoing, stream=True)
+            try:
                 if not 200 <= response.status_code < 300:
                     return response.status_code, b""
                 if response.headers.get("content-encoding", "identity").lower() != "identity":
@@ -196,6 +199,8 @@ def _post(
                         raise _Refused(TIMED_OUT, "the response took longer than timeout_s")
                     chunks.append(chunk)
                 return response.status_code, b"".join(chunks)
+            finally:
+                response.close()
     except httpx.TimeoutException as exc:
         raise _Refused(TIMED_OUT, f"no answer within timeout_s ({type(exc).__name__})") from None
     except httpx.HTTPError as exc:  # the type only: a message could quote the URL's query
