@@ -33,7 +33,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from workers import protocol
-from workers.shop import TOOL_SCHEMAS as SHOP_TOOL_SCHEMAS
 from workers.shop import schema_problem
 
 TASK = "webhook"  # the task every webhook tool is sent as: protocol.task_name(TASK)
@@ -87,15 +86,6 @@ class WebhookTool:
 
 
 # --- registration rules ----------------------------------------------------------------------------
-def reserved(name: str) -> str | None:
-    """Why `name` cannot be a webhook tool's (a built-in tool's, or the task's), else None."""
-    if name == TASK:
-        return f"{TASK!r} is reserved"
-    if name in SHOP_TOOL_SCHEMAS:
-        return f"{name!r} is a built-in tool"
-    return None
-
-
 def parameters_problem(params: Any) -> str | None:
     """None when `params` is a valid parameter schema, else what is wrong (naming the argument)."""
     if not isinstance(params, Mapping):
