@@ -12,9 +12,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from agent.config import LANGUAGE, PHONE, SLUG, TOOL
+from workers.webhooks import (
+    MAX_ENUM,
+    MAX_PARAMETERS,
+    MAX_URL,
+    SECRET_ENV,
+    SECRET_HEADER,
+    TIMEOUT_MAX_S,
+    TIMEOUT_MIN_S,
+)
 
 Scope = Literal["read", "write", "admin"]
 
@@ -240,13 +249,82 @@ class HangupAccepted(BaseModel):
     gateways: int = Field(description="Gateways that heard the command.")
 
 
-# --- tools -----------------------------------------------------------------------------------------
+# --- tools ---------------------------------------------------------------------------------------
 class ToolParameter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     type: Literal["string", "integer"]
     required: bool
+    description: str | None = Field(None, max_length=200, description="What the argument is (webhook tools).")
+    enum: list[StrictStr | StrictInt] | None = Field(
+        None, min_length=1, max_length=MAX_ENUM, description="The only values allowed (webhook tools)."
+    )
+
+
+class _WebhookFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: str = Field("", max_length=500, description="What the tool does, for the reasoning model.")
+    parameters: dict[str, ToolParameter] = Field(
+        {}, max_length=MAX_PARAMETERS, description="Arguments by name (lowercase identifiers)."
+    )
+    url: str = Field(
+        min_length=1,
+        max_length=MAX_URL,
+        description="https:// URL the workers POST to (http:// only to hosts on the allowlist).",
+    )
+    method: Literal["POST"] = Field("POST", description="HTTP method: POST.")
+    timeout_s: float = Field(
+        5.0,
+        ge=TIMEOUT_MIN_S,
+        le=TIMEOUT_MAX_S,
+        description="Seconds the webhook may take (the workers cut it to their webhook_max_timeout_s).",
+    )
+    secret_env: str | None = Field(
+        None,
+        pattern=SECRET_ENV,
+        description="Worker environment variable whose value is sent in secret_header (not stored here).",
+    )
+    secret_header: str = Field(
+        "Authorization", pattern=SECRET_HEADER, description="Header the secret is sent in."
+    )
+
+
+class ToolCreate(_WebhookFields):
+    """A webhook tool to register."""
+
+    name: str = Field(pattern=TOOL, description="The tool's name (not a built-in tool's).")
+
+
+class ToolReplace(_WebhookFields):
+    """A webhook tool's whole new definition (PUT)."""
+
+
+class ToolUpdate(BaseModel):
+    """Fields to change; those left out keep their value (null clears secret_env)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = Field(None, max_length=500)
+    parameters: dict[str, ToolParameter] | None = Field(None, max_length=MAX_PARAMETERS)
+    url: str | None = Field(None, min_length=1, max_length=MAX_URL)
+    method: Literal["POST"] | None = None
+    timeout_s: float | None = Field(None, ge=TIMEOUT_MIN_S, le=TIMEOUT_MAX_S)
+    secret_env: str | None = Field(None, pattern=SECRET_ENV)
+    secret_header: str | None = Field(None, pattern=SECRET_HEADER)
 
 
 class ToolPublic(BaseModel):
     name: str = Field(pattern=TOOL)
+    kind: Literal["builtin", "webhook"] = Field(
+        description="builtin: shipped with the workers, read-only; webhook: registered here."
+    )
     description: str
     parameters: dict[str, ToolParameter]
+    url: str | None = Field(None, description="Webhook tools: where the workers POST.")
+    method: Literal["POST"] | None = None
+    timeout_s: float | None = None
+    secret_env: str | None = None
+    secret_header: str | None = None
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None

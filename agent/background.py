@@ -76,6 +76,9 @@ class BackgroundTasks(Protocol):
         self, call_id: str, brief: dict[str, Any], history: list[dict[str, Any]], timeout_s: float
     ) -> dict[str, Any]: ...
 
+    async def tool_schemas(self, names: list[str]) -> dict[str, dict[str, Any]]:
+        """The schemas of tools registered outside the code (webhook tools), by name."""
+
 
 class CeleryBackgroundTasks:
     """Hearing and reasoning as tasks on the workers, through the gateway's `CeleryToolRouter`."""
@@ -97,6 +100,10 @@ class CeleryBackgroundTasks:
         outcome, _ = await self.router.run(call_id, REASON_TASK, arguments, timeout_s=timeout_s)
         return outcome
 
+    async def tool_schemas(self, names: list[str]) -> dict[str, dict[str, Any]]:
+        found = {name: await self.router.tool_schema(name) for name in names}
+        return {name: schema for name, schema in found.items() if schema is not None}
+
 
 class CallHost(Protocol):
     """What the background model needs of its call (`agent.session.CallSession`)."""
@@ -112,12 +119,14 @@ class CallHost(Protocol):
         already sent to the interaction model."""
 
 
-def brief_for(agent: AgentConfig) -> dict[str, Any]:
-    """What the reasoner reads of an agent: its instructions, greeting and tools with schemas."""
+def brief_for(agent: AgentConfig, registered: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """What the reasoner reads of an agent: its instructions, greeting and tools with schemas (the
+    built-in ones', and `registered`: webhook tools' from the admin API)."""
+    schemas = {**(registered or {}), **TOOL_SCHEMAS}
     tools = [
-        {"name": name, **TOOL_SCHEMAS[name]}
+        {"name": name, **schemas[name]}
         for name in agent.tools
-        if name in TOOL_SCHEMAS and name not in NOT_FOR_REASONER
+        if name in schemas and name not in NOT_FOR_REASONER
     ]
     return {
         "name": agent.name,
@@ -147,6 +156,7 @@ class BackgroundModel:
         self.settings = settings or BackgroundSettings()
         self.segmenter = segmenter or Segmenter()
         self.brief = brief_for(agent)
+        self._registered = [n for n in agent.tools if n not in TOOL_SCHEMAS and n not in NOT_FOR_REASONER]
         self.history: list[dict[str, Any]] = []
         if agent.greeting:
             self.history.append({"role": "agent", "text": agent.greeting})
@@ -268,6 +278,9 @@ class BackgroundModel:
 
     async def _step(self) -> None:
         """Reason until a reply, a wait or an error: at most `max_tool_steps` tool calls first."""
+        if self._registered:  # webhook tools: their schemas come from the admin API's Redis, once
+            self.brief = brief_for(self.agent, await self.tasks.tool_schemas(self._registered))
+            self._registered = []
         for _ in range(self.settings.max_tool_steps + 1):
             started = self._clock()
             history = self.history[-self.settings.history_entries :]

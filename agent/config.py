@@ -16,7 +16,9 @@ Tool schemas live here too: `TOOL_SCHEMAS` maps each tool an agent may call to i
 (`{"description", "parameters": {name: {"type": "string" | "integer", "required": bool}}}`; the
 shipped ones are the sample shop's, `workers.shop.TOOL_SCHEMAS`, the same the training calls
 used), and `check_tool_call(name, arguments)` says what is wrong with a call before any task is
-sent, in the words the model was trained to hear ("missing argument order_id").
+sent, in the words the model was trained to hear ("missing argument order_id"). Tools an admin
+registers as webhooks (`workers.webhooks`) are not in `TOOL_SCHEMAS`: the router reads their
+schemas from Redis and passes them to `check_tool_call`.
 
 Agents are looked up by name through an `AgentRegistry` (async `get`/`names`), so a Redis-backed
 registry (the admin API's storage) can replace the built-in one without touching callers;
@@ -34,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from telephony.leg import E164, NAME
 from workers.shop import TOOL_SCHEMAS as SHOP_TOOL_SCHEMAS
-from workers.shop import schema_problem
+from workers.webhooks import arguments_problem, parameters_problem
 
 ESSENTIALS_BUDGET = 90  # bytes of "NAME|LANGS|TOOLS|"
 SLUG = rf"^{NAME}$"  # an agent's name: the name calls ask for
@@ -131,35 +133,35 @@ def render_prefix(agent: AgentConfig, max_bytes: int | None = None) -> str:
 
 
 # --- tool schemas ----------------------------------------------------------------------------------
-PARAMETER_TYPES = {"string": str, "integer": int}
-
 TOOL_SCHEMAS: dict[str, dict[str, Any]] = dict(SHOP_TOOL_SCHEMAS)
 
 
 def register_tool_schema(name: str, schema: Mapping[str, Any]) -> None:
-    """Add (or replace) the schema of a tool agents may call; refuses a malformed schema."""
+    """Add (or replace) the schema of a tool agents may call; refuses a malformed schema
+    (`workers.webhooks.parameters_problem`: the rules registered webhook tools keep too)."""
     if not re.match(TOOL, name):
         raise ValueError(f"tool name {name!r} must be a lowercase identifier (a-z, 0-9, _)")
     params = schema.get("parameters")
-    if not isinstance(params, Mapping):
-        raise ValueError(f"tool {name}: schema needs a 'parameters' mapping")
-    for arg, spec in params.items():
-        if not isinstance(spec, Mapping) or spec.get("type") not in PARAMETER_TYPES:
-            raise ValueError(f"tool {name}: parameter {arg!r} needs a type of {', '.join(PARAMETER_TYPES)}")
-        if not isinstance(spec.get("required"), bool):
-            raise ValueError(f"tool {name}: parameter {arg!r} needs required: true or false")
+    problem = parameters_problem(params)
+    if problem is not None:
+        raise ValueError(f"tool {name}: {problem}")
     TOOL_SCHEMAS[name] = {"description": str(schema.get("description", "")), "parameters": dict(params)}
 
 
-def check_tool_call(name: str, arguments: dict[str, Any] | None) -> str | None:
+def check_tool_call(
+    name: str, arguments: dict[str, Any] | None, schema: Mapping[str, Any] | None = None
+) -> str | None:
     """None when a call of tool `name` with `arguments` fits its schema, else what is wrong,
-    worded as `workers.shop.check_arguments` words it (what the model heard in training)."""
-    schema = TOOL_SCHEMAS.get(name)
+    worded as `workers.shop.check_arguments` words it (what the model heard in training).
+
+    The schema is `TOOL_SCHEMAS[name]`, or `schema` for a tool registered elsewhere (a webhook
+    tool's, read from Redis by the router); a built-in tool's own schema always wins."""
+    schema = TOOL_SCHEMAS.get(name, schema)
     if schema is None:
         return f"unknown tool {name[:64]}"
     if not isinstance(arguments, dict):
         return "arguments must be a JSON object"
-    return schema_problem(schema["parameters"], arguments)
+    return arguments_problem(schema["parameters"], arguments)
 
 
 # --- registry --------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """`CeleryToolRouter`: a session's tool calls as Celery tasks, their outcomes back as events.
 
 One router per gateway process, shared by all its calls. A tool call is checked against its schema
-(`agent.config.check_tool_call`; a bad one is answered at once and no task is sent), queued as the
+(`agent.config.check_tool_call`, or a registered webhook tool's from `agent.tool_catalog`, which is
+then sent as the one `webhook` task; a bad call is answered at once and no task is sent), queued as the
 message Celery's `send_task` would queue (`workers.protocol.ToolRequest` with a fresh idempotency
 key, built by Celery and pushed with an asyncio Redis client, so no thread hand-off or restarting
 Redis holds the call up), and its outcome awaited on this process's one Redis pub/sub reply
@@ -23,6 +24,7 @@ import base64
 import collections
 import json
 import logging
+import re
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -34,11 +36,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from agent.config import check_tool_call
+from agent.config import TOOL, TOOL_SCHEMAS, check_tool_call
 from agent.events import event_json
 from agent.model_client import ToolCall
 from agent.session import ToolEvent, ToolTimer
-from workers import protocol
+from agent.tool_catalog import WebhookCatalog
+from workers import protocol, webhooks
 from workers.app import make_app, queue_for
 from workers.settings import WorkerSettings
 
@@ -77,6 +80,9 @@ class ToolRouterSettings(BaseSettings):
     recheck_s: float = Field(
         1.0, gt=0, description="How often a waiting tool call looks for its stored outcome (a lost reply)."
     )
+    webhook_cache_s: float = Field(
+        2.0, ge=0, le=60, description="Seconds a registered webhook tool's schema (or its absence) is cached."
+    )
 
     @model_validator(mode="after")
     def _order(self) -> ToolRouterSettings:
@@ -108,6 +114,7 @@ class CeleryToolRouter:
         self._subscribed = asyncio.Event()
         self._listener: asyncio.Task | None = None
         self._start_lock = asyncio.Lock()
+        self._webhooks: WebhookCatalog | None = None
 
     @classmethod
     def from_env(cls) -> CeleryToolRouter | None:
@@ -149,12 +156,12 @@ class CeleryToolRouter:
 
     # --- a tool call -------------------------------------------------------------------------------
     async def call(self, session: CallSession, call: ToolCall) -> ToolEvent:
-        problem = check_tool_call(call.name, call.arguments)
+        task, problem = await self._route(call)
         if problem is not None:
             self.counters["rejected"] += 1
             return ToolEvent.error(call, problem)
         outcome, work_s = await self.run(
-            session.call_id, protocol.task_name(call.name), call.arguments, tool_call_id=call.id
+            session.call_id, protocol.task_name(task), call.arguments, tool_call_id=call.id, tool=call.name
         )
         return self._event(call, outcome, work_s)
 
@@ -166,6 +173,7 @@ class CeleryToolRouter:
         *,
         tool_call_id: str = "",
         timeout_s: float | None = None,
+        tool: str = "",
     ) -> tuple[dict[str, Any], float | None]:
         """Run one task on the workers for a call: (its outcome, the worker's own seconds).
 
@@ -175,7 +183,7 @@ class CeleryToolRouter:
         await self.start()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (timeout_s or self.settings.result_timeout_s)
-        request = protocol.ToolRequest(uuid.uuid4().hex, call_id, tool_call_id, arguments, self.channel)
+        request = protocol.ToolRequest(uuid.uuid4().hex, call_id, tool_call_id, arguments, self.channel, tool)
         waiter = _Waiter(call_id, loop.create_future())
         self._waiters[request.key] = waiter
         name = protocol.tool_of(task)
@@ -195,6 +203,39 @@ class CeleryToolRouter:
             return outcome, waiter.work_s
         finally:
             self._waiters.pop(request.key, None)
+
+    # --- webhook tools: registered in Redis (workers.webhooks), all sent as one task ----------------
+    async def tool_schema(self, name: str) -> dict[str, Any] | None:
+        """A tool's schema as `agent.config.TOOL_SCHEMAS` holds it: a built-in's, a registered
+        webhook tool's (cached), or None (unknown, or Redis unreachable)."""
+        if name in TOOL_SCHEMAS:
+            return TOOL_SCHEMAS[name]
+        if not re.fullmatch(TOOL, name):
+            return None
+        await self.start()
+        if self._webhooks is None:
+            self._webhooks = WebhookCatalog(self._redis, self.settings.webhook_cache_s)
+        try:
+            tool = await self._webhooks.get(name)
+        except REDIS_ERRORS:
+            return None
+        return tool.schema() if tool is not None else None
+
+    async def _route(self, call: ToolCall) -> tuple[str, str | None]:
+        """(the tool name the task is sent under, what is wrong with the call or None). A built-in
+        tool is its own task; another name is looked up among the registered webhook tools (cached
+        `webhook_cache_s`) and, when it is one, checked against its schema and sent as `webhook`."""
+        if call.name in TOOL_SCHEMAS or not re.fullmatch(TOOL, call.name):
+            return call.name, check_tool_call(call.name, call.arguments)
+        await self.start()
+        if self._webhooks is None:
+            self._webhooks = WebhookCatalog(self._redis, self.settings.webhook_cache_s)
+        try:
+            tool = await self._webhooks.get(call.name)
+        except REDIS_ERRORS:
+            return call.name, UNAVAILABLE
+        schema = tool.schema() if tool is not None else None
+        return webhooks.TASK, check_tool_call(call.name, call.arguments, schema)
 
     def task_message(self, task: str, request: protocol.ToolRequest) -> tuple[str, str]:
         """(queue, message): what `app.send_task` would push onto the queue's Redis list (kombu's

@@ -1,6 +1,6 @@
 """`python -m workers` (what `parley worker` runs): one Celery worker for the tools.
 
-    python -m workers [--concurrency N] [--queues tools,bookings] [--include MODULE,...]
+    python -m workers [--concurrency N] [--queues tools,bookings,webhooks] [--include MODULE,...]
                       [--hostname NAME] [--loglevel INFO]
 
 Defaults come from `workers.settings.WorkerSettings` (REDIS_URL, PARLEY_WORKER_*). Logs go to
@@ -22,7 +22,7 @@ import warnings
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The worker's options (shared with `parley worker`, which runs this module)."""
     p.add_argument("--concurrency", type=int, help="tool processes (default PARLEY_WORKER_CONCURRENCY or 2)")
-    p.add_argument("--queues", help="comma-separated queues (default tools,bookings)")
+    p.add_argument("--queues", help="comma-separated queues (default tools,bookings,webhooks)")
     p.add_argument("--include", action="append", default=[], help="extra module(s) of tools to import")
     p.add_argument("--hostname", help="worker name (default parley-PID@HOST)")
     p.add_argument("--loglevel", default="INFO")

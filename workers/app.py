@@ -6,10 +6,11 @@ sends with. The tasks live in `workers.tools`, which the worker imports; the rou
 task name and never imports them.
 
 - Queues: `tools` (lookups: lookup_order, search_faq), `bookings` (tools that write: returns,
-  callbacks, hand-offs, end of call), and the background model's `hearing` (a caller speech
-  segment -> words) and `reasoning` (the call so far -> a tool call or a reply), declared
-  explicitly; tasks are routed by name, anything else lands on `tools`. Hearing and reasoning
-  hold a model per process, so they get workers of their own (`parley serve` starts one each).
+  callbacks, hand-offs, end of call), `webhooks` (registered webhook tools, so a slow backend
+  holds up no shop tool), and the background model's `hearing` (a caller speech segment ->
+  words) and `reasoning` (the call so far -> a tool call or a reply), declared explicitly; tasks
+  are routed by name, anything else lands on `tools`. Hearing and reasoning hold a model per
+  process, so they get workers of their own (`parley serve` starts one each).
 - JSON only, both ways. Results go back over Redis pub/sub (see `workers.protocol`), not through
   a Celery result backend, so none is configured.
 - `acks_late` with `reject_on_worker_lost`: a task is acknowledged after it ran; one whose
@@ -28,7 +29,8 @@ from workers.protocol import HEAR_TASK, REASON_TASK, task_name
 from workers.settings import WorkerSettings
 
 BOOKING_TOOLS = ("create_return", "book_callback", "transfer", "end_call")
-QUEUES = ("tools", "bookings", "hearing", "reasoning")
+QUEUES = ("tools", "bookings", "webhooks", "hearing", "reasoning")
+WEBHOOK_TASK = task_name("webhook")  # workers.webhooks.TASK
 
 
 def make_app(settings: WorkerSettings | None = None) -> Celery:
@@ -61,6 +63,7 @@ def make_app(settings: WorkerSettings | None = None) -> Celery:
         task_create_missing_queues=False,
         task_routes={
             **{task_name(t): {"queue": "bookings", "routing_key": "bookings"} for t in BOOKING_TOOLS},
+            WEBHOOK_TASK: {"queue": "webhooks", "routing_key": "webhooks"},
             HEAR_TASK: {"queue": "hearing", "routing_key": "hearing"},
             REASON_TASK: {"queue": "reasoning", "routing_key": "reasoning"},
         },

@@ -2,12 +2,13 @@
 
 A tool call travels as a Celery task named `task_name(tool)` with JSON keyword arguments
 (`ToolRequest.kwargs()`): the tool's arguments, an idempotency key (fresh per tool call, so every
-redelivery of the same message carries the same one), the call and tool-call ids, and the
-router's reply channel. The worker stores the tool's outcome under `outcome_key(key)` (first
-writer wins: a redelivered task, or a router that gave up waiting, finds it there) and publishes a
-`reply` on the channel. An outcome is `{"result": {...}}` or `{"error": "..."}`, exactly the
-`(result, error)` pair `workers.shop.Shop.call` gives, plus an optional `timer` (a booked
-callback's timer event: when it is due, as Unix time, and what it says).
+redelivery of the same message carries the same one), the call and tool-call ids, the router's
+reply channel and the tool's name (one task, `task_name("webhook")`, runs every registered
+webhook tool: `workers.webhooks`). The worker stores the tool's outcome under `outcome_key(key)`
+(first writer wins: a redelivered task, or a router that gave up waiting, finds it there) and
+publishes a `reply` on the channel. An outcome is `{"result": {...}}` or `{"error": "..."}`,
+exactly the `(result, error)` pair `workers.shop.Shop.call` gives, plus an optional `timer` (a
+booked callback's timer event: when it is due, as Unix time, and what it says).
 
 Standard library only; shared by agent/ (the router) and workers/.
 """
@@ -55,6 +56,7 @@ class ToolRequest:
     tool_call_id: str
     arguments: dict[str, Any]
     reply_to: str  # pub/sub channel for the outcome
+    tool: str = ""  # the tool's name: what a shared task (webhook tools') runs; "" from older routers
 
     def kwargs(self) -> dict[str, Any]:
         return asdict(self)

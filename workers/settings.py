@@ -37,9 +37,12 @@ class WorkerSettings(BaseSettings):
     )
     concurrency: int = Field(2, ge=1, le=64, description="Tool processes per worker (Celery prefork pool).")
     queues: tuple[str, ...] = Field(
-        ("tools", "bookings"),
+        ("tools", "bookings", "webhooks"),
         min_length=1,
-        description="Queues this worker consumes: `tools` (lookups) and `bookings` (tools that write).",
+        description=(
+            "Queues this worker consumes: `tools` (lookups), `bookings` (tools that write) and "
+            "`webhooks` (registered webhook tools, which wait on other services)."
+        ),
     )
     soft_time_limit_s: float = Field(
         3.0,
@@ -71,6 +74,26 @@ class WorkerSettings(BaseSettings):
     )
     io_timeout_s: float = Field(2.0, gt=0, description="Timeout of every Redis command a tool makes.")
     faq_path: Path = Field(FAQ_MARKDOWN, description="The shop's FAQ as markdown, searched with SQLite FTS5.")
+    webhook_allowed_hosts: tuple[str, ...] = Field(
+        (),
+        validation_alias=AliasChoices(
+            "PARLEY_WEBHOOK_ALLOWED_HOSTS", "PARLEY_WORKER_WEBHOOK_ALLOWED_HOSTS", "webhook_allowed_hosts"
+        ),
+        description=(
+            "Hosts webhook tools may call (PARLEY_WEBHOOK_ALLOWED_HOSTS, a JSON list): names, `*.suffix`, "
+            "IPs or networks; private and loopback addresses only when listed. Empty: no webhook is called."
+        ),
+    )
+    webhook_max_timeout_s: float = Field(
+        5.0,
+        ge=0.5,
+        le=20.0,
+        description=(
+            "Longest a webhook tool may take; a tool registered with a longer timeout_s is cut to this. "
+            "Its task's limits are this + 1 s (soft) and + 2 s (hard), so it needs visibility_timeout_s "
+            ">= this + 3 s."
+        ),
+    )
 
     @model_validator(mode="after")
     def _limits(self) -> WorkerSettings:
@@ -84,7 +107,17 @@ class WorkerSettings(BaseSettings):
                 f"visibility_timeout_s ({self.visibility_timeout_s}) must exceed time_limit_s "
                 f"({self.time_limit_s}) by at least 1 s, or a running task is delivered twice"
             )
+        if self.webhook_max_timeout_s + 3.0 > self.visibility_timeout_s:
+            raise ValueError(
+                f"visibility_timeout_s ({self.visibility_timeout_s}) must exceed webhook_max_timeout_s "
+                f"({self.webhook_max_timeout_s}) by at least 3 s (the webhook task's hard limit + 1 s)"
+            )
         return self
+
+    @property
+    def webhook_limits_s(self) -> tuple[float, float]:
+        """(soft, hard) time limits of the webhook task."""
+        return self.webhook_max_timeout_s + 1.0, self.webhook_max_timeout_s + 2.0
 
     @property
     def redelivery_s(self) -> float:

@@ -14,6 +14,8 @@ main process (`task_failure`); a task name no worker knows gets "unknown tool NA
 (`task_unknown`); anything else is logged by type only and answered "tool failed".
 
 `tool(name)` registers a tool; tests register slow ones the same way (`parley worker --include`).
+Registered webhook tools are one task, `webhook`, which calls the tool named in the request
+(`workers.webhook_call`; its limits follow `webhook_max_timeout_s`).
 Logs carry tool names, ids and exception types; arguments and results never.
 """
 
@@ -29,7 +31,7 @@ import redis
 from billiard.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery import Celery, signals
 
-from workers import protocol
+from workers import protocol, webhook_call, webhooks
 from workers.app import app as default_app
 from workers.faq import FaqIndex
 from workers.protocol import ToolRequest
@@ -110,8 +112,17 @@ def tool(
             time_limit=hard,
             max_retries=s.max_retries,
         )
-        def task(self, key: str, call_id: str, tool_call_id: str, arguments: dict, reply_to: str, **_: Any):
-            request = ToolRequest(key, call_id, tool_call_id, arguments, reply_to)
+        def task(
+            self,
+            key: str,
+            call_id: str,
+            tool_call_id: str,
+            arguments: dict,
+            reply_to: str,
+            tool: str = "",
+            **_: Any,
+        ):
+            request = ToolRequest(key, call_id, tool_call_id, arguments, reply_to, tool or name)
             _run(self, name, fn, writes, request)
 
         return task
@@ -168,7 +179,12 @@ def answer(request: ToolRequest, outcome: dict[str, Any], app: Celery = default_
 def _request_from(kwargs: Any) -> ToolRequest | None:
     try:
         return ToolRequest(
-            kwargs["key"], kwargs["call_id"], kwargs["tool_call_id"], kwargs["arguments"], kwargs["reply_to"]
+            kwargs["key"],
+            kwargs["call_id"],
+            kwargs["tool_call_id"],
+            kwargs["arguments"],
+            kwargs["reply_to"],
+            str(kwargs.get("tool", "")),
         )
     except (KeyError, TypeError):
         return None
@@ -259,6 +275,15 @@ def transfer(store: ShopStore, request: ToolRequest) -> dict[str, Any]:
 @tool("end_call", writes=True)
 def end_call(store: ShopStore, request: ToolRequest) -> dict[str, Any]:
     return _checked("end_call", request) or store.end_call(request.key, request.call_id, request.arguments)
+
+
+# --- registered webhook tools (workers.webhooks), all one task on the `webhooks` queue -------------
+_WEBHOOK_SOFT_S, _WEBHOOK_HARD_S = _settings(default_app).webhook_limits_s
+
+
+@tool(webhooks.TASK, soft_time_limit_s=_WEBHOOK_SOFT_S, time_limit_s=_WEBHOOK_HARD_S)
+def webhook(store: ShopStore, request: ToolRequest) -> dict[str, Any]:
+    return webhook_call.call(store, request, _settings(default_app))
 
 
 def redact_celery_logs(record: logging.LogRecord) -> bool:

@@ -23,6 +23,7 @@ from admin.store.agents import AgentStore
 from admin.store.calls import CallStore
 from admin.store.credentials import AuthFailure, CredentialStore, StoredKey
 from admin.store.numbers import NumberStore
+from admin.store.tools import ToolStore
 
 
 class ApiError(Exception):
@@ -82,6 +83,10 @@ def get_calls(redis: RedisDep) -> CallStore:
     return CallStore(redis)
 
 
+def get_tools(redis: RedisDep) -> ToolStore:
+    return ToolStore(redis)
+
+
 def get_credentials(request: Request) -> CredentialStore:
     return request.app.state.credentials  # one per app: its verifier remembers checked keys
 
@@ -89,6 +94,7 @@ def get_credentials(request: Request) -> CredentialStore:
 AgentsDep = Annotated[AgentStore, Depends(get_agents)]
 NumbersDep = Annotated[NumberStore, Depends(get_numbers)]
 CallsDep = Annotated[CallStore, Depends(get_calls)]
+ToolsDep = Annotated[ToolStore, Depends(get_tools)]
 CredentialsDep = Annotated[CredentialStore, Depends(get_credentials)]
 
 

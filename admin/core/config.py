@@ -41,7 +41,8 @@ class Settings(BaseSettings):
         description="Model servers' /healthz, scraped by GET /metrics for tick p50/p99 and late frames.",
     )
     worker_queues: tuple[str, ...] = Field(
-        ("tools", "bookings"), description="Celery queues whose depth GET /metrics reports (Redis LLEN)."
+        ("tools", "bookings", "webhooks"),
+        description="Celery queues whose depth GET /metrics reports (Redis LLEN).",
     )
     scrape_timeout_s: float = Field(1.0, gt=0, le=10, description="Timeout of one model-server scrape.")
     metrics_require_key: bool = Field(
@@ -52,6 +53,17 @@ class Settings(BaseSettings):
         ge=2**10,
         le=2**20,
         description="scrypt cost (N) of the salted hashes API keys and stream tokens are stored as.",
+    )
+    webhook_allowed_hosts: tuple[str, ...] = Field(
+        (),
+        validation_alias=AliasChoices(
+            "PARLEY_WEBHOOK_ALLOWED_HOSTS", "PARLEY_ADMIN_WEBHOOK_ALLOWED_HOSTS", "webhook_allowed_hosts"
+        ),
+        description=(
+            "Hosts a webhook tool's http:// URL, or private or loopback IP, may name (a JSON list, the "
+            "workers' PARLEY_WEBHOOK_ALLOWED_HOSTS); https:// to public hosts needs no entry here, but "
+            "the workers call only hosts on their own list."
+        ),
     )
     max_page_size: int = Field(
         200, ge=1, le=1000, description="Most calls one page of GET /v1/calls returns."

@@ -15,6 +15,8 @@
 | `parley:cfg:streamtokens:<agent>` | set | the agent's stream token ids |
 | `parley:cfg:streamtoken:<id>` | hash | `agent`, `label`, `salt`, `hash`, `cost`, `created_at`, |
 | | | `expires_at`, `revoked_at` |
+| `parley:cfg:webhook-tools` | set | registered webhook tool names (the key names: `workers.webhooks`) |
+| `parley:cfg:webhook-tool:<name>` | string | a webhook tool (`workers.webhooks.WebhookTool` JSON) |
 | `parley:cfg:settings` | hash | `call_retention_s` (written by the admin API, read by gateways) |
 | `parley:call:rec:<id>` | string | a finished call's record (JSON), expiring after the retention |
 | `parley:call:sum:<id>` | string | the same call's summary (JSON, what listings show), expiring with it |

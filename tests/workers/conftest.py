@@ -81,17 +81,23 @@ class Worker:
     """One `parley worker` process (and its pool), in its own process group so it can be killed whole."""
 
     def __init__(
-        self, redis_url: str, log_path: Path, concurrency: int = 2, queues: str | None = None
+        self,
+        redis_url: str,
+        log_path: Path,
+        concurrency: int = 2,
+        queues: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.hostname = f"test-{uuid.uuid4().hex[:8]}@localhost"
         self.redis_url = redis_url
         self.log_path = log_path
         self.concurrency = concurrency
         self.queues = queues
+        self.env = env or {}
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout_s: float = 60.0) -> Worker:
-        env = {**os.environ, "REDIS_URL": self.redis_url, "PARLEY_PROCESS": "test-worker"}
+        env = {**os.environ, **self.env, "REDIS_URL": self.redis_url, "PARLEY_PROCESS": "test-worker"}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [

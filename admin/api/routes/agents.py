@@ -1,9 +1,9 @@
 """`/v1/agents`: agents with their version history, and their stream tokens.
 
 An agent is validated as an `agent.config.AgentConfig` (what the gateways run), and its tools
-must have schemas (`GET /v1/tools`). Every create and update is a version; the gateways read the
-current one at the start of each call. Deleting an agent leaves its numbers in place, refusing
-calls, and the response lists them.
+must be built-in or registered webhook tools (`GET /v1/tools`). Every create and update is a
+version; the gateways read the current one at the start of each call. Deleting an agent leaves
+its numbers in place, refusing calls, and the response lists them.
 
 Stream tokens authenticate media websockets for one agent once API keys exist (scope admin to
 manage: they are credentials).
@@ -11,6 +11,7 @@ manage: they are credentials).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated
 
 from fastapi import APIRouter, Path
@@ -26,6 +27,7 @@ from admin.api.deps import (
     CredentialsDep,
     NumbersDep,
     ReadKey,
+    ToolsDep,
     WriteKey,
 )
 from admin.models import (
@@ -97,11 +99,13 @@ def validation_error(exc: ValidationError) -> ApiError:
     return error
 
 
-def build(data: dict) -> AgentConfig:
-    unknown = [t for t in data.get("tools") or () if t not in TOOL_SCHEMAS]
+def build(data: dict, webhook_tools: Iterable[str] = ()) -> AgentConfig:
+    """An `AgentConfig` from request fields whose tools are built-in or registered webhook tools."""
+    known = {*TOOL_SCHEMAS, *webhook_tools}
+    unknown = [t for t in data.get("tools") or () if t not in known]
     if unknown:
         raise ApiError(
-            422, f"unknown tool(s) {', '.join(unknown)}; known: {', '.join(sorted(TOOL_SCHEMAS))}", "tools"
+            422, f"unknown tool(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}", "tools"
         )
     try:
         return AgentConfig(**data)
@@ -128,8 +132,8 @@ async def list_agents(_: ReadKey, agents: AgentsDep) -> list[AgentPublic]:
     responses=CONFLICT,
     summary="Create an agent (scope write)",
 )
-async def create_agent(body: AgentCreate, key: WriteKey, agents: AgentsDep) -> AgentPublic:
-    config = build(body.model_dump())
+async def create_agent(body: AgentCreate, key: WriteKey, agents: AgentsDep, tools: ToolsDep) -> AgentPublic:
+    config = build(body.model_dump(), await tools.names())
     return agent_public(await agents.create(config, key.id))
 
 
@@ -144,12 +148,15 @@ async def get_agent(name: AgentName, _: ReadKey, agents: AgentsDep) -> AgentPubl
     responses={**NOT_FOUND, **CONFLICT},
     summary="Update an agent: a new version, used from the next call on (scope write)",
 )
-async def update_agent(name: AgentName, body: AgentUpdate, key: WriteKey, agents: AgentsDep) -> AgentPublic:
+async def update_agent(
+    name: AgentName, body: AgentUpdate, key: WriteKey, agents: AgentsDep, tools: ToolsDep
+) -> AgentPublic:
     patch = body.model_dump(exclude_unset=True)
     expected = patch.pop("expected_version", None)
+    webhook_tools = await tools.names()
 
     def change(current: AgentConfig) -> AgentConfig:
-        return build({**current.model_dump(), **patch})
+        return build({**current.model_dump(), **patch}, webhook_tools)
 
     return agent_public(await agents.update(name, change, expected_version=expected, key_id=key.id))
 
