@@ -153,7 +153,7 @@ def evaluate_hearing(
     """The hearing report of `scenarios` (module docstring) as a dict: "calls" (per scenario:
     voice, WER counts, segments), "summary" (pooled WER, by voice and by voice family, latency
     percentiles, CPU per caller-second, segments per caller turn) and "notes". `segmenter_options`
-    go to each call's `Segmenter`; `transcriber` defaults to Whisper tiny.en at 2 threads (the
+    go to each call's `Segmenter`; `transcriber` defaults to Whisper base (workers.hearing) at 2 threads (the
     callers of both shipped agents speak English)."""
     transcriber = transcriber or Transcriber()
     transcriber.load()

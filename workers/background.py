@@ -55,7 +55,8 @@ def transcriber():
         from workers.hearing import Transcriber
 
         threads = int(os.environ.get("PARLEY_HEARING_THREADS", "1"))
-        models.transcriber = Transcriber(threads=threads)
+        model = os.environ.get("PARLEY_HEARING_MODEL", "base")  # workers.hearing.MODELS
+        models.transcriber = Transcriber(model=model, threads=threads)
     return models.transcriber
 
 

