@@ -231,7 +231,7 @@ async def test_a_redelivered_request_calls_the_webhook_once(
     before = len(backend.hits("/book"))
 
     def deliver() -> dict:
-        queue, message = router.task_message(webhooks.TASK, request)
+        queue, message = router.task_message(protocol.task_name(webhooks.TASK), request)
         assert queue == "webhooks"
         client.lpush(queue, message)
         deadline = time.monotonic() + 15
