@@ -22,6 +22,7 @@ reasoner runs (local or an endpoint): it only calls decide().
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 import time
@@ -85,20 +86,38 @@ SUPPORT_DEMO: tuple[dict, ...] = (
         "result": {"return_id": "R-55017", "order_id": "T-66120", "refund": "30.00", "label": "emailed"},
     },
     {"role": "agent", "text": "Your return number is R 5 5 0 1 7, and the label is in your email."},
+    {"role": "caller", "text": "Can I talk to a real person about my invoice?"},
+    {"role": "tool_call", "tool": "transfer", "arguments": {"reason": "invoice question"}},
+    {"role": "tool_result", "tool": "transfer", "result": {"status": "busy"}},
+    {"role": "agent", "text": "Sorry, everyone is busy right now. Can I help with anything else?"},
     {"role": "caller", "text": "No, that's all, thanks."},
     {"role": "agent", "text": "Thanks for calling, goodbye!"},
     {"role": "tool_call", "tool": "end_call", "arguments": {}},
 )
 
 
-def support_brief(examples: bool = True) -> Brief:
-    return Brief(
-        "support",
-        SUPPORT_INSTRUCTIONS,
-        SUPPORT_GREETING,
-        tool_specs(SUPPORT_TOOLS, TOOL_SCHEMAS),
-        SUPPORT_DEMO if examples else (),
-    )
+# The result fields the model is shown (the rest, customer name, items, totals, stay out).
+RESULT_KEYS = {
+    "lookup_order": (
+        "order_id",
+        "status",
+        "ship_by",
+        "shipped",
+        "eta",
+        "delivered",
+        "returned",
+        "carrier",
+        "tracking",
+    ),
+    "create_return": ("return_id", "order_id", "refund", "label"),
+}
+
+
+def support_brief(examples: bool = True, result_keys: bool = True) -> Brief:
+    tools = tool_specs(SUPPORT_TOOLS, TOOL_SCHEMAS)
+    if result_keys:
+        tools = tuple(dataclasses.replace(t, result_keys=RESULT_KEYS.get(t.name, ())) for t in tools)
+    return Brief("support", SUPPORT_INSTRUCTIONS, SUPPORT_GREETING, tools, SUPPORT_DEMO if examples else ())
 
 
 # --- decision points ------------------------------------------------------------------------------
@@ -197,8 +216,9 @@ def _norm(text: Any) -> str:
 
 
 def arguments_match(tool: str, got: dict, want: dict, shop: Shop | None = None) -> bool:
-    """Whether a call's arguments do what the script's do: ids by their digits (and letter when
-    both give one), the FAQ query by the entry it finds, reasons by their key words, numbers exactly."""
+    """Whether a call's arguments do what the script's do: ids and phones by their digits, the FAQ
+    query by the entry it finds, a free-text reason by being there (any reason starts a return or
+    a transfer), numbers exactly, other strings by their words."""
     if set(k for k, v in want.items() if v not in (None, "")) - set(got):
         return False
     for key, value in want.items():
@@ -215,8 +235,6 @@ def arguments_match(tool: str, got: dict, want: dict, shop: Shop | None = None) 
                 return False
         elif key in ("reason",):
             if not _norm(g):
-                return False
-            if tool == "create_return" and not set(_norm(value).split()) & set(_norm(g).split()):
                 return False
         elif isinstance(value, int):
             if g != value:
@@ -339,6 +357,8 @@ def evaluate_reasoner(
     """Score `reasoner` on `n_support` held-out support calls (`concurrency` at once) and the
     clinic scenarios; returns the figures, the goals and which were met."""
     brief = brief or support_brief()
+    if hasattr(reasoner, "warm"):  # the shared prefix once, as a server would at start
+        reasoner.warm(brief)
     convs = [support_conversation(seed0 + i) for i in range(n_support)]
     tally = _Tally()
     t0 = time.perf_counter()

@@ -64,6 +64,7 @@ class ToolSpec:
     name: str
     description: str
     parameters: dict
+    result_keys: tuple[str, ...] = ()  # the result fields the model is shown, in order (empty: all)
 
 
 @dataclass(frozen=True)
@@ -349,14 +350,16 @@ def _value(v: Any) -> str:
     return str(v)
 
 
-def render_result(result: Any) -> str:
-    """A tool result, compact: scalar fields as `key value`, ISO dates spoken ('March 4th')."""
+def render_result(result: Any, keys: tuple[str, ...] = ()) -> str:
+    """A tool result, compact: fields as `key value` (only `keys`, in that order, when given),
+    ISO dates spoken ('March 4th')."""
     if isinstance(result, dict):
-        return "; ".join(f"{k} {_value(v)}" for k, v in result.items())
+        items = [(k, result[k]) for k in keys if k in result] if keys else list(result.items())
+        return "; ".join(f"{k} {_value(v)}" for k, v in items)
     return _value(result)
 
 
-def render_event(event: dict) -> str:
+def render_event(event: dict, brief: Brief | None = None) -> str:
     role = event.get("role")
     if role == "caller":
         return f"Caller: {normalize_spoken(str(event.get('text', '')))}"
@@ -366,7 +369,9 @@ def render_event(event: dict) -> str:
         args = json.dumps(event.get("arguments") or {}, ensure_ascii=False, separators=(",", ":"))
         return f"You called {event.get('tool')} {args}"
     if role == "tool_result":
-        return f"Result of {event.get('tool')}: {render_result(event.get('result'))}"
+        spec = brief.tool(str(event.get("tool"))) if brief is not None else None
+        keys = spec.result_keys if spec is not None else ()
+        return f"Result of {event.get('tool')}: {render_result(event.get('result'), keys)}"
     if role == "tool_error":
         return f"Error from {event.get('tool')}: {event.get('error', '')}"
     if role == "dtmf":
@@ -400,14 +405,16 @@ def _decision_json(event: dict) -> str:
     return json.dumps(d, ensure_ascii=False, separators=(",", ":"))
 
 
-def history_messages(history: list[dict] | tuple[dict, ...]) -> list[dict[str, str]]:
+def history_messages(
+    history: list[dict] | tuple[dict, ...], brief: Brief | None = None
+) -> list[dict[str, str]]:
     """The call as chat turns: what the agent hears (caller words, tool results, keys, timers) as
     user turns, consecutive ones merged; what it did (replies, tool calls) as assistant turns in
     the decision JSON, so the model sees its own output format all along."""
     out: list[dict[str, str]] = []
     for event in history:
         if event.get("role") in USER_ROLES or event.get("role") not in ("agent", "tool_call", "wait"):
-            line = render_event(event)
+            line = render_event(event, brief)
             if out and out[-1]["role"] == "user":
                 out[-1]["content"] += "\n" + line
             else:
@@ -423,11 +430,11 @@ def chat_messages(brief: Brief, history: list[dict]) -> list[dict[str, str]]:
     """System text, the brief's examples as earlier turns, the greeting, then the call."""
     messages = [{"role": "system", "content": system_prompt(brief)}]
     if brief.examples:
-        messages += history_messages(brief.examples)
+        messages += history_messages(brief.examples, brief)
         if messages[-1]["role"] == "user":  # a demo ends on an action
             messages.pop()
     greeting = [{"role": "agent", "text": brief.greeting}] if brief.greeting else []
-    turns = history_messages(greeting + list(history))
+    turns = history_messages(greeting + list(history), brief)
     if turns and turns[0]["role"] == "assistant":
         turns.insert(0, {"role": "user", "content": "(new call)"})
     if not turns or turns[-1]["role"] == "assistant":
@@ -512,8 +519,21 @@ class LocalReasoner:
                 self._pool = pool
             return self._pool
 
-    def warm(self) -> None:
-        self._load()
+    def warm(self, brief: Brief | None = None) -> None:
+        """Load the model; with a brief, also evaluate its shared prompt prefix on every instance
+        (the system text and demo call: the part every call of that agent reuses)."""
+        pool = self._load()
+        if brief is None:
+            return
+        prefix = chatml(chat_messages(brief, []))
+        slots = [pool.get() for _ in range(self.instances)]
+        try:
+            for slot in slots:
+                tokens = slot.llm.tokenize(prefix.encode(), add_bos=False, special=True)
+                slot.llm.create_completion(tokens, max_tokens=1, temperature=0.0)
+        finally:
+            for slot in slots:
+                pool.put(slot)
 
     def _schema_text(self, brief: Brief) -> str:
         key = id(brief)
@@ -598,11 +618,19 @@ class LocalReasoner:
 
 
 # --- remote: an OpenAI-compatible endpoint ----------------------------------------------------------
+def _refuses_json_schema(resp: httpx.Response) -> bool:
+    """A 400/422, or llama-cpp-python's server's 500 that names response_format (it wraps its
+    request validation errors in a 500)."""
+    if resp.status_code in (400, 422):
+        return True
+    return resp.status_code == 500 and "response_format" in resp.text
+
+
 class EndpointReasoner:
     """Any OpenAI-compatible /v1/chat/completions. `response_format`: "json_schema" (OpenAI, vLLM,
     Ollama, llama.cpp's server), "json_object" ({"type": "json_object", "schema": ...}:
-    llama-cpp-python's server, llama.cpp's server) or "auto" (json_schema; if the server refuses the
-    request with 400/422, json_object from then on)."""
+    llama-cpp-python's server, llama.cpp's server) or "auto" (json_schema; if the server refuses it,
+    `_refuses_json_schema`, json_object from then on)."""
 
     def __init__(
         self,
@@ -652,7 +680,7 @@ class EndpointReasoner:
         style = "json_schema" if self.style == "auto" else self.style
         try:
             resp = self._post({**body, "_schema": schema}, style)
-            if self.style == "auto" and resp.status_code in (400, 422):
+            if self.style == "auto" and _refuses_json_schema(resp):
                 resp = self._post({**body, "_schema": schema}, "json_object")
                 if resp.status_code < 400:
                     self.style = "json_object"
