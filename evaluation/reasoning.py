@@ -1,0 +1,449 @@
+"""Evaluation of the background model's reasoner (workers.reasoner) on text, no audio.
+
+Two sets:
+
+- support: held-out synthetic support calls (corpus.scripts.generate_script, seeds from
+  HELD_OUT_SEED0, far from training's) turned into decision points. The call's events (caller
+  turns, keys, timers, the scripted agent's replies and tool calls, their results) are the gold
+  history; at each point the reasoner decides from the gold history so far and is scored against
+  the script's next action: a tool call (right tool and arguments, `arguments_match`), a reply
+  (any reply counts), or a wait (after a caller's backchannel). When a scripted reply is followed
+  at once by a tool call (a transfer's announcement, a goodbye before end_call), the tool is
+  accepted at the caller's turn too, and asked for again after the scripted line. After each tool
+  point, the reasoner's own call (when it picked the right tool) runs in-process against the
+  call's shop (workers.shop.Shop) and the reply to that result is scored for its key fields
+  (`key_fields_stated`): an order's status and the date that status is about, a return's id.
+- clinic: an agent the shipped model never saw (evaluation.clinic), scored on its tool calls.
+
+Latency: the reply's first token (from the start of decide()) p50 and the whole reply p90, with
+`concurrency` conversations decided at once from as many threads. Nothing here knows how the
+reasoner runs (local or an endpoint): it only calls decide().
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from corpus.call_script import KEY_DATE, Dtmf, EndCall, Handoff, Say, Timer, ToolCall
+from corpus.scripts import generate_script
+from evaluation.clinic import CLINIC, CLINIC_SCENARIOS
+from evaluation.held_out import HELD_OUT_SEED0
+from workers.reasoner import Brief, Decision, Reasoner, tool_specs
+from workers.shop import TOOL_SCHEMAS, Shop, spoken_date
+
+GOALS = {
+    "tool_accuracy": 0.90,
+    "key_fields": 0.90,
+    "first_token_p50_s": 1.0,
+    "reply_p90_s": 2.5,
+    "clinic_tool_accuracy": 0.80,
+}
+SUPPORT_TOOLS = ("lookup_order", "create_return", "search_faq", "book_callback", "transfer", "end_call")
+SUPPORT_INSTRUCTIONS = (
+    "You are Robin, the phone assistant of Harbor Lane Goods, an online shop. Help with order status, "
+    "returns, callbacks and shop questions. Call lookup_order before saying anything about an order "
+    "and read ids back digit by digit. Start returns with create_return. Use search_faq for questions "
+    "about the shop. If the caller wants a person, use transfer. After the goodbye, use end_call. "
+    "Keep turns short and never invent details."
+)
+SUPPORT_GREETING = "Thanks for calling Harbor Lane Goods, this is Robin. How can I help you today?"
+# A demo call shown to the model before the real one (Brief.examples); its ids, dates and amounts
+# are none of the held-out shops' answers.
+SUPPORT_DEMO: tuple[dict, ...] = (
+    {"role": "agent", "text": "Hello, how can I help?"},
+    {"role": "caller", "text": "Hi, can you check my order? It's M 7 0 3 9 5."},
+    {"role": "tool_call", "tool": "lookup_order", "arguments": {"order_id": "M-70395"}},
+    {
+        "role": "tool_result",
+        "tool": "lookup_order",
+        "result": {"order_id": "M-70395", "status": "processing", "ship_by": "2025-11-20"},
+    },
+    {"role": "agent", "text": "Order M 7 0 3 9 5 is processing and should ship by November 20th."},
+    {"role": "caller", "text": "mm-hmm"},
+    {"role": "wait"},
+    {"role": "caller", "text": "Okay. And how long does shipping take?"},
+    {"role": "tool_call", "tool": "search_faq", "arguments": {"query": "shipping time"}},
+    {
+        "role": "tool_result",
+        "tool": "search_faq",
+        "result": {
+            "matches": [{"topic": "shipping times", "answer": "Standard shipping takes 3 to 5 days."}]
+        },
+    },
+    {"role": "agent", "text": "Standard shipping takes 3 to 5 days."},
+    {"role": "caller", "text": "I want to send back the lamp from order T 6 6 1 2 0, it arrived damaged."},
+    {"role": "tool_call", "tool": "create_return", "arguments": {"order_id": "T-66120", "reason": "damaged"}},
+    {
+        "role": "tool_result",
+        "tool": "create_return",
+        "result": {"return_id": "R-55017", "order_id": "T-66120", "refund": "30.00", "label": "emailed"},
+    },
+    {"role": "agent", "text": "Your return number is R 5 5 0 1 7, and the label is in your email."},
+    {"role": "caller", "text": "Can I talk to a real person about my invoice?"},
+    {"role": "tool_call", "tool": "transfer", "arguments": {"reason": "invoice question"}},
+    {"role": "tool_result", "tool": "transfer", "result": {"status": "busy"}},
+    {"role": "agent", "text": "Sorry, everyone is busy right now. Can I help with anything else?"},
+    {"role": "caller", "text": "No, that's all, thanks."},
+    {"role": "agent", "text": "Thanks for calling, goodbye!"},
+    {"role": "tool_call", "tool": "end_call", "arguments": {}},
+)
+
+
+# The result fields the model is shown (the rest, customer name, items, totals, stay out).
+RESULT_KEYS = {
+    "lookup_order": (
+        "order_id",
+        "status",
+        "ship_by",
+        "shipped",
+        "eta",
+        "delivered",
+        "returned",
+        "carrier",
+        "tracking",
+    ),
+    "create_return": ("return_id", "order_id", "refund", "label"),
+}
+
+
+def support_brief(examples: bool = True, result_keys: bool = True) -> Brief:
+    tools = tool_specs(SUPPORT_TOOLS, TOOL_SCHEMAS)
+    if result_keys:
+        tools = tuple(dataclasses.replace(t, result_keys=RESULT_KEYS.get(t.name, ())) for t in tools)
+    return Brief("support", SUPPORT_INSTRUCTIONS, SUPPORT_GREETING, tools, SUPPORT_DEMO if examples else ())
+
+
+# --- decision points ------------------------------------------------------------------------------
+@dataclass
+class Point:
+    """One decision: the gold history before it and what the script does next."""
+
+    history: list[dict]
+    expect: str  # "tool" | "reply" | "wait"
+    tool: str | None = None
+    arguments: dict | None = None
+    also_tool: dict | None = None  # a reply whose script calls this tool right after: accepted too
+    label: str = ""
+
+
+@dataclass
+class Conversation:
+    name: str
+    shop: Shop
+    points: list[Point] = field(default_factory=list)
+
+
+def _gold_events(script) -> list[dict]:
+    """The script's events in order as reasoner history (the scripted greeting left out: the brief
+    has its own), caller turn parts merged, agent fillers and backchannels left out."""
+    events: list[dict] = []
+    greeted = False
+    for it in script.items:
+        if isinstance(it, Say):
+            if it.speaker == "agent":
+                if it.role != "turn":
+                    continue
+                if not greeted:
+                    greeted = True
+                    continue
+                events.append({"role": "agent", "text": it.text})
+            elif it.role == "backchannel":
+                events.append({"role": "caller", "text": it.text, "backchannel": True})
+            elif it.pause_inside_turn and events and events[-1]["role"] == "caller":
+                events[-1]["text"] += " " + it.text
+            else:
+                events.append({"role": "caller", "text": it.text})
+        elif isinstance(it, ToolCall):
+            events.append({"role": "tool_call", "tool": it.name, "arguments": dict(it.arguments)})
+            if it.error is not None:
+                events.append({"role": "tool_error", "tool": it.name, "error": it.error})
+            else:
+                events.append({"role": "tool_result", "tool": it.name, "result": it.result})
+        elif isinstance(it, Dtmf):
+            events.append({"role": "dtmf", "digits": it.digits})
+        elif isinstance(it, Timer):
+            events.append({"role": "timer", "text": f"{it.seconds} s timer fired: {it.note}"})
+        elif isinstance(it, Handoff | EndCall):
+            break
+    return events
+
+
+def _clean(events: list[dict]) -> list[dict]:
+    return [{k: v for k, v in e.items() if k != "backchannel"} for e in events]
+
+
+def support_conversation(seed: int) -> Conversation:
+    script = generate_script("support", seed)
+    events = _gold_events(script)
+    conv = Conversation(f"support-{seed}", Shop.generate(script.shop_seed))
+    for i, e in enumerate(events):
+        prev = events[i - 1]["role"] if i else "agent"
+        if e.get("backchannel"):
+            conv.points.append(Point(_clean(events[: i + 1]), "wait", label="backchannel"))
+            continue
+        if e["role"] == "tool_call":
+            if prev != "agent" and prev != "tool_call":
+                conv.points.append(
+                    Point(_clean(events[:i]), "tool", e["tool"], e["arguments"], label=e["tool"])
+                )
+            elif prev == "agent":  # the scripted line announcing it came first
+                conv.points.append(
+                    Point(
+                        _clean(events[:i]), "tool", e["tool"], e["arguments"], label=f"{e['tool']} after line"
+                    )
+                )
+        elif e["role"] == "agent" and prev not in ("agent", "tool_call", "tool_result", "tool_error"):
+            nxt = events[i + 1] if i + 1 < len(events) else None
+            also = nxt if nxt is not None and nxt["role"] == "tool_call" else None
+            conv.points.append(Point(_clean(events[:i]), "reply", also_tool=also, label="reply"))
+    return conv
+
+
+# --- scoring --------------------------------------------------------------------------------------
+def _digits(text: Any) -> str:
+    return re.sub(r"\D", "", str(text))
+
+
+def _norm(text: Any) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", str(text).lower()))
+
+
+def arguments_match(tool: str, got: dict, want: dict, shop: Shop | None = None) -> bool:
+    """Whether a call's arguments do what the script's do: ids and phones by their digits, the FAQ
+    query by the entry it finds, a free-text reason by being there (any reason starts a return or
+    a transfer), numbers exactly, other strings by their words."""
+    if set(k for k, v in want.items() if v not in (None, "")) - set(got):
+        return False
+    for key, value in want.items():
+        g = got.get(key)
+        if key == "order_id":
+            if _digits(g) != _digits(value):
+                return False
+        elif key == "query" and shop is not None:
+            top = lambda q: [m["topic"] for m in shop.search_faq(str(q))["matches"][:1]]  # noqa: E731
+            if top(g) != top(value):
+                return False
+        elif key == "phone":
+            if _digits(g) != _digits(value):
+                return False
+        elif key in ("reason",):
+            if not _norm(g):
+                return False
+        elif isinstance(value, int):
+            if g != value:
+                return False
+        elif _norm(g) != _norm(value) and not (_norm(value) and _norm(value) in _norm(g)):
+            return False
+    return True
+
+
+def _date_forms(iso: str) -> list[str]:
+    spoken = spoken_date(iso).lower()  # "march 4th"
+    month, day = spoken.split()
+    n = re.sub(r"\D", "", day)
+    return [spoken, f"{month} {n}", f"{day} of {month}", f"{n} {month}", iso]
+
+
+def key_fields_stated(tool: str, result: dict, reply: str) -> bool | None:
+    """Whether a reply states a result's key fields; None when the tool has none scored."""
+    text = reply.lower()
+    if tool == "lookup_order":
+        status = result["status"]
+        stem = {"processing": "process", "shipped": "ship", "delivered": "deliver", "returned": "return"}[
+            status
+        ]
+        key = result.get(KEY_DATE[status])
+        date_ok = key is None or any(f in text for f in _date_forms(key))
+        return stem in text and date_ok
+    if tool == "create_return":
+        return _digits(result["return_id"]) in _digits(reply)
+    return None
+
+
+def _pct(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    v = sorted(values)
+    return v[min(len(v) - 1, max(0, round(q * (len(v) - 1))))]
+
+
+@dataclass
+class _Tally:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    rows: list[dict] = field(default_factory=list)
+
+    def add(self, **row: Any) -> None:
+        with self.lock:
+            self.rows.append(row)
+
+
+def _tool_ok(d: Decision, tool: str, arguments: dict, shop: Shop) -> bool:
+    return d.kind == "tool" and d.tool == tool and arguments_match(tool, d.arguments or {}, arguments, shop)
+
+
+def _run_conversation(reasoner: Reasoner, brief: Brief, conv: Conversation, tally: _Tally) -> None:
+    for p in conv.points:
+        d = reasoner.decide(brief, p.history)
+        row = {"conv": conv.name, "label": p.label, "expect": p.expect, "kind": d.kind, "work_s": d.work_s}
+        row["first_token_s"] = d.first_token_s
+        if p.expect == "wait":
+            tally.add(**row, ok=d.kind == "wait")
+            continue
+        if p.expect == "reply":
+            ok = d.kind == "reply"
+            if p.also_tool is not None and not ok:
+                ok = _tool_ok(d, p.also_tool["tool"], p.also_tool["arguments"], conv.shop)
+            tally.add(**row, ok=ok)
+            continue
+        ok = _tool_ok(d, p.tool, p.arguments, conv.shop)
+        tally.add(**row, ok=ok, tool_point=True, wrong_tool=d.kind == "tool" and d.tool != p.tool)
+        if p.tool in ("transfer", "end_call"):
+            continue
+        # the reply to the result: of the reasoner's own call when it chose the right tool
+        args = d.arguments if d.kind == "tool" and d.tool == p.tool else p.arguments
+        result, error = conv.shop.call(p.tool, args or {})
+        outcome = (
+            {"role": "tool_error", "tool": p.tool, "error": error}
+            if error is not None
+            else {"role": "tool_result", "tool": p.tool, "result": result}
+        )
+        hist = p.history + [{"role": "tool_call", "tool": p.tool, "arguments": args}, outcome]
+        r = reasoner.decide(brief, hist)
+        stated = key_fields_stated(p.tool, result, r.text) if (result and r.kind == "reply") else None
+        if result and r.kind != "reply" and p.tool in ("lookup_order", "create_return"):
+            stated = False
+        tally.add(
+            conv=conv.name,
+            label=f"{p.tool} result",
+            expect="reply",
+            kind=r.kind,
+            work_s=r.work_s,
+            first_token_s=r.first_token_s,
+            ok=r.kind == "reply",
+            key_fields=stated,
+        )
+
+
+def _clinic_case(reasoner: Reasoner, case: dict, tally: _Tally) -> None:
+    d = reasoner.decide(CLINIC, case["history"])
+    want = case["expect"]
+    if want["kind"] == "tool":
+        ok = (
+            d.kind == "tool"
+            and d.tool == want["tool"]
+            and arguments_match(d.tool, d.arguments or {}, want["arguments"])
+        )
+    else:
+        ok = d.kind == want["kind"]
+    tally.add(conv=case["name"], label="clinic", expect=want["kind"], kind=d.kind, work_s=d.work_s, ok=ok)
+
+
+def evaluate_reasoner(
+    reasoner: Reasoner,
+    n_support: int = 24,
+    seed0: int = HELD_OUT_SEED0,
+    concurrency: int = 1,
+    clinic: bool = True,
+    brief: Brief | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Score `reasoner` on `n_support` held-out support calls (`concurrency` at once) and the
+    clinic scenarios; returns the figures, the goals and which were met."""
+    brief = brief or support_brief()
+    if hasattr(reasoner, "warm"):  # the shared prefix once, as a server would at start
+        reasoner.warm(brief)
+    convs = [support_conversation(seed0 + i) for i in range(n_support)]
+    tally = _Tally()
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(lambda c: _run_conversation(reasoner, brief, c, tally), convs))
+    support_s = time.perf_counter() - t0
+    clinic_tally = _Tally()
+    if clinic:
+        for case in CLINIC_SCENARIOS:
+            _clinic_case(reasoner, case, clinic_tally)
+    rows = tally.rows
+    tool_rows = [r for r in rows if r.get("tool_point")]
+    key_rows = [r for r in rows if r.get("key_fields") is not None]
+    replies = [r for r in rows if r["kind"] == "reply"]
+
+    def rate(rs: list[dict], key: str = "ok") -> float | None:
+        return round(sum(bool(r[key]) for r in rs) / len(rs), 3) if rs else None
+
+    by_label: dict[str, list[dict]] = {}
+    for r in rows:
+        by_label.setdefault(r["label"], []).append(r)
+    figures: dict[str, Any] = {
+        "conversations": n_support,
+        "concurrency": concurrency,
+        "decisions": len(rows),
+        "tool_accuracy": rate(tool_rows),
+        "tool_points": len(tool_rows),
+        "wrong_tool": sum(bool(r.get("wrong_tool")) for r in tool_rows),
+        "key_fields": rate(key_rows, "key_fields"),
+        "key_field_replies": len(key_rows),
+        "reply_accuracy": rate([r for r in rows if r["expect"] == "reply"]),
+        "wait_accuracy": rate([r for r in rows if r["expect"] == "wait"]),
+        "errors": sum(r["kind"] == "error" for r in rows),
+        "by_label": {k: {"n": len(v), "ok": rate(v)} for k, v in sorted(by_label.items())},
+        "first_token_p50_s": _round(_pct([r["first_token_s"] for r in replies if r["first_token_s"]], 0.5)),
+        "first_token_p90_s": _round(_pct([r["first_token_s"] for r in replies if r["first_token_s"]], 0.9)),
+        "reply_p50_s": _round(_pct([r["work_s"] for r in replies], 0.5)),
+        "reply_p90_s": _round(_pct([r["work_s"] for r in replies], 0.9)),
+        "decision_p50_s": _round(_pct([r["work_s"] for r in rows], 0.5)),
+        "decision_p90_s": _round(_pct([r["work_s"] for r in rows], 0.9)),
+        "decisions_per_s": round(len(rows) / support_s, 2) if support_s else None,
+        "support_wall_s": round(support_s, 1),
+    }
+    if clinic:
+        figures["clinic_tool_accuracy"] = rate(clinic_tally.rows)
+        figures["clinic_cases"] = len(clinic_tally.rows)
+    figures["goals"] = {
+        k: {"goal": g, "value": figures.get(k), "met": _met(k, g, figures.get(k))} for k, g in GOALS.items()
+    }
+    return figures
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
+
+
+def _met(key: str, goal: float, value: float | None) -> bool | None:
+    if value is None:
+        return None
+    return value <= goal if key.endswith("_s") else value >= goal
+
+
+def format_reasoning(figures: dict[str, Any]) -> str:
+    """A short plain-text report of `evaluate_reasoner`'s figures."""
+    lines = [
+        f"reasoner: {figures['conversations']} support calls, {figures['decisions']} decisions, "
+        f"{figures['concurrency']} at once ({figures['support_wall_s']} s)"
+    ]
+    for key, g in figures["goals"].items():
+        mark = {True: "met", False: "NOT met", None: "n/a"}[g["met"]]
+        lines.append(
+            f"  {key:22s} {g['value']!s:>8}  goal {'<=' if key.endswith('_s') else '>='} {g['goal']}  {mark}"
+        )
+    for key in (
+        "reply_accuracy",
+        "wait_accuracy",
+        "errors",
+        "wrong_tool",
+        "first_token_p90_s",
+        "reply_p50_s",
+        "decision_p50_s",
+        "decision_p90_s",
+        "decisions_per_s",
+    ):
+        lines.append(f"  {key:22s} {figures.get(key)!s:>8}")
+    for label, v in figures["by_label"].items():
+        lines.append(f"    {label:26s} n={v['n']:3d} ok={v['ok']}")
+    return "\n".join(lines)
