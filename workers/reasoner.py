@@ -20,6 +20,12 @@ schema's pattern/enum. Two implementations:
 - `EndpointReasoner`: any OpenAI-compatible /v1/chat/completions (vLLM, llama.cpp's server,
   llama-cpp-python's server, Ollama) with the schema as `response_format`.
 
+The prompt (`chat_messages`): a system turn (instructions, one line per tool, the output rules),
+the brief's demo call if any, then the call as chat turns: what the agent heard (caller words with
+spoken digits written as digits, `normalize_spoken`; tool results as compact `key value` lists,
+limited to a tool's `result_keys`, ISO dates spoken) as user turns, what it did as assistant turns
+in the decision JSON. Everything but the newest turns is the same from one decision to the next.
+
 This module knows nothing of Celery, calls, audio or tensors; logs carry tool names and timings
 only (never history, arguments or replies).
 """
