@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from agent.config import LANGUAGE, PHONE, SLUG, TOOL
+from agent.config import LANGUAGE, PHONE, SLUG, TOOL, ExampleTurn
 from workers.webhooks import (
     MAX_ENUM,
     MAX_PARAMETERS,
@@ -56,6 +56,11 @@ class _AgentFields(BaseModel):
     handoff_number: str | None = Field(
         None, pattern=PHONE, description="E.164 number `transfer` hands the caller to."
     )
+    examples: list[ExampleTurn] = Field(
+        [],
+        max_length=40,
+        description="A demo call the background model's reasoner is shown first (the agent's tools only).",
+    )
 
 
 class AgentCreate(_AgentFields):
@@ -74,6 +79,7 @@ class AgentUpdate(BaseModel):
     voice: str | None = Field(None, max_length=64)
     translation_target: str | None = Field(None, pattern=LANGUAGE)
     handoff_number: str | None = Field(None, pattern=PHONE)
+    examples: list[ExampleTurn] | None = Field(None, max_length=40)
     expected_version: int | None = Field(
         None, ge=1, description="Refuse (409) unless the agent is at this version (compare-and-set)."
     )
@@ -88,6 +94,7 @@ class AgentConfigPublic(BaseModel):
     voice: str
     translation_target: str | None
     handoff_number: str | None
+    examples: list[ExampleTurn] = []
 
 
 class AgentPublic(AgentConfigPublic):

@@ -128,11 +128,16 @@ def brief_for(agent: AgentConfig, registered: dict[str, dict[str, Any]] | None =
         for name in agent.tools
         if name in schemas and name not in NOT_FOR_REASONER
     ]
+    offered = {t["name"] for t in tools}
+    examples = [
+        e.model_dump(exclude_none=True) for e in agent.examples if e.tool is None or e.tool in offered
+    ]
     return {
         "name": agent.name,
         "instructions": agent.instructions,
         "greeting": agent.greeting,
         "tools": tools,
+        "examples": examples,
     }
 
 
@@ -157,9 +162,7 @@ class BackgroundModel:
         self.segmenter = segmenter or Segmenter()
         self.brief = brief_for(agent)
         self._registered = [n for n in agent.tools if n not in TOOL_SCHEMAS and n not in NOT_FOR_REASONER]
-        self.history: list[dict[str, Any]] = []
-        if agent.greeting:
-            self.history.append({"role": "agent", "text": agent.greeting})
+        self.history: list[dict[str, Any]] = []  # the reasoner shows the greeting itself
         self.heard: list[dict[str, Any]] = []  # per segment: words, times, latency
         self.decisions: list[dict[str, Any]] = []
         self._clock = clock

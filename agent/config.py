@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -56,6 +56,38 @@ class UnknownAgent(LookupError):
         super().__init__(f"unknown agent {shown!r}{suffix}")
 
 
+class ExampleTurn(BaseModel):
+    """One step of a demo call the background model's reasoner is shown before the real call: what
+    was said (`caller`, `agent`, `dtmf`), a tool call and its outcome, or `wait` (the agent let the
+    caller go on)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    role: Literal["caller", "agent", "dtmf", "tool_call", "tool_result", "tool_error", "wait"]
+    text: str | None = Field(None, max_length=500)
+    digits: str | None = Field(None, max_length=32)
+    tool: str | None = Field(None, pattern=TOOL)
+    arguments: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = Field(None, max_length=200)
+
+    @model_validator(mode="after")
+    def _fields(self) -> ExampleTurn:
+        needs = {
+            "caller": ("text",),
+            "agent": ("text",),
+            "dtmf": ("digits",),
+            "tool_call": ("tool", "arguments"),
+            "tool_result": ("tool", "result"),
+            "tool_error": ("tool", "error"),
+            "wait": (),
+        }[self.role]
+        missing = [f for f in needs if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"a {self.role} example turn needs {', '.join(missing)}")
+        return self
+
+
 class AgentConfig(BaseModel):
     """One agent. Frozen: share it between calls freely."""
 
@@ -74,6 +106,11 @@ class AgentConfig(BaseModel):
         None,
         pattern=PHONE,
         description="E.164 number `transfer` hands the caller to; the model never picks one.",
+    )
+    examples: tuple[ExampleTurn, ...] = Field(
+        (),
+        max_length=40,
+        description="A demo call the background model's reasoner is shown first (its tools only).",
     )
 
     @field_validator("languages")
@@ -98,6 +135,9 @@ class AgentConfig(BaseModel):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> AgentConfig:
+        strangers = sorted({e.tool for e in self.examples if e.tool and e.tool not in self.tools})
+        if strangers:
+            raise ValueError(f"examples use tools the agent does not have: {', '.join(strangers)}")
         if "transfer" in self.tools and self.handoff_number is None:
             raise ValueError("tools includes 'transfer' but handoff_number is not set")
         if self.translation_target is not None and self.translation_target in self.languages:
@@ -197,6 +237,45 @@ class StaticAgentRegistry:
         return sorted(self._agents)
 
 
+SUPPORT_EXAMPLES: tuple[dict, ...] = (
+    {"role": "agent", "text": "Hello, how can I help?"},
+    {"role": "caller", "text": "Hi, can you check my order? It's M 7 0 3 9 5."},
+    {"role": "tool_call", "tool": "lookup_order", "arguments": {"order_id": "M-70395"}},
+    {
+        "role": "tool_result",
+        "tool": "lookup_order",
+        "result": {"order_id": "M-70395", "status": "processing", "ship_by": "2025-11-20"},
+    },
+    {"role": "agent", "text": "Order M 7 0 3 9 5 is processing and should ship by November 20th."},
+    {"role": "caller", "text": "mm-hmm"},
+    {"role": "wait"},
+    {"role": "caller", "text": "Okay. And how long does shipping take?"},
+    {"role": "tool_call", "tool": "search_faq", "arguments": {"query": "shipping time"}},
+    {
+        "role": "tool_result",
+        "tool": "search_faq",
+        "result": {
+            "matches": [{"topic": "shipping times", "answer": "Standard shipping takes 3 to 5 days."}]
+        },
+    },
+    {"role": "agent", "text": "Standard shipping takes 3 to 5 days."},
+    {"role": "caller", "text": "I want to send back the lamp from order T 6 6 1 2 0, it arrived damaged."},
+    {"role": "tool_call", "tool": "create_return", "arguments": {"order_id": "T-66120", "reason": "damaged"}},
+    {
+        "role": "tool_result",
+        "tool": "create_return",
+        "result": {"return_id": "R-55017", "order_id": "T-66120", "refund": "30.00", "label": "emailed"},
+    },
+    {"role": "agent", "text": "Your return number is R 5 5 0 1 7, and the label is in your email."},
+    {"role": "caller", "text": "Can I talk to a real person about my invoice?"},
+    {"role": "tool_call", "tool": "transfer", "arguments": {"reason": "invoice question"}},
+    {"role": "tool_result", "tool": "transfer", "result": {"status": "busy"}},
+    {"role": "agent", "text": "Sorry, everyone is busy right now. Can I help with anything else?"},
+    {"role": "caller", "text": "No, that's all, thanks."},
+    {"role": "agent", "text": "Thanks for calling, goodbye!"},
+)
+
+
 SUPPORT = AgentConfig(
     name="support",
     languages=("en",),
@@ -213,6 +292,7 @@ SUPPORT = AgentConfig(
     tools=("lookup_order", "create_return", "search_faq", "book_callback", "transfer", "end_call"),
     voice="en-us-warm",
     handoff_number="+15555550100",
+    examples=SUPPORT_EXAMPLES,
 )
 
 TRANSLATE_EN_ES = AgentConfig(

@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.config import SUPPORT
 from corpus.call_script import KEY_DATE, Dtmf, EndCall, Handoff, Say, Timer, ToolCall
 from corpus.scripts import generate_script
 from evaluation.clinic import CLINIC, CLINIC_SCENARIOS
@@ -45,7 +46,9 @@ GOALS = {
     "reply_p90_s": 2.5,
     "clinic_tool_accuracy": 0.80,
 }
-SUPPORT_TOOLS = ("lookup_order", "create_return", "search_faq", "book_callback", "transfer", "end_call")
+# As the live path briefs the support agent: ending the call is the interaction model's, not the
+# reasoner's (agent.background.NOT_FOR_REASONER), so the scripts' end_call points are not scored.
+SUPPORT_TOOLS = ("lookup_order", "create_return", "search_faq", "book_callback", "transfer")
 SUPPORT_INSTRUCTIONS = (
     "You are Robin, the phone assistant of Harbor Lane Goods, an online shop. Help with order status, "
     "returns, callbacks and shop questions. Call lookup_order before saying anything about an order "
@@ -54,70 +57,16 @@ SUPPORT_INSTRUCTIONS = (
     "Keep turns short and never invent details."
 )
 SUPPORT_GREETING = "Thanks for calling Harbor Lane Goods, this is Robin. How can I help you today?"
-# A demo call shown to the model before the real one (Brief.examples); its ids, dates and amounts
-# are none of the held-out shops' answers.
-SUPPORT_DEMO: tuple[dict, ...] = (
-    {"role": "agent", "text": "Hello, how can I help?"},
-    {"role": "caller", "text": "Hi, can you check my order? It's M 7 0 3 9 5."},
-    {"role": "tool_call", "tool": "lookup_order", "arguments": {"order_id": "M-70395"}},
-    {
-        "role": "tool_result",
-        "tool": "lookup_order",
-        "result": {"order_id": "M-70395", "status": "processing", "ship_by": "2025-11-20"},
-    },
-    {"role": "agent", "text": "Order M 7 0 3 9 5 is processing and should ship by November 20th."},
-    {"role": "caller", "text": "mm-hmm"},
-    {"role": "wait"},
-    {"role": "caller", "text": "Okay. And how long does shipping take?"},
-    {"role": "tool_call", "tool": "search_faq", "arguments": {"query": "shipping time"}},
-    {
-        "role": "tool_result",
-        "tool": "search_faq",
-        "result": {
-            "matches": [{"topic": "shipping times", "answer": "Standard shipping takes 3 to 5 days."}]
-        },
-    },
-    {"role": "agent", "text": "Standard shipping takes 3 to 5 days."},
-    {"role": "caller", "text": "I want to send back the lamp from order T 6 6 1 2 0, it arrived damaged."},
-    {"role": "tool_call", "tool": "create_return", "arguments": {"order_id": "T-66120", "reason": "damaged"}},
-    {
-        "role": "tool_result",
-        "tool": "create_return",
-        "result": {"return_id": "R-55017", "order_id": "T-66120", "refund": "30.00", "label": "emailed"},
-    },
-    {"role": "agent", "text": "Your return number is R 5 5 0 1 7, and the label is in your email."},
-    {"role": "caller", "text": "Can I talk to a real person about my invoice?"},
-    {"role": "tool_call", "tool": "transfer", "arguments": {"reason": "invoice question"}},
-    {"role": "tool_result", "tool": "transfer", "result": {"status": "busy"}},
-    {"role": "agent", "text": "Sorry, everyone is busy right now. Can I help with anything else?"},
-    {"role": "caller", "text": "No, that's all, thanks."},
-    {"role": "agent", "text": "Thanks for calling, goodbye!"},
-    {"role": "tool_call", "tool": "end_call", "arguments": {}},
-)
-
-
-# The result fields the model is shown (the rest, customer name, items, totals, stay out).
-RESULT_KEYS = {
-    "lookup_order": (
-        "order_id",
-        "status",
-        "ship_by",
-        "shipped",
-        "eta",
-        "delivered",
-        "returned",
-        "carrier",
-        "tracking",
-    ),
-    "create_return": ("return_id", "order_id", "refund", "label"),
-}
 
 
 def support_brief(examples: bool = True, result_keys: bool = True) -> Brief:
+    """The held-out shops' support agent as the live path briefs it (agent.background.brief_for):
+    the shop's tool schemas with their result keys, the shipped support agent's demo call."""
     tools = tool_specs(SUPPORT_TOOLS, TOOL_SCHEMAS)
-    if result_keys:
-        tools = tuple(dataclasses.replace(t, result_keys=RESULT_KEYS.get(t.name, ())) for t in tools)
-    return Brief("support", SUPPORT_INSTRUCTIONS, SUPPORT_GREETING, tools, SUPPORT_DEMO if examples else ())
+    if not result_keys:
+        tools = tuple(dataclasses.replace(t, result_keys=()) for t in tools)
+    demo = tuple(e.model_dump(exclude_none=True) for e in SUPPORT.examples) if examples else ()
+    return Brief("support", SUPPORT_INSTRUCTIONS, SUPPORT_GREETING, tools, demo)
 
 
 # --- decision points ------------------------------------------------------------------------------
@@ -189,6 +138,8 @@ def support_conversation(seed: int) -> Conversation:
             conv.points.append(Point(_clean(events[: i + 1]), "wait", label="backchannel"))
             continue
         if e["role"] == "tool_call":
+            if e["tool"] not in SUPPORT_TOOLS:
+                continue
             if prev != "agent" and prev != "tool_call":
                 conv.points.append(
                     Point(_clean(events[:i]), "tool", e["tool"], e["arguments"], label=e["tool"])
@@ -201,7 +152,11 @@ def support_conversation(seed: int) -> Conversation:
                 )
         elif e["role"] == "agent" and prev not in ("agent", "tool_call", "tool_result", "tool_error"):
             nxt = events[i + 1] if i + 1 < len(events) else None
-            also = nxt if nxt is not None and nxt["role"] == "tool_call" else None
+            also = (
+                nxt
+                if nxt is not None and nxt["role"] == "tool_call" and nxt["tool"] in SUPPORT_TOOLS
+                else None
+            )
             conv.points.append(Point(_clean(events[:i]), "reply", also_tool=also, label="reply"))
     return conv
 

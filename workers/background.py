@@ -119,9 +119,15 @@ def reason(store: ShopStore, request: ToolRequest) -> dict[str, Any]:
             instructions=str(raw["instructions"]),
             greeting=str(raw.get("greeting", "")),
             tools=tuple(
-                ToolSpec(str(t["name"]), str(t.get("description", "")), dict(t["parameters"]))
+                ToolSpec(
+                    str(t["name"]),
+                    str(t.get("description", "")),
+                    dict(t["parameters"]),
+                    tuple(str(k) for k in t.get("result_keys", ())),
+                )
                 for t in raw.get("tools", ())
             ),
+            examples=tuple(e for e in raw.get("examples", ()) if isinstance(e, dict)),
         )
         history = [h for h in args["history"] if isinstance(h, dict)]
     except (KeyError, TypeError, ValueError):

@@ -92,7 +92,12 @@ class Brief:
 def tool_specs(names: tuple[str, ...] | list[str], schemas: dict[str, dict]) -> tuple[ToolSpec, ...]:
     """ToolSpecs for tool `names` from a schema table such as workers.shop.TOOL_SCHEMAS."""
     return tuple(
-        ToolSpec(n, str(schemas[n].get("description", "")), dict(schemas[n].get("parameters", {})))
+        ToolSpec(
+            n,
+            str(schemas[n].get("description", "")),
+            dict(schemas[n].get("parameters", {})),
+            tuple(str(k) for k in schemas[n].get("result_keys", ())),
+        )
         for n in names
     )
 

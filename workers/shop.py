@@ -27,11 +27,23 @@ STATUSES = ("processing", "shipped", "delivered", "returned")
 ORDER_LETTERS = "ABCDFHKMRT"
 CARRIERS = (("Parcelink", "PL"), ("SwiftPost", "SP"), ("Northline", "NL"))
 
-# Tool name -> JSON-schema-like description; the arguments the agents send.
+# Tool name -> JSON-schema-like description; the arguments the agents send, and (`result_keys`)
+# the fields of a result the background model's reasoner is shown (the rest stay out of its prompt).
 TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
     "lookup_order": {
         "description": "Look up an order by its id (letter and five digits, or just the digits).",
         "parameters": {"order_id": {"type": "string", "required": True}},
+        "result_keys": (
+            "order_id",
+            "status",
+            "ship_by",
+            "shipped",
+            "eta",
+            "delivered",
+            "returned",
+            "carrier",
+            "tracking",
+        ),
     },
     "create_return": {
         "description": "Start a return for a delivered order; emails a prepaid label.",
@@ -39,6 +51,7 @@ TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
             "order_id": {"type": "string", "required": True},
             "reason": {"type": "string", "required": True},
         },
+        "result_keys": ("return_id", "order_id", "refund", "label"),
     },
     "search_faq": {
         "description": "Search the shop's FAQ (hours, policies, shipping, payment, location).",

@@ -120,11 +120,9 @@ async def test_words_then_a_lookup_then_a_reply_reach_the_model_in_order():
     assert host.sent[0][1] == "hi, where is my order A 4 8 2 1 3?"
     assert host.sent[-1][1] == "Your order A-48213 shipped and arrives December 8."
     assert host.tools == [("lookup_order", {"order_id": "A-48213"})]
-    # The second reasoning step read the tool's result; the first the caller's words after the greeting.
-    assert tasks.histories[0] == [
-        {"role": "agent", "text": SUPPORT.greeting},
-        {"role": "caller", "text": "hi, where is my order A 4 8 2 1 3?"},
-    ]
+    # The second reasoning step read the tool's result; the first the caller's words (the reasoner
+    # shows the agent's greeting itself, from the brief).
+    assert tasks.histories[0] == [{"role": "caller", "text": "hi, where is my order A 4 8 2 1 3?"}]
     assert tasks.histories[1][-1] == {"role": "tool_result", "tool": "lookup_order", "result": ORDER}
     # The call's record: the caller's words in the transcript at their call time, the decisions.
     assert host.transcript.to_list() == [
@@ -209,6 +207,21 @@ def test_the_brief_is_the_agents_own_instructions_and_tool_schemas():
     assert brief["instructions"] == clinic.instructions and brief["greeting"] == clinic.greeting
     assert [t["name"] for t in brief["tools"]] == ["search_faq"]  # ending the call is not the reasoner's
     assert brief["tools"][0]["parameters"]["query"]["type"] == "string"
+    assert brief["examples"] == []
+    # The shipped support agent's demo call and result keys reach the reasoner as they are evaluated.
+    support = brief_for(SUPPORT)
+    assert support["examples"] and all(e.get("tool") != "end_call" for e in support["examples"])
+    assert "status" in dict((t["name"], t) for t in support["tools"])["lookup_order"]["result_keys"]
+
+
+def test_an_agents_examples_may_use_only_its_own_tools():
+    from pydantic import ValidationError
+
+    turn = {"role": "tool_call", "tool": "lookup_order", "arguments": {"order_id": "A-1"}}
+    with pytest.raises(ValidationError, match="examples use tools the agent does not have: lookup_order"):
+        AgentConfig(name="x", languages=("en",), instructions="i", tools=("search_faq",), examples=(turn,))
+    with pytest.raises(ValidationError, match="needs text"):
+        AgentConfig(name="x", languages=("en",), instructions="i", examples=({"role": "caller"},))
 
 
 # --- in a call: CallSession with a background model, the fake model server ------------------------
