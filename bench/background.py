@@ -36,6 +36,7 @@ from agent.tool_router import CeleryToolRouter, ToolRouterSettings
 from bench.echo_model import handler as echo_handler
 from bench.procs import cpu_seconds
 from bench.tools import _pct, _QuietLeg
+from evaluation.metrics import matmul_gflops
 from model.protocol import FRAME_SAMPLES, MICRO_TURN_MS
 from procs.children import stop_all, wait_healthy
 from procs.redis_server import EmbeddedRedis
@@ -80,15 +81,6 @@ def _tree_cpu(pid: int) -> float:
         except (FileNotFoundError, ProcessLookupError):
             continue
     return total
-
-
-def matmul_gflops(n: int = 1024, repeats: int = 10) -> float:
-    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
-    a @ a
-    t = time.perf_counter()
-    for _ in range(repeats):
-        a @ a
-    return round(2 * n**3 * repeats / (time.perf_counter() - t) / 1e9, 1)
 
 
 async def _drive(redis_url: str, calls: int, tail_s: float, seed: int) -> dict:

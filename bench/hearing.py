@@ -25,6 +25,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 from agent.hearing import Segmenter
+from evaluation.metrics import matmul_gflops
 from model.protocol import FRAME_SAMPLES, SAMPLE_RATE
 from workers.hearing import Transcriber
 
@@ -35,15 +36,6 @@ SENTENCES = (
     "Hi, I bought a blue jacket last week and it doesn't fit, so I'd like to return it and get a refund.",
 )
 LENGTHS_S = (1.0, 2.0, 4.0, 8.0, 12.0)
-
-
-def matmul_gflops(n: int = 1024, repeats: int = 20) -> float:
-    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
-    a @ a
-    t = time.perf_counter()
-    for _ in range(repeats):
-        a @ a
-    return 2 * n**3 * repeats / (time.perf_counter() - t) / 1e9
 
 
 def _speech() -> np.ndarray:

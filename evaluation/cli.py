@@ -61,6 +61,18 @@ def add_command(sub) -> None:
         default="espeak",
         help="agent voice of generated scenarios: espeak-ng (as trained) or piper joe (its English lines)",
     )
+    p.add_argument(
+        "--background-only",
+        action="store_true",
+        help="score the background model only: hearing on the scenarios' caller audio (WER per voice, "
+        "latency) and the reasoner on held-out support calls and the clinic agent (PARLEY_REASONER_*)",
+    )
+    p.add_argument(
+        "--reasoner-calls",
+        type=int,
+        default=16,
+        help="held-out support calls for the reasoner (--background-only)",
+    )
     p.set_defaults(func=cmd_eval)
 
 
@@ -83,6 +95,31 @@ def save_audio(record, path: Path) -> None:
     write_pcm16(path, np.stack([heard, agent], axis=1), 16000)
 
 
+def cmd_eval_background(args) -> int:
+    """The background model on its own: hearing, then reasoning; OUT/background.json and a summary."""
+    from evaluation.hearing import evaluate_hearing, format_hearing_report
+    from evaluation.metrics import matmul_gflops
+    from evaluation.reasoning import evaluate_reasoner, format_reasoning
+    from evaluation.scenarios import load_scenarios
+    from workers.reasoner import ReasonerSettings, reasoner_from_settings
+
+    scenario_dir = args.scenarios or args.out / "scenarios"
+    if args.scenarios is None and not any(scenario_dir.glob("*.json")):
+        _write_scenarios(scenario_dir, args.n, args.seed0, args.agent_voice)
+    scenarios = load_scenarios(scenario_dir, args.limit)
+    hearing = evaluate_hearing(scenarios)
+    print(format_hearing_report(hearing))
+    reasoning = evaluate_reasoner(
+        reasoner_from_settings(ReasonerSettings()), n_support=args.reasoner_calls, concurrency=args.max_slots
+    )
+    print(format_reasoning(reasoning))
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = {"hearing": hearing, "reasoning": reasoning, "matmul_gflops": matmul_gflops()}
+    (args.out / "background.json").write_text(json.dumps(report, indent=1, default=str))
+    print(json.dumps({"report": str(args.out / "background.json"), "matmul_gflops": report["matmul_gflops"]}))
+    return 0
+
+
 def cmd_eval(args) -> int:
     if args.write_scenarios is not None:
         paths = _write_scenarios(args.write_scenarios, args.n, args.seed0, args.agent_voice)
@@ -90,6 +127,8 @@ def cmd_eval(args) -> int:
         return 0
     if args.out is None:
         raise ValueError("--out DIR is required (or --write-scenarios DIR)")
+    if args.background_only:
+        return cmd_eval_background(args)
     import asyncio
 
     import torch

@@ -488,3 +488,15 @@ def summarize(results: Sequence[CallResult], barge_window_s: float = 2.0) -> dic
         "wer": _rate(sum(e for e, _ in words), n_words),
         "wer_reference_words": n_words,
     }
+
+
+def matmul_gflops(n: int = 1024, repeats: int = 20) -> float:
+    """A 1024x1024 float32 numpy matmul's GFLOP/s, printed beside figures so machines compare."""
+    import time
+
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    a @ a
+    t = time.perf_counter()
+    for _ in range(repeats):
+        a @ a
+    return round(2 * n**3 * repeats / (time.perf_counter() - t) / 1e9, 1)

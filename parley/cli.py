@@ -193,6 +193,13 @@ def cmd_bench_background(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_hearing(args: argparse.Namespace) -> int:
+    from bench.hearing import run
+
+    print(json.dumps(run(tuple(args.calls), args.repeats, args.per_call)))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from model.checkpoint import load_model
     from parley.demo import run_demo
@@ -253,6 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
     bg.add_argument("--tail", type=float, default=6.0, help="seconds each line stays open after the caller")
     bg.add_argument("--seed", type=int, default=0)
     bg.set_defaults(func=cmd_bench_background)
+
+    hb = bench.add_parser("hearing", help="the hearing's VAD cost per frame and transcription time per clip")
+    hb.add_argument("--calls", type=int, nargs="+", default=[1, 8], help="concurrent transcribing processes")
+    hb.add_argument("--repeats", type=int, default=5)
+    hb.add_argument("--per-call", type=int, default=4)
+    hb.set_defaults(func=cmd_bench_hearing)
 
     ms = sub.add_parser("model-server", help="serve the model to call sessions over websockets")
     _add_model_source(ms)
