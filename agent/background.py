@@ -56,8 +56,12 @@ class BackgroundSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PARLEY_BACKGROUND_", extra="ignore", frozen=True)
 
     enabled: bool = Field(True, description="Run the background model beside every call (needs REDIS_URL).")
-    hear_timeout_s: float = Field(8.0, gt=0, description="Seconds a speech segment's words may take.")
-    reason_timeout_s: float = Field(10.0, gt=0, description="Seconds one reasoning step may take.")
+    hear_timeout_s: float = Field(
+        12.0, gt=0, description="Seconds a speech segment's words may take (a dead worker's redelivery too)."
+    )
+    reason_timeout_s: float = Field(
+        25.0, gt=0, description="Seconds one reasoning step may take (an agent's first is the slowest)."
+    )
     max_tool_steps: int = Field(
         3, ge=1, le=10, description="Tool calls in a row the reasoner may make before it must reply."
     )

