@@ -168,6 +168,8 @@ def run(calls: int = 8, tail_s: float = 6.0, seed: int = 0) -> dict:
         "decisions": {k: len(v) for k, v in sorted(by_kind.items())},
         "decision_ms_p50": _pct([d["ms"] for d in decisions], 50),
         "decision_ms_p90": _pct([d["ms"] for d in decisions], 90),
+        "decision_work_ms_p50": _pct([d["work_ms"] for d in decisions if d.get("work_ms") is not None], 50),
+        "decision_work_ms_p90": _pct([d["work_ms"] for d in decisions if d.get("work_ms") is not None], 90),
         "reply_ms_p50": _pct([d["ms"] for d in by_kind.get("reply", [])], 50),
         "reply_ms_p90": _pct([d["ms"] for d in by_kind.get("reply", [])], 90),
         "reply_first_token_ms_p50": _pct(
