@@ -32,10 +32,10 @@ only (never history, arguments or replies).
 
 from __future__ import annotations
 
+import collections
 import importlib.util
 import json
 import logging
-import queue
 import re
 import threading
 import time
@@ -486,6 +486,35 @@ class _Slot:
     grammars: dict[str, Any] = field(default_factory=dict)
 
 
+class _FairPool:
+    """Model instances handed out first come, first served: a released instance goes straight to
+    the thread that has waited longest (queue.Queue let the releasing thread take it back at once,
+    so one conversation ran on while the others starved, and waits hid from the percentiles)."""
+
+    def __init__(self) -> None:
+        self._free: list[_Slot] = []
+        self._waiters: collections.deque[list] = collections.deque()  # [event, slot]
+        self._lock = threading.Lock()
+
+    def get(self) -> _Slot:
+        with self._lock:
+            if self._free and not self._waiters:
+                return self._free.pop()
+            waiter: list = [threading.Event(), None]
+            self._waiters.append(waiter)
+        waiter[0].wait()
+        return waiter[1]
+
+    def put(self, slot: _Slot) -> None:
+        with self._lock:
+            if self._waiters:
+                waiter = self._waiters.popleft()
+                waiter[1] = slot
+                waiter[0].set()
+            else:
+                self._free.append(slot)
+
+
 class LocalReasoner:
     """llama-cpp-python over a GGUF. `instances` Llama objects (each `n_threads` threads) are
     loaded on first use and shared by threads: a decide() takes a free one, or waits for one.
@@ -506,17 +535,16 @@ class LocalReasoner:
         self.n_threads, self.instances, self.n_ctx = n_threads, instances, n_ctx
         self.max_reply_tokens, self.max_reply_chars = max_reply_tokens, max_reply_chars
         self.prefix_cache_mb = prefix_cache_mb
-        self._pool: queue.Queue[_Slot] | None = None
+        self._pool: _FairPool | None = None
         self._lock = threading.Lock()
-        self._schemas: dict[int, tuple[Brief, str]] = {}
 
-    def _load(self) -> queue.Queue[_Slot]:
+    def _load(self) -> _FairPool:
         with self._lock:
             if self._pool is None:
                 from llama_cpp import Llama, LlamaRAMCache
 
                 path = str(self.model_path or smollm2_path())
-                pool: queue.Queue[_Slot] = queue.Queue()
+                pool = _FairPool()
                 for _ in range(self.instances):
                     llm = Llama(
                         model_path=path,
@@ -548,12 +576,8 @@ class LocalReasoner:
                 pool.put(slot)
 
     def _schema_text(self, brief: Brief) -> str:
-        key = id(brief)
-        hit = self._schemas.get(key)
-        if hit is None or hit[0] is not brief:
-            hit = (brief, json.dumps(decision_schema(brief, self.max_reply_chars)))
-            self._schemas[key] = hit
-        return hit[1]
+        # Built per decision (microseconds): a cache keyed by id(brief) held every task's Brief.
+        return json.dumps(decision_schema(brief, self.max_reply_chars))
 
     def _grammar(self, slot: _Slot, brief: Brief) -> Any:
         from llama_cpp import LlamaGrammar
