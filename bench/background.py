@@ -40,7 +40,7 @@ from evaluation.metrics import matmul_gflops
 from model.protocol import FRAME_SAMPLES, MICRO_TURN_MS
 from procs.children import stop_all, wait_healthy
 from procs.redis_server import EmbeddedRedis
-from workers.process import worker_child
+from workers.process import background_workers, worker_child
 from workers.shop import Shop, spoken_id
 from workers.store import ShopStore
 
@@ -125,20 +125,7 @@ def run(calls: int = 8, tail_s: float = 6.0, seed: int = 0) -> dict:
             quiet = ("--loglevel=WARNING",)
             children = [
                 worker_child(server.url, "bench-tools", stdout=subprocess.DEVNULL, extra=quiet),
-                worker_child(
-                    server.url,
-                    "bench-hearing",
-                    stdout=subprocess.DEVNULL,
-                    extra=("--queues=hearing", "--concurrency=2", *quiet),
-                    warm="hearing",
-                ),
-                worker_child(
-                    server.url,
-                    "bench-reasoning",
-                    stdout=subprocess.DEVNULL,
-                    extra=("--queues=reasoning", "--concurrency=1", *quiet),
-                    warm="reasoning",
-                ),
+                *background_workers(server.url, "bench-", stdout=subprocess.DEVNULL, extra=quiet),
             ]
             for c in children:
                 c.start()

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from procs.children import Child, stop_all, wait_healthy
-from workers.process import worker_child
+from workers.process import background_workers, worker_child
 
 log = logging.getLogger(__name__)
 
@@ -125,15 +125,7 @@ def build_children(args, redis_url: str) -> list[Child]:
             "PARLEY_ADMIN_MODEL_HEALTH_URLS": json.dumps([f"http://{host}:{args.model_port}/healthz"]),
         },
     )
-    # The background model's hearing and reasoning each hold a model per process: workers of
-    # their own, so a lookup never queues behind a transcription.
-    hearing = worker_child(
-        redis_url, "hearing", extra=("--queues=hearing", "--concurrency=2"), warm="hearing"
-    )
-    reasoning = worker_child(
-        redis_url, "reasoning", extra=("--queues=reasoning", "--concurrency=1"), warm="reasoning"
-    )
-    return [model, gateway, worker_child(redis_url), hearing, reasoning, admin]
+    return [model, gateway, worker_child(redis_url), *background_workers(redis_url), admin]
 
 
 def first_admin_key(redis_url: str) -> str | None:

@@ -44,3 +44,26 @@ def worker_child(
         env={"REDIS_URL": redis_url, **({"PARLEY_BACKGROUND_WARM": warm} if warm else {})},
         ready=worker_ping(redis_url, hostname),
     )
+
+
+# The background model's workers: hearing and reasoning each hold a model per process, so they run
+# apart from the tool worker (a lookup never queues behind a transcription). Hearing: two
+# single-thread processes (Whisper is no faster on two threads); reasoning: one process.
+BACKGROUND_WORKERS = (("hearing", 2), ("reasoning", 1))
+
+
+def background_workers(
+    redis_url: str, prefix: str = "", stdout: int | None = None, extra: tuple = ()
+) -> list[Child]:
+    """The `hearing` and `reasoning` workers as `parley serve` runs them, each loading its model
+    before its first task; `prefix` goes before their names."""
+    return [
+        worker_child(
+            redis_url,
+            f"{prefix}{queue}",
+            stdout=stdout,
+            extra=(f"--queues={queue}", f"--concurrency={processes}", *extra),
+            warm=queue,
+        )
+        for queue, processes in BACKGROUND_WORKERS
+    ]
