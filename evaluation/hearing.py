@@ -89,6 +89,25 @@ def _frames(x: np.ndarray):
         yield padded[k * FRAME_SAMPLES : (k + 1) * FRAME_SAMPLES]
 
 
+def _hear(seg, decided_s: float | None, transcriber: Transcriber, segments: list[dict]) -> float:
+    """Transcribe one segment into `segments`; the CPU seconds it took."""
+    c = time.process_time()
+    heard = transcriber.transcribe(seg.audio)
+    cpu = time.process_time() - c
+    segments.append(
+        {
+            "index": seg.index,
+            "start_s": seg.start_s,
+            "end_s": seg.end_s,
+            "decided_s": decided_s,
+            "audio_s": round(heard.audio_s, 3),
+            "work_s": round(heard.work_s, 4),
+            "text": heard.text,
+        }
+    )
+    return cpu
+
+
 def hear_call(audio: np.ndarray, segmenter: Segmenter, transcriber: Transcriber) -> dict[str, Any]:
     """One caller channel through `segmenter` and `transcriber`: the final segments with their
     text and times, and the CPU seconds of each stage."""
@@ -100,39 +119,13 @@ def hear_call(audio: np.ndarray, segmenter: Segmenter, transcriber: Transcriber)
         vad_cpu += time.process_time() - c
         for seg in found:
             if seg.final:
-                c = time.process_time()
-                heard = transcriber.transcribe(seg.audio)
-                asr_cpu += time.process_time() - c
-                segments.append(
-                    {
-                        "index": seg.index,
-                        "start_s": seg.start_s,
-                        "end_s": seg.end_s,
-                        "decided_s": round(segmenter.t_s, 4),
-                        "audio_s": round(heard.audio_s, 3),
-                        "work_s": round(heard.work_s, 4),
-                        "text": heard.text,
-                    }
-                )
+                asr_cpu += _hear(seg, round(segmenter.t_s, 4), transcriber, segments)
         found = []
     c = time.process_time()
     tail = segmenter.flush()
     vad_cpu += time.process_time() - c
     for seg in tail:
-        c = time.process_time()
-        heard = transcriber.transcribe(seg.audio)
-        asr_cpu += time.process_time() - c
-        segments.append(
-            {
-                "index": seg.index,
-                "start_s": seg.start_s,
-                "end_s": seg.end_s,
-                "decided_s": None,  # the call ended: no live decision
-                "audio_s": round(heard.audio_s, 3),
-                "work_s": round(heard.work_s, 4),
-                "text": heard.text,
-            }
-        )
+        asr_cpu += _hear(seg, None, transcriber, segments)  # the call ended: no live decision
     return {"segments": segments, "vad_cpu_s": vad_cpu, "asr_cpu_s": asr_cpu}
 
 
