@@ -39,7 +39,7 @@ import logging
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any, Protocol
@@ -173,6 +173,25 @@ def decision_schema(brief: Brief, max_reply_chars: int = MAX_REPLY_CHARS) -> dic
 
 def _error(text: str, t0: float) -> Decision:
     return Decision("error", text=text, work_s=time.perf_counter() - t0)
+
+
+def _decided(
+    brief: Brief, decision: Decision, t0: float, first_token_s: float | None, prompt: int, generated: int
+) -> Decision:
+    """`decision` as decided: timed from `t0`, logged (kind, tool, time, tokens: never its text)."""
+    work = time.perf_counter() - t0
+    log.info(
+        "reasoner decided %s%s in %.3f s (prompt %d tokens, %d generated)",
+        decision.kind,
+        f" {decision.tool}" if decision.tool else "",
+        work,
+        prompt,
+        generated,
+        extra={"agent": brief.name},
+    )
+    return replace(
+        decision, work_s=work, first_token_s=first_token_s, prompt_tokens=prompt, completion_tokens=generated
+    )
 
 
 def argument_problem(spec: ToolSpec, arguments: Any) -> str | None:
@@ -631,26 +650,7 @@ class LocalReasoner:
         decision = parse_decision(brief, out, self.max_reply_chars)
         if decision.kind == "error" and finish == "length":
             decision = _salvage_reply(out, self.max_reply_chars)
-        work = time.perf_counter() - t0
-        log.info(
-            "reasoner decided %s%s in %.3f s (prompt %d tokens, %d generated)",
-            decision.kind,
-            f" {decision.tool}" if decision.tool else "",
-            work,
-            len(tokens),
-            n,
-            extra={"agent": brief.name},
-        )
-        return Decision(
-            decision.kind,
-            decision.tool,
-            decision.arguments,
-            decision.text,
-            work,
-            first if decision.kind == "reply" else None,
-            len(tokens),
-            n,
-        )
+        return _decided(brief, decision, t0, first if decision.kind == "reply" else None, len(tokens), n)
 
 
 # --- remote: an OpenAI-compatible endpoint ----------------------------------------------------------
@@ -735,23 +735,8 @@ class EndpointReasoner:
         except (ValueError, KeyError, IndexError, TypeError):
             return _error("endpoint answered no completion", t0)
         decision = parse_decision(brief, raw if isinstance(raw, str) else "", self.max_reply_chars)
-        work = time.perf_counter() - t0
-        log.info(
-            "reasoner decided %s%s in %.3f s",
-            decision.kind,
-            f" {decision.tool}" if decision.tool else "",
-            work,
-        )
-        return Decision(
-            decision.kind,
-            decision.tool,
-            decision.arguments,
-            decision.text,
-            work,
-            None,
-            int(usage.get("prompt_tokens") or 0),
-            int(usage.get("completion_tokens") or 0),
-        )
+        prompt_tokens, completion_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        return _decided(brief, decision, t0, None, int(prompt_tokens or 0), int(completion_tokens or 0))
 
 
 # --- settings ---------------------------------------------------------------------------------------
