@@ -13,13 +13,13 @@ import asyncio
 import json
 import logging
 
-import numpy as np
 import pytest
 
 from agent.background import CeleryBackgroundTasks
 from agent.config import SUPPORT
 from agent.session import CallSession
-from model.protocol import EVENT_KINDS, FRAME_SAMPLES
+from bench.background import frames_of
+from model.protocol import EVENT_KINDS
 from tests.agent.test_session import FakeLeg
 from tests.fakes.model_server import FakeModelServer
 from tests.workers.conftest import Worker
@@ -42,16 +42,6 @@ def background_worker(redis_server, tmp_path_factory):
     w.stop()
 
 
-def caller_frames(text: str) -> list[np.ndarray]:
-    from corpus.tts import Espeak
-
-    speech = Espeak.instance().synthesize_16k(text, voice="en-us").audio
-    audio = np.concatenate([np.zeros(8000, np.float32), speech, np.zeros(16000 * 4, np.float32)])
-    pcm = np.clip(audio * 32767, -32768, 32767).astype(np.int16)
-    pcm = np.concatenate([pcm, np.zeros(-len(pcm) % FRAME_SAMPLES, np.int16)])
-    return list(pcm.reshape(-1, FRAME_SAMPLES))
-
-
 async def test_a_spoken_order_question_is_heard_reasoned_and_acted_on(background_worker, router, caplog):
     caplog.set_level(logging.INFO)
     async with FakeModelServer(events=EVENT_KINDS) as fake:
@@ -64,7 +54,7 @@ async def test_a_spoken_order_question_is_heard_reasoned_and_acted_on(background
         )
         await session.start()
         run = asyncio.create_task(session.run())
-        for frame in caller_frames(ORDER_TEXT):
+        for frame in frames_of(ORDER_TEXT, "en-us", tail_s=4.0):
             await session.caller_frame(frame)
             await asyncio.sleep(0.02)  # the caller streams faster than real time; the VAD counts audio
         model = session.background
