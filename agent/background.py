@@ -40,6 +40,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agent.config import TOOL_SCHEMAS, AgentConfig
+from agent.events import tool_pending_payload
 from agent.hearing import Segment, Segmenter
 from agent.timeline import Timeline, Transcript
 from workers.protocol import HEAR_TASK, REASON_TASK
@@ -47,6 +48,7 @@ from workers.protocol import HEAR_TASK, REASON_TASK
 logger = logging.getLogger(__name__)
 
 COULD_NOT = "Sorry, I could not do that just now."
+DECISIONS = ("tool", "reply", "wait", "error")  # what a reasoning task answers (workers.reasoner)
 NOT_FOR_REASONER = frozenset({"end_call"})
 
 
@@ -173,7 +175,6 @@ class BackgroundModel:
         self._hearing: asyncio.Queue[tuple[Segment, float, float]] = asyncio.Queue()
         self._reasoning: asyncio.Task | None = None
         self._again = False
-        self._tasks: set[asyncio.Task] = set()
         self._hearer: asyncio.Task | None = None
         self._closed = False
 
@@ -201,12 +202,10 @@ class BackgroundModel:
 
     async def close(self) -> None:
         self._closed = True
-        for task in [*self._tasks, self._hearer, self._reasoning]:
-            if task is not None:
-                task.cancel()
-        await asyncio.gather(
-            *(t for t in [*self._tasks, self._hearer, self._reasoning] if t), return_exceptions=True
-        )
+        running = [t for t in (self._hearer, self._reasoning) if t is not None]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
 
     def summary(self) -> dict[str, Any]:
         return {"heard": list(self.heard), "decisions": list(self.decisions)}
@@ -295,12 +294,7 @@ class BackgroundModel:
                 self.host.call_id, self.brief, history, self.settings.reason_timeout_s
             )
             decision = outcome.get("result") if "result" in outcome else None
-            if not isinstance(decision, dict) or decision.get("kind") not in (
-                "tool",
-                "reply",
-                "wait",
-                "error",
-            ):
+            if not isinstance(decision, dict) or decision.get("kind") not in DECISIONS:
                 decision = {"kind": "error", "text": str(outcome.get("error", "no decision"))[:200]}
             elapsed_ms = round((self._clock() - started) * 1000)
             kind = decision["kind"]
@@ -321,7 +315,7 @@ class BackgroundModel:
                     record.update(tool=name, arguments=arguments)
                     self._decided(record)
                     self.history.append({"role": "tool_call", "tool": name, "arguments": arguments})
-                    await self.host.send_event("tool_pending", '{"seconds":0}')
+                    await self.host.send_event("tool_pending", tool_pending_payload(0))
                     event_kind, payload = await self.host.run_tool(name, arguments)
                     self.history.append(_tool_entry(name, event_kind, payload))
                     record["outcome"] = event_kind
