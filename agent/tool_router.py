@@ -212,14 +212,19 @@ class CeleryToolRouter:
             return TOOL_SCHEMAS[name]
         if not re.fullmatch(TOOL, name):
             return None
-        await self.start()
-        if self._webhooks is None:
-            self._webhooks = WebhookCatalog(self._redis, self.settings.webhook_cache_s)
         try:
-            tool = await self._webhooks.get(name)
+            tool = await self._webhook(name)
         except REDIS_ERRORS:
             return None
         return tool.schema() if tool is not None else None
+
+    async def _webhook(self, name: str):
+        """The registered webhook tool `name` (a `workers.webhooks.WebhookTool`) or None, from the
+        cached catalog; Redis errors go to the caller."""
+        await self.start()
+        if self._webhooks is None:
+            self._webhooks = WebhookCatalog(self._redis, self.settings.webhook_cache_s)
+        return await self._webhooks.get(name)
 
     async def _route(self, call: ToolCall) -> tuple[str, str | None]:
         """(the tool name the task is sent under, what is wrong with the call or None). A built-in
@@ -227,11 +232,8 @@ class CeleryToolRouter:
         `webhook_cache_s`) and, when it is one, checked against its schema and sent as `webhook`."""
         if call.name in TOOL_SCHEMAS or not re.fullmatch(TOOL, call.name):
             return call.name, check_tool_call(call.name, call.arguments)
-        await self.start()
-        if self._webhooks is None:
-            self._webhooks = WebhookCatalog(self._redis, self.settings.webhook_cache_s)
         try:
-            tool = await self._webhooks.get(call.name)
+            tool = await self._webhook(call.name)
         except REDIS_ERRORS:
             return call.name, UNAVAILABLE
         schema = tool.schema() if tool is not None else None

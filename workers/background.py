@@ -6,7 +6,7 @@ ToolRequest`: an idempotency key, the call, the reply channel), the same outcome
 writer wins under the key and published on the reply channel, the same redelivery when a worker
 dies; only their names and queues are their own (`HEAR_TASK` on `hearing`, `REASON_TASK` on
 `reasoning`). Each worker process loads its model once, on its first task: the recogniser
-(`workers.hearing.Transcriber`, Whisper tiny.en from a package) or the reasoner
+(`workers.hearing.Transcriber`, Whisper base by default, from packages) or the reasoner
 (`workers.reasoner`, SmolLM2 through llama.cpp from a package, or any OpenAI-compatible endpoint
 set by `PARLEY_REASONER_URL`).
 
