@@ -25,12 +25,12 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
+from workers import webhooks
 from workers.protocol import HEAR_TASK, REASON_TASK, task_name
 from workers.settings import WorkerSettings
 
 BOOKING_TOOLS = ("create_return", "book_callback", "transfer", "end_call")
 QUEUES = ("tools", "bookings", "webhooks", "hearing", "reasoning")
-WEBHOOK_TASK = task_name("webhook")  # workers.webhooks.TASK
 
 
 def make_app(settings: WorkerSettings | None = None) -> Celery:
@@ -63,7 +63,7 @@ def make_app(settings: WorkerSettings | None = None) -> Celery:
         task_create_missing_queues=False,
         task_routes={
             **{task_name(t): {"queue": "bookings", "routing_key": "bookings"} for t in BOOKING_TOOLS},
-            WEBHOOK_TASK: {"queue": "webhooks", "routing_key": "webhooks"},
+            task_name(webhooks.TASK): {"queue": "webhooks", "routing_key": "webhooks"},
             HEAR_TASK: {"queue": "hearing", "routing_key": "hearing"},
             REASON_TASK: {"queue": "reasoning", "routing_key": "reasoning"},
         },
