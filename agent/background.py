@@ -201,6 +201,8 @@ class BackgroundModel:
             self.history.append({"role": "agent", "text": text})
 
     async def close(self) -> None:
+        if not self._closed:
+            self.segmenter.close()
         self._closed = True
         running = [t for t in (self._hearer, self._reasoning) if t is not None]
         for task in running:

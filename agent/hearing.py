@@ -50,6 +50,9 @@ MAX_SEGMENT_S = 15.0
 IDLE_RESET_S = 2.0
 
 
+_IDLE_VADS: list[SileroVAD] = []  # detectors of ended calls (Segmenter.close), reset, for reuse
+
+
 @dataclass(frozen=True)
 class Segment:
     index: int  # 0, 1, 2... per call; a partial has the index of the segment it is part of
@@ -125,7 +128,9 @@ class Segmenter:
         self.max_chunks = int(max_segment_s / CHUNK_S)
         self.partial_chunks = None if partial_every_s is None else max(1, round(partial_every_s / CHUNK_S))
         self.idle_reset_chunks = None if idle_reset_s is None else round(idle_reset_s / CHUNK_S)
-        self._vad = SileroVAD(SAMPLE_RATE)
+        # A detector of an ended call, reset, when there is one: building one costs ~55 ms (an ONNX
+        # Runtime session), which at every call's start would stall the gateway's event loop.
+        self._vad = _IDLE_VADS.pop() if _IDLE_VADS else SileroVAD(SAMPLE_RATE)
         self._rest = np.zeros(0, dtype=np.float32)  # samples not yet scored (< CHUNK)
         self._samples = 0  # caller samples pushed
         # Chunks kept: the pre-roll while idle, the open segment (and its pre-roll) while speaking.
@@ -174,6 +179,14 @@ class Segmenter:
                 self._last_partial = now
                 out.append(self._segment(self._start, now, final=False))
         return out
+
+    def close(self) -> None:
+        """The call is over: its detector, reset, goes back for the next call's Segmenter (push
+        no more after this)."""
+        vad, self._vad = self._vad, None
+        if isinstance(vad, SileroVAD):
+            vad.reset()
+            _IDLE_VADS.append(vad)
 
     def flush(self) -> list[Segment]:
         """The end of the call: the open segment (with the unscored tail of audio), if it has enough

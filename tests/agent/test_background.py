@@ -42,6 +42,9 @@ class ScriptedSegmenter:
     def t_s(self) -> float:
         return self.frames * 0.2
 
+    def close(self) -> None:
+        self.closed = True
+
     def push(self, frame: np.ndarray) -> list[Seg]:
         assert frame.dtype == np.float32 and frame.shape == (3200,)
         self.frames += 1

@@ -112,6 +112,19 @@ def test_a_monologue_is_force_cut_and_partials_come_out(speech):
     assert [round(p.audio_s, 1) for p in first] == sorted(round(p.audio_s, 1) for p in first)
 
 
+def test_a_closed_calls_detector_serves_the_next_call_as_new(speech):
+    x = np.concatenate([_silence(0.5), speech[FIRST], _silence(1.0), speech[SECOND], _silence(1.0)])
+    first = Segmenter()
+    _run(first, x[: len(x) // 2])  # the call ends mid-speech: its detector's state is not fresh
+    vad = first._vad
+    first.close()
+    reused = Segmenter()
+    assert reused._vad is vad  # no new detector was built
+    got, _ = _run(reused, x)
+    want, _ = _run(Segmenter(), x)
+    assert [(s.start_s, s.end_s, s.audio) for s in got] == [(s.start_s, s.end_s, s.audio) for s in want]
+
+
 def test_flush_returns_the_open_segment_once(speech):
     seg = Segmenter()
     segments, when = _run(seg, np.concatenate([_silence(0.6), speech[SECOND]]))
