@@ -434,18 +434,22 @@ class CallSession:
             self.timeline.add("timer", id=call.id)
             await self._send_event("timer", timer.payload)
 
-    async def _transfer(self, call: ToolCall) -> None:
+    async def _transfer(self, call: ToolCall) -> ToolEvent | None:
+        """Transfer to the hand-off number and end the call (None), or the error the model heard."""
         target = self.agent.handoff_number
         if target is None:
-            await self._reply(call, ToolEvent.error(call, "no hand-off number configured"))
+            event = ToolEvent.error(call, "no hand-off number configured")
         elif await self.leg.transfer(target):
             self.timeline.add("transfer", id=call.id)
             self._end(CallEnd("agent", "transferred to a human", CloseCode.NORMAL))
             reason = (call.arguments or {}).get("reason")
             reason = reason[:200] if isinstance(reason, str) and reason else "not given"
             self._spawn(self._record(call, {"reason": reason}), track=False)
+            return None
         else:
-            await self._reply(call, ToolEvent.error(call, "transfer not available on this line"))
+            event = ToolEvent.error(call, "transfer not available on this line")
+        await self._reply(call, event)
+        return event
 
     async def _reply(self, call: ToolCall, event: ToolEvent) -> None:
         self.timeline.count(event.kind)
@@ -535,8 +539,10 @@ class CallSession:
         if name not in self.agent.tools:
             event = ToolEvent.error(call, "tool not allowed")
         elif name == "transfer":
-            await self._transfer(call)
-            return "tool_result" if self.ended is not None else "tool_error", event_json("transfer")
+            failed = await self._transfer(call)
+            if failed is not None:
+                return failed.kind, failed.payload
+            return "tool_result", event_json("transferred to a human")  # the call has ended
         elif len(self._tool_tasks) >= self._max_tools:
             event = ToolEvent.error(call, "too many tool calls in flight")
         else:

@@ -282,3 +282,37 @@ async def test_a_call_sends_its_model_only_the_event_kinds_it_reads(reads_words)
         "end_ms": 400,
         "text": "where is my order",
     }
+
+
+async def test_a_transfer_the_line_cannot_make_is_heard_as_the_model_heard_it():
+    from model.protocol import EVENT_KINDS
+    from tests.fakes.model_server import FakeModelServer
+
+    tasks = Tasks(
+        {0: "can I talk to a person"},
+        [
+            {"result": {"kind": "tool", "tool": "transfer", "arguments": {"reason": "wants a person"}}},
+            {"result": {"kind": "reply", "text": "Sorry, I cannot transfer you on this line."}},
+        ],
+    )
+    async with FakeModelServer(events=EVENT_KINDS) as fake:
+        session, run = await session_with_background(
+            fake, tasks, ScriptedSegmenter({2: Seg(0, b"", 0.0, 0.2)})
+        )
+        for _ in range(2):
+            await session.caller_frame(SILENT)
+        await asyncio.wait_for(tasks.reasoned.wait(), 5)
+        await fake.wait_for(
+            lambda: ("reply", "Sorry, I cannot transfer you on this line.") in fake.sessions[0].events
+        )
+        await session.caller_ended("caller hung up")
+        await asyncio.wait_for(run, 5)
+        events = fake.sessions[0].events
+    error = ("tool_error", '"transfer not available on this line"')
+    assert error in events and session.ended.by == "caller"
+    # The reasoner read the error the model heard.
+    assert tasks.histories[1][-1] == {
+        "role": "tool_error",
+        "tool": "transfer",
+        "error": "transfer not available on this line",
+    }
