@@ -335,6 +335,7 @@ class BackgroundModel:
                 return
             if kind == "wait":
                 self._decided(record)
+                self.history.append({"role": "wait"})  # the reasoner sees that it waited
                 return
             record["error"] = str(decision.get("text", ""))[:200]
             self._decided(record)

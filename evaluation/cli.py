@@ -68,6 +68,11 @@ def add_command(sub) -> None:
         "latency) and the reasoner on held-out support calls and the clinic agent (PARLEY_REASONER_*)",
     )
     p.add_argument(
+        "--reasoner-only",
+        action="store_true",
+        help="with --background-only: the reasoner only (no scenarios, no hearing)",
+    )
+    p.add_argument(
         "--reasoner-calls",
         type=int,
         default=16,
@@ -103,12 +108,13 @@ def cmd_eval_background(args) -> int:
     from evaluation.scenarios import load_scenarios
     from workers.reasoner import ReasonerSettings, reasoner_from_settings
 
-    scenario_dir = args.scenarios or args.out / "scenarios"
-    if args.scenarios is None and not any(scenario_dir.glob("*.json")):
-        _write_scenarios(scenario_dir, args.n, args.seed0, args.agent_voice)
-    scenarios = load_scenarios(scenario_dir, args.limit)
-    hearing = evaluate_hearing(scenarios)
-    print(format_hearing_report(hearing))
+    hearing = None
+    if not args.reasoner_only:
+        scenario_dir = args.scenarios or args.out / "scenarios"
+        if args.scenarios is None and not any(scenario_dir.glob("*.json")):
+            _write_scenarios(scenario_dir, args.n, args.seed0, args.agent_voice)
+        hearing = evaluate_hearing(load_scenarios(scenario_dir, args.limit))
+        print(format_hearing_report(hearing))
     reasoning = evaluate_reasoner(
         reasoner_from_settings(ReasonerSettings()), n_support=args.reasoner_calls, concurrency=args.max_slots
     )
@@ -127,7 +133,7 @@ def cmd_eval(args) -> int:
         return 0
     if args.out is None:
         raise ValueError("--out DIR is required (or --write-scenarios DIR)")
-    if args.background_only:
+    if args.background_only or args.reasoner_only:
         return cmd_eval_background(args)
     import asyncio
 

@@ -22,7 +22,6 @@ reasoner runs (local or an endpoint): it only calls decide().
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import threading
 import time
@@ -31,13 +30,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.config import SUPPORT
-from corpus.call_script import KEY_DATE, Dtmf, EndCall, Handoff, Say, Timer, ToolCall
+from corpus.call_script import KEY_DATE
 from corpus.scripts import generate_script
+from corpus.support_text import SUPPORT_TOOLS, gold_events, support_brief
 from evaluation.clinic import CLINIC, CLINIC_SCENARIOS
 from evaluation.held_out import HELD_OUT_SEED0
-from workers.reasoner import Brief, Decision, Reasoner, tool_specs
-from workers.shop import TOOL_SCHEMAS, Shop, spoken_date
+from workers.reasoner import Brief, Decision, Reasoner
+from workers.shop import Shop, spoken_date
 
 GOALS = {
     "tool_accuracy": 0.90,
@@ -46,27 +45,6 @@ GOALS = {
     "reply_p90_s": 2.5,
     "clinic_tool_accuracy": 0.80,
 }
-# As the live path briefs the support agent: ending the call is the interaction model's, not the
-# reasoner's (agent.background.NOT_FOR_REASONER), so the scripts' end_call points are not scored.
-SUPPORT_TOOLS = ("lookup_order", "create_return", "search_faq", "book_callback", "transfer")
-SUPPORT_INSTRUCTIONS = (
-    "You are Robin, the phone assistant of Harbor Lane Goods, an online shop. Help with order status, "
-    "returns, callbacks and shop questions. Call lookup_order before saying anything about an order "
-    "and read ids back digit by digit. Start returns with create_return. Use search_faq for questions "
-    "about the shop. If the caller wants a person, use transfer. After the goodbye, use end_call. "
-    "Keep turns short and never invent details."
-)
-SUPPORT_GREETING = "Thanks for calling Harbor Lane Goods, this is Robin. How can I help you today?"
-
-
-def support_brief(examples: bool = True, result_keys: bool = True) -> Brief:
-    """The held-out shops' support agent as the live path briefs it (agent.background.brief_for):
-    the shop's tool schemas with their result keys, the shipped support agent's demo call."""
-    tools = tool_specs(SUPPORT_TOOLS, TOOL_SCHEMAS)
-    if not result_keys:
-        tools = tuple(dataclasses.replace(t, result_keys=()) for t in tools)
-    demo = tuple(e.model_dump(exclude_none=True) for e in SUPPORT.examples) if examples else ()
-    return Brief("support", SUPPORT_INSTRUCTIONS, SUPPORT_GREETING, tools, demo)
 
 
 # --- decision points ------------------------------------------------------------------------------
@@ -89,48 +67,13 @@ class Conversation:
     points: list[Point] = field(default_factory=list)
 
 
-def _gold_events(script) -> list[dict]:
-    """The script's events in order as reasoner history (the scripted greeting left out: the brief
-    has its own), caller turn parts merged, agent fillers and backchannels left out."""
-    events: list[dict] = []
-    greeted = False
-    for it in script.items:
-        if isinstance(it, Say):
-            if it.speaker == "agent":
-                if it.role != "turn":
-                    continue
-                if not greeted:
-                    greeted = True
-                    continue
-                events.append({"role": "agent", "text": it.text})
-            elif it.role == "backchannel":
-                events.append({"role": "caller", "text": it.text, "backchannel": True})
-            elif it.pause_inside_turn and events and events[-1]["role"] == "caller":
-                events[-1]["text"] += " " + it.text
-            else:
-                events.append({"role": "caller", "text": it.text})
-        elif isinstance(it, ToolCall):
-            events.append({"role": "tool_call", "tool": it.name, "arguments": dict(it.arguments)})
-            if it.error is not None:
-                events.append({"role": "tool_error", "tool": it.name, "error": it.error})
-            else:
-                events.append({"role": "tool_result", "tool": it.name, "result": it.result})
-        elif isinstance(it, Dtmf):
-            events.append({"role": "dtmf", "digits": it.digits})
-        elif isinstance(it, Timer):
-            events.append({"role": "timer", "text": f"{it.seconds} s timer fired: {it.note}"})
-        elif isinstance(it, Handoff | EndCall):
-            break
-    return events
-
-
 def _clean(events: list[dict]) -> list[dict]:
     return [{k: v for k, v in e.items() if k != "backchannel"} for e in events]
 
 
 def support_conversation(seed: int) -> Conversation:
     script = generate_script("support", seed)
-    events = _gold_events(script)
+    events = gold_events(script)
     conv = Conversation(f"support-{seed}", Shop.generate(script.shop_seed))
     for i, e in enumerate(events):
         prev = events[i - 1]["role"] if i else "agent"

