@@ -643,7 +643,9 @@ class _Call:
     def question(self) -> None:
         """The caller asks something the agent answers without a tool."""
         rng, a = self.rng, self.a
-        lead = rng.choice(("", "Oh, and ", "Quick question: ", "Also, ", "One thing, "))
+        lead = (
+            rng.choice(("", "Oh, and ", "Quick question: ", "Also, ", "One thing, ")) if self.events else ""
+        )
         r = rng.random()
         if a.facts and r < 0.7:
             f = rng.choice(a.facts)
@@ -687,7 +689,7 @@ class _Call:
         if rng.random() < 0.35:
             tools.append(rng.choice([t for t in a.tools if t is not tools[0]] or tools))
         for i, t in enumerate(tools):
-            self.request(t, first=i == 0 and not self.events)
+            self.request(t, first=i == 0)
             if not self.events[-1]["text"].endswith("?") and rng.random() < 0.3:
                 self.caller(rng.choice(BACKCHANNELS))
                 self.wait()
