@@ -2,9 +2,11 @@
 
 `CLINIC` is the agent as the reasoner reads it (workers.reasoner.Brief) with two tools,
 `book_appointment` (patient_name, day, time as HH:MM on a 24-hour clock, reason) and
-`cancel_appointment` (patient_name, day), plus `end_call`. `CLINIC_SCENARIOS` are calls written
-for this evaluation: the history up to a decision (caller turns and the receptionist's lines) and
-the decision expected there. Nothing here runs a model (evaluation.reasoning does).
+`cancel_appointment` (patient_name, day); `end_call` is not offered, as the live path briefs every
+agent (agent.background.NOT_FOR_REASONER: hanging up is the interaction model's). `CLINIC_SCENARIOS`
+are calls written for this evaluation: the history up to a decision (caller turns and the
+receptionist's lines) and the decision expected there. Nothing here runs a model
+(evaluation.reasoning does).
 """
 
 from __future__ import annotations
@@ -43,7 +45,6 @@ CLINIC = Brief(
                 "day": {"type": "string", "required": True, "enum": DAYS},
             },
         ),
-        ToolSpec("end_call", "Hang up.", {}),
     ),
 )
 
@@ -161,8 +162,9 @@ CLINIC_SCENARIOS: list[dict] = [
             },
             {"role": "agent", "text": "You're booked for Monday at 8:30 for a blood test. Anything else?"},
             {"role": "caller", "text": "No, that's all. Bye!"},
-            {"role": "agent", "text": "Goodbye, take care!"},
         ],
-        "expect": {"kind": "tool", "tool": "end_call", "arguments": {}},
+        # Was end_call after the receptionist's goodbye: a point the live loop never asks about
+        # (it reasons after the caller, a key or a tool result, never after its own line).
+        "expect": {"kind": "reply"},
     },
 ]
