@@ -292,12 +292,83 @@ def _number_word(w: str) -> str | None:
     return None
 
 
+_HOURS = "|".join(ONES[1:] + TEENS[:3])
+_H = rf"(?P<h>1[0-2]|0?[1-9]|{_HOURS})"
+_DIGIT_WORDS = "|".join(ONES[1:])
+_TENS_WORDS = "|".join(t for t in TENS if TENS[t] <= 5)
+_MIN_WORDS = rf"(?:oh[ -](?:{_DIGIT_WORDS})|{'|'.join(TEENS)}|(?:{_TENS_WORDS})(?:-(?:{_DIGIT_WORDS}))?)"
+_M = rf"(?::|\s+)(?P<m>[0-5][0-9]|{_MIN_WORDS})"
+_AMPM = r"(?P<ampm>[ap]\.?\s?m\b\.?)"
+_PART = r"(?P<part>in the morning|in the afternoon|in the evening|at night|tonight)"
+# A clock time when something says so: am/pm, o'clock or a part of the day after the hour.
+_CLOCK = re.compile(
+    rf"\b{_H}(?:{_M})?(?:\s*(?:{_AMPM}|(?P<oclock>o'?clock)))?(?:\s+{_PART})?\b", re.IGNORECASE
+)
+_PAST_TO = re.compile(rf"\b(?P<rel>half past|quarter past|quarter to)\s+{_H}(?:\s+{_PART})?\b", re.IGNORECASE)
+_NOON = re.compile(r"\b(?:noon|midday)\b", re.IGNORECASE)
+
+
+def _hour(word: str) -> int:
+    return int(word) if word.isdigit() else int(_number_word(word) or 0)
+
+
+def _minute(word: str | None) -> int:
+    if not word:
+        return 0
+    if word.isdigit():
+        return int(word)
+    head, _, tail = word.lower().replace(" ", "-").partition("-")
+    if head == "oh":
+        return int(_number_word(tail) or 0)
+    return int(_number_word(word) or 0)
+
+
+def _clock(h: int, m: int, ampm: str | None, part: str | None) -> str:
+    afternoon = (ampm or "").lower().startswith("p") or (part or "").lower() in (
+        "in the afternoon",
+        "in the evening",
+        "at night",
+        "tonight",
+    )
+    morning = (ampm or "").lower().startswith("a") or (part or "").lower() == "in the morning"
+    if afternoon and h < 12:
+        h += 12
+    elif morning and h == 12:
+        h = 0
+    return f"{h:02d}:{m:02d}"
+
+
+def _clock_times(text: str) -> str:
+    """Clock times written as HH:MM (24-hour when the caller says which half of the day): "half
+    past nine in the morning" -> "09:30", "3 in the afternoon" -> "15:00", "seven thirty pm" ->
+    "19:30", "noon" -> "12:00". Only where something marks a time (am/pm, o'clock, a part of the
+    day, half past, a colon), so ids and counts are left alone."""
+
+    def rel(m: re.Match) -> str:
+        h = _hour(m["h"])
+        minutes = {"half past": 30, "quarter past": 15, "quarter to": 45}[m["rel"].lower()]
+        if m["rel"].lower() == "quarter to":
+            h = 12 if h == 1 else h - 1
+        return _clock(h, minutes, None, m["part"])
+
+    def clock(m: re.Match) -> str:
+        colon = m["m"] is not None and ":" in m.group(0)
+        if not (m["ampm"] or m["oclock"] or m["part"] or colon):
+            return m.group(0)
+        return _clock(_hour(m["h"]), _minute(m["m"]), m["ampm"], m["part"])
+
+    text = _PAST_TO.sub(rel, text)
+    text = _CLOCK.sub(clock, text)
+    return _NOON.sub("12:00", text)
+
+
 def normalize_spoken(text: str) -> str:
     """Spoken digits as digits, so a small model copies ids instead of converting them: "M as in
     mary, double six four, seven three" -> "M-66473", "five five five, oh one four two" ->
     "5550142". Runs of digits (3 or more, apart only by spaces and commas) are joined; a single
-    capital letter right before such a run is joined to it with a hyphen. Other words are kept."""
-    toks = _WORD.findall(text)
+    capital letter right before such a run is joined to it with a hyphen. Clock times become
+    HH:MM first (`_clock_times`). Other words are kept."""
+    toks = _WORD.findall(_clock_times(text))
     out: list[str] = []
     i = 0
     while i < len(toks):

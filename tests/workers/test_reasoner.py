@@ -226,6 +226,16 @@ def test_reply_first_token_is_timed():
         ("call me back in thirty seconds", "call me back in 30 seconds"),
         ("I ordered 2 shirts 3 days ago", "I ordered 2 shirts 3 days ago"),
         ("Oh, okay. I see.", "Oh, okay. I see."),
+        # clock times, where something marks them as times
+        ("Thursday at 2 in the afternoon.", "Thursday at 14:00."),
+        ("at half past nine in the morning", "at 09:30"),
+        ("seven thirty pm works", "19:30 works"),
+        ("quarter to four in the afternoon", "15:45"),
+        ("around noon", "around 12:00"),
+        ("come at 8:30 for a blood test", "come at 08:30 for a blood test"),
+        ("twelve am", "00:00"),
+        ("Wednesday at 11, please", "Wednesday at 11, please"),
+        ("this afternoon", "this afternoon"),
     ],
 )
 def test_spoken_numbers_become_digits(spoken, written):
