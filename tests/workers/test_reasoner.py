@@ -268,7 +268,12 @@ def test_history_becomes_chat_turns_with_the_agents_actions_as_decision_json():
 # --- settings -------------------------------------------------------------------------------------
 def test_settings_choose_the_reasoner(monkeypatch):
     monkeypatch.setenv("PARLEY_REASONER_THREADS", "1")
-    assert isinstance(reasoner_from_settings(ReasonerSettings()), LocalReasoner)
+    local = reasoner_from_settings(ReasonerSettings())
+    assert isinstance(local, LocalReasoner) and local.adapter is not None  # the shipped adapter
+    assert local.adapter.name == "adapter.gguf" and local.adapter.is_file()
+    monkeypatch.setenv("PARLEY_REASONER_ADAPTER", "none")
+    assert reasoner_from_settings(ReasonerSettings()).adapter is None
+    monkeypatch.delenv("PARLEY_REASONER_ADAPTER")
     monkeypatch.setenv("PARLEY_REASONER_URL", "http://127.0.0.1:9/v1")
     r = reasoner_from_settings(ReasonerSettings())
     assert isinstance(r, EndpointReasoner) and r.url == "http://127.0.0.1:9/v1/chat/completions"
