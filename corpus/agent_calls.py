@@ -8,7 +8,7 @@ which arguments are required, enums, patterns, instruction and greeting wording,
 Then a call with it: details in the first turn or asked for, corrections, tool errors and
 retries, a second request, questions answered from the instructions, backchannels and unfinished
 turns (the agent waits), a goodbye. Caller lines are spoken words (corpus.spoken_values), some
-with disfluencies or as lower-case ASR text; the reasoner's `normalize_spoken` runs on them later.
+with disfluencies or as lower-case ASR text; `workers.spoken.normalize_spoken` runs on them later.
 
 Events are in the live loop's order and roles (caller, agent, tool_call, tool_result, tool_error,
 dtmf, wait): a tool call comes right after what the caller said (never after an agent line) and

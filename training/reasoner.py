@@ -284,6 +284,6 @@ def _checkpoint(model, opt, cfg: ReasonerTrainConfig, out: Path, step: int, curs
 
     tmp = out / (STATE_FILE + ".tmp")
     saved = {"lora": lora_state(model), "optimizer": opt.state_dict(), "step": step, "cursor": cursor}
-    torch.save({**saved, "config": asdict(ReasonerTrainConfig(**asdict(cfg)))}, tmp)
+    torch.save({**saved, "config": asdict(cfg)}, tmp)
     tmp.replace(out / STATE_FILE)
     export_adapter(model, cfg, out / ADAPTER_FILE)

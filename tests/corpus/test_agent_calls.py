@@ -12,8 +12,9 @@ import pytest
 
 from corpus.agent_calls import AgentCall, agent_call
 from corpus.spoken_values import agent_time, fmt_pattern, spoken_code, spoken_time
-from workers.reasoner import argument_problem, chat_messages, normalize_spoken
+from workers.reasoner import argument_problem, chat_messages
 from workers.shop import spoken_amount, spoken_date, spoken_id
+from workers.spoken import normalize_spoken
 
 FORBIDDEN = re.compile(r"appointment|patient|clinic|doctor", re.IGNORECASE)
 # a result's dates, times, amounts and ids: the agent says every one of them

