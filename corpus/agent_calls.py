@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+from corpus import agent_handoff
 from corpus.agent_accounts import ACCOUNTS
 from corpus.agent_bookings import BOOKINGS
 from corpus.agent_templates import NO_SLOT_RETRY, Arg, Domain, Fact, Tool, bar
@@ -193,6 +194,7 @@ class _Agent:
     tools: list[_Tool]
     facts: list[Fact]
     brief: Brief
+    handoff: agent_handoff.Handoff | None
 
 
 def _parameter(rng: random.Random, a: Arg, required: bool, t: _Tool, slot: str) -> dict:
@@ -291,9 +293,15 @@ def make_agent(rng: random.Random) -> _Agent:
     business, name = _business(rng, d), rng.choice(AGENTS)
     today = date(2025, 1, 1) + timedelta(rng.randrange(730))
     instructions = _instructions(rng, d, business, name, today, tools, facts)
+    specs = [t.spec for t in tools]
+    handoff = agent_handoff.make_handoff(rng, camel) if rng.random() < 0.45 else None
+    if handoff is not None:
+        specs.insert(rng.randint(0, len(specs)), handoff.spec)
+        if rng.random() < 0.7:
+            instructions += rng.choice((" ", "\n")) + agent_handoff.rule(rng, handoff)
     greeting = rng.choice(GREETINGS).format(business=business, agent=name)
-    brief = Brief(f"{d.key}-{rng.randrange(10**6)}", instructions, greeting, tuple(t.spec for t in tools))
-    return _Agent(d, business, name, today, tools, facts, brief)
+    brief = Brief(f"{d.key}-{rng.randrange(10**6)}", instructions, greeting, tuple(specs))
+    return _Agent(d, business, name, today, tools, facts, brief, handoff)
 
 
 # -- the call -----------------------------------------------------------------------------------------
@@ -671,6 +679,17 @@ class _Call:
         self.caller(_sentence(lead + q, []))
         self.agent(answer)
 
+    def ask_for_person(self) -> bool:
+        """The caller asks for a person: put through (True: the call leaves the agent) or told it
+        cannot be done."""
+        rng, a = self.rng, self.a
+        self.caller(rng.choice(agent_handoff.ASKS))
+        if a.handoff is not None:
+            self.events += agent_handoff.events(rng, a.handoff)
+            return True
+        self.agent(agent_handoff.cannot(rng, rng.choice(rng.choice(a.tools).tpl.task)))
+        return False
+
     def run(self) -> None:
         rng, a = self.rng, self.a
         if rng.random() < 0.08:
@@ -685,6 +704,10 @@ class _Call:
             )
         if rng.random() < 0.15:
             self.question()
+        person = rng.random() < (0.25 if a.handoff else 0.06)
+        early = person and rng.random() < 0.5
+        if early and self.ask_for_person():
+            return
         tools = [rng.choice(a.tools)]
         if rng.random() < 0.35:
             tools.append(rng.choice([t for t in a.tools if t is not tools[0]] or tools))
@@ -695,6 +718,8 @@ class _Call:
                 self.wait()
             if rng.random() < 0.2:
                 self.question()
+            if person and not early and i == 0 and self.ask_for_person():
+                return
         last = next(e["text"] for e in reversed(self.events) if e["role"] == "agent")
         if last.endswith("?") or rng.random() < 0.85:
             self.caller(rng.choice(NO_MORE if last.endswith("?") else BYES))

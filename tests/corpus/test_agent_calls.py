@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from corpus import agent_handoff
 from corpus.agent_calls import AgentCall, agent_call
 from corpus.spoken_values import agent_time, fmt_pattern, spoken_code, spoken_time
 from workers.reasoner import argument_problem, chat_messages
@@ -160,3 +161,26 @@ def test_spoken_times_name_the_hour() -> None:
             assert said.strip()
     assert re.fullmatch(fmt_pattern("LL-dddd"), "AB-1234")
     assert not re.fullmatch(fmt_pattern("LL-dddd"), "AB1234")
+
+
+def test_a_caller_who_asks_for_a_person_is_put_through_only_by_the_agents_own_tool(
+    calls: list[AgentCall],
+) -> None:
+    put_through = declined = 0
+    for call in calls:
+        for i, e in enumerate(call.events):
+            if e["role"] != "caller" or e["text"].rstrip("?.!").lower() not in ASKS:
+                continue
+            spec = next((t for t in call.brief.tools if t.description in agent_handoff.DOES), None)
+            nxt = call.events[i + 1]
+            if spec is None:
+                assert nxt["role"] == "agent"
+                declined += 1
+            else:
+                assert nxt == {**nxt, "role": "tool_call", "tool": spec.name}
+                assert call.events[-1]["role"] == "agent" and i + 3 == len(call.events) - 1
+                put_through += 1
+    assert put_through > 100 and declined > 20, (put_through, declined)
+
+
+ASKS = {a.rstrip("?.!").lower() for a in agent_handoff.ASKS}
