@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
+import numpy as np
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -422,43 +423,59 @@ def shipped_adapter_path() -> Path | None:
 class _Slot:
     llm: Any
     grammars: dict[str, Any] = field(default_factory=dict)
+    busy: bool = False
+    used: int = 0  # when it last decided (a counter): the least recently used is reused first
+
+    def shared(self, tokens: np.ndarray) -> int:
+        """How many leading tokens of `tokens` this context already holds (evaluated, in its KV)."""
+        held = self.llm.input_ids[: self.llm.n_tokens]
+        n = min(len(held), len(tokens))
+        differ = np.flatnonzero(held[:n] != tokens[:n])
+        return int(differ[0]) if len(differ) else n
 
 
 class _FairPool:
-    """Model instances handed out first come, first served: a released instance goes straight to
-    the thread that has waited longest (queue.Queue let the releasing thread take it back at once,
-    so one conversation ran on while the others starved, and waits hid from the percentiles)."""
+    """Turns handed out first come, first served: a released turn goes straight to the thread that
+    has waited longest (queue.Queue let the releasing thread take it back at once, so one
+    conversation ran on while the others starved, and waits hid from the percentiles)."""
 
-    def __init__(self) -> None:
-        self._free: list[_Slot] = []
-        self._waiters: collections.deque[list] = collections.deque()  # [event, slot]
+    def __init__(self, turns: int) -> None:
+        self._free = turns
+        self._waiters: collections.deque[threading.Event] = collections.deque()
         self._lock = threading.Lock()
 
-    def get(self) -> _Slot:
+    def get(self) -> None:
         with self._lock:
             if self._free and not self._waiters:
-                return self._free.pop()
-            waiter: list = [threading.Event(), None]
+                self._free -= 1
+                return
+            waiter = threading.Event()
             self._waiters.append(waiter)
-        waiter[0].wait()
-        return waiter[1]
+        waiter.wait()
 
-    def put(self, slot: _Slot) -> None:
+    def put(self) -> None:
         with self._lock:
             if self._waiters:
-                waiter = self._waiters.popleft()
-                waiter[1] = slot
-                waiter[0].set()
+                self._waiters.popleft().set()
             else:
-                self._free.append(slot)
+                self._free += 1
+
+
+# A context whose shared prefix is this close to the best one's is as good: among those, the least
+# recently used is taken, so a new call does not evict a live call's history for a few tokens.
+_AS_GOOD_TOKENS = 64
 
 
 class LocalReasoner:
-    """llama-cpp-python over a GGUF. `instances` Llama objects (each `n_threads` threads) are
-    loaded on first use and shared by threads: a decide() takes a free one, or waits for one.
-    Grammars are built once per brief. `adapter`: a LoRA adapter GGUF applied over the model;
-    "shipped" (the default) is Parley's fine-tuned one when the model is the packaged SmolLM2
-    (`shipped_adapter_path`), None none."""
+    """llama-cpp-python over a GGUF, loaded on first use and shared by threads.
+
+    `contexts` llama.cpp contexts hold the KV cache of as many conversations: a decision takes the
+    free context that already holds the longest prefix of its prompt (its own call's, after the
+    first decision), so it evaluates only what happened since its call's last decision instead of
+    the whole call (~0.9k tokens on the support brief). `instances` decisions run at once (each on
+    `n_threads` threads), in the order they asked. Grammars are built once per brief and context.
+    `adapter`: a LoRA adapter GGUF applied over the model; "shipped" (the default) is Parley's
+    fine-tuned one when the model is the packaged SmolLM2 (`shipped_adapter_path`), None none."""
 
     def __init__(
         self,
@@ -467,6 +484,7 @@ class LocalReasoner:
         adapter: str | Path | None = "shipped",
         n_threads: int = 2,
         instances: int = 1,
+        contexts: int = 8,
         n_ctx: int = 2048,
         max_reply_tokens: int = 60,
         max_reply_chars: int = MAX_REPLY_CHARS,
@@ -477,48 +495,87 @@ class LocalReasoner:
             adapter = shipped_adapter_path() if self.model_path is None else None
         self.adapter = Path(adapter) if adapter else None
         self.n_threads, self.instances, self.n_ctx = n_threads, instances, n_ctx
+        self.contexts = max(contexts, instances)
         self.max_reply_tokens, self.max_reply_chars = max_reply_tokens, max_reply_chars
         self.prefix_cache_mb = prefix_cache_mb
-        self._pool: _FairPool | None = None
+        self._slots: list[_Slot] = []
+        self._turns: _FairPool | None = None
         self._lock = threading.Lock()
+        self._clock = self._opening = 0
+
+    def _new_context(self) -> Any:
+        from llama_cpp import Llama, LlamaRAMCache
+
+        llm = Llama(
+            model_path=str(self.model_path or smollm2_path()),
+            n_ctx=self.n_ctx,
+            n_threads=self.n_threads,
+            n_batch=512,
+            verbose=False,
+            **({"lora_path": str(self.adapter)} if self.adapter else {}),
+        )
+        if self.prefix_cache_mb:
+            llm.set_cache(LlamaRAMCache(capacity_bytes=self.prefix_cache_mb << 20))
+        return llm
 
     def _load(self) -> _FairPool:
         with self._lock:
-            if self._pool is None:
-                from llama_cpp import Llama, LlamaRAMCache
+            if self._turns is None:
+                self._slots.append(_Slot(self._new_context()))
+                self._turns = _FairPool(self.instances)
+            return self._turns
 
-                path = str(self.model_path or smollm2_path())
-                pool = _FairPool()
-                for _ in range(self.instances):
-                    llm = Llama(
-                        model_path=path,
-                        n_ctx=self.n_ctx,
-                        n_threads=self.n_threads,
-                        n_batch=512,
-                        verbose=False,
-                        **({"lora_path": str(self.adapter)} if self.adapter else {}),
-                    )
-                    if self.prefix_cache_mb:
-                        llm.set_cache(LlamaRAMCache(capacity_bytes=self.prefix_cache_mb << 20))
-                    pool.put(_Slot(llm))
-                self._pool = pool
-            return self._pool
+    def _take(self, prompt: str) -> tuple[_Slot, np.ndarray]:
+        """The free context best placed for `prompt`, marked busy, and the prompt's tokens. Contexts
+        open as calls need them (~170 MB each), up to `contexts`: a call whose best context holds
+        another call's history gets a new one while there is room, and otherwise takes the least
+        recently used of those that share as much of its prompt (one holding no other call first)."""
+        with self._lock:
+            tokens = self._slots[0].llm.tokenize(prompt.encode(), add_bos=False, special=True)
+            tokens = np.asarray(tokens, np.intc)
+            free = [s for s in self._slots if not s.busy]
+            shared = {id(s): s.shared(tokens) for s in free}
+            best = max(shared.values(), default=0)
+            fits = [s for s in free if shared[id(s)] >= best - _AS_GOOD_TOKENS]
+            foreign = {id(s): s.llm.n_tokens - shared[id(s)] > _AS_GOOD_TOKENS for s in fits}
+            slot = min(fits, key=lambda s: (foreign[id(s)], s.used)) if fits else None
+            self._clock += 1
+            room = len(self._slots) + self._opening < self.contexts
+            if slot is None or (room and foreign[id(slot)]):
+                self._opening += 1
+                slot = None
+            else:
+                slot.busy, slot.used = True, self._clock
+                return slot, tokens
+        try:
+            slot = _Slot(self._new_context(), busy=True, used=self._clock)
+        finally:
+            with self._lock:
+                self._opening -= 1
+                if slot is not None:
+                    self._slots.append(slot)
+        return slot, tokens
+
+    def _release(self, slot: _Slot) -> None:
+        with self._lock:
+            slot.busy = False
 
     def warm(self, brief: Brief | None = None) -> None:
-        """Load the model; with a brief, also evaluate its shared prompt prefix on every instance
-        (the system text and demo call: the part every call of that agent reuses)."""
-        pool = self._load()
+        """Load the model; with a brief, also evaluate its shared prompt prefix (the system text and
+        demo call: the part every call of that agent reuses) in the first context."""
+        turns = self._load()
         if brief is None:
             return
-        prefix = chatml(chat_messages(brief, []))
-        slots = [pool.get() for _ in range(self.instances)]
+        turns.get()
         try:
-            for slot in slots:
-                tokens = slot.llm.tokenize(prefix.encode(), add_bos=False, special=True)
-                slot.llm.create_completion(tokens, max_tokens=1, temperature=0.0)
+            slot, tokens = self._take(chatml(chat_messages(brief, [])))
+            try:
+                if slot.shared(tokens) < len(tokens):
+                    slot.llm.create_completion(tokens.tolist(), max_tokens=1, temperature=0.0)
+            finally:
+                self._release(slot)
         finally:
-            for slot in slots:
-                pool.put(slot)
+            turns.put()
 
     def _schema_text(self, brief: Brief) -> str:
         # Built per decision (microseconds): a cache keyed by id(brief) held every task's Brief.
@@ -541,22 +598,24 @@ class LocalReasoner:
         if bad:
             return _error(bad, t0)
         try:
-            pool = self._load()
+            turns = self._load()
         except Exception as exc:  # a missing model or library: the call hears an error, not a crash
             log.error("reasoner: model failed to load: %s", type(exc).__name__)
             return _error("model unavailable", t0)
-        slot = pool.get()
+        turns.get()
         try:
-            return self._decide(slot, brief, history, t0)
+            slot, tokens = self._take(chatml(chat_messages(brief, history)))
+            try:
+                return self._decide(slot, brief, tokens.tolist(), t0)
+            finally:
+                self._release(slot)
         except Exception as exc:
             log.error("reasoner: generation failed: %s", type(exc).__name__, extra={"agent": brief.name})
             return _error("generation failed", t0)
         finally:
-            pool.put(slot)
+            turns.put()
 
-    def _decide(self, slot: _Slot, brief: Brief, history: list[dict], t0: float) -> Decision:
-        prompt = chatml(chat_messages(brief, history))
-        tokens = slot.llm.tokenize(prompt.encode(), add_bos=False, special=True)
+    def _decide(self, slot: _Slot, brief: Brief, tokens: list[int], t0: float) -> Decision:
         if len(tokens) + self.max_reply_tokens + 40 > self.n_ctx:
             return _error("history too long for the model's context", t0)
         out, first, n, finish = "", None, 0, None
@@ -692,7 +751,13 @@ class ReasonerSettings(BaseSettings):
         description="How the schema is sent (EndpointReasoner).",
     )
     threads: int = Field(2, ge=1, le=64, description="Threads per local model instance.")
-    instances: int = Field(1, ge=1, le=16, description="Local model instances (calls decided at once).")
+    instances: int = Field(1, ge=1, le=16, description="Local model: decisions run at once.")
+    contexts: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="Local model: calls whose history stays evaluated (KV cache, ~50 MB each at 2k tokens).",
+    )
     max_reply_tokens: int = Field(60, ge=8, le=512, description="Tokens a reply may take.")
 
     @model_validator(mode="after")
@@ -719,5 +784,6 @@ def reasoner_from_settings(settings: ReasonerSettings | None = None) -> Reasoner
         adapter=adapter,
         n_threads=s.threads,
         instances=s.instances,
+        contexts=s.contexts,
         max_reply_tokens=s.max_reply_tokens,
     )

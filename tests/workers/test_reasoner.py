@@ -12,6 +12,7 @@ import sys
 import time
 
 import httpx
+import numpy as np
 import pytest
 
 from tests.helpers import stop_group
@@ -21,6 +22,7 @@ from workers.reasoner import (
     LocalReasoner,
     ReasonerSettings,
     ToolSpec,
+    _FairPool,
     _Slot,
     decision_schema,
     history_messages,
@@ -158,8 +160,9 @@ def test_valid_outputs():
 class FakeLlama:
     """A stand-in for llama_cpp.Llama: streams a fixed output, or raises."""
 
-    def __init__(self, output: str | Exception) -> None:
+    def __init__(self, output: str | Exception, held: list[int] = ()) -> None:
         self.output = output
+        self.input_ids, self.n_tokens = np.asarray(held, np.intc), len(held)
 
     def tokenize(self, data: bytes, add_bos: bool = False, special: bool = True) -> list[int]:
         return list(range(len(data) // 4))
@@ -177,13 +180,48 @@ class FakeLlama:
 
 
 def _with_fake(output: str | Exception, max_reply_tokens: int = 60) -> LocalReasoner:
-    import queue
-
     r = LocalReasoner(max_reply_tokens=max_reply_tokens)
-    r._pool = queue.Queue()
-    r._pool.put(_Slot(FakeLlama(output), {id(SUPPORT): (json.dumps(decision_schema(SUPPORT)), None)}))
+    r._slots, r._turns = [_Slot(FakeLlama(output))], _FairPool(1)
     r._grammar = lambda slot, brief: None  # noqa: SLF001 - the fake takes no grammar
     return r
+
+
+def test_a_decision_takes_the_context_that_holds_its_call():
+    r = LocalReasoner(contexts=3)
+    held = [list(range(100)), list(range(100)) + [7] * 200, list(range(100)) + [9] * 300]
+    r._slots, r._turns = [_Slot(FakeLlama("", h)) for h in held], _FairPool(1)
+    r._slots[0].used, r._slots[1].used, r._slots[2].used = 3, 1, 2
+    r._slots[0].llm.tokenize = lambda data, **kw: list(data)  # the prompt's bytes as its tokens
+    brief = "".join(map(chr, range(100)))
+    call = brief + chr(9) * 320
+    slot, tokens = r._take(call)
+    assert slot is r._slots[2] and slot.shared(tokens) == 400 and slot.busy
+    r._release(slot)
+    # a new call: every context shares only the brief; the one that holds no other call is taken
+    slot, _ = r._take(brief + "x")
+    assert slot is r._slots[0]
+    # a busy context is never handed out twice
+    assert r._take(call)[0] is r._slots[2]
+    assert r._take(call)[0] is r._slots[1]
+
+
+def test_contexts_open_as_calls_need_them():
+    r = LocalReasoner(contexts=3)
+    r._slots, r._turns = [_Slot(FakeLlama("", [1] * 50 + [2] * 400))], _FairPool(2)
+    r._slots[0].llm.tokenize = lambda data, **kw: [1] * 50 + list(data)
+    r._new_context = lambda: FakeLlama("")
+    own, _ = r._take(chr(2) * 420)  # the call the context holds
+    assert own is r._slots[0]
+    other, _ = r._take(chr(3) * 10)  # the first context is busy: a second opens
+    other.llm.input_ids, other.llm.n_tokens = np.asarray([1] * 50 + [3] * 100, np.intc), 150
+    r._release(own)
+    r._release(other)
+    third, _ = r._take(chr(4) * 10)  # free contexts hold other calls, and there is room
+    assert len(r._slots) == 3 and third is r._slots[2]
+    r._release(third)
+    r._slots[2].llm.input_ids, r._slots[2].llm.n_tokens = np.asarray([1] * 50 + [4] * 200, np.intc), 250
+    # no room: the least recently used context that shares as much is taken
+    assert r._take(chr(5) * 10)[0] is r._slots[0]
 
 
 def test_local_reasoner_turns_model_failures_into_error_decisions():
