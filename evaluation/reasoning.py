@@ -231,8 +231,8 @@ def evaluate_reasoner(
     """Score `reasoner` on `n_support` held-out support calls (`concurrency` at once) and the
     clinic scenarios; returns the figures, the goals and which were met."""
     brief = brief or support_brief()
-    if hasattr(reasoner, "warm"):  # the shared prefix once, as a server would at start
-        reasoner.warm(brief)
+    if hasattr(reasoner, "warm"):  # a context per conversation, as a server has after its first calls
+        reasoner.warm(brief, contexts=concurrency)
     convs = [support_conversation(seed0 + i) for i in range(n_support)]
     tally = _Tally()
     t0 = time.perf_counter()

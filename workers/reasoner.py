@@ -560,22 +560,35 @@ class LocalReasoner:
         with self._lock:
             slot.busy = False
 
-    def warm(self, brief: Brief | None = None) -> None:
-        """Load the model; with a brief, also evaluate its shared prompt prefix (the system text and
-        demo call: the part every call of that agent reuses) in the first context."""
+    def warm(self, brief: Brief | None = None, contexts: int = 1) -> None:
+        """Load the model and open `contexts` contexts (at most `self.contexts`), as a server has
+        them after its first calls; with a brief, also evaluate its shared prompt prefix (the
+        system text and demo call: the part every call of that agent reuses) in each."""
         turns = self._load()
+        with self._lock:
+            more = min(contexts, self.contexts) - len(self._slots)
+        fresh = [_Slot(self._new_context()) for _ in range(max(0, more))]
+        with self._lock:
+            self._slots += fresh
         if brief is None:
             return
-        turns.get()
-        try:
-            slot, tokens = self._take(chatml(chat_messages(brief, [])))
+        tokens = self._slots[0].llm.tokenize(
+            chatml(chat_messages(brief, [])).encode(), add_bos=False, special=True
+        )
+        for slot in list(self._slots):
+            turns.get()
             try:
-                if slot.shared(tokens) < len(tokens):
-                    slot.llm.create_completion(tokens.tolist(), max_tokens=1, temperature=0.0)
+                with self._lock:
+                    if slot.busy:
+                        continue
+                    slot.busy = True
+                try:
+                    if slot.shared(np.asarray(tokens, np.intc)) < len(tokens):
+                        slot.llm.create_completion(tokens, max_tokens=1, temperature=0.0)
+                finally:
+                    self._release(slot)
             finally:
-                self._release(slot)
-        finally:
-            turns.put()
+                turns.put()
 
     def _schema_text(self, brief: Brief) -> str:
         # Built per decision (microseconds): a cache keyed by id(brief) held every task's Brief.

@@ -416,3 +416,11 @@ def test_endpoint_reasoner_on_a_real_openai_compatible_server(llama_server):
     assert (
         r.style == "json_object"
     )  # llama-cpp-python's server refuses json_schema; the schema went as json_object
+
+
+def test_warm_opens_contexts_up_to_the_limit():
+    r = LocalReasoner(contexts=3)
+    r._slots, r._turns = [_Slot(FakeLlama(""))], _FairPool(1)
+    r._new_context = lambda: FakeLlama("")
+    r.warm(SUPPORT, contexts=8)
+    assert len(r._slots) == 3 and not any(s.busy for s in r._slots)
