@@ -13,9 +13,11 @@ The line (after corpus.effects.apply_channel):
 - `packet_loss`: 20 ms packets lost in bursts (a Gilbert-Elliott chain), concealed as a receiver
   does when it has nothing better: the last packet repeated, fading, then silence.
 
-`Perturbation.draw(rng)` picks one caller's; `apply_voice` and `apply_line` run them. Pure functions
-on mono float32 numpy arrays at 16 kHz unless a rate is given; every random choice comes from the
-`numpy.random.Generator` passed in. Nothing here knows of scripts, labels or the model.
+`Perturbation.draw(rng)` picks one caller's; `apply_voice` (each utterance), `apply_mic` (the
+caller's track) and `apply_line` (the channel) run them, as corpus.render does with
+`perturb=True`. Pure functions on mono float32 numpy arrays at 16 kHz unless a rate is given;
+every random choice comes from the `numpy.random.Generator` passed in. Nothing here knows of
+scripts, labels or the model.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import soxr
 
 from model.protocol import SAMPLE_RATE
 
+PERTURB_VERSION = 1  # bump when what a drawn perturbation does to audio changes (corpus caches)
 PACKET_MS = 20
 G722_DELAY = 22  # samples the codec's QMF filters delay the signal by (measured: SNR peaks there)
 
@@ -197,15 +200,22 @@ class Perturbation:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def apply_voice(
-        self, x: np.ndarray, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE
-    ) -> np.ndarray:
-        """The talker: speed, tempo, vocal tract, level drift. The length changes with speed and
-        tempo (timings scale by 1 / (speed * tempo))."""
+    def apply_voice(self, x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+        """One utterance of the talker: speed, tempo, vocal tract. Its length, and every time in
+        it, scales by `time_scale`."""
         y = speed(x, self.speed, sample_rate)
         y = tempo(y, self.tempo, sample_rate)
-        y = vtlp(y, self.vtlp_alpha, sample_rate)
-        return level_drift(y, rng, self.drift_db, sample_rate)
+        return vtlp(y, self.vtlp_alpha, sample_rate)
+
+    @property
+    def time_scale(self) -> float:
+        return 1.0 / (self.speed * self.tempo)
+
+    def apply_mic(
+        self, x: np.ndarray, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE
+    ) -> np.ndarray:
+        """The talker's whole track at the microphone: the level drift."""
+        return level_drift(x, rng, self.drift_db, sample_rate)
 
     def apply_line(
         self, x: np.ndarray, band: str, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE

@@ -32,6 +32,7 @@ from corpus import piper_voice
 from corpus.call_script import SCRIPT_VERSION, CallScript, Dtmf, Say, Timer, ToolCall
 from corpus.effects import ChannelParams, apply_channel, to_pcm16_grid
 from corpus.paths import default_cache_dir
+from corpus.perturb import PERTURB_VERSION, Perturbation
 from corpus.scripts import generate_script
 from corpus.tts import Espeak
 from model.config import MICRO_TURN_SAMPLES
@@ -200,6 +201,7 @@ class RenderedCall:
     caller_voice: str
     channel: ChannelParams
     agent_voice: str = "espeak"  # AGENT_VOICE_CHOICES
+    perturbation: Perturbation | None = None  # the caller's voice and line (render_call perturb=True)
 
     @property
     def n_samples(self) -> int:
@@ -223,6 +225,7 @@ class RenderedCall:
             "caller_voice": self.caller_voice,
             "channel": self.channel.to_dict(),
             "agent_voice": self.agent_voice,
+            "perturbation": self.perturbation.to_dict() if self.perturbation else None,
             "script": self.script.to_json(),
             "says": [
                 {**asdict(s), "words": [list(w) for w in ((w.text, w.start_sample) for w in s.words)]}
@@ -259,8 +262,9 @@ class RenderedCall:
             meta["held_out"],
             meta["caller_voice"],
             ChannelParams(**meta["channel"]),
-            meta.get("agent_voice", "espeak"),
-        )  # calls cached before the choice existed: espeak
+            meta.get("agent_voice", "espeak"),  # calls cached before the choice existed: espeak
+            Perturbation(**meta["perturbation"]) if meta.get("perturbation") else None,
+        )
 
 
 def _pcm16(x: np.ndarray) -> np.ndarray:
@@ -298,9 +302,14 @@ def word_onsets(text: str, words) -> list[tuple[str, int]]:
 
 class _Synth:
     def __init__(
-        self, tts: Espeak, caller: _Voice, rng: np.random.Generator, agent: dict[str, str] = AGENT_VOICES
+        self,
+        tts: Espeak,
+        caller: _Voice,
+        rng: np.random.Generator,
+        agent: dict[str, str] = AGENT_VOICES,
+        perturb: Perturbation | None = None,
     ) -> None:
-        self.tts, self.caller, self.rng, self.agent = tts, caller, rng, agent
+        self.tts, self.caller, self.rng, self.agent, self.perturb = tts, caller, rng, agent, perturb
 
     def __call__(self, say: Say) -> tuple[np.ndarray, list[tuple[str, int]]]:
         if say.speaker == "agent":
@@ -310,7 +319,11 @@ class _Synth:
             jitter = self.rng.uniform(1 - CALLER_RATE_JITTER, 1 + CALLER_RATE_JITTER)
             voice, rate, pitch, spread = c.name, c.rate_wpm * jitter, c.pitch, c.pitch_range
         result = self.tts.synthesize_16k(say.text, voice, int(np.clip(round(rate), 80, 450)), pitch, spread)
-        return result.audio.astype(np.float32), word_onsets(say.text, result.words)
+        audio, onsets = result.audio.astype(np.float32), word_onsets(say.text, result.words)
+        if say.speaker == "caller" and self.perturb is not None:
+            audio = self.perturb.apply_voice(audio)
+            onsets = [(w, round(t * self.perturb.time_scale)) for w, t in onsets]
+        return audio, onsets
 
 
 # -- placement ------------------------------------------------------------------------------------
@@ -422,18 +435,23 @@ def render_call(
     held_out: bool = False,
     tts: Espeak | None = None,
     agent_voice: str = "espeak",
+    perturb: bool = False,
 ) -> RenderedCall:
     """Synthesise and lay out `script` (times: `_place`). Same arguments, same call.
     `tts` (default `agent_tts(agent_voice)`) must speak the voices of `agent_voices(agent_voice)`.
     Events (t_ms, kind, payload): the configuration at t=0 (`config_text`), tool results/errors
     when they arrive (compact JSON of the result dict or the error string), timers when they fire,
-    one "dtmf" per key. Tool calls (t_ms, name, arguments_json) at their issue time."""
+    one "dtmf" per key. Tool calls (t_ms, name, arguments_json) at their issue time.
+    `perturb`: the caller's voice and line also perturbed (corpus.perturb, drawn per call from its
+    own stream, so everything else is as without)."""
     voices_of_agent = agent_voices(agent_voice)
     tts = tts or agent_tts(agent_voice)
-    _, prosody_rng, channel_rng = _rng(script, seed, held_out).spawn(3)  # the first: `caller_voice`
+    # the first: `caller_voice`; the fourth only with perturb (children 0-2 are the same either way)
+    _, prosody_rng, channel_rng, perturb_rng = _rng(script, seed, held_out).spawn(4)
     caller = caller_voice(script, seed, held_out)
     items = script.items
-    placed = _place(script, _Synth(tts, caller, prosody_rng, voices_of_agent))
+    perturbation = Perturbation.draw(perturb_rng) if perturb else None
+    placed = _place(script, _Synth(tts, caller, prosody_rng, voices_of_agent, perturbation))
 
     last = max(p.end for p in placed)
     n = (last // MICRO_TURN_SAMPLES + 2) * MICRO_TURN_SAMPLES  # one whole micro-turn after the last end
@@ -473,7 +491,10 @@ def render_call(
 
     params = ChannelParams.draw(channel_rng)
     agent = to_pcm16_grid(tracks["agent"])
-    caller_channel = apply_channel(tracks["caller"], agent, params, channel_rng)
+    mic = perturbation.apply_mic(tracks["caller"], perturb_rng) if perturbation else tracks["caller"]
+    caller_channel = apply_channel(mic, agent, params, channel_rng)
+    if perturbation is not None:
+        caller_channel = to_pcm16_grid(perturbation.apply_line(caller_channel, params.band, perturb_rng))
     return RenderedCall(
         caller_channel,
         agent,
@@ -487,6 +508,7 @@ def render_call(
         caller.name,
         params,
         agent_voice,
+        perturbation,
     )
 
 
@@ -501,14 +523,18 @@ class CorpusCache:
     to any of them, or another agent voice, starts a fresh corpus instead of reading stale calls.
     Writes are atomic. Root: $PARLEY_CACHE_DIR or ~/.cache/parley/corpus, a directory per agent voice."""
 
-    def __init__(self, root: str | Path | None = None, agent_voice: str = "espeak") -> None:
+    def __init__(
+        self, root: str | Path | None = None, agent_voice: str = "espeak", perturb: bool = False
+    ) -> None:
         agent_voices(agent_voice)  # ValueError if unknown
         self.root = Path(root) if root is not None else default_cache_dir()
-        self.agent_voice = agent_voice
+        self.agent_voice, self.perturb = agent_voice, perturb
         espeak = importlib.metadata.version("espeakng-loader")
         name = f"render{RENDER_VERSION}-script{SCRIPT_VERSION}-espeak{espeak}"
         if agent_voice == "piper":  # the voice and a digest of everything that shapes its audio
             name += f"-piper-{piper_voice.VOICE_ID}-{piper_voice.settings_digest()}"
+        if perturb:  # the perturbations' code is part of the corpus: G722's version with it
+            name += f"-perturb{PERTURB_VERSION}-g722{importlib.metadata.version('G722')}"
         self.dir = self.root / name
 
     def path(self, agent: str, seed: int, held_out: bool = False) -> Path:
@@ -519,11 +545,12 @@ class CorpusCache:
         if path.is_file():
             try:
                 call = RenderedCall.load(path)
-                if call.agent_voice == self.agent_voice:
+                if call.agent_voice == self.agent_voice and (call.perturbation is not None) == self.perturb:
                     return call
             except (OSError, ValueError, KeyError, zipfile.BadZipFile):
                 pass  # a damaged or stale file: render it again
-        call = render_call(generate_script(agent, seed), seed, held_out, agent_voice=self.agent_voice)
+        script = generate_script(agent, seed)
+        call = render_call(script, seed, held_out, agent_voice=self.agent_voice, perturb=self.perturb)
         path.parent.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
         call.save(buf)

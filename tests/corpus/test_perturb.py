@@ -108,9 +108,10 @@ def test_a_perturbation_is_drawn_and_applied_deterministically():
     p = Perturbation(
         speed=1.05, tempo=0.9, vtlp_alpha=1.1, drift_db=3.0, g722=True, loss=0.05, mean_burst=2.0
     )
-    voice = p.apply_voice(x, np.random.default_rng(0))
-    assert len(voice) == pytest.approx(len(x) / (1.05 * 0.9), abs=4)
-    assert np.array_equal(voice, p.apply_voice(x, np.random.default_rng(0)))
+    voice = p.apply_mic(p.apply_voice(x), np.random.default_rng(0))
+    assert len(voice) == pytest.approx(len(x) * p.time_scale, abs=4)
+    assert np.array_equal(voice, p.apply_mic(p.apply_voice(x), np.random.default_rng(0)))
     line = p.apply_line(voice, "wide", np.random.default_rng(0))
     assert len(line) == len(voice) and not np.array_equal(line, voice)
-    assert np.array_equal(Perturbation.none().apply_voice(x, np.random.default_rng(0)), x)
+    none, rng = Perturbation.none(), np.random.default_rng(0)
+    assert np.array_equal(none.apply_line(none.apply_mic(none.apply_voice(x), rng), "wide", rng), x)

@@ -486,3 +486,27 @@ def test_batch_runs_through_the_tiny_model_and_losses(labelled):
     losses = compute_losses(model(batch), batch)
     assert all(torch.isfinite(v) for v in losses.values())
     losses["total"].backward()
+
+
+def test_a_perturbed_call_scales_its_callers_speech_and_round_trips(tmp_path, rendered):
+    script = generate_script("support", 4)
+    plain = rendered["support", 4]
+    call = render_call(script, 4, perturb=True)
+    p = call.perturbation
+    assert p is not None and plain.perturbation is None
+    again = render_call(script, 4, perturb=True)
+    assert again.perturbation == p and np.array_equal(again.caller, call.caller)
+    # the caller's lines last time_scale as long; the agent's are the same lines in the same voice
+    for side, scale in (("caller", p.time_scale), ("agent", 1.0)):
+        a = [s.end_sample - s.start_sample for s in plain.says if s.speaker == side and s.cut_sample is None]
+        b = [s.end_sample - s.start_sample for s in call.says if s.speaker == side and s.cut_sample is None]
+        assert len(a) == len(b) and a
+        assert sum(b) == pytest.approx(sum(a) * scale, rel=0.01)
+    assert call.caller_voice == plain.caller_voice and call.channel == plain.channel
+    micro_turn_labels(call, CFG)  # labels still line up with the moved times
+    cache = CorpusCache(tmp_path, perturb=True)
+    assert cache.dir != CorpusCache(tmp_path).dir
+    built = cache.call("support", 4)
+    assert built.perturbation == p and np.array_equal(
+        RenderedCall.load(cache.path("support", 4)).caller, call.caller
+    )
