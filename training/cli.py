@@ -1,14 +1,15 @@
 """`parley train`: train a preset on generated calls, resumable, with progress and loss curves.
 
     parley train --preset small --out runs/small [--resume] [--device cpu|cuda] [--hours H] [--steps N]
-                 [--agent-voice espeak|piper]
+                 [--agent-voice espeak|piper] [--perturb-share S]
 
 Every `--checkpoint-every` steps the run directory gets a loadable checkpoint (config.json +
 model.safetensors), the trainer state, losses.jsonl and losses.png. Stopped at any point, the same
 command with --resume continues exactly where the last checkpoint left off. The run directory's
 data.json records what the run's calls are made of (the agent's English voice: espeak-ng, as the
-shipped checkpoint, or piper joe); resuming with another --agent-voice is refused, since it would
-silently switch the run to another corpus.
+shipped checkpoint, or piper joe; the share of calls whose caller voice and line are perturbed);
+resuming with other data options is refused, since it would silently switch the run to another
+corpus.
 """
 
 from __future__ import annotations
@@ -94,6 +95,13 @@ def add_command(sub) -> None:
         default="espeak",
         help="the agent's English voice in the generated calls: espeak-ng (the shipped "
         "checkpoint's) or piper joe (corpus.piper_voice)",
+    )
+    p.add_argument(
+        "--perturb-share",
+        type=float,
+        default=0.0,
+        help="share of calls whose caller voice (speed, tempo, vocal tract, level) and line "
+        "(G.722, packet loss) are perturbed (corpus.perturb)",
     )
     p.add_argument(
         "--part",
@@ -184,12 +192,22 @@ def cmd_train(args) -> int:
         return _train_vocoder(args, ModelConfig.from_name(args.preset))
     if (args.out / "trainer.pt").is_file() and not args.resume:
         raise SystemExit(f"parley: {args.out} already holds a run; pass --resume to continue it")
-    _same_data(args.out, {"agent_voice": args.agent_voice}, existing=(args.out / "trainer.pt").is_file())
+    record = {"agent_voice": args.agent_voice}
+    if args.perturb_share:
+        record["perturb_share"] = args.perturb_share
+    _same_data(args.out, record, existing=(args.out / "trainer.pt").is_file())
     cfg = ModelConfig.from_name(args.preset)
     torch.manual_seed(args.data_seed)
     model = InteractionModel(cfg)
     data = CallStream(
-        cfg, DataConfig(args.batch_size, args.max_positions, args.corpus_calls, agent_voice=args.agent_voice)
+        cfg,
+        DataConfig(
+            args.batch_size,
+            args.max_positions,
+            args.corpus_calls,
+            agent_voice=args.agent_voice,
+            perturb_share=args.perturb_share,
+        ),
     )
     train_cfg = TrainConfig(
         lr=args.lr,
@@ -225,16 +243,19 @@ def cmd_train(args) -> int:
     return 0
 
 
+# What a run's data.json leaves out: runs from before a key existed were made with these.
+DATA_DEFAULTS = {"agent_voice": "espeak", "perturb_share": 0.0}
+
+
 def _same_data(out: Path, record: dict, existing: bool) -> None:
     """Write `record` to OUT/data.json for a new run; for an `existing` one, refuse another record.
     Runs from before data.json existed were all voiced by espeak-ng."""
     path = out / DATA_FILE
     if existing:
-        was = json.loads(path.read_text()) if path.is_file() else {"agent_voice": "espeak"}
+        was = json.loads(path.read_text()) if path.is_file() else {}
+        then, now = {**DATA_DEFAULTS, **was}, {**DATA_DEFAULTS, **record}
         changed = [
-            f"--{k.replace('_', '-')} {was.get(k)} (asked for {v})"
-            for k, v in record.items()
-            if was.get(k) != v
+            f"--{k.replace('_', '-')} {then[k]} (asked for {now[k]})" for k in now if then[k] != now[k]
         ]
         if changed:
             raise SystemExit(

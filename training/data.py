@@ -6,6 +6,8 @@ micro-turn to `max_positions` stream positions. Agents are mixed by a fixed rati
 training and for evaluation come from disjoint ranges (`EVAL_SEED_BASE`), and evaluation also uses
 held-out caller voices. `agent_voice` picks the agent's English voice (corpus.render:
 "espeak", what the shipped checkpoint was trained on, or "piper"); each has its own corpus cache.
+`perturb_share` of the calls (chosen per call, so a call is always the same) have their caller's
+voice, level and line perturbed (corpus.perturb), in a cache of their own.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class DataConfig:
     corpus_calls: int = 4000
     interpreting_share: float = 0.3
     agent_voice: str = "espeak"  # corpus.render.AGENT_VOICE_CHOICES
+    perturb_share: float = 0.0  # calls whose caller voice and line are perturbed (corpus.perturb)
 
 
 class CallStream:
@@ -40,6 +43,7 @@ class CallStream:
         self.cfg = cfg
         self.data = data
         self.cache = cache or CorpusCache(agent_voice=data.agent_voice)
+        self.perturbed = CorpusCache(self.cache.root, data.agent_voice, perturb=True)
 
     def call(self, seed: int, n: int) -> tuple[str, int]:
         """The n-th call of the corpus: (agent, script seed)."""
@@ -47,8 +51,16 @@ class CallStream:
         agent = "translate-en-es" if rng.random() < self.data.interpreting_share else "support"
         return agent, seed * 1_000_003 + n
 
+    def cache_of(self, seed: int, n: int) -> CorpusCache:
+        """Where the n-th call renders: perturbed for a fixed `perturb_share` of the corpus."""
+        perturbed = np.random.default_rng([seed, n, 2]).random() < self.data.perturb_share
+        return self.perturbed if perturbed else self.cache
+
     def __call__(self, seed: int, index: int) -> Batch:
         d = self.data
         picks = np.random.default_rng([seed, index, 1]).integers(0, d.corpus_calls, size=d.batch_size)
-        labels = [build_example(*self.call(seed, int(n)), self.cfg, cache=self.cache) for n in picks]
+        labels = [
+            build_example(*self.call(seed, int(n)), self.cfg, cache=self.cache_of(seed, int(n)))
+            for n in picks
+        ]
         return to_batch(labels, self.cfg, d.max_positions, seed=seed * 7919 + index)

@@ -156,7 +156,40 @@ def test_parley_train_runs_on_generated_calls_and_resumes(tmp_path):
         env=env,
     )
     assert other.returncode != 0 and "--agent-voice espeak (asked for piper)" in other.stderr
+    perturbed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "parley.cli",
+            "train",
+            *common,
+            "--resume",
+            "--steps",
+            "1",
+            "--perturb-share",
+            "0.5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert perturbed.returncode != 0 and "--perturb-share 0.0 (asked for 0.5)" in perturbed.stderr
     assert len((out / "losses.jsonl").read_text().splitlines()) == 5
+
+
+def test_a_fixed_share_of_the_corpus_is_perturbed(tmp_path):
+    from corpus.render import CorpusCache
+    from training.data import CallStream, DataConfig
+
+    cfg = ModelConfig.from_name("tiny")
+    stream = CallStream(cfg, DataConfig(perturb_share=0.3), CorpusCache(tmp_path))
+    caches = [stream.cache_of(0, n) for n in range(1000)]
+    share = sum(c.perturb for c in caches) / len(caches)
+    assert 0.25 < share < 0.35 and caches == [stream.cache_of(0, n) for n in range(1000)]
+    assert stream.perturbed.root == tmp_path and stream.perturbed.dir != stream.cache.dir
+    plain = CallStream(cfg, DataConfig(), CorpusCache(tmp_path))
+    assert not any(plain.cache_of(0, n).perturb for n in range(200))
 
 
 def test_feedback_noise_corrupts_only_what_the_model_reads_back():
