@@ -135,46 +135,21 @@ def test_parley_train_runs_on_generated_calls_and_resumes(tmp_path):
     assert json.loads(res.stdout.splitlines()[-1])["step"] == 5
     steps = [json.loads(line)["step"] for line in (out / "losses.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5]
-    # Resuming with another agent voice would silently switch corpora: refused, nothing trained.
+    # Resuming with other data (agent voice, perturbed share) would silently switch corpora:
+    # refused, nothing trained.
     assert json.loads((out / "data.json").read_text()) == {"agent_voice": "espeak"}
-    other = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "parley.cli",
-            "train",
-            *common,
-            "--resume",
-            "--steps",
-            "1",
-            "--agent-voice",
-            "piper",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert other.returncode != 0 and "--agent-voice espeak (asked for piper)" in other.stderr
-    perturbed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "parley.cli",
-            "train",
-            *common,
-            "--resume",
-            "--steps",
-            "1",
-            "--perturb-share",
-            "0.5",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert perturbed.returncode != 0 and "--perturb-share 0.0 (asked for 0.5)" in perturbed.stderr
+    for option, value, said in (
+        ("--agent-voice", "piper", "--agent-voice espeak (asked for piper)"),
+        ("--perturb-share", "0.5", "--perturb-share 0.0 (asked for 0.5)"),
+    ):
+        other = subprocess.run(
+            [sys.executable, "-m", "parley.cli", "train", *common, "--resume", "--steps", "1", option, value],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+        assert other.returncode != 0 and said in other.stderr
     assert len((out / "losses.jsonl").read_text().splitlines()) == 5
 
 
