@@ -106,7 +106,7 @@ def cmd_eval_background(args) -> int:
     from evaluation.metrics import matmul_gflops
     from evaluation.reasoning import evaluate_reasoner, format_reasoning
     from evaluation.scenarios import load_scenarios
-    from workers.reasoner import ReasonerSettings, reasoner_from_settings
+    from workers.reasoner_settings import ReasonerSettings, reasoner_from_settings
 
     hearing = None
     if not args.reasoner_only:

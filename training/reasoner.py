@@ -1,5 +1,5 @@
 """Fine-tuning the background model's reasoner: a LoRA adapter on SmolLM2-135M-Instruct, trained
-on text calls, written as a llama.cpp adapter GGUF that `workers.reasoner.LocalReasoner` loads
+on text calls, written as a llama.cpp adapter GGUF that `workers.reasoner_local.LocalReasoner` loads
 over the packaged base weights.
 
     parley train-reasoner --out ~/.cache/parley/train/reasoner [--minutes M] [--resume]

@@ -63,7 +63,7 @@ def transcriber():
 def reasoner():
     models = _Models.here()
     if models.reasoner is None:
-        from workers.reasoner import ReasonerSettings, reasoner_from_settings
+        from workers.reasoner_settings import ReasonerSettings, reasoner_from_settings
 
         models.reasoner = reasoner_from_settings(ReasonerSettings())
     return models.reasoner

