@@ -174,6 +174,7 @@ def scenario_from_call(call, name: str, edges: dict[int, tuple[int, int]] | None
             "scenario": call.script.scenario,
             "features": sorted(call.script.features()),
             "channel": call.channel.to_dict(),
+            "perturbation": call.perturbation.to_dict() if call.perturbation else None,
         },
     }
     if call.channel.echo_delay_ms is not None:
@@ -256,9 +257,11 @@ def write_held_out(
     agents: tuple[str, ...] = AGENTS,
     seed0: int = HELD_OUT_SEED0,
     agent_voice: str = "espeak",
+    perturb: bool = False,
 ) -> list[Path]:
     """Render `n` held-out calls (agents in turn, seeds seed0, seed0 + 1, ...) as scenarios, the
-    agent's lines in `agent_voice` (corpus.render.AGENT_VOICE_CHOICES)."""
+    agent's lines in `agent_voice` (corpus.render.AGENT_VOICE_CHOICES); `perturb`: the callers'
+    voices and lines perturbed (corpus.perturb; the interjection clips are not)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tts = agent_tts(agent_voice)
@@ -266,9 +269,11 @@ def write_held_out(
     for i in range(n):
         agent, seed = agents[i % len(agents)], seed0 + i
         script = generate_script(agent, seed)
-        call = render_call(script, seed, held_out=True, tts=tts, agent_voice=agent_voice)
+        call = render_call(script, seed, held_out=True, tts=tts, agent_voice=agent_voice, perturb=perturb)
         muted = _MutedAgent(tts, agent_voices(agent_voice).values())
-        caller = render_call(script, seed, held_out=True, tts=muted, agent_voice=agent_voice).caller
+        caller = render_call(
+            script, seed, held_out=True, tts=muted, agent_voice=agent_voice, perturb=perturb
+        ).caller
         name = f"{agent}-{seed}"
         write_float(out / f"{name}.wav", caller, SAMPLE_RATE)
         write_float(out / f"{name}.agent.wav", call.agent, SAMPLE_RATE)
