@@ -323,3 +323,19 @@ def test_held_out_support_calls_get_reactive_interjections(held_out, tmp_path):
     first = support.path.parent
     for name in (again.name, f"{again.stem}.int0.wav", f"{again.stem}.int1.wav", f"{again.stem}.wav"):
         assert (tmp_path / name).read_bytes() == (first / name).read_bytes(), name
+
+
+def test_perturbed_held_out_scenarios_say_how_they_were_perturbed(tmp_path):
+    pytest.importorskip("espeakng_loader")
+    from evaluation.held_out import write_held_out
+
+    (path,) = write_held_out(tmp_path, 1, agents=("support",), seed0=HELD_OUT[0][1], perturb=True)
+    source = json.loads(path.read_text())["source"]
+    assert source["perturbation"] is not None and set(source["perturbation"]) >= {
+        "speed",
+        "tempo",
+        "vtlp_alpha",
+    }
+    (plain,) = write_held_out(tmp_path / "plain", 1, agents=("support",), seed0=HELD_OUT[0][1])
+    assert json.loads(plain.read_text())["source"]["perturbation"] is None
+    assert path.with_suffix(".wav").read_bytes() != plain.with_suffix(".wav").read_bytes()
