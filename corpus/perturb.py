@@ -28,6 +28,7 @@ import numpy as np
 import soxr
 
 from model.protocol import SAMPLE_RATE
+from telephony.g711 import float_to_pcm16, pcm16_to_float
 
 PERTURB_VERSION = 1  # bump when what a drawn perturbation does to audio changes (corpus caches)
 PACKET_MS = 20
@@ -113,11 +114,10 @@ def g722_round_trip(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray
     x = np.asarray(x, np.float32)
     if sample_rate != 16_000:
         raise ValueError(f"G.722 runs at 16 kHz, not {sample_rate} Hz")
-    pcm = np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
-    coded = G722(16_000, 64_000).encode(array("h", pcm.tobytes()))
-    decoded = np.asarray(G722(16_000, 64_000).decode(coded), np.int16)[G722_DELAY:]
+    coded = G722(16_000, 64_000).encode(array("h", float_to_pcm16(x).tobytes()))
+    decoded = pcm16_to_float(np.asarray(G722(16_000, 64_000).decode(coded), np.int16)[G722_DELAY:])
     out = np.zeros(len(x), np.float32)
-    out[: min(len(x), len(decoded))] = decoded[: len(x)] / 32768.0
+    out[: min(len(x), len(decoded))] = decoded[: len(x)]
     return out
 
 

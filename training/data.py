@@ -43,7 +43,10 @@ class CallStream:
         self.cfg = cfg
         self.data = data
         self.cache = cache or CorpusCache(agent_voice=data.agent_voice)
-        self.perturbed = CorpusCache(self.cache.root, data.agent_voice, perturb=True)
+        perturbed = data.perturb_share > 0
+        self.perturbed = (
+            CorpusCache(self.cache.root, data.agent_voice, perturb=True) if perturbed else self.cache
+        )
 
     def call(self, seed: int, n: int) -> tuple[str, int]:
         """The n-th call of the corpus: (agent, script seed)."""

@@ -3,7 +3,7 @@
 A decision renders the call as workers.reasoner's prompt, generates under the decision's JSON
 schema as a grammar, and parses the result. Several llama.cpp contexts keep several calls'
 histories evaluated, so a call's next decision reads only what is new; decisions take turns first
-come, first served. Split from workers.reasoner, which re-exports `LocalReasoner`.
+come, first served. workers.reasoner_settings chooses it (or an endpoint) from the environment.
 """
 
 from __future__ import annotations
@@ -167,6 +167,9 @@ class LocalReasoner:
                 self._turns = _FairPool(self.instances)
             return self._turns
 
+    def _tokens(self, prompt: str) -> np.ndarray:
+        return np.asarray(self._slots[0].llm.tokenize(prompt.encode(), add_bos=False, special=True), np.intc)
+
     def _take(self, prompt: str) -> tuple[_Slot, np.ndarray]:
         """The free context best placed for `prompt`, marked busy, and the prompt's tokens.
         Contexts open as calls need them (~65 MB each beside the mapped weights), up to
@@ -174,8 +177,7 @@ class LocalReasoner:
         there is room, and otherwise takes the least recently used of those that share as much of
         its prompt (one holding no other call first)."""
         with self._lock:
-            tokens = self._slots[0].llm.tokenize(prompt.encode(), add_bos=False, special=True)
-            tokens = np.asarray(tokens, np.intc)
+            tokens = self._tokens(prompt)
             free = [s for s in self._slots if not s.busy]
             shared = {id(s): s.shared(tokens) for s in free}
             best = max(shared.values(), default=0)
@@ -215,9 +217,7 @@ class LocalReasoner:
             self._slots += fresh
         if brief is None:
             return
-        tokens = self._slots[0].llm.tokenize(
-            chatml(chat_messages(brief, [])).encode(), add_bos=False, special=True
-        )
+        tokens = self._tokens(chatml(chat_messages(brief, [])))
         for slot in list(self._slots):
             turns.get()
             try:
@@ -226,8 +226,8 @@ class LocalReasoner:
                         continue
                     slot.busy = True
                 try:
-                    if slot.shared(np.asarray(tokens, np.intc)) < len(tokens):
-                        slot.llm.create_completion(tokens, max_tokens=1, temperature=0.0)
+                    if slot.shared(tokens) < len(tokens):
+                        slot.llm.create_completion(tokens.tolist(), max_tokens=1, temperature=0.0)
                 finally:
                     self._release(slot)
             finally:
