@@ -205,18 +205,44 @@ def _run_conversation(reasoner: Reasoner, brief: Brief, conv: Conversation, tall
         )
 
 
+FILLER = frozenset("a an the for my of about to".split())
+
+
+def reason_in_callers_words(got: Any, want: Any, history: list[dict]) -> bool:
+    """A free-text reason as a receptionist would note it: it holds the expected reason's words and
+    every other word of it is one the caller said (or a filler), so "a sore throat" passes and
+    "we can't have a checkup" does not."""
+    said = set(_norm(" ".join(h.get("text", "") for h in history if h["role"] == "caller")).split())
+    words = _norm(got).split()
+    return bool(words) and _norm(want) in _norm(got) and all(w in said or w in FILLER for w in words)
+
+
 def _clinic_case(reasoner: Reasoner, case: dict, tally: _Tally) -> None:
     d = reasoner.decide(CLINIC, case["history"])
     want = case["expect"]
+    strict = None
     if want["kind"] == "tool":
         ok = (
             d.kind == "tool"
             and d.tool == want["tool"]
             and arguments_match(d.tool, d.arguments or {}, want["arguments"])
         )
+        reason = want["arguments"].get("reason")
+        strict = ok and (
+            reason is None
+            or reason_in_callers_words((d.arguments or {}).get("reason"), reason, case["history"])
+        )
     else:
         ok = d.kind == want["kind"]
-    tally.add(conv=case["name"], label="clinic", expect=want["kind"], kind=d.kind, work_s=d.work_s, ok=ok)
+    tally.add(
+        conv=case["name"],
+        label="clinic",
+        expect=want["kind"],
+        kind=d.kind,
+        work_s=d.work_s,
+        ok=ok,
+        strict=ok if strict is None else strict,
+    )
 
 
 def evaluate_reasoner(
@@ -278,6 +304,7 @@ def evaluate_reasoner(
     }
     if clinic:
         figures["clinic_tool_accuracy"] = rate(clinic_tally.rows)
+        figures["clinic_strict_accuracy"] = rate(clinic_tally.rows, "strict")
         figures["clinic_cases"] = len(clinic_tally.rows)
     figures["goals"] = {
         k: {"goal": g, "value": figures.get(k), "met": _met(k, g, figures.get(k))} for k, g in GOALS.items()
