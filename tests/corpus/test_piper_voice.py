@@ -316,3 +316,20 @@ print(len(loaded), bad)
     assert out.returncode == 0, out.stderr[-2000:]
     count, bad = out.stdout.strip().split(" ", 1)
     assert int(count) >= 3 and bad == "[]", out.stdout
+
+
+def test_the_tts_command_speaks_a_caller_line_in_piper(tmp_path: Path) -> None:
+    """`python -m corpus.tts --voice piper` (make run's demo caller) writes the line in joe's voice."""
+    import wave
+
+    out = tmp_path / "caller.wav"
+    cmd = [sys.executable, "-m", "corpus.tts", "--voice", "piper", "--rate", "16000", "--out", str(out)]
+    done = subprocess.run(
+        [*cmd, "--text", TEXT], cwd=Path(__file__).parents[2], timeout=120, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert pv.VOICE_NAME in done.stdout
+    with wave.open(str(out), "rb") as wav:
+        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (1, 2, SR)
+        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    assert 2.0 < len(pcm) / SR < 6.0 and np.abs(pcm).max() > 3000
