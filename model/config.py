@@ -20,6 +20,7 @@ from typing import Any
 from model.protocol import EVENT_KINDS, FRAME_SAMPLES, LEGACY_EVENT_KINDS
 
 MICRO_TURN_SAMPLES = FRAME_SAMPLES
+EVENT_REPRS = ("bytes", "words")
 
 
 def _fail(name: str, value: Any, why: str) -> None:
@@ -62,6 +63,20 @@ class ModelConfig:
     # The event kinds the checkpoint was trained to read (model.protocol.EVENT_KINDS): its Ready
     # names them, and a gateway sends the call no others.
     event_kinds: tuple[str, ...] = LEGACY_EVENT_KINDS
+    # How an event enters the stream. "bytes": one stream position per payload byte between its
+    # marker and EVENT_END, at most `max_event_tokens` positions a tick (the checkpoints before
+    # the background model). "words": one position per event, its marker plus the mean of its
+    # hashed words (model.tokenizer.event_word_ids: `event_words` at most, `event_buckets` ids),
+    # at most `max_event_tokens` events a tick.
+    event_repr: str = "bytes"
+    event_words: int = 48
+    event_buckets: int = 8192
+    # The reply the agent is to voice (the background model's `reply` events): `prompter_bytes`
+    # > 0 shows each micro-turn the next that many bytes not yet said (a new reply replaces what
+    # is left of the last; model.tokenizer.prompter_advance moves the cursor by what the agent
+    # wrote); the text decoder attends to them. Replies keep `max_reply_bytes` at most.
+    prompter_bytes: int = 0
+    max_reply_bytes: int = 1024
 
     # Depth decoders (within one micro-turn: text tokens, tool text, audio frames)
     d_depth: int = 128
@@ -82,7 +97,7 @@ class ModelConfig:
             "n_layers d_model n_heads n_kv_heads n_experts top_k d_expert window max_prefix "
             "max_event_tokens hop_length win_length n_mels dmel_levels d_frame vocab_size "
             "max_text_tokens max_tool_tokens d_depth vocoder_n_fft vocoder_dim vocoder_layers "
-            "vocoder_kernel"
+            "vocoder_kernel event_words event_buckets max_reply_bytes"
         ).split()
         for name in positive:
             value = getattr(self, name)
@@ -117,6 +132,18 @@ class ModelConfig:
         unknown = sorted(set(self.event_kinds) - set(EVENT_KINDS))
         if unknown:
             _fail("event_kinds", self.event_kinds, f"unknown kinds {', '.join(unknown)}")
+        if self.event_repr not in EVENT_REPRS:
+            _fail("event_repr", self.event_repr, f"must be one of {', '.join(EVENT_REPRS)}")
+        if isinstance(self.prompter_bytes, bool) or not isinstance(self.prompter_bytes, int):
+            _fail("prompter_bytes", self.prompter_bytes, "must be an integer")
+        if not 0 <= self.prompter_bytes <= self.max_reply_bytes:
+            _fail(
+                "prompter_bytes",
+                self.prompter_bytes,
+                f"must be in [0, max_reply_bytes={self.max_reply_bytes}]",
+            )
+        if self.prompter_bytes and self.event_repr != "words":
+            _fail("prompter_bytes", self.prompter_bytes, 'needs event_repr="words"')
         if self.rope_base <= 1.0:
             _fail("rope_base", self.rope_base, "must be > 1")
         if not 0.0 <= self.router_jitter < 1.0:

@@ -11,7 +11,9 @@ stream of token ids back into text incrementally. This module knows nothing abou
 from __future__ import annotations
 
 import codecs
-from collections.abc import Iterable
+import re
+import zlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 N_BYTES = 256
@@ -92,6 +94,41 @@ class ByteTokenizer:
         if not name.replace("_", "").replace(".", "").isalnum():
             return None
         return name, (args.strip() or "{}")
+
+
+_WORD = re.compile(r"[^\W_]+|[?!.,]")
+
+
+def event_word_ids(payload: str, n_words: int, buckets: int) -> list[int]:
+    """An event's payload as at most `n_words` hashed word ids in [1, buckets] (0 is padding), for
+    checkpoints whose events take one stream position each (ModelConfig.event_repr == "words"):
+    its words and the marks that end or split a sentence (JSON's quotes and braces are not words),
+    lower-cased, each hashed with CRC-32, so any language and any
+    JSON maps to ids without a trained vocabulary and the same text always gives the same ids."""
+    words = _WORD.findall(payload.lower())[:n_words]
+    return [zlib.crc32(w.encode("utf-8")) % buckets + 1 for w in words]
+
+
+def prompter_advance(emitted: Sequence[int], window: Sequence[int]) -> int:
+    """How far a reply's cursor moves after a micro-turn whose text was `emitted`: the longest m
+    such that the last m bytes written are the first m bytes of the unsaid reply (`window`). A
+    micro-turn that says only its own words moves it 0; one that finishes an acknowledgement and
+    starts the reply ("Sure. Your o") moves it by the reply's part. Special tokens end `emitted`
+    and `window`. The serving step and the training labels both use this rule."""
+    said = []
+    for tok in emitted:
+        if not 0 <= tok < N_BYTES:
+            break
+        said.append(tok)
+    ahead = []
+    for tok in window:
+        if not 0 <= tok < N_BYTES:
+            break
+        ahead.append(tok)
+    for m in range(min(len(said), len(ahead)), 0, -1):
+        if said[len(said) - m :] == ahead[:m]:
+            return m
+    return 0
 
 
 class StreamDecoder:

@@ -34,6 +34,11 @@ def test_presets_meet_their_size_targets():
         (dict(dmel_min=3.0), "dmel_max"),
         (dict(vocab_size=100), "vocab_size"),
         (dict(n_layers=True), "n_layers"),
+        (dict(event_repr="subwords"), "event_repr"),
+        (dict(prompter_bytes=16), "prompter_bytes"),  # needs event_repr="words"
+        (dict(event_repr="words", prompter_bytes=-1), "prompter_bytes"),
+        (dict(event_repr="words", prompter_bytes=64, max_reply_bytes=32), "prompter_bytes"),
+        (dict(event_buckets=0), "event_buckets"),
     ],
 )
 def test_config_validation_names_the_field(changes, field):

@@ -27,3 +27,31 @@ def test_tokenizer_events_and_tool_calls():
     call = tok.encode_tool_call("lookup_order", '{"order_id": "A1"}')
     assert tok.parse_tool_call(call) == ("lookup_order", '{"order_id": "A1"}')
     assert tok.parse_tool_call(tok.encode("!!! {}")) is None
+
+
+def test_event_word_ids_are_stable_bounded_and_skip_json_punctuation():
+    from model.tokenizer import event_word_ids
+
+    ids = event_word_ids('{"status": "shipped", "eta": "2026-07-02"}', 48, 8192)
+    assert len(ids) == 7  # status , shipped , eta 2026 07 02 -> the comma after "shipped" and ":" dropped
+    assert ids == event_word_ids('{"STATUS": "Shipped", "eta": "2026-07-02"}', 48, 8192)
+    assert all(1 <= i <= 8192 for i in ids)
+    assert event_word_ids("one two three four", 2, 16) == event_word_ids("one two", 2, 16)
+    assert event_word_ids("", 48, 8192) == []
+    assert len(event_word_ids("¿Dónde está mi pedido?", 48, 8192)) == 5
+
+
+def test_prompter_advance_counts_the_reply_bytes_the_agent_wrote():
+    from model.tokenizer import SPECIAL, prompter_advance
+
+    def b(s: str) -> list[int]:
+        return list(s.encode())
+
+    assert prompter_advance(b("Your ord"), b("Your order shipped")) == 8
+    assert (
+        prompter_advance(b("Sure. Your o"), b("Your order shipped")) == 6
+    )  # acknowledgement, then the reply
+    assert prompter_advance(b("Let me check"), b("Your order shipped")) == 0
+    assert prompter_advance([*b("Your o"), SPECIAL.EOT, SPECIAL.PAD], b("Your order")) == 6
+    assert prompter_advance(b("Your order shipped!"), [*b("Your order"), SPECIAL.PAD]) == 0
+    assert prompter_advance([], b("Your")) == 0 and prompter_advance(b("x"), []) == 0
