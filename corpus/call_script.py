@@ -94,6 +94,13 @@ class Say:
     pause_inside_turn: bool = False  # continues the previous caller Say's turn after a pause
     translates: int | None = None  # interpreting: index of the caller Say this Say translates
     intent: str = ""
+    # With a background model beside the call (corpus.background_calls): a caller Say's words
+    # arrive as a `caller_words` event `heard_ms` after it ends; an agent Say is the background
+    # model's `reply`, arriving `reply_ms` after the end of item `after.of` (the caller's turn, a
+    # result, keys), and voiced no sooner than `reply_lead_ms` after it arrives.
+    heard_ms: int | None = None
+    reply_ms: int | None = None
+    reply_lead_ms: int = 0
 
 
 @dataclass(kw_only=True)

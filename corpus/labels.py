@@ -36,7 +36,7 @@ from model.config import MICRO_TURN_SAMPLES, ModelConfig
 from model.dmel import DMel
 from model.interaction import KIND_EVENT, KIND_TURN, Batch
 from model.protocol import FLOOR_STATES
-from model.tokenizer import SPECIAL, ByteTokenizer
+from model.tokenizer import EVENT_KINDS, SPECIAL, ByteTokenizer, event_word_ids, prompter_advance, reply_bytes
 from model.vocoder import vocoder_delay_samples
 
 N = MICRO_TURN_SAMPLES
@@ -86,9 +86,11 @@ class CallLabels:
     floor: np.ndarray  # [T] int64 index into FLOOR_STATES
     text: np.ndarray  # [T, max_text_tokens] int64: bytes, EOT, PAD
     tool: np.ndarray  # [T, max_tool_tokens] int64: "name {json}" bytes, EOT, PAD; all PAD when none
-    events: list[list[int]]  # [T] event tokens injected before micro-turn k
+    events: list[list[int]]  # [T] event tokens injected before micro-turn k ("words": one marker an event)
     dropped_text_bytes: int = 0  # text bytes past the call's end (0 in practice)
     dropped_event_tokens: int = 0  # event tokens still queued when the call ended
+    event_words: list[list[list[int]]] | None = None  # "words": [T][event] its hashed word ids
+    prompter: np.ndarray | None = None  # [T, prompter_bytes] int64: the reply not yet said, PAD after
 
     @property
     def n_turns(self) -> int:
@@ -132,7 +134,9 @@ def _floor(call: RenderedCall, t: int, first_text_turn: dict[int, int]) -> np.nd
 
 def with_tool_pending(call: RenderedCall) -> list[Event]:
     """The call's events (config excluded) plus the `tool_pending` notices a live call gets while a
-    slow tool works (agent.session sends them at the same times with the same payload)."""
+    slow tool works (agent.session sends them at the same times with the same payload). With a
+    background model (`call.background`) the tools are its own, and it says so at once: a
+    `tool_pending` of 0 seconds when it calls one (agent.background)."""
     events = [e for e in call.events if e.kind != "config"]
     answers = [e for e in events if e.kind in ("tool_result", "tool_error")]
     notices = []
@@ -143,6 +147,8 @@ def with_tool_pending(call: RenderedCall) -> list[Event]:
         answers.remove(answer)
         if tool.name in SESSION_TOOLS:  # carried out by the session itself, never pending
             continue
+        if call.background:
+            notices.append(Event(tool.t_ms, "tool_pending", tool_pending_payload(0)))
         # Not one due within PENDING_GAP_S of the answer: live, the answer would follow it at once;
         # here it would hold up the answer's tokens behind it while the words are already placed.
         waited = (answer.t_ms - tool.t_ms) / 1000 - PENDING_GAP_S
@@ -151,31 +157,76 @@ def with_tool_pending(call: RenderedCall) -> list[Event]:
     return sorted(events + notices, key=lambda e: e.t_ms)  # stable: a notice never ties its answer
 
 
-def _events(call: RenderedCall, t: int, cfg: ModelConfig) -> tuple[list[list[int]], dict[int, int], int]:
-    """(tokens before each micro-turn, event arrival ms -> micro-turn of its first token, dropped).
+def _events(call: RenderedCall, t: int, cfg: ModelConfig) -> tuple[list[list[Event]], dict[int, int], int]:
+    """(the events injected before each micro-turn, event arrival ms -> micro-turn of its first
+    token, tokens or events dropped).
 
-    Each event's tokens (tokenizer.encode_event) join a queue at the micro-turn during which it
-    arrives (t // 200 ms); before every micro-turn at most max_event_tokens queued tokens are
-    injected, so long events continue over the next micro-turns, as the model server's scheduler
-    does. The config event is not here: it is the pinned prefix (`config_prefix`)."""
+    Events join a queue at the micro-turn during which they arrive (t // 200 ms), as the model
+    server's scheduler queues them. `event_repr` "bytes": each event's tokens
+    (tokenizer.encode_event) at most max_event_tokens a micro-turn, so long events continue over
+    the next micro-turns; "words": whole events, at most max_event_tokens a micro-turn. An event
+    is listed at every micro-turn one of its tokens is injected at. The config event is not here:
+    it is the pinned prefix (`config_prefix`)."""
     arrivals = with_tool_pending(call)
-    groups: list[list[int]] = [[] for _ in range(t)]
+    groups: list[list[Event]] = [[] for _ in range(t)]
     first: dict[int, int] = {}
-    queue: deque[tuple[int, int | None]] = deque()  # (token, arrival ms if it starts an event)
+    size = (
+        (lambda e: 1)
+        if cfg.event_repr == "words"
+        else (lambda e: len(TOKENIZER.encode_event(e.kind, e.payload)))
+    )
+    queue: deque[Event] = deque()  # one entry per token (bytes) or per event (words)
     i = 0
     for k in range(t):
         while i < len(arrivals) and arrivals[i].t_ms * MS // N <= k:
-            e = arrivals[i]
-            tokens = TOKENIZER.encode_event(e.kind, e.payload)
-            queue.extend([(tokens[0], e.t_ms)] + [(tok, None) for tok in tokens[1:]])
+            queue.extend([arrivals[i]] * size(arrivals[i]))
             i += 1
         for _ in range(min(len(queue), cfg.max_event_tokens)):
-            tok, starts = queue.popleft()
-            groups[k].append(tok)
-            if starts is not None:
-                first.setdefault(starts, k)
-    late = sum(len(TOKENIZER.encode_event(e.kind, e.payload)) for e in arrivals[i:])
+            e = queue.popleft()
+            if not groups[k] or groups[k][-1] is not e:
+                groups[k].append(e)
+            first.setdefault(e.t_ms, k)
+    late = sum(size(e) for e in arrivals[i:])
     return groups, first, len(queue) + late
+
+
+def _event_tokens(groups: list[list[Event]], cfg: ModelConfig) -> list[list[int]]:
+    """The stream tokens before each micro-turn: bytes, continuing where the last micro-turn's
+    event stopped, or ("words") one marker an event."""
+    if cfg.event_repr == "words":
+        return [[EVENT_KINDS[e.kind] for e in g] for g in groups]
+    out: list[list[int]] = []
+    done: dict[int, int] = {}  # id(event) -> tokens injected so far
+    for g in groups:
+        tokens: list[int] = []
+        budget = cfg.max_event_tokens
+        for e in g:
+            all_tokens = TOKENIZER.encode_event(e.kind, e.payload)
+            start = done.get(id(e), 0)
+            take = all_tokens[start : start + budget]
+            tokens += take
+            budget -= len(take)
+            done[id(e)] = start + len(take)
+        out.append(tokens)
+    return out
+
+
+def _prompter(groups: list[list[Event]], text: np.ndarray, cfg: ModelConfig) -> np.ndarray:
+    """[T, prompter_bytes]: what each micro-turn shows of the reply not yet said. A reply event
+    replaces the reply when it is injected (before that micro-turn reads the window); after each
+    micro-turn the cursor moves by `prompter_advance` of the text written, as serving does."""
+    n = cfg.prompter_bytes
+    out = np.full((len(groups), n), SPECIAL.PAD, np.int64)
+    reply: list[int] = []
+    pos = 0
+    for k, g in enumerate(groups):
+        for e in g:
+            if e.kind == "reply":
+                reply, pos = reply_bytes(e.payload, cfg.max_reply_bytes), 0
+        window = reply[pos : pos + n]
+        out[k, : len(window)] = window
+        pos += prompter_advance(text[k].tolist(), window)
+    return out
 
 
 def pack_bytes(targets: list[int], lower: list[int], capacity: int) -> list[int]:
@@ -255,9 +306,13 @@ def tool_call_tokens(name: str, arguments_json: str, cfg: ModelConfig) -> list[i
 
 
 def _tools(call: RenderedCall, t: int, cfg: ModelConfig) -> np.ndarray:
-    """Each tool call at the micro-turn whose window holds its issue time (just after the filler)."""
+    """Each tool call at the micro-turn whose window holds its issue time (just after the filler).
+    With a background model the interaction model calls only `end_call` (it hears the goodbye):
+    the background model calls the rest."""
     tool = np.full((t, cfg.max_tool_tokens), SPECIAL.PAD, np.int64)
     for tc in call.tool_calls:
+        if call.background and tc.name != "end_call":
+            continue
         k = max(0, tc.t_ms * MS // N - 1)  # the window holding the issue time
         while k < t - 1 and tool[k, 0] != SPECIAL.PAD:
             k += 1
@@ -277,8 +332,9 @@ def micro_turn_labels(call: RenderedCall, cfg: ModelConfig) -> CallLabels:
     shift = agent_shift_samples(cfg)
     advanced = np.zeros(call.n_samples, np.float32)
     advanced[: max(0, call.n_samples - shift)] = call.agent[shift:]
-    events, first_turn, dropped_events = _events(call, t, cfg)
+    groups, first_turn, dropped_events = _events(call, t, cfg)
     text, first_text_turn, dropped_text = _text(call, t, cfg, first_turn)
+    words = cfg.event_repr == "words"
     # The agent's configuration as serving renders it today, not as it was when the call was cached.
     config = config_text(call.script.agent)
     return CallLabels(
@@ -291,9 +347,15 @@ def micro_turn_labels(call: RenderedCall, cfg: ModelConfig) -> CallLabels:
         floor=_floor(call, t, first_text_turn),
         text=text,
         tool=_tools(call, t, cfg),
-        events=events,
+        events=_event_tokens(groups, cfg),
         dropped_text_bytes=dropped_text,
         dropped_event_tokens=dropped_events,
+        event_words=(
+            [[event_word_ids(e.payload, cfg.event_words, cfg.event_buckets) for e in g] for g in groups]
+            if words
+            else None
+        ),
+        prompter=_prompter(groups, text, cfg) if cfg.prompter_bytes else None,
     )
 
 
@@ -327,6 +389,10 @@ def to_batch(calls: list[CallLabels], cfg: ModelConfig, max_positions: int, seed
     text = torch.full((b, t, cfg.max_text_tokens), SPECIAL.PAD, dtype=torch.int64)
     tool = torch.full((b, t, cfg.max_tool_tokens), SPECIAL.PAD, dtype=torch.int64)
     audio = torch.zeros(b, t, f, m, dtype=torch.int64)
+    words = torch.zeros(b, t, cfg.event_words, dtype=torch.int64) if cfg.event_repr == "words" else None
+    prompter = (
+        torch.full((b, t, cfg.prompter_bytes), SPECIAL.PAD, dtype=torch.int64) if cfg.prompter_bytes else None
+    )
     for row, c in enumerate(calls):
         prefix[row, : len(c.prefix)] = torch.tensor(c.prefix, dtype=torch.int64)
         rng = None if seed is None else np.random.default_rng([seed, row])
@@ -338,6 +404,9 @@ def to_batch(calls: list[CallLabels], cfg: ModelConfig, max_positions: int, seed
                 break
             ev_pos.extend(range(pos, pos + len(ev)))
             ev_tok.extend(ev)
+            if words is not None:
+                for j, ids in enumerate(c.event_words[k]):
+                    words[row, pos + j, : len(ids)] = torch.tensor(ids, dtype=torch.int64)
             pos += len(ev)
             turns.append(k)
             positions.append(pos)
@@ -351,6 +420,8 @@ def to_batch(calls: list[CallLabels], cfg: ModelConfig, max_positions: int, seed
         floor[row, ps] = torch.from_numpy(c.floor)[ks]
         text[row, ps] = torch.from_numpy(c.text)[ks]
         tool[row, ps] = torch.from_numpy(c.tool)[ks]
+        if prompter is not None:
+            prompter[row, ps] = torch.from_numpy(c.prompter)[ks]
     prefix_len = torch.tensor([len(c.prefix) for c in calls], dtype=torch.int64)
     return Batch(
         prefix=prefix,
@@ -362,6 +433,8 @@ def to_batch(calls: list[CallLabels], cfg: ModelConfig, max_positions: int, seed
         text=text,
         tool=tool,
         audio=audio,
+        event_words=words,
+        prompter=prompter,
     )
 
 

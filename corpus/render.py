@@ -29,6 +29,7 @@ import numpy as np
 
 from agent.events import event_json
 from corpus import piper_voice
+from corpus.background_calls import BACKGROUND_VERSION, HEARING_WER, heard_text, with_background
 from corpus.call_script import SCRIPT_VERSION, CallScript, Dtmf, Say, Timer, ToolCall
 from corpus.effects import ChannelParams, apply_channel, to_pcm16_grid
 from corpus.paths import default_cache_dir
@@ -173,6 +174,7 @@ class PlacedSay:
     words: tuple[Word, ...]
     cut_sample: int | None = None  # agent turns cut by a barge-in: caller onset + 200 ms
     not_before_sample: int = 0  # agent Says answering a result/timer/keys: when that became known
+    reply_sample: int | None = None  # agent Says the background model replied: when the reply arrived
 
 
 class Event(NamedTuple):
@@ -202,6 +204,7 @@ class RenderedCall:
     channel: ChannelParams
     agent_voice: str = "espeak"  # AGENT_VOICE_CHOICES
     perturbation: Perturbation | None = None  # the caller's voice and line (render_call perturb=True)
+    background: bool = False  # with a background model's words and replies (render_call background=True)
 
     @property
     def n_samples(self) -> int:
@@ -226,6 +229,7 @@ class RenderedCall:
             "channel": self.channel.to_dict(),
             "agent_voice": self.agent_voice,
             "perturbation": self.perturbation.to_dict() if self.perturbation else None,
+            "background": self.background,
             "script": self.script.to_json(),
             "says": [
                 {**asdict(s), "words": [list(w) for w in ((w.text, w.start_sample) for w in s.words)]}
@@ -264,6 +268,7 @@ class RenderedCall:
             ChannelParams(**meta["channel"]),
             meta.get("agent_voice", "espeak"),  # calls cached before the choice existed: espeak
             Perturbation(**meta["perturbation"]) if meta.get("perturbation") else None,
+            meta.get("background", False),
         )
 
 
@@ -337,6 +342,7 @@ class _Placed:
     words: list[tuple[str, int]] | None = None  # relative onsets
     cut: int | None = None
     not_before: int = 0
+    reply_at: int | None = None
 
 
 def _place(script: CallScript, synth: _Synth) -> list[_Placed]:
@@ -383,11 +389,18 @@ def _place(script: CallScript, synth: _Synth) -> list[_Placed]:
                 if cut < agent.end:
                     agent.end, agent.cut = cut, cut
             ref_item = items[g.of] if g.of is not None else None
+            if it.reply_ms is not None and g.of is not None:  # voiced once the reply has arrived
+                p.reply_at = placed[g.of].end + it.reply_ms * MS
+                lead = p.reply_at + it.reply_lead_ms * MS - p.start
+                if lead > 0:
+                    p.start, p.end = p.start + lead, p.end + lead
             if it.speaker == "agent" and g.ref == "prev_end":
                 if isinstance(ref_item, (ToolCall, Timer)):
                     p.not_before = placed[g.of].end
                 elif isinstance(ref_item, Dtmf):
                     p.not_before = placed[g.of].start + (len(ref_item.digits) - 1) * ref_item.interval_ms * MS
+            if p.reply_at is not None:
+                p.not_before = max(p.not_before, p.reply_at)
         elif isinstance(it, ToolCall):
             start = max(start, 0)
             p = _Placed(start, start + it.latency_ms * MS)
@@ -404,6 +417,23 @@ def _place(script: CallScript, synth: _Synth) -> list[_Placed]:
             p = _Placed(start, start)
         placed.append(p)
     return placed
+
+
+def _background_events(items, placed: list[_Placed], rng: np.random.Generator) -> list[Event]:
+    """The background model's events: each caller Say's words as heard, each reply's text."""
+    vocabulary = [
+        w for it in items if isinstance(it, Say) and it.speaker == "caller" for w in it.text.split()
+    ]
+    wer = float(rng.uniform(*HEARING_WER))
+    events = []
+    for it, p in zip(items, placed):
+        if isinstance(it, Say) and it.heard_ms is not None:
+            words = heard_text(it.text, rng, wer, vocabulary)
+            if words:
+                events.append(Event(p.end // MS + it.heard_ms, "caller_words", words))
+        if isinstance(it, Say) and p.reply_at is not None:
+            events.append(Event(p.reply_at // MS, "reply", it.text))
+    return events
 
 
 def _rng(script: CallScript, seed: int, held_out: bool) -> np.random.Generator:
@@ -436,6 +466,7 @@ def render_call(
     tts: Espeak | None = None,
     agent_voice: str = "espeak",
     perturb: bool = False,
+    background: bool = False,
 ) -> RenderedCall:
     """Synthesise and lay out `script` (times: `_place`). Same arguments, same call.
     `tts` (default `agent_tts(agent_voice)`) must speak the voices of `agent_voices(agent_voice)`.
@@ -443,12 +474,18 @@ def render_call(
     when they arrive (compact JSON of the result dict or the error string), timers when they fire,
     one "dtmf" per key. Tool calls (t_ms, name, arguments_json) at their issue time.
     `perturb`: the caller's voice and line also perturbed (corpus.perturb, drawn per call from its
-    own stream, so everything else is as without)."""
+    own stream, so everything else is as without). `background`: a background model beside the
+    call (corpus.background_calls, its own stream): the script gets its delays and
+    acknowledgements, each caller Say's words arrive as "caller_words" (as heard: `heard_text`),
+    each reply as "reply" with the agent Say's text, and the Say is voiced after it."""
     voices_of_agent = agent_voices(agent_voice)
     tts = tts or agent_tts(agent_voice)
-    # the first: `caller_voice`; the fourth only with perturb (children 0-2 are the same either way)
-    _, prosody_rng, channel_rng, perturb_rng = _rng(script, seed, held_out).spawn(4)
+    # the first: `caller_voice`; the fourth only with perturb, the fifth only with background
+    # (children 0-2 are the same either way)
+    _, prosody_rng, channel_rng, perturb_rng, background_rng = _rng(script, seed, held_out).spawn(5)
     caller = caller_voice(script, seed, held_out)
+    if background:
+        script = with_background(script, background_rng)
     items = script.items
     perturbation = Perturbation.draw(perturb_rng) if perturb else None
     placed = _place(script, _Synth(tts, caller, prosody_rng, voices_of_agent, perturbation))
@@ -470,7 +507,19 @@ def render_call(
         )
         spoken = " ".join(w.text for w in words)
         says.append(
-            PlacedSay(i, it.speaker, it.role, it.lang, p.start, p.end, spoken, words, p.cut, p.not_before)
+            PlacedSay(
+                i,
+                it.speaker,
+                it.role,
+                it.lang,
+                p.start,
+                p.end,
+                spoken,
+                words,
+                p.cut,
+                p.not_before,
+                p.reply_at,
+            )
         )
     says.sort(key=lambda s: (s.start_sample, s.item))
 
@@ -486,6 +535,8 @@ def render_call(
         elif isinstance(it, Dtmf):
             for k, digit in enumerate(it.digits):
                 events.append(Event((p.start + k * it.interval_ms * MS) // MS, "dtmf", digit))
+    if background:
+        events += _background_events(items, placed, background_rng)
     events.sort(key=lambda e: e.t_ms)  # stable: same-time events keep script order
     tool_calls.sort(key=lambda t: t.t_ms)
 
@@ -509,6 +560,7 @@ def render_call(
         params,
         agent_voice,
         perturbation,
+        background,
     )
 
 
@@ -524,17 +576,23 @@ class CorpusCache:
     Writes are atomic. Root: $PARLEY_CACHE_DIR or ~/.cache/parley/corpus, a directory per agent voice."""
 
     def __init__(
-        self, root: str | Path | None = None, agent_voice: str = "espeak", perturb: bool = False
+        self,
+        root: str | Path | None = None,
+        agent_voice: str = "espeak",
+        perturb: bool = False,
+        background: bool = False,
     ) -> None:
         agent_voices(agent_voice)  # ValueError if unknown
         self.root = Path(root) if root is not None else default_cache_dir()
-        self.agent_voice, self.perturb = agent_voice, perturb
+        self.agent_voice, self.perturb, self.background = agent_voice, perturb, background
         espeak = importlib.metadata.version("espeakng-loader")
         name = f"render{RENDER_VERSION}-script{SCRIPT_VERSION}-espeak{espeak}"
         if agent_voice == "piper":  # the voice and a digest of everything that shapes its audio
             name += f"-piper-{piper_voice.VOICE_ID}-{piper_voice.settings_digest()}"
         if perturb:  # the perturbations' code is part of the corpus: G722's version with it
             name += f"-perturb{PERTURB_VERSION}-g722{importlib.metadata.version('G722')}"
+        if background:
+            name += f"-background{BACKGROUND_VERSION}"
         self.dir = self.root / name
 
     def path(self, agent: str, seed: int, held_out: bool = False) -> Path:
@@ -545,12 +603,20 @@ class CorpusCache:
         if path.is_file():
             try:
                 call = RenderedCall.load(path)
-                if call.agent_voice == self.agent_voice and (call.perturbation is not None) == self.perturb:
+                same = call.agent_voice == self.agent_voice and call.background == self.background
+                if same and (call.perturbation is not None) == self.perturb:
                     return call
             except (OSError, ValueError, KeyError, zipfile.BadZipFile):
                 pass  # a damaged or stale file: render it again
         script = generate_script(agent, seed)
-        call = render_call(script, seed, held_out, agent_voice=self.agent_voice, perturb=self.perturb)
+        call = render_call(
+            script,
+            seed,
+            held_out,
+            agent_voice=self.agent_voice,
+            perturb=self.perturb,
+            background=self.background,
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
         call.save(buf)

@@ -50,6 +50,8 @@ class Batch:
     text: torch.Tensor  # [B, T, N] int64: agent text tokens (EOT then PAD)
     tool: torch.Tensor  # [B, T, Ntool] int64: tool-call text (PAD when none)
     audio: torch.Tensor  # [B, T, F, M] int64: agent dMel levels
+    event_words: torch.Tensor | None = None  # [B, T, W] int64 hashed word ids at event positions, 0 pad
+    prompter: torch.Tensor | None = None  # [B, T, Np] int64 at micro-turns: the reply not yet said, PAD after
 
 
 @dataclass

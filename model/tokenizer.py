@@ -109,6 +109,12 @@ def event_word_ids(payload: str, n_words: int, buckets: int) -> list[int]:
     return [zlib.crc32(w.encode("utf-8")) % buckets + 1 for w in words]
 
 
+def reply_bytes(payload: str, max_bytes: int) -> list[int]:
+    """A reply as the agent is to say it, the bytes its prompter shows: the words with one space
+    after each (as the agent writes its text) and nothing else, cut to `max_bytes`."""
+    return [b for word in payload.split() for b in (word + " ").encode("utf-8")][:max_bytes]
+
+
 def prompter_advance(emitted: Sequence[int], window: Sequence[int]) -> int:
     """How far a reply's cursor moves after a micro-turn whose text was `emitted`: the longest m
     such that the last m bytes written are the first m bytes of the unsaid reply (`window`). A

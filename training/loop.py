@@ -57,7 +57,7 @@ def lr_at(step: int, c: TrainConfig) -> float:
 
 
 def _to(batch: Batch, device: torch.device) -> Batch:
-    return Batch(**{k: v.to(device) for k, v in vars(batch).items()})
+    return Batch(**{k: None if v is None else v.to(device) for k, v in vars(batch).items()})
 
 
 def truncate_records(path: Path, step: int) -> None:
