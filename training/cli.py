@@ -1,7 +1,7 @@
 """`parley train`: train a preset on generated calls, resumable, with progress and loss curves.
 
     parley train --preset small --out runs/small [--resume] [--device cpu|cuda] [--hours H] [--steps N]
-                 [--agent-voice espeak|piper] [--perturb-share S]
+                 [--agent-voice espeak|piper] [--perturb-share S] [--background]
 
 Every `--checkpoint-every` steps the run directory gets a loadable checkpoint (config.json +
 model.safetensors), the trainer state, losses.jsonl and losses.png. Stopped at any point, the same
@@ -104,6 +104,12 @@ def add_command(sub) -> None:
         "(G.722, packet loss) are perturbed (corpus.perturb)",
     )
     p.add_argument(
+        "--background",
+        action="store_true",
+        help="calls with a background model beside them: caller words and replies as events "
+        "(corpus.background_calls), for checkpoints that read them (presets with event_repr words)",
+    )
+    p.add_argument(
         "--part",
         choices=("model", "vocoder"),
         default="model",
@@ -195,6 +201,8 @@ def cmd_train(args) -> int:
     record = {"agent_voice": args.agent_voice}
     if args.perturb_share:
         record["perturb_share"] = args.perturb_share
+    if args.background:
+        record["background"] = True
     _same_data(args.out, record, existing=(args.out / "trainer.pt").is_file())
     cfg = ModelConfig.from_name(args.preset)
     torch.manual_seed(args.data_seed)
@@ -207,6 +215,7 @@ def cmd_train(args) -> int:
             args.corpus_calls,
             agent_voice=args.agent_voice,
             perturb_share=args.perturb_share,
+            background=args.background,
         ),
     )
     train_cfg = TrainConfig(
@@ -244,7 +253,7 @@ def cmd_train(args) -> int:
 
 
 # What a run's data.json leaves out: runs from before a key existed were made with these.
-DATA_DEFAULTS = {"agent_voice": "espeak", "perturb_share": 0.0}
+DATA_DEFAULTS = {"agent_voice": "espeak", "perturb_share": 0.0, "background": False}
 
 
 def _same_data(out: Path, record: dict, existing: bool) -> None:

@@ -7,7 +7,9 @@ training and for evaluation come from disjoint ranges (`EVAL_SEED_BASE`), and ev
 held-out caller voices. `agent_voice` picks the agent's English voice (corpus.render:
 "espeak", what the shipped checkpoint was trained on, or "piper"); each has its own corpus cache.
 `perturb_share` of the calls (chosen per call, so a call is always the same) have their caller's
-voice, level and line perturbed (corpus.perturb), in a cache of their own.
+voice, level and line perturbed (corpus.perturb), in a cache of their own. `background`: every
+call has a background model beside it (corpus.background_calls: caller words and replies as
+events, acknowledgements while a reply is coming), in caches of their own.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class DataConfig:
     interpreting_share: float = 0.3
     agent_voice: str = "espeak"  # corpus.render.AGENT_VOICE_CHOICES
     perturb_share: float = 0.0  # calls whose caller voice and line are perturbed (corpus.perturb)
+    background: bool = False  # calls with a background model beside them (corpus.background_calls)
 
 
 class CallStream:
@@ -42,10 +45,16 @@ class CallStream:
     ) -> None:
         self.cfg = cfg
         self.data = data
-        self.cache = cache or CorpusCache(agent_voice=data.agent_voice)
+        self.cache = cache or CorpusCache(agent_voice=data.agent_voice, background=data.background)
+        if self.cache.background != data.background:
+            raise ValueError(
+                f"DataConfig.background={data.background} but the cache's is {self.cache.background}"
+            )
         perturbed = data.perturb_share > 0
         self.perturbed = (
-            CorpusCache(self.cache.root, data.agent_voice, perturb=True) if perturbed else self.cache
+            CorpusCache(self.cache.root, data.agent_voice, perturb=True, background=data.background)
+            if perturbed
+            else self.cache
         )
 
     def call(self, seed: int, n: int) -> tuple[str, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from model.config import ModelConfig
@@ -165,6 +166,25 @@ def test_a_fixed_share_of_the_corpus_is_perturbed(tmp_path):
     assert stream.perturbed.root == tmp_path and stream.perturbed.dir != stream.cache.dir
     plain = CallStream(cfg, DataConfig(), CorpusCache(tmp_path))
     assert not any(plain.cache_of(0, n).perturb for n in range(200))
+
+
+def test_a_background_stream_gives_words_and_the_prompter(tmp_path):
+    from corpus.render import CorpusCache
+    from model.protocol import EVENT_KINDS
+    from training.data import CallStream, DataConfig
+
+    cfg = ModelConfig.from_name("tiny").replace(
+        event_repr="words", prompter_bytes=16, event_kinds=EVENT_KINDS
+    )
+    data = DataConfig(
+        batch_size=2, max_positions=128, corpus_calls=3, interpreting_share=0.0, background=True
+    )
+    stream = CallStream(cfg, data, CorpusCache(tmp_path, background=True))
+    batch = stream(0, 0)
+    assert batch.event_words.shape == (2, 128, cfg.event_words) and batch.prompter.shape == (2, 128, 16)
+    assert stream.cache.dir.name.endswith("-background1") and any(stream.cache.dir.rglob("*.npz"))
+    with pytest.raises(ValueError, match="background"):
+        CallStream(cfg, data, CorpusCache(tmp_path))
 
 
 def test_feedback_noise_corrupts_only_what_the_model_reads_back():
