@@ -1,7 +1,7 @@
 """`parley eval`: scenarios through the real model server, scored, with an HTML report.
 
     parley eval [--checkpoint DIR | --preset NAME] [--scenarios DIR] --out DIR [--limit N]
-                [--no-baseline] [--no-asr] [--max-slots 8] [--tick-ms 200] [--save-audio]
+                [--no-baseline] [--no-asr] [--max-slots 8] [--tick-ms 200] [--save-audio] [--background]
     parley eval --write-scenarios DIR [--n 20] [--seed0 900000] [--agent-voice espeak|piper] [--perturb]
 
 Without --scenarios, `--n` held-out scenarios are generated into OUT/scenarios first (kept and
@@ -12,6 +12,11 @@ their callers perturbed voices and lines (corpus.perturb).
 The model is the shipped checkpoint unless --checkpoint or --preset say otherwise (a preset has
 random weights). Calls run in real time (200 ms ticks), up to --max-slots at once; --tick-ms
 below 200 runs them faster than real time when the machine keeps up (late frames are reported).
+`--background` runs the background model beside every call, in this process
+(agent.background_local: Whisper and the reasoner from PARLEY_HEARING_* / PARLEY_REASONER_*, with
+PARLEY_BACKGROUND_* settings, enabled): its tool calls are the ones scored, and the report adds
+the agent's WER against the words it meant, the lookups whose answer the caller hears and the
+background model's delays (evaluation.background_run).
 Prints one JSON line: where the report is and how many goals were met.
 """
 
@@ -66,6 +71,18 @@ def add_command(sub) -> None:
         "--perturb",
         action="store_true",
         help="generated scenarios' callers with perturbed voices and lines (corpus.perturb)",
+    )
+    p.add_argument(
+        "--background",
+        action="store_true",
+        help="run the background model (Whisper + the reasoner, in-process) beside every call; "
+        "its tool calls are scored, with the agent-meant WER, lookups heard and its delays",
+    )
+    p.add_argument(
+        "--background-threads",
+        type=int,
+        default=2,
+        help="with --background: hearing and reasoning tasks run at once",
     )
     p.add_argument(
         "--background-only",
@@ -142,6 +159,26 @@ def cmd_eval(args) -> int:
         raise ValueError("--out DIR is required (or --write-scenarios DIR)")
     if args.background_only or args.reasoner_only:
         return cmd_eval_background(args)
+    if args.background:
+        return _with_background(args)
+    return _run_eval(args)
+
+
+def _with_background(args) -> int:
+    """The evaluation with `LocalBackgroundTasks` beside every call, its models loaded first."""
+    from agent.background_local import LocalBackgroundTasks
+
+    t = time.perf_counter()
+    tasks = LocalBackgroundTasks(threads=args.background_threads)
+    tasks.warm()
+    log.info("background model loaded in %.1f s", time.perf_counter() - t)
+    try:
+        return _run_eval(args, tasks)
+    finally:
+        tasks.close()
+
+
+def _run_eval(args, background=None) -> int:
     import asyncio
 
     import torch
@@ -186,6 +223,7 @@ def cmd_eval(args) -> int:
             model_name=name,
             seed=args.seed,
             temperature=args.temperature,
+            background=background,
         )
     )
     run_s = time.perf_counter() - t0
@@ -204,6 +242,15 @@ def cmd_eval(args) -> int:
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join(["parley"] + sys.argv[1:]),
     }
+    if background is not None:
+        from evaluation.metrics import matmul_gflops
+
+        results["meta"]["background"] = {
+            "hearing_model": os.environ.get("PARLEY_HEARING_MODEL", "base"),
+            "reasoner": type(background.reasoner).__name__,
+            "threads": args.background_threads,
+        }
+        results["meta"]["matmul_gflops"] = matmul_gflops()
     if args.save_audio:
         (args.out / "audio").mkdir(parents=True, exist_ok=True)
         for record in records:
@@ -222,7 +269,14 @@ def cmd_eval(args) -> int:
                     a: s["model"]["turn_taking_rate"] for a, s in results["summary"]["by_agent"].items()
                 },
                 "wall_seconds": round(time.perf_counter() - t0, 1),
+                **({"background": _background_figures(results["summary"]["model"])} if background else {}),
             }
         )
     )
     return 0
+
+
+def _background_figures(summary: dict) -> dict:
+    keys = ["tool_call_accuracy", "wer", "agent_meant_wer", "lookup_heard", "n_lookup_calls"]
+    keys += [k for k in summary if k.startswith("delay_") and not k.startswith("n_")]
+    return {k: summary.get(k) for k in keys}

@@ -7,9 +7,12 @@ rates and latency percentiles (numpy linear interpolation; None for no values). 
 on the call clock (0 = first caller sample); intervals are half-open [start, end). Each metric's
 rule, with its defaults, is on its function (`pause_takeovers`, `turn_taking`, `barge_in_stops`,
 `backchannel_false_stops`, `echo_false_stops`, `agent_backchannels`, `tool_call_accuracy`, `chrf`,
-`wer`).
+`wer`). With the background model beside the call: `meant_text` (what the agent was meant to
+say: its own words and the replies it was given) and `answer_heard` (a lookup's status and date
+in a transcript).
 
-Pure Python and numpy: no model, no audio files, no ASR.
+Pure Python and numpy (and the torch-free `model.tokenizer` for the reply prompter's rule): no
+model weights, no audio files, no ASR.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from model.tokenizer import prompter_advance
 
 Interval = tuple[float, float]
 NgramStats = list[tuple[int, int, int]]  # per order n: (hypothesis n-grams, reference n-grams, matched)
@@ -369,6 +374,122 @@ def wer(reference: str, hypothesis: str) -> float:
     return errors / n
 
 
+# ------------------------------------------------------------------- with the background model
+
+
+def meant_text(turns: Sequence[tuple[float, str]], replies: Sequence[tuple[float, str]]) -> str:
+    """What the agent meant to say: its own written text (`turns`: (time, text written in that
+    micro-turn)) and the replies it was given (`replies`: (time given, text)), in call order.
+    Text it wrote while voicing a reply is that reply's (the serving rule,
+    `model.tokenizer.prompter_advance`, moves the reply's cursor by it) and is counted once, as
+    the whole reply, placed where the agent started saying it; a reply it never started is placed
+    where it was given. A new reply replaces what is left of the last."""
+    pieces: list[bytes] = []  # own text runs and whole replies, in order
+    own = False  # the last piece is a run of the agent's own text
+    pending = sorted(replies, key=lambda r: r[0])
+    unsaid = b""
+    slot: int | None = None  # where the current reply goes if it is never started
+    reply = b""
+    started = True
+
+    def place(at: int | None, text: bytes) -> None:
+        if at is None:
+            pieces.append(text)
+        else:
+            pieces[at] = text
+
+    for t, text in sorted(turns, key=lambda x: x[0]):
+        while pending and pending[0][0] <= t:
+            if not started and slot is not None:
+                place(slot, reply)
+            reply = unsaid = pending.pop(0)[1].strip().encode()
+            pieces.append(b"")  # its slot, filled only if it is never started
+            slot, started, own = len(pieces) - 1, False, False
+        written = text.encode()
+        m = prompter_advance(list(written), list(unsaid)) if unsaid else 0
+        head = written[: len(written) - m]
+        if head:
+            if own:
+                pieces[-1] += head
+            else:
+                pieces.append(head)
+            own = True
+        if m:
+            if not started:
+                pieces.append(reply)
+                started, own = True, False
+            unsaid = unsaid[m:]
+    if not started and slot is not None:
+        place(slot, reply)
+    for _, text in pending:  # given after the agent's last words
+        pieces.append(text.strip().encode())
+    return " ".join(" ".join(p.decode("utf-8", "replace").split()) for p in pieces if p.strip())
+
+
+MONTHS = "january february march april may june july august september october november december".split()
+_UNITS = "one two three four five six seven eight nine".split()
+_TEENS = "ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()
+_ORD_UNITS = "first second third fourth fifth sixth seventh eighth ninth".split()
+_ORD_TEENS = (
+    "tenth eleventh twelfth thirteenth fourteenth fifteenth sixteenth seventeenth eighteenth nineteenth"
+).split()
+
+
+def day_forms(day: int) -> list[list[str]]:
+    """How a recogniser may write day `day` of a month, as word sequences after `normalize_words`:
+    "2", "2nd", "second", "two"; "twenty second", "twentysecond" (a hyphen is deleted), ..."""
+    suffix = "th" if 10 <= day % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
+    forms = [[str(day)], [f"{day}{suffix}"]]
+    if day < 10:
+        forms += [[_ORD_UNITS[day - 1]], [_UNITS[day - 1]]]
+    elif day < 20:
+        forms += [[_ORD_TEENS[day - 10]], [_TEENS[day - 10]]]
+    else:
+        tens = {2: "twenty", 3: "thirty"}[day // 10]
+        if day % 10 == 0:
+            forms += [[tens[:-1] + "ieth"], [tens]]
+        else:
+            for unit in (_ORD_UNITS[day % 10 - 1], _UNITS[day % 10 - 1]):
+                forms += [[tens, unit], [tens + unit]]
+    return forms
+
+
+def _at(words: Sequence[str], i: int, form: Sequence[str]) -> bool:
+    return i >= 0 and list(words[i : i + len(form)]) == list(form)
+
+
+def date_heard(words: Sequence[str], month: int, day: int) -> bool:
+    """Whether normalised `words` say the date: the month's name with the day right after it
+    ("July 2nd", "July the second") or right before it ("the 2nd of July", "2 July")."""
+    name = MONTHS[month - 1]
+    forms = day_forms(day)
+    for i, w in enumerate(words):
+        if w != name:
+            continue
+        for f in forms:
+            after = _at(words, i + 1, f) or (
+                i + 1 < len(words) and words[i + 1] == "the" and _at(words, i + 2, f)
+            )
+            before = _at(words, i - len(f), f) or (
+                i >= 1 and words[i - 1] == "of" and _at(words, i - 1 - len(f), f)
+            )
+            if after or before:
+                return True
+    return False
+
+
+def answer_heard(transcript: str, status: str, iso_date: str | None) -> bool:
+    """Whether a transcript of the agent says an order's status (the word) and, when there is one,
+    the date the status is about (`date_heard`; `iso_date` "YYYY-MM-DD")."""
+    words = normalize_words(transcript)
+    if not normalize_words(status) or not all(w in words for w in normalize_words(status)):
+        return False
+    if iso_date is None:
+        return True
+    _, month, day = (int(x) for x in iso_date.split("-"))
+    return date_heard(words, month, day)
+
+
 # ---------------------------------------------------------------------------------- percentiles
 
 
@@ -394,10 +515,21 @@ class CallResult:
     tools: ToolScore
     chrf_stats: list[tuple[int, int, int]] | None  # None without reference translations
     word_errors: tuple[int, int] | None  # (errors, reference words) of an ASR transcript
+    # With the background model beside the call (None / empty without):
+    meant_word_errors: tuple[int, int] | None = None  # the same transcript against `meant_text`
+    lookups_heard: bool | None = None  # a successful lookup's status and date in the transcript
+    delays: dict[str, list[float]] = field(default_factory=dict)  # DELAYS -> seconds
+    background: bool = False
 
     @property
     def chrf(self) -> float | None:
         return None if self.chrf_stats is None else chrf_from_stats(self.chrf_stats)
+
+
+# The background model's delays (seconds), which the training data's are drawn around:
+# a caller speech segment's end -> its `caller_words` event; the caller words, or a tool's result,
+# the reasoner last read -> the `reply` event; an annotated caller turn end -> the next reply.
+DELAYS = ("words", "reply_after_words", "reply_after_tool", "reply_after_turn_end")
 
 
 def evaluate_call(
@@ -405,6 +537,9 @@ def evaluate_call(
     track: AgentTrack,
     asr_text: str | None = None,
     *,
+    meant: str | None = None,
+    lookups: Sequence[tuple[str, str | None]] = (),
+    delays: dict[str, list[float]] | None = None,
     turn_window_s: float = 2.0,
     bc_max_s: float = 1.0,
     pause_grace_s: float = MICRO_TURN_S,
@@ -412,12 +547,18 @@ def evaluate_call(
     echo_tail_s: float = 0.25,
 ) -> CallResult:
     """All metrics of one call. `asr_text` is a recogniser's transcript of the agent's audio; its
-    WER is taken against the agent's own text."""
+    WER is taken against the agent's own text. With the background model (`delays` given): the
+    transcript's WER against `meant` (`meant_text`), and whether it says the (status, ISO date)
+    of every successful lookup in `lookups` (`answer_heard`; None without lookups or transcript)."""
     agent = merge_intervals(track.speech)
     caller = caller_time(ann)
-    errors = None
+    errors = meant_errors = heard = None
     if asr_text is not None and normalize_words(track.text):
         errors = word_errors(track.text, asr_text)
+    if asr_text is not None and meant is not None and normalize_words(meant):
+        meant_errors = word_errors(meant, asr_text)
+    if asr_text is not None and lookups:
+        heard = all(answer_heard(asr_text, status, date) for status, date in lookups)
     return CallResult(
         pauses=pause_takeovers(ann.pauses, agent, bc_max_s, pause_grace_s),
         turns=turn_taking(
@@ -431,6 +572,10 @@ def evaluate_call(
         tools=tool_call_accuracy(ann.tool_calls, track.tool_calls),
         chrf_stats=chrf_stats(track.text, " ".join(ann.translations)) if ann.translations else None,
         word_errors=errors,
+        meant_word_errors=meant_errors,
+        lookups_heard=heard,
+        delays={k: list(v) for k, v in (delays or {}).items()},
+        background=delays is not None,
     )
 
 
@@ -487,7 +632,31 @@ def summarize(results: Sequence[CallResult], barge_window_s: float = 2.0) -> dic
         "n_translated_calls": len(chrf_all),
         "wer": _rate(sum(e for e, _ in words), n_words),
         "wer_reference_words": n_words,
+        **_background_summary(results),
     }
+
+
+def _background_summary(results: Sequence[CallResult]) -> dict[str, Any]:
+    """The background model's figures over the calls that ran it (none: an empty dict)."""
+    mine = [r for r in results if r.background]
+    if not mine:
+        return {}
+    meant = [r.meant_word_errors for r in mine if r.meant_word_errors is not None]
+    heard = [r.lookups_heard for r in mine if r.lookups_heard is not None]
+    out: dict[str, Any] = {
+        "background_calls": len(mine),
+        "agent_meant_wer": _rate(sum(e for e, _ in meant), sum(n for _, n in meant)),
+        "agent_meant_words": sum(n for _, n in meant),
+        "lookup_heard": _rate(sum(heard), len(heard)),
+        "n_lookup_calls": len(heard),
+    }
+    for key in DELAYS:
+        values = [x for r in mine for x in r.delays.get(key, [])]
+        p = percentiles(values)
+        out.update(
+            {f"delay_{key}_p50": p["p50"], f"delay_{key}_p90": p["p90"], f"n_delay_{key}": len(values)}
+        )
+    return out
 
 
 def matmul_gflops(n: int = 1024, repeats: int = 20) -> float:

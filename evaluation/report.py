@@ -52,6 +52,32 @@ OTHER_ROWS = (  # reported without a goal
         ("n_interjections_triggered", "n_interjections_planned"),
     ),
 )
+BACKGROUND_ROWS = (  # with the background model beside the calls (`parley eval --background`)
+    ("Agent WER against the words it meant (replies given + its own text)", "agent_meant_wer"),
+    ("Words the agent meant (with a transcript)", "agent_meant_words"),
+    ("Lookups whose answer the caller hears (status and date)", "lookup_heard"),
+    ("Calls with a successful lookup (and a transcript)", "n_lookup_calls"),
+    (
+        "Segment end -> caller words, p50 / p90 (s)",
+        ("delay_words_p50", "delay_words_p90", "n_delay_words"),
+    ),
+    (
+        "Caller words -> reply, p50 / p90 (s)",
+        ("delay_reply_after_words_p50", "delay_reply_after_words_p90", "n_delay_reply_after_words"),
+    ),
+    (
+        "Tool result -> reply, p50 / p90 (s)",
+        ("delay_reply_after_tool_p50", "delay_reply_after_tool_p90", "n_delay_reply_after_tool"),
+    ),
+    (
+        "Caller turn end -> reply, p50 / p90 (s)",
+        (
+            "delay_reply_after_turn_end_p50",
+            "delay_reply_after_turn_end_p90",
+            "n_delay_reply_after_turn_end",
+        ),
+    ),
+)
 FLOOR_COLOURS = {"speak": "#2e7d32", "backchannel": "#f9a825", "yield": "#c62828"}  # listen: none
 
 
@@ -257,6 +283,19 @@ def _summary_table(summary: dict) -> str:
         out.append(
             f"<tr><td>{html.escape(label)}</td>{cells}<td></td>" + "<td></td>" * len(systems) + "</tr>"
         )
+    if summary.get("model", {}).get("background_calls"):
+        for label, key in BACKGROUND_ROWS:
+            value = summary["model"]
+            cell = (
+                " / ".join(_fmt(value.get(k)) for k in key[:2]) + f" (n={_fmt(value.get(key[2]))})"
+                if isinstance(key, tuple)
+                else _fmt(value.get(key))
+            )
+            out.append(
+                f"<tr><td>{html.escape(label)}</td><td>{cell}</td>"
+                + "<td></td>" * (2 * len(systems))
+                + "</tr>"
+            )
     ref = summary.get("reference", {})
     out.append(
         f"<tr><td>Reference WER (scripted agent TTS, {ref.get('words', 0)} words)</td>"

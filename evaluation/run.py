@@ -5,7 +5,9 @@ through an `EvalLeg` (`run_call`); `evaluate` scores the records. How calls are 
 and the baseline: README.md "Scenario format". Invariant: micro-turn k reads caller frame k and its
 audio is laid over [(k+1)N, (k+2)N) of the call clock (N = 3200 samples = 200 ms) whatever the
 wall-clock jitter; a skipped micro-turn stays silent and is counted. The cascade baseline and the
-recogniser are optional, imported lazily and skipped with a note when missing.
+recogniser are optional, imported lazily and skipped with a note when missing. With `background`
+(`parley eval --background`) each call runs the background model beside it and its tool calls
+are the ones scored (`evaluation.background_run`).
 
 This module knows nothing of HTML or plots (`evaluation.report`).
 """
@@ -22,10 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from agent.background import BackgroundSettings, BackgroundTasks
 from agent.config import get_agent
 from agent.model_client import ModelRefused, ToolCall
 from agent.session import CallSession, ToolEvent
 from corpus.effects import db_to_gain
+from evaluation import background_run
 from evaluation.interjections import InterjectionPlayer
 from evaluation.metrics import (
     MICRO_TURN_S,
@@ -130,19 +134,22 @@ class ScenarioToolRouter:
         self.results = scenario.tool_results
         self.time_scale = time_scale
         self.unmatched = 0
+        self.answers: list[dict] = []  # per call: id, name, arguments, and result or error
 
     async def call(self, session: CallSession, call: ToolCall) -> ToolEvent:
+        answer = {"id": call.id, "name": call.name, "arguments": call.arguments}
         if call.arguments is not None:
             args = normalize_arguments(call.arguments)
             for r in self.results:
                 if r.name == call.name and normalize_arguments(r.arguments) == args:
                     await asyncio.sleep(r.delay_s * self.time_scale)
-                    return (
-                        ToolEvent.error(call, r.error)
-                        if r.error is not None
-                        else ToolEvent.result(call, r.result)
-                    )
+                    if r.error is not None:
+                        self.answers.append({**answer, "error": r.error})
+                        return ToolEvent.error(call, r.error)
+                    self.answers.append({**answer, "result": r.result})
+                    return ToolEvent.result(call, r.result)
         self.unmatched += 1
+        self.answers.append({**answer, "error": "unknown request"})
         return ToolEvent.error(call, "unknown request")
 
 
@@ -158,9 +165,10 @@ class CallRecord:
     heard: np.ndarray  # [nN] int16: the caller frames as sent (with the echo)
     floor: list[str]  # per caller frame; "listen" for frames no turn answered
     text: dict[int, str]  # caller frame -> text written in that micro-turn
-    tool_calls: list[dict]  # {"frame", "t", "name", "arguments" | "arguments_raw"}
+    tool_calls: list[dict]  # {"frame", "t", "name", "by", "arguments" | "arguments_raw"}
     session: dict  # counters: frames sent, turns, missing frames, how it ended, ...
     interjections: list[float | None] = field(default_factory=list)  # per scenario interjection: onset (s)
+    background: dict | None = None  # the background model's part (background_run.background_record)
 
     @property
     def n_frames(self) -> int:
@@ -182,6 +190,8 @@ async def run_call(
     seed: int = 0,
     temperature: float | None = None,
     connect_tries: int = 50,
+    background: BackgroundTasks | None = None,
+    background_settings: BackgroundSettings | None = None,
 ) -> CallRecord:
     """One scenario as one call through `CallSession` against the model server at `url`.
 
@@ -194,7 +204,9 @@ async def run_call(
     Interjections (`interjections.InterjectionPlayer`): before frame k the player decides from the
     agent audio that has sounded by kN (micro-turns up to k-2; the harness waits for k-2 while one
     may still start, slipping the clock likewise) whether a clip starts at kN; frame k carries the
-    clips from then on. The onsets (seconds, None: not played) go in the record and its counters."""
+    clips from then on. The onsets (seconds, None: not played) go in the record and its counters.
+    With `background`, the session runs the background model on it (`background_settings`, enabled
+    whatever the environment says) and the record holds its part."""
     n = -(-len(scenario.audio) // N)
     leg = EvalLeg(f"eval-{scenario.name}", scenario.agent, n)
     scale = tick_s / MICRO_TURN_S
@@ -208,6 +220,12 @@ async def run_call(
         seed=seed,
         temperature=temperature,
         tool_timeout=max(30.0, 30.0 * scale),
+        background=background,
+        background_settings=(
+            (background_settings or BackgroundSettings()).model_copy(update={"enabled": True})
+            if background is not None
+            else None
+        ),
     )
     for attempt in range(connect_tries):  # a slot freed a moment ago may not be released yet
         try:
@@ -221,6 +239,7 @@ async def run_call(
     loop = asyncio.get_running_loop()
     due = start = loop.time()
     sent = 0
+    sent_ms: list[int] = []  # per caller frame: the session time it was sent
     heard = np.zeros(n * N, np.int16)
     echo = scenario.echo
     delay = round(echo.delay_ms * SAMPLE_RATE / 1000) if echo else 0
@@ -255,6 +274,7 @@ async def run_call(
                 await session._send_event(ev.kind, ev.payload)
         pcm = np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
         heard[k * N : (k + 1) * N] = pcm
+        sent_ms.append(session.timeline.now_ms())
         await session.caller_frame(pcm)
         sent += 1
         due += tick_s
@@ -266,7 +286,12 @@ async def run_call(
     for ev in summary["timeline"]["events"]:
         if ev["kind"] == "tool_call":
             frame = leg.seq_frame.get(ev["seq"], ev["seq"])
-            call = {"frame": frame, "t": round((frame + 1) * MICRO_TURN_S, 3), "name": ev["name"]}
+            call = {
+                "frame": frame,
+                "t": round((frame + 1) * MICRO_TURN_S, 3),
+                "name": ev["name"],
+                "by": ev.get("by", "model"),
+            }
             if ev.get("arguments") is not None:
                 call["arguments"] = ev["arguments"]
             else:
@@ -275,6 +300,10 @@ async def run_call(
     counters = summary["timeline"].get("counters", {})
     floor = [leg.floor.get(k, "listen") for k in range(n)]
     onsets = [None if t is None else round(t, 4) for t in player.onsets_s]
+    bg = None
+    if session.background is not None:
+        reads = session.ready.events if session.ready is not None else ()
+        bg = background_run.background_record(summary, sent_ms, tick_s, reads, router.answers)
     return CallRecord(
         scenario,
         leg.audio,
@@ -302,6 +331,7 @@ async def run_call(
             "counters": dict(counters),
         },
         onsets,
+        bg,
     )
 
 
@@ -315,9 +345,12 @@ async def run_scenarios(
     model_name: str = "model",
     seed: int = 0,
     temperature: float | None = None,
+    background: BackgroundTasks | None = None,
+    background_settings: BackgroundSettings | None = None,
 ) -> tuple[list[CallRecord], dict]:
     """Every scenario through one in-process model server, up to `max_slots` calls at once (the
-    longest first). Returns the records in scenario order and the server's health at the end."""
+    longest first), each with the background model beside it when `background` is given. Returns
+    the records in scenario order and the server's health at the end."""
     from model.runner import Runner
     from model.server import ModelServer, ModelServerSettings
 
@@ -329,7 +362,13 @@ async def run_scenarios(
         async with gate:
             t = time.perf_counter()
             record = await run_call(
-                sc, server.url, tick_s=tick_ms / 1000, seed=seed + i, temperature=temperature
+                sc,
+                server.url,
+                tick_s=tick_ms / 1000,
+                seed=seed + i,
+                temperature=temperature,
+                background=background,
+                background_settings=background_settings,
             )
             log.info(
                 "scenario %d/%d done in %.1f s (%.1f s of audio)",
@@ -351,11 +390,19 @@ async def run_scenarios(
 # ----------------------------------------------------------------------------------------- scoring
 
 
+SESSION_TOOLS = ("end_call", "transfer")  # the interaction model's own, with a background model too
+
+
 def agent_track(record: CallRecord) -> AgentTrack:
+    """With the background model, the tool calls made are its own and those the session acts on
+    for the interaction model (`SESSION_TOOLS`); the model's other calls were refused, not made."""
+    calls = record.tool_calls
+    if record.background is not None:
+        calls = [c for c in calls if c.get("by") == "background" or c["name"] in SESSION_TOOLS]
     return AgentTrack(
         speech=speech_intervals(record.agent_audio, SAMPLE_RATE),
         floor=list(record.floor),
-        tool_calls=[(c["t"], c["name"], c.get("arguments") or {}) for c in record.tool_calls],
+        tool_calls=[(c["t"], c["name"], c.get("arguments") or {}) for c in calls],
         text="".join(record.text[k] for k in sorted(record.text)),
     )
 
@@ -479,10 +526,21 @@ def evaluate(
             ann.echoes = list(ann.echoes) + echo_intervals(
                 track.speech, sc.echo.delay_ms / 1000, ann, model_cuts(track)
             )
+        bg: dict[str, Any] = {}
+        if rec.background is not None:
+            bg = {
+                "meant": background_run.meant(rec.background, rec.text),
+                "lookups": background_run.lookups(rec.background),
+                "delays": background_run.delays(rec.background, sc.annotations.turn_ends),
+            }
         asr_text = None
-        if recogniser is not None and english(sc.agent) and normalize_words(track.text):
+        if (
+            recogniser is not None
+            and english(sc.agent)
+            and (normalize_words(track.text) or normalize_words(bg.get("meant", "")))
+        ):
             asr_text = recogniser.transcribe(rec.agent_audio.astype(np.float32) / 32768.0, SAMPLE_RATE)
-        result = evaluate_call(ann, track, asr_text)
+        result = evaluate_call(ann, track, asr_text, **bg)
         model_results.append(result)
         agents.append(sc.agent)
         call: dict[str, Any] = {
@@ -496,6 +554,7 @@ def evaluate(
                 **_track_dict(track),
                 "asr_text": asr_text,
                 "session": rec.session,
+                **({"background": {**rec.background, "meant": bg["meant"]}} if bg else {}),
             },
         }
         if (

@@ -8,7 +8,8 @@ dies; only their names and queues are their own (`HEAR_TASK` on `hearing`, `REAS
 `reasoning`). Each worker process loads its model once, on its first task: the recogniser
 (`workers.hearing.Transcriber`, Whisper base by default, from packages) or the reasoner
 (`workers.reasoner`, SmolLM2 through llama.cpp from a package, or any OpenAI-compatible endpoint
-set by `PARLEY_REASONER_URL`).
+set by `PARLEY_REASONER_URL`). Their work, `hear_audio` and `decide` (JSON arguments in, the
+outcome out, any model passed in), is plain functions, so it runs in-process too.
 
 A reasoner's failure is an outcome too (`{"kind": "error"}`): the call hears "I could not do
 that" and goes on. Logs carry call ids, timings and outcome kinds, never words, arguments or
@@ -85,9 +86,11 @@ def _warm(**_: Any) -> None:
         log.warning("background model not loaded ahead: %s", type(exc).__name__)
 
 
-@tool("hear", task_name=HEAR_TASK, soft_time_limit_s=10.0, time_limit_s=12.0, redelivery_safe=True)
-def hear(store: ShopStore, request: ToolRequest) -> dict[str, Any]:
-    args = request.arguments if isinstance(request.arguments, dict) else {}
+def hear_audio(arguments: Any, model=None, call_id: str = "") -> dict[str, Any]:
+    """The hearing task's work: its JSON arguments ({"audio": base64 int16 at 16 kHz, "segment": N})
+    -> its outcome. `model`: a `workers.hearing.Transcriber` (default: this process's). In-process
+    callers (agent.background_local) call it as the task does."""
+    args = arguments if isinstance(arguments, dict) else {}
     try:
         audio = base64.b64decode(args.get("audio", ""), validate=True)
     except (binascii.Error, TypeError, ValueError):
@@ -95,18 +98,23 @@ def hear(store: ShopStore, request: ToolRequest) -> dict[str, Any]:
     if not audio or len(audio) % 2 or len(audio) > MAX_SEGMENT_S * 32_000:
         return protocol.error(f"audio must be 16-bit PCM at 16 kHz, at most {MAX_SEGMENT_S:.0f} s")
     try:
-        heard = transcriber().transcribe(audio, 16_000)
+        heard = (model or transcriber()).transcribe(audio, 16_000)
     except ValueError as exc:
         return protocol.error(str(exc)[:200])
     log.info(
         "heard a segment: %.2f s of audio in %.3f s",
         heard.audio_s,
         heard.work_s,
-        extra={"call_id": request.call_id, "segment": args.get("segment")},
+        extra={"call_id": call_id, "segment": args.get("segment")},
     )
     return protocol.result(
         {"text": heard.text, "audio_s": round(heard.audio_s, 3), "work_s": round(heard.work_s, 4)}
     )
+
+
+@tool("hear", task_name=HEAR_TASK, soft_time_limit_s=10.0, time_limit_s=12.0, redelivery_safe=True)
+def hear(store: ShopStore, request: ToolRequest) -> dict[str, Any]:
+    return hear_audio(request.arguments, call_id=request.call_id)
 
 
 def brief_from(raw: dict[str, Any]):
@@ -130,20 +138,21 @@ def brief_from(raw: dict[str, Any]):
     )
 
 
-@tool("reason", task_name=REASON_TASK, soft_time_limit_s=20.0, time_limit_s=25.0, redelivery_safe=True)
-def reason(store: ShopStore, request: ToolRequest) -> dict[str, Any]:
-    args = request.arguments if isinstance(request.arguments, dict) else {}
+def decide(arguments: Any, model=None, call_id: str = "") -> dict[str, Any]:
+    """The reasoning task's work: its JSON arguments ({"brief", "history"}) -> its outcome.
+    `model`: a `workers.reasoner.Reasoner` (default: this process's)."""
+    args = arguments if isinstance(arguments, dict) else {}
     try:
         brief = brief_from(args["brief"])
         history = [h for h in args["history"] if isinstance(h, dict)]
     except (KeyError, TypeError, ValueError):
         return protocol.error("reasoning needs a brief and a history")
-    decision = reasoner().decide(brief, history)
+    decision = (model or reasoner()).decide(brief, history)
     log.info(
         "reasoned: %s in %.3f s",
         decision.kind,
         decision.work_s,
-        extra={"call_id": request.call_id, "decision": decision.kind, "tool": decision.tool},
+        extra={"call_id": call_id, "decision": decision.kind, "tool": decision.tool},
     )
     return protocol.result(
         {
@@ -155,3 +164,8 @@ def reason(store: ShopStore, request: ToolRequest) -> dict[str, Any]:
             "first_token_s": decision.first_token_s,
         }
     )
+
+
+@tool("reason", task_name=REASON_TASK, soft_time_limit_s=20.0, time_limit_s=25.0, redelivery_safe=True)
+def reason(store: ShopStore, request: ToolRequest) -> dict[str, Any]:
+    return decide(request.arguments, call_id=request.call_id)

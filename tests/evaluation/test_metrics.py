@@ -293,3 +293,103 @@ def test_annotations_load_round_trip(tmp_path):
     assert ann.echoes == [(0.1, 0.5)] and ann.caller_speech == [(0.0, 2.0)]
     with pytest.raises(ValueError, match="unknown keys"):
         Annotations.from_dict({"turn_end": [1.0]})
+
+
+# ------------------------------------------------------------------- with the background model
+
+
+def test_meant_text_counts_a_voiced_reply_once_and_keeps_the_agents_own_words():
+    reply = "Your order is shipped."
+    # "Sure." while the reply is coming, then the reply voiced over three micro-turns (the first
+    # also ends the agent's own words), then words of its own.
+    turns = [(1.0, "Sure. "), (1.6, "Ok. Your o"), (1.8, "rder is "), (2.0, "shipped."), (3.0, " Bye.")]
+    assert m.meant_text(turns, [(1.5, reply)]) == "Sure. Ok. Your order is shipped. Bye."
+    # The same reply never voiced: placed where it was given, whole.
+    own = [(1.0, "Sure. "), (2.0, "Hmm. "), (3.0, "Bye.")]
+    assert m.meant_text(own, [(1.5, reply)]) == "Sure. Your order is shipped. Hmm. Bye."
+    # Cut short (the agent stopped after "Your"): still meant whole.
+    assert m.meant_text([(1.6, "Your ")], [(1.5, reply)]) == reply
+    # Given after the agent's last words, or with nothing written at all.
+    assert m.meant_text([(1.0, "Hi.")], [(4.0, reply)]) == "Hi. " + reply
+    assert m.meant_text([], [(0.5, "One."), (0.7, "Two.")]) == "One. Two."
+    assert m.meant_text([(0.2, "He"), (0.4, "llo.")], []) == "Hello."
+
+
+def test_meant_text_a_new_reply_replaces_what_is_left_of_the_last():
+    turns = [(1.2, "Let me "), (2.2, "It is "), (2.4, "here.")]
+    out = m.meant_text(turns, [(1.0, "Let me check that."), (2.0, "It is here.")])
+    assert out == "Let me check that. It is here."
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "It shipped and arrives July 2nd.",
+        "it was shipped, arriving july 2",
+        "Shipped. It should arrive on July second.",
+        "shipped, it will be there the 2nd of July",
+        "Shipped, July the two.",
+    ],
+)
+def test_answer_heard_is_tolerant_of_how_the_date_is_written(said):
+    assert m.answer_heard(said, "shipped", "2025-07-02")
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "It arrives July 2nd.",  # no status
+        "It shipped and arrives July 3rd.",  # the wrong day
+        "It shipped and arrives June 2nd.",  # the wrong month
+        "It shipped on the 2nd.",  # no month
+        "It shipped in July and cost 2 dollars.",  # the day not next to the month
+    ],
+)
+def test_answer_heard_wants_the_status_and_the_right_date(said):
+    assert not m.answer_heard(said, "shipped", "2025-07-02")
+
+
+def test_answer_heard_two_word_days_and_no_date():
+    for said in ("delivered July twenty-second", "delivered July 22nd", "delivered july twenty two"):
+        assert m.answer_heard(said, "delivered", "2025-07-22"), said
+    assert not m.answer_heard("delivered July twenty", "delivered", "2025-07-22")
+    assert m.answer_heard("delivered on July thirtieth", "delivered", "2025-07-30")
+    assert m.answer_heard("it is processing", "processing", None)
+    assert not m.answer_heard("it is shipped", "processing", None)
+
+
+def test_background_figures_pool_over_the_calls_that_ran_it():
+    ann = Annotations(turn_ends=[1.0], caller_speech=[(0.0, 1.0)])
+    track = AgentTrack(speech=[(1.2, 3.0)], text="hello there")
+    asr = "hello there it shipped july second"
+    a = m.evaluate_call(
+        ann,
+        track,
+        asr,
+        meant="hello there it shipped july 2nd",
+        lookups=[("shipped", "2025-07-02")],
+        delays={"words": [0.6, 0.8], "reply_after_words": [1.0]},
+    )
+    assert a.word_errors == (4, 2) and a.meant_word_errors == (1, 6) and a.lookups_heard is True
+    b = m.evaluate_call(
+        ann,
+        track,
+        "hello",
+        meant="hello there",
+        lookups=[("shipped", "2025-07-02")],
+        delays={"words": [1.0], "reply_after_tool": [2.0]},
+    )
+    assert b.meant_word_errors == (1, 2) and b.lookups_heard is False
+    without = m.evaluate_call(ann, track, asr)  # no background: not pooled into its figures
+    s = m.summarize([a, b, without])
+    assert s["background_calls"] == 2
+    assert s["agent_meant_wer"] == approx(2 / 8) and s["agent_meant_words"] == 8
+    assert s["lookup_heard"] == 0.5 and s["n_lookup_calls"] == 2
+    assert s["delay_words_p50"] == approx(0.8) and s["n_delay_words"] == 3
+    assert s["delay_words_p90"] == approx(0.96)
+    assert s["delay_reply_after_tool_p50"] == 2.0 and s["n_delay_reply_after_turn_end"] == 0
+    assert s["delay_reply_after_turn_end_p50"] is None
+    assert "agent_meant_wer" not in m.summarize([without])
+    # No transcript: nothing heard or missed.
+    c = m.evaluate_call(ann, track, None, meant="x", lookups=[("shipped", None)], delays={})
+    assert c.lookups_heard is None and c.meant_word_errors is None and c.background
