@@ -32,7 +32,7 @@ DEMO_TEXT := Hi, I am calling about my order. The number is B 4 0 8 0 8. Can you
 
 $(DEMO_CALLER): $(STAMP)
 	@mkdir -p out
-	$(PY) -m corpus.tts --voice piper --rate 16000 --out $@ --text "$(DEMO_TEXT)"
+	$(PY) -m corpus.piper_voice --rate 16000 --out $@ --text "$(DEMO_TEXT)"
 
 # Starts model server + gateway, places one call to the `support` agent, prints its summary, stops.
 run: install $(DEMO_CALLER)

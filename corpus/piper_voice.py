@@ -376,3 +376,29 @@ class WithPiper:
         if voice == VOICE_NAME:
             return self.piper.synthesize_16k(text)
         return self.espeak.synthesize_16k(text, voice, rate_wpm, pitch, pitch_range, volume)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m corpus.piper_voice --text T --out F [--rate R]`: one line in joe's voice, as a
+    PCM16 WAV (make run's demo caller: Whisper hears an espeak-ng "B 4 0 8 0 8" as "me for Nero 8")."""
+    import argparse
+
+    from telephony.wav import write_float
+
+    parser = argparse.ArgumentParser(
+        prog="python -m corpus.piper_voice", description=main.__doc__.splitlines()[0]
+    )
+    parser.add_argument("--text", required=True, help="what to say")
+    parser.add_argument("--out", required=True, help="output .wav (mono PCM16)")
+    parser.add_argument("--rate", type=int, default=None, help="output sample rate (default 16000)")
+    args = parser.parse_args(argv)
+    result = PiperJoe.instance().synthesize_16k(args.text)
+    if args.rate is not None:
+        result = result.resampled(args.rate)
+    write_float(args.out, result.audio, result.sample_rate)
+    print(f"wrote {args.out}: {result.duration_s:.2f} s at {result.sample_rate} Hz, {VOICE_NAME}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

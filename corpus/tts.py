@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m corpus.tts", description=__doc__.splitlines()[0])
     parser.add_argument("--text", help="what to say")
     parser.add_argument(
-        "--voice", default="en-us", help="voice, e.g. en-us, es, en-us+f3, or piper (piper's en_US joe)"
+        "--voice", default="en-us", help="voice, e.g. en-us, es, en-us+f3 (piper's joe: corpus.piper_voice)"
     )
     parser.add_argument("--out", help="output .wav (mono PCM16)")
     parser.add_argument("--rate", type=int, default=None, help="output sample rate (default 22050)")
@@ -416,8 +416,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.list_voices and (args.text is None or args.out is None):
         parser.error("--text and --out are required (or --list-voices)")
-    if args.voice == "piper" and not args.list_voices:
-        return _piper_main(args)
     tts = Espeak.instance()
     if args.list_voices:
         for v in tts.voices():
@@ -434,19 +432,6 @@ def main(argv: list[str] | None = None) -> int:
         f"wrote {args.out}: {result.duration_s:.2f} s at {result.sample_rate} Hz, "
         f"{len(result.words)} words, espeak-ng {tts.version}"
     )
-    return 0
-
-
-def _piper_main(args: argparse.Namespace) -> int:
-    """`--voice piper`: the line in piper's en_US joe (corpus.piper_voice), whose callers Whisper
-    hears as people (an espeak-ng "B" is heard as "me")."""
-    from corpus.piper_voice import VOICE_NAME, PiperJoe  # GPL data tooling, only when asked for
-
-    result = PiperJoe.instance().synthesize_16k(args.text)
-    if args.rate is not None:
-        result = result.resampled(args.rate)
-    write_float(args.out, result.audio, result.sample_rate)
-    print(f"wrote {args.out}: {result.duration_s:.2f} s at {result.sample_rate} Hz, {VOICE_NAME}")
     return 0
 
 

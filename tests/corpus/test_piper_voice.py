@@ -318,12 +318,12 @@ print(len(loaded), bad)
     assert int(count) >= 3 and bad == "[]", out.stdout
 
 
-def test_the_tts_command_speaks_a_caller_line_in_piper(tmp_path: Path) -> None:
-    """`python -m corpus.tts --voice piper` (make run's demo caller) writes the line in joe's voice."""
+def test_the_command_speaks_a_caller_line_in_piper(tmp_path: Path) -> None:
+    """`python -m corpus.piper_voice` (make run's demo caller) writes the line in joe's voice."""
     import wave
 
     out = tmp_path / "caller.wav"
-    cmd = [sys.executable, "-m", "corpus.tts", "--voice", "piper", "--rate", "16000", "--out", str(out)]
+    cmd = [sys.executable, "-m", "corpus.piper_voice", "--rate", "16000", "--out", str(out)]
     done = subprocess.run(
         [*cmd, "--text", TEXT], cwd=Path(__file__).parents[2], timeout=120, capture_output=True, text=True
     )
