@@ -4,7 +4,10 @@ Runs N calls for T ticks through the offline engine (`model.engine`, the server'
 runner) on synthetic caller audio (speech-band noise bursts and silences, sent as PCM16 frames),
 every call prefixed with the agent's rendered configuration, and reports one JSON object: the
 latency of the runner's batched step per tick (p50/p99), the real-time factor against the 200 ms
-budget, and peak memory. A benchmark, not a test: it prints numbers and asserts nothing about them.
+budget, and peak memory. Every call gets a tool result every `events_every` ticks; a checkpoint
+with a reply prompter also gets a reply at its first tick and a new one every `events_every` ticks,
+so a reply is in flight throughout (random weights seldom say it). A benchmark, not a test: it
+prints numbers and asserts nothing about them.
 """
 
 from __future__ import annotations
@@ -19,8 +22,12 @@ from model.engine import Call, Engine
 from model.interaction import InteractionModel
 from model.protocol import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, FRAME_SAMPLES, MICRO_TURN_MS, SAMPLE_RATE
 from model.scheduler import Sampling
-from model.tokenizer import ByteTokenizer
 from telephony.g711 import float_to_pcm16
+
+REPLY = (
+    "Your order B40808 shipped on Monday and should arrive by Thursday; the tracking number is in "
+    "the email we sent you. Is there anything else I can help you with today?"
+)
 
 
 def synthetic_audio(slots: int, tick: int, gen: torch.Generator) -> torch.Tensor:
@@ -58,21 +65,33 @@ def run(
     gen = torch.Generator().manual_seed(0)
     pcm = [float_to_pcm16(synthetic_audio(slots, i, gen).numpy()) for i in range(min(ticks + warmup, 50))]
     frames = [[row.tobytes() for row in tick] for tick in pcm]  # [tick % 50][slot]
-    event = ByteTokenizer().encode_event("tool_result", '{"ok":true}')[: model.cfg.max_event_tokens]
+    cfg = model.cfg
+    result = engine.encode_event("tool_result", '{"ok":true}')
+    reply = engine.encode_event("reply", REPLY) if cfg.prompter_bytes else None
+
+    def events(i: int, s: int) -> list:
+        if cfg.event_repr == "bytes":
+            return result[: cfg.max_event_tokens] if (i + s) % events_every == 0 else []
+        due = [result] if (i + s) % events_every == 0 else []
+        if reply is not None and (i == 0 or (i + s) % events_every == events_every // 2):
+            due.append(reply)
+        return due
+
     n = warmup + ticks
     calls = [
         Call(
             config,
             [frames[i % len(frames)][s] for i in range(n)],
-            {i: event for i in range(n) if (i + s) % events_every == 0},
+            {i: events(i, s) for i in range(n) if events(i, s)},
             Sampling(DEFAULT_TEMPERATURE, DEFAULT_TOP_P, seed=s),
         )
         for s in range(slots)
     ]
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
+    in_flight = 0  # slot-ticks stepped with reply bytes still unsaid
     for _ in engine.stream(calls):  # outputs are dropped as they come: memory is the model's alone
-        pass
+        in_flight += int((engine.state.reply_pos < engine.state.reply_len).sum()) if reply else 0
     timings = engine.step_ms[warmup:]
     p50, p99 = percentile(timings, 50), percentile(timings, 99)
     if dev.type == "cuda":
@@ -82,6 +101,9 @@ def run(
     total, active = model.parameter_counts()
     return {
         "preset": preset,
+        "event_repr": cfg.event_repr,
+        "prompter_bytes": cfg.prompter_bytes,
+        "reply_in_flight_share": round(in_flight / (n * slots), 3),
         "slots": slots,
         "ticks": ticks,
         "device": str(dev),

@@ -251,3 +251,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         vocoder_layers=4,
     ),
 }
+# The shipped model's sizes, reading events as words and voicing the background model's replies
+# through a prompter: warm-started from `small` (model.checkpoint.warm_start).
+PRESETS["small2"] = dict(PRESETS["small"], event_repr="words", prompter_bytes=24, event_kinds=EVENT_KINDS)

@@ -4,9 +4,11 @@ and the clock. Demos, benchmarks and evaluation step the model through it, not l
 A call is admitted into a `Scheduler` slot with its configuration text (encoded to the pinned prefix
 by `ByteTokenizer.encode_prefix`, as the server encodes a hello's config) and its `Sampling`
 (temperature, top-p, RNG seed of the slot). Each `step` queues at most one caller frame (6400 bytes
-of PCM16 LE, as the server receives them) and event tokens per call, asks the scheduler for the
+of PCM16 LE, as the server receives them) and events per call, asks the scheduler for the
 `TickPlan` and has the `Runner` execute it, so resets, prefills, sampling and decoding are the
-server's own. A call given no frame in a step is masked out and does not advance.
+server's own. A call given no frame in a step is masked out and does not advance. Events are given
+as the checkpoint reads them (`encode_event` encodes one): "bytes", a slot's event tokens, one list;
+"words", a list of whole events, each `[marker, *payload bytes]`.
 
 It knows nothing about agents or how a configuration text is rendered (callers render it), nor about
 float audio: frames are bytes, as on the wire.
@@ -45,7 +47,7 @@ class Call:
 
     config: str  # the rendered configuration prefix text (agent.config.render_prefix at serving)
     frames: Sequence[bytes]  # caller frames, 6400 bytes each
-    events: Mapping[int, list[int]] = field(default_factory=dict)  # frame index -> event tokens queued
+    events: Mapping[int, list] = field(default_factory=dict)  # frame index -> event tokens (or events) queued
     sampling: Sampling = field(default_factory=Sampling)  # model.protocol's default sampling, seed 0
 
 
@@ -53,7 +55,7 @@ class Engine:
     def __init__(self, model: InteractionModel, max_slots: int, device: str | torch.device = "cpu") -> None:
         self.runner = Runner(model, max_slots, device)
         self.cfg = self.runner.cfg
-        self.scheduler = Scheduler(max_slots, self.cfg.max_event_tokens)
+        self.scheduler = Scheduler(max_slots, self.cfg.max_event_tokens, event_repr=self.cfg.event_repr)
         self.tokenizer = ByteTokenizer()
         self.step_ms: list[float] = []  # per step that stepped a slot: the runner's batched step
 
@@ -73,14 +75,22 @@ class Engine:
     def release(self, slot: int) -> None:
         self.scheduler.release(slot)
 
-    def step(
-        self, frames: Mapping[int, bytes], events: Mapping[int, list[int]] | None = None
-    ) -> dict[int, Turn]:
-        """One tick: each slot in `frames` steps on its frame (after its queued event tokens, at most
-        max_event_tokens a tick as on the server); every other slot stays as it is."""
-        for slot, tokens in (events or {}).items():
-            if tokens and not self.scheduler.push_event(slot, list(tokens)):
-                raise ValueError(f"slot {slot}: event backlog full")
+    def encode_event(self, kind: str, payload: str = "") -> list[int]:
+        """One event as this checkpoint reads it: its tokens ("bytes", to concatenate into a slot's
+        list) or `[marker, *payload bytes]` ("words", one entry of a slot's list of events)."""
+        if self.cfg.event_repr == "words":
+            return self.tokenizer.encode_event_words(kind, payload)
+        return self.tokenizer.encode_event(kind, payload)
+
+    def step(self, frames: Mapping[int, bytes], events: Mapping[int, list] | None = None) -> dict[int, Turn]:
+        """One tick: each slot in `frames` steps on its frame (after its queued events, at most
+        max_event_tokens tokens, or events, a tick as on the server); every other slot stays as it
+        is. `events`: slot -> event tokens ("bytes") or a list of events ("words")."""
+        words = self.cfg.event_repr == "words"
+        for slot, queued in (events or {}).items():
+            for tokens in queued if words else [queued]:
+                if tokens and not self.scheduler.push_event(slot, list(tokens)):
+                    raise ValueError(f"slot {slot}: event backlog full")
         for slot, frame in frames.items():
             self.scheduler.push_frame(slot, frame)
         plan = self.scheduler.plan()

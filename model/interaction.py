@@ -14,7 +14,12 @@ telephony, sessions or tools beyond the tokens it reads and writes.
 
 Shape key: S slots, B stepped slots (or batch), T stream positions, P prefix, F frames per
 micro-turn, M mel bins, L dMel levels, N text tokens per micro-turn, V vocabulary, D model width,
-Dd depth-decoder width.
+Dd depth-decoder width, W hashed words of an event, Np reply-prompter bytes.
+
+Events enter the stream as `ModelConfig.event_repr` says: "bytes" (the checkpoints before the
+background model), one position per token (marker, payload bytes, EVENT_END); "words", one position
+per event, its marker plus the mean embedding of its hashed words. With `prompter_bytes` > 0 the
+micro-turns also read the reply the agent is to voice (model.prompter).
 """
 
 from __future__ import annotations
@@ -27,10 +32,11 @@ from torch import nn
 from model.backbone import Backbone, LayerCache
 from model.config import MICRO_TURN_SAMPLES, ModelConfig
 from model.dmel import DMel
+from model.prompter import Memory, ReplyPrompter, advance, reply_window
 from model.protocol import FLOOR_STATES
 from model.sampling import sample, sample_decision, sample_until, uniform
 from model.state import StreamState, initial_feedback
-from model.tokenizer import SPECIAL
+from model.tokenizer import EVENT_MARKERS, N_BYTES, SPECIAL, event_word_ids, reply_bytes
 from model.vocoder import Vocoder
 
 KIND_PAD, KIND_EVENT, KIND_TURN = 0, 1, 2
@@ -79,10 +85,15 @@ class OwnOutputs:
 
 @dataclass
 class StepInputs:
-    """One micro-turn of input for every slot; rows of slots not stepped are ignored."""
+    """One micro-turn of input for every slot; rows of slots not stepped are ignored.
+
+    `events` maps a slot to what enters its stream before this micro-turn. "bytes" checkpoints:
+    event tokens (ByteTokenizer.encode_event, cut anywhere), at most `max_event_tokens`. "words"
+    checkpoints: whole events, each `[marker, *payload UTF-8 bytes]`
+    (ByteTokenizer.encode_event_words), at most `max_event_tokens` events."""
 
     audio: torch.Tensor  # [S, 3200] int16 PCM or float32 in [-1, 1]
-    events: dict[int, list[int]] = field(default_factory=dict)  # slot -> event tokens
+    events: dict[int, list] = field(default_factory=dict)  # slot -> event tokens, or events
 
 
 @dataclass
@@ -151,7 +162,14 @@ class InteractionModel(nn.Module):
         self.audio_gru = nn.GRU(dd, dd, batch_first=True)
         self.audio_out = nn.Linear(dd, c.n_mels * c.dmel_levels)
         self.register_buffer("bin_offset", torch.arange(c.n_mels) * c.dmel_levels, persistent=False)
+        # Built after every legacy module, so a seed gives those the same weights in any mode.
+        if c.event_repr == "words":
+            self.event_words = nn.EmbeddingBag(c.event_buckets + 1, d, mode="mean", padding_idx=0)
+        if c.prompter_bytes:
+            self.prompter = ReplyPrompter(cfg)
         self.apply(self._init)
+        if c.prompter_bytes:
+            self.prompter.silence()
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -159,7 +177,7 @@ class InteractionModel(nn.Module):
             nn.init.normal_(m.weight, std=m.in_features**-0.5)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Embedding):
+        elif isinstance(m, (nn.Embedding, nn.EmbeddingBag)):
             nn.init.normal_(m.weight, std=0.02)
 
     # -- sizes ---------------------------------------------------------------------------------
@@ -176,13 +194,16 @@ class InteractionModel(nn.Module):
 
     # -- input fusion --------------------------------------------------------------------------
 
-    def _turn_embedding(self, caller, prev_floor, prev_text, prev_tool, prev_audio) -> torch.Tensor:
-        """Micro-turn input: caller dMel + the agent's previous output. [..] -> [.., D]"""
+    def _turn_embedding(
+        self, caller, prev_floor, prev_text, prev_tool, prev_audio, window=None
+    ) -> torch.Tensor:
+        """Micro-turn input: caller dMel + the agent's previous output (+ the prompter's window
+        [.., Np] of the reply not yet said). [..] -> [.., D]"""
         text_mask = (prev_text != SPECIAL.PAD).unsqueeze(-1)
         text = ((self.text_in(prev_text) + self.text_in_pos) * text_mask).sum(dim=-2)
         tool_mask = (prev_tool != SPECIAL.PAD).unsqueeze(-1)
         tool = (self.tool_in(prev_tool) * tool_mask).sum(dim=-2)
-        return (
+        x = (
             self.kind_emb.weight[KIND_TURN]
             + self.caller_in(caller)
             + self.agent_in(prev_audio)
@@ -190,9 +211,14 @@ class InteractionModel(nn.Module):
             + tool
             + self.floor_in(prev_floor)
         )
+        return x if window is None else x + self.prompter.embed(window)
 
-    def _event_embedding(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.kind_emb.weight[KIND_EVENT] + self.tok_emb(tokens)
+    def _event_embedding(self, tokens: torch.Tensor, words: torch.Tensor | None = None) -> torch.Tensor:
+        """Event positions: kind + token [..] (+ the mean of hashed words [.., W], "words")."""
+        x = self.kind_emb.weight[KIND_EVENT] + self.tok_emb(tokens)
+        if words is None:
+            return x
+        return x + self.event_words(words.reshape(-1, words.shape[-1])).view(x.shape)
 
     def _prefix_embedding(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.kind_emb.weight[0] + self.tok_emb(tokens)
@@ -226,6 +252,7 @@ class InteractionModel(nn.Module):
         b, t = batch.kind.shape
         dev = batch.kind.device
         is_turn = batch.kind == KIND_TURN
+        words, window = self._batch_extras(batch)
         # Feedback: each micro-turn reads the agent output of the previous micro-turn position.
         ar = torch.arange(t, device=dev).expand(b, t)
         last_turn = torch.where(is_turn, ar, torch.full_like(ar, -1)).cummax(dim=1).values
@@ -259,8 +286,8 @@ class InteractionModel(nn.Module):
             jitter = torch.randint_like(prev_audio, -2, 3) * hit()[..., None, None]
             prev_audio = (prev_audio + jitter).clamp(0, c.dmel_levels - 1)
 
-        x_turn = self._turn_embedding(batch.caller, prev_floor, prev_text, prev_tool, prev_audio)
-        x_event = self._event_embedding(batch.token)
+        x_turn = self._turn_embedding(batch.caller, prev_floor, prev_text, prev_tool, prev_audio, window)
+        x_event = self._event_embedding(batch.token, words)
         x = torch.where(is_turn.unsqueeze(-1), x_turn, x_event)  # [B, T, D]
         p = batch.prefix.shape[1]
         prefix_valid = torch.arange(p, device=dev)[None] < batch.prefix_len[:, None]
@@ -276,6 +303,12 @@ class InteractionModel(nn.Module):
         text_in = torch.cat([torch.full_like(batch.text[..., :1], SPECIAL.BOS), batch.text[..., :-1]], -1)
         seq = self.depth_tok(text_in) + cond.unsqueeze(-2)  # [B, T, N, Dd]
         out, _ = self.text_gru(seq.reshape(b * t, n, -1), h0.reshape(1, b * t, -1))
+        if window is not None:
+            # The copy path, only where a micro-turn has reply bytes to read (elsewhere it adds 0).
+            rows = (is_turn & (window < N_BYTES).any(dim=-1)).flatten()  # [B*T]
+            reading = torch.zeros_like(out)
+            reading[rows] = self.prompter.attend(out[rows], self.prompter.memory(window.flatten(0, 1)[rows]))
+            out = out + reading
         text_logits = self.text_out(out).view(b, t, n, -1)
         # Tool text only where a tool call is made.
         tool_positions = (is_turn & (batch.tool[..., 0] != SPECIAL.PAD)).nonzero()  # [Q, 2]
@@ -306,6 +339,26 @@ class InteractionModel(nn.Module):
             balance,
             true_prev_floor,
         )
+
+    def _batch_extras(self, batch: Batch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(event_words, prompter) of a batch, each None where the config does not read it;
+        refuses a batch that lacks what the config reads."""
+        c = self.cfg
+        b, t = batch.kind.shape
+        words = window = None
+        if c.event_repr == "words":
+            words = batch.event_words
+            if words is None or words.dim() != 3 or tuple(words.shape[:2]) != (b, t):
+                got = None if words is None else tuple(words.shape)
+                raise ValueError(f'Batch.event_words is {got}; event_repr="words" needs [B={b}, T={t}, W]')
+        if c.prompter_bytes:
+            window = batch.prompter
+            if window is None or tuple(window.shape) != (b, t, c.prompter_bytes):
+                got = None if window is None else tuple(window.shape)
+                raise ValueError(
+                    f"Batch.prompter is {got}; prompter_bytes needs [{b}, {t}, {c.prompter_bytes}]"
+                )
+        return words, window
 
     @torch.no_grad()
     def own_outputs(self, batch: Batch, share: float, feedback_noise: float = 0.0) -> OwnOutputs:
@@ -382,17 +435,40 @@ class InteractionModel(nn.Module):
                 slots = idx[bad.to(idx.device)].tolist()
                 raise ValueError(f"audio for slot(s) {slots} contains NaN or Inf")
         chosen = set(idx.tolist())
+        words = c.event_repr == "words"
         for slot, tokens in inputs.events.items():
             if not isinstance(slot, int) or not 0 <= slot < state.max_slots:
                 raise ValueError(f"event slot index {slot!r} out of range [0, {state.max_slots})")
             if slot not in chosen and tokens:
                 raise ValueError(f"events for slot {slot}, which is not stepped this tick")
             if len(tokens) > c.max_event_tokens:
+                what = "events" if words else "event tokens"
                 raise ValueError(
-                    f"{len(tokens)} event tokens for slot {slot}; at most {c.max_event_tokens} per step"
+                    f"{len(tokens)} {what} for slot {slot}; at most {c.max_event_tokens} per step"
                 )
-            self._check_tokens(tokens, f"event (slot {slot})")
+            if words:
+                self._check_events(tokens, slot)
+            else:
+                self._check_tokens(tokens, f"event (slot {slot})")
         return idx
+
+    @staticmethod
+    def _check_events(events: list, slot: int) -> None:
+        """Words mode: each event a list `[marker, *payload bytes]` (ByteTokenizer.encode_event_words)."""
+        for ev in events:
+            if not isinstance(ev, (list, tuple)) or not ev:
+                raise ValueError(
+                    f'event for slot {slot} must be a list [marker, *payload bytes] (event_repr="words"), '
+                    f"got {ev!r:.60}"
+                )
+            if not isinstance(ev[0], int) or ev[0] not in EVENT_MARKERS:
+                raise ValueError(
+                    f"event for slot {slot} starts with {ev[0]!r:.20}, not an event marker "
+                    "(ByteTokenizer.encode_event_words)"
+                )
+            bad = next((x for x in ev[1:] if not isinstance(x, int) or not 0 <= x < N_BYTES), None)
+            if bad is not None:
+                raise ValueError(f"event payload token {bad!r:.20} for slot {slot} is not a byte in [0, 256)")
 
     def _caches(self, state: StreamState, idx: torch.Tensor, whole: bool) -> list[LayerCache]:
         if whole:
@@ -425,24 +501,26 @@ class InteractionModel(nn.Module):
         log_mel, mel_history = self.dmel.stream(audio, state.mel_history[idx])
         caller = self.dmel.quantize(log_mel)  # [B, F, M]
 
-        # Chunk of new stream positions: event tokens, then the micro-turn (left-padded).
-        n_ev = [len(inputs.events.get(s, ())) for s in idx.tolist()]
-        t = max(n_ev) + 1
-        tokens = torch.full((b, t), SPECIAL.PAD, dtype=torch.int64)
-        valid = torch.zeros(b, t, dtype=torch.bool)
-        for row, (slot, n) in enumerate(zip(idx.tolist(), n_ev)):
-            if n:
-                tokens[row, t - 1 - n : t - 1] = torch.tensor(inputs.events[slot])
-            valid[row, t - 1 - n :] = True
-        tokens, valid = tokens.to(dev), valid.to(dev)
+        tokens, words, valid = self._event_chunk(inputs.events, idx, dev)
         offset = (valid.long().cumsum(dim=1) - 1).clamp_min(0)
         start = state.stream_len[idx]
         pos = start[:, None] + offset  # [B, T]
+        window = memory = None
+        if c.prompter_bytes:
+            reply, reply_len, reply_pos = self._replies(state, idx, inputs.events)
+            window = reply_window(reply, reply_len, reply_pos, c.prompter_bytes)  # [B, Np]
+            if bool((window < N_BYTES).any()):
+                memory = self.prompter.memory(window)
 
         x_turn = self._turn_embedding(
-            caller, state.prev_floor[idx], state.prev_text[idx], state.prev_tool[idx], state.prev_audio[idx]
+            caller,
+            state.prev_floor[idx],
+            state.prev_text[idx],
+            state.prev_tool[idx],
+            state.prev_audio[idx],
+            window,
         )  # [B, D]
-        x = self._event_embedding(tokens)
+        x = self._event_embedding(tokens, words)
         x[:, -1] = x_turn
         prefix_valid = torch.arange(c.max_prefix, device=dev)[None] < state.prefix_len[idx, None]
         past_pos = state.window_pos[idx]
@@ -462,7 +540,7 @@ class InteractionModel(nn.Module):
         tool_flag = sample_decision(tool_logits, temp, uniform(seed, counter, 1, 1)[:, 0]) == 1
         cond, h0 = self._depth_context(h, floor)
         text, text_logits = self._decode_text(
-            cond, h0, SPECIAL.BOS, c.max_text_tokens, seed, counter, temp, top_p, draw=10
+            cond, h0, SPECIAL.BOS, c.max_text_tokens, seed, counter, temp, top_p, draw=10, memory=memory
         )
         tool = torch.full((b, c.max_tool_tokens), SPECIAL.PAD, dtype=torch.int64, device=dev)
         tool_text_logits = h.new_zeros(b, c.max_tool_tokens, c.vocab_size)
@@ -499,6 +577,10 @@ class InteractionModel(nn.Module):
         state.prev_text[idx] = text
         state.prev_tool[idx] = tool
         state.prev_audio[idx] = audio_levels
+        if window is not None:
+            state.reply[idx] = reply
+            state.reply_len[idx] = reply_len
+            state.reply_pos[idx] = reply_pos + advance(text, window)
         return StepOutput(
             idx,
             floor,
@@ -515,6 +597,45 @@ class InteractionModel(nn.Module):
             tool_text_logits,
         )
 
+    def _event_chunk(self, events: dict, idx: torch.Tensor, dev) -> tuple:
+        """The new stream positions: each slot's events, then its micro-turn (left-padded), as
+        (tokens [B, T], hashed words [B, T, W] in words mode else None, valid [B, T])."""
+        c = self.cfg
+        slots = idx.tolist()
+        n_ev = [len(events.get(s, ())) for s in slots]
+        t = max(n_ev) + 1
+        tokens = torch.full((len(slots), t), SPECIAL.PAD, dtype=torch.int64)
+        valid = torch.zeros(len(slots), t, dtype=torch.bool)
+        words = None
+        if c.event_repr == "words":
+            words = torch.zeros(len(slots), t, c.event_words, dtype=torch.int64)
+        for row, (slot, n) in enumerate(zip(slots, n_ev)):
+            valid[row, t - 1 - n :] = True
+            if not n:
+                continue
+            if words is None:
+                tokens[row, t - 1 - n : t - 1] = torch.tensor(events[slot])
+                continue
+            for j, ev in enumerate(events[slot], start=t - 1 - n):
+                tokens[row, j] = ev[0]
+                ids = event_word_ids(_payload(ev), c.event_words, c.event_buckets)
+                words[row, j, : len(ids)] = torch.tensor(ids, dtype=torch.int64)
+        return tokens.to(dev), None if words is None else words.to(dev), valid.to(dev)
+
+    def _replies(self, state: StreamState, idx: torch.Tensor, events: dict) -> tuple:
+        """The stepped slots' replies once this tick's `reply` events are in, as copies to commit
+        with the step: (reply [B, R], reply_len [B], reply_pos [B]). A reply replaces what was left
+        of the one before (the last of a tick wins) and puts the cursor at its start."""
+        reply, length, pos = state.reply[idx], state.reply_len[idx], state.reply_pos[idx]
+        for row, slot in enumerate(idx.tolist()):
+            for ev in events.get(slot, ()):
+                if ev[0] == SPECIAL.REPLY:
+                    said = reply_bytes(_payload(ev), self.cfg.max_reply_bytes)
+                    reply[row] = SPECIAL.PAD
+                    reply[row, : len(said)] = torch.tensor(said, dtype=torch.int64)
+                    length[row], pos[row] = len(said), 0
+        return reply, length, pos
+
     def _write_kv(self, state, idx, pos, valid, new_kv) -> None:
         rows, cols = valid.nonzero(as_tuple=True)
         slots = idx[rows]
@@ -526,8 +647,11 @@ class InteractionModel(nn.Module):
             state.v_window[layer][slots, :, ring] = v[rows, :, cols].to(state.v_window.dtype)
         state.window_pos[slots, ring] = p
 
-    def _decode_text(self, cond, h0, start, n, seed, counter, temp, top_p, draw):
-        """Autoregressive tokens within one micro-turn. Returns (tokens [B, n], logits [B, n, V])."""
+    def _decode_text(
+        self, cond, h0, start, n, seed, counter, temp, top_p, draw, memory: Memory | None = None
+    ):
+        """Autoregressive tokens within one micro-turn, reading the prompter's `memory` when given.
+        Returns (tokens [B, n], logits [B, n, V])."""
         b = cond.shape[0]
         tokens = torch.full((b, n), SPECIAL.PAD, dtype=torch.int64, device=cond.device)
         logits_all = cond.new_zeros(b, n, self.cfg.vocab_size)
@@ -537,7 +661,8 @@ class InteractionModel(nn.Module):
         u, u_stop = uniform(seed, counter, draw, n), uniform(seed, counter, draw + 1, n)  # [B, n]
         for i in range(n):
             out, hstate = self.text_gru((self.depth_tok(prev) + cond).unsqueeze(1), hstate)
-            logits = self.text_out(out[:, 0])
+            o = out[:, 0] if memory is None else out[:, 0] + self.prompter.attend(out, memory)[:, 0]
+            logits = self.text_out(o)
             logits_all[:, i] = logits
             tok = sample_until(logits, SPECIAL.EOT, temp, top_p, u_stop[:, i], u[:, i])
             if i == n - 1:
@@ -585,3 +710,8 @@ class InteractionModel(nn.Module):
             z(0, c.frames_per_turn, c.n_mels, c.dmel_levels, dt=f32),
             z(0, c.max_tool_tokens, c.vocab_size, dt=f32),
         )
+
+
+def _payload(event: list[int]) -> str:
+    """A words-mode event's payload as text (bytes that are not UTF-8 become U+FFFD)."""
+    return bytes(event[1:]).decode("utf-8", errors="replace")

@@ -1,16 +1,20 @@
 """The tick scheduler: decides which slots step each 200 ms tick. Plain Python, no tensors.
 
 Sessions are admitted into free slots (or refused at capacity), push 200 ms caller frames and
-event tokens into per-slot inboxes, and leave. Once per tick `plan()` turns the inboxes into a
-`TickPlan` for the runner: the slots whose frame arrived (one frame each), their event tokens (at
-most `max_event_tokens` per slot per tick; longer events continue on the next ticks), slots to
-reset and prefixes to pin. A live slot whose frame has not arrived by the tick is left out of the
-step (its state does not advance) and counted late; the caller's side hears that gap as lost
-audio. Inboxes are bounded: a slot more than `max_queued_frames` behind drops its oldest frames
-and counts them, so a stalled call catches up instead of lagging for ever; and a slot that has had
-a frame waiting behind the one it steps for `catch_up_after` ticks in a row skips one frame (counted),
-because a backlog that forms once (a slow tick, a burst) would otherwise add its delay to every
-later turn of the call: frames arrive exactly as fast as ticks consume them.
+events into per-slot inboxes, and leave. Once per tick `plan()` turns the inboxes into a
+`TickPlan` for the runner: the slots whose frame arrived (one frame each), their events, slots to
+reset and prefixes to pin. How events are metered follows the checkpoint's `event_repr`: "bytes",
+event tokens, at most `max_event_tokens` per slot per tick (longer events continue on the next
+ticks); "words", whole events (each `[marker, *payload bytes]`), at most `max_event_tokens` per slot
+per tick. A live slot whose frame has not arrived by the tick is left out of the step (its state
+does not advance) and counted late; the caller's side hears that gap as lost audio. Inboxes are
+bounded: a slot more than `max_queued_frames` behind drops its oldest frames and counts them, so a
+stalled call catches up instead of lagging for ever; and a slot that has had a frame waiting behind
+the one it steps for `catch_up_after` ticks in a row skips one frame (counted), because a backlog
+that forms once (a slow tick, a burst) would otherwise add its delay to every later turn of the
+call: frames arrive exactly as fast as ticks consume them. A slot's event backlog is bounded too
+(`max_pending_event_tokens` tokens, or `max_pending_events` events in words mode): an event past
+it is refused whole.
 
 The scheduler never touches the model; `model.runner` executes plans, `model.server` feeds it.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from model.config import EVENT_REPRS
 from model.protocol import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 
 
@@ -36,7 +41,7 @@ class TickPlan:
     step: list[int] = field(default_factory=list)  # slots stepping this tick, ascending
     frames: dict[int, bytes] = field(default_factory=dict)  # slot -> 6400 bytes PCM16 LE
     frame_index: dict[int, int] = field(default_factory=dict)  # slot -> which of its frames (0-based)
-    events: dict[int, list[int]] = field(default_factory=dict)  # slot -> event tokens
+    events: dict[int, list] = field(default_factory=dict)  # slot -> event tokens, or events ("words")
     resets: list[int] = field(default_factory=list)  # slots to clear before stepping
     prefills: dict[int, list[int]] = field(default_factory=dict)  # slot -> prefix tokens
     sampling: dict[int, Sampling] = field(default_factory=dict)
@@ -55,7 +60,7 @@ class SlotStats:
 class _Slot:
     session: str
     frames: deque = field(default_factory=deque)
-    events: deque = field(default_factory=deque)  # pending event tokens, in order
+    events: deque = field(default_factory=deque)  # pending event tokens (or whole events), in order
     started: bool = False  # first frame seen: from then on a missing frame is late
     backlog_ticks: int = 0  # consecutive ticks with a frame waiting behind the stepped one
     stats: SlotStats = field(default_factory=SlotStats)
@@ -69,14 +74,20 @@ class Scheduler:
         max_queued_frames: int = 3,
         max_pending_event_tokens: int = 4096,
         catch_up_after: int = 5,
+        event_repr: str = "bytes",
+        max_pending_events: int = 64,
     ) -> None:
         if max_slots <= 0:
             raise ValueError(f"max_slots={max_slots} must be positive")
+        if event_repr not in EVENT_REPRS:
+            raise ValueError(f"event_repr={event_repr!r} must be one of {', '.join(EVENT_REPRS)}")
         self.max_slots = max_slots
         self.max_event_tokens = max_event_tokens
         self.max_queued_frames = max_queued_frames
         self.max_pending_event_tokens = max_pending_event_tokens
         self.catch_up_after = catch_up_after
+        self.whole_events = event_repr == "words"
+        self.max_pending_events = max_pending_events
         self._slots: dict[int, _Slot] = {}
         self._free = list(range(max_slots))
         self._resets: list[int] = []
@@ -136,8 +147,14 @@ class Scheduler:
         return dropped
 
     def push_event(self, slot: int, tokens: list[int]) -> bool:
-        """Queue one event's tokens; False (nothing queued) if the slot's event backlog is full."""
+        """Queue one event (its tokens, or in words mode the whole `[marker, *payload bytes]`);
+        False (nothing queued) if the slot's event backlog is full."""
         entry = self._slots[slot]
+        if self.whole_events:
+            if len(entry.events) >= self.max_pending_events:
+                return False
+            entry.events.append(list(tokens))
+            return True
         if len(entry.events) + len(tokens) > self.max_pending_event_tokens:
             return False
         entry.events.extend(tokens)

@@ -130,6 +130,7 @@ class ModelServer:
             cfg.max_event_tokens,
             self.settings.max_queued_frames,
             catch_up_after=self.settings.catch_up_after,
+            event_repr=cfg.event_repr,
         )
         self.tokenizer = ByteTokenizer()
         self.metrics = _Metrics()
@@ -337,7 +338,11 @@ class ModelServer:
         if size > self.settings.max_event_payload:
             self._error(session, f"event payload of {size} bytes exceeds {self.settings.max_event_payload}")
             return None
-        if not self.scheduler.push_event(session.slot, self.tokenizer.encode_event(msg.kind, msg.payload)):
+        if self.runner.cfg.event_repr == "words":
+            tokens = self.tokenizer.encode_event_words(msg.kind, msg.payload)
+        else:
+            tokens = self.tokenizer.encode_event(msg.kind, msg.payload)
+        if not self.scheduler.push_event(session.slot, tokens):
             self._error(session, "event backlog full: event dropped")
         return None
 

@@ -4,13 +4,16 @@ Everything a call carries from one 200 ms micro-turn to the next lives here, in 
 indexed by slot: the KV cache (a pinned prefix for the call's configuration plus a ring buffer over
 the last `window` stream positions), the caller-audio analysis history, the vocoder's convolution
 history and overlap-add tail, the agent's previous output (fed back as input), the sampling
-settings and the counter-based RNG position. A call of any length uses the same bytes.
+settings and the counter-based RNG position, and (checkpoints with a reply prompter,
+model.prompter) the reply the agent is to voice with its cursor. A call of any length uses the same
+bytes.
 
 `reset(slots)` returns slots to the state of a new call. Nothing here runs the model; the model
 (model.interaction) reads and writes these tensors in place for the slots it steps.
 
 Shape key: L layers, S slots, K kv heads, P prefix, W window, Dh head width, F frames per
-micro-turn, M mel bins, N text tokens per micro-turn.
+micro-turn, M mel bins, N text tokens per micro-turn, R reply bytes (max_reply_bytes, 0 without a
+prompter).
 """
 
 from __future__ import annotations
@@ -83,6 +86,9 @@ class StreamState:
     counter: torch.Tensor  # [S] int64
     temperature: torch.Tensor  # [S] float32, <= 0 means greedy
     top_p: torch.Tensor  # [S] float32
+    reply: torch.Tensor  # [S, R] int64: the reply's bytes, PAD after (R = 0 without a prompter)
+    reply_len: torch.Tensor  # [S] int64: bytes in the reply
+    reply_pos: torch.Tensor  # [S] int64: the cursor, bytes of the reply already said
 
     @classmethod
     def allocate(
@@ -124,6 +130,9 @@ class StreamState:
             counter=z(s, dt=torch.int64),
             temperature=torch.full((s,), DEFAULT_TEMPERATURE, device=dev),
             top_p=torch.full((s,), DEFAULT_TOP_P, device=dev),
+            reply=z(s, c.max_reply_bytes if c.prompter_bytes else 0, dt=torch.int64),
+            reply_len=z(s, dt=torch.int64),
+            reply_pos=z(s, dt=torch.int64),
         )
         state.reset(torch.ones(s, dtype=torch.bool, device=dev))
         return state
@@ -148,9 +157,12 @@ class StreamState:
             "vocoder_conv",
             "vocoder_ola",
             "counter",
+            "reply_len",
+            "reply_pos",
         ):
             getattr(self, name)[idx] = 0
         self.window_pos[idx] = -1
+        self.reply[idx] = SPECIAL.PAD
         for name, value in initial_feedback(self.cfg, self.device).items():
             getattr(self, name)[idx] = value
         if seed is not None:

@@ -54,6 +54,8 @@ EVENT_KINDS = {
     "caller_words": SPECIAL.CALLER_WORDS,
     "reply": SPECIAL.REPLY,
 }
+# The markers an event may start with in the stream ("config" starts the pinned prefix instead).
+EVENT_MARKERS = frozenset(v for k, v in EVENT_KINDS.items() if k != "config")
 
 
 class ByteTokenizer:
@@ -74,6 +76,17 @@ class ByteTokenizer:
         if kind not in EVENT_KINDS:
             raise ValueError(f"unknown event kind {kind!r}; known: {', '.join(EVENT_KINDS)}")
         return [EVENT_KINDS[kind], *self.encode(payload), SPECIAL.EVENT_END]
+
+    def encode_event_words(self, kind: str, payload: str = "") -> list[int]:
+        """An injected event for a checkpoint that reads events as words (ModelConfig.event_repr
+        "words"): its marker, then its whole payload as UTF-8 bytes, no EVENT_END. The step takes
+        the event as one stream position (the payload's `event_word_ids`) and, for a `reply`, shows
+        its `reply_bytes` to the prompter; the payload is not cut here, so both see what the
+        training labels saw. "config" is not an event: it is the pinned prefix (`encode_prefix`)."""
+        if kind not in EVENT_KINDS or kind == "config":
+            known = ", ".join(k for k in EVENT_KINDS if k != "config")
+            raise ValueError(f"unknown event kind {kind!r} for a words event; known: {known}")
+        return [EVENT_KINDS[kind], *self.encode(payload)]
 
     def encode_prefix(self, config: str, max_tokens: int) -> list[int]:
         """A call's configuration text as the pinned prefix the model reads: CONFIG, its bytes cut

@@ -1,4 +1,5 @@
-"""Shared fixtures for model tests: a seeded tiny model and helpers to record a streamed call."""
+"""Shared fixtures for model tests: seeded tiny models (legacy, and reading events as words with a
+reply prompter) and helpers to record a streamed call and rebuild it as a teacher-forced batch."""
 
 from __future__ import annotations
 
@@ -6,17 +7,35 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from model.config import ModelConfig
 from model.interaction import KIND_EVENT, KIND_TURN, Batch, InteractionModel, StepInputs
+from model.protocol import EVENT_KINDS
 from model.state import StreamState
-from model.tokenizer import SPECIAL, ByteTokenizer
+from model.tokenizer import SPECIAL, ByteTokenizer, event_word_ids, prompter_advance, reply_bytes
+
+WORDS = ModelConfig.from_name("tiny").replace(event_repr="words", prompter_bytes=16, event_kinds=EVENT_KINDS)
 
 
 @pytest.fixture(scope="module")
 def tiny() -> InteractionModel:
     torch.manual_seed(1234)
     return InteractionModel(ModelConfig.from_name("tiny")).eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_words() -> InteractionModel:
+    """`tiny` reading events as words, with a 16-byte reply prompter whose weights are random (a new
+    model's start silent) and a text head that favours "a", so replies of "a"s get said and the
+    reply cursor moves."""
+    torch.manual_seed(1234)
+    model = InteractionModel(WORDS).eval()
+    with torch.no_grad():
+        for p in model.prompter.parameters():
+            nn.init.normal_(p, std=0.3)
+        model.text_out.bias[ord("a")] += 6.0
+    return model
 
 
 def caller_audio(slots: int, turns: int, seed: int = 0) -> torch.Tensor:
@@ -45,15 +64,74 @@ def event_schedule(slots: int, turns: int) -> dict[int, dict[int, list[int]]]:
     return sched
 
 
-def record_to_batch(cfg: ModelConfig, prefix: list[int], steps: list[tuple[list[int], object]]) -> Batch:
-    """A teacher-forced batch (B=1) from a streamed slot's events and outputs, in step order."""
-    kind, token, caller, floor, text, tool, audio = [], [], [], [], [], [], []
-    f, m = cfg.frames_per_turn, cfg.n_mels
-    zero_frames = torch.zeros(f, m, dtype=torch.int64)
+def words_schedule(slots: int, turns: int) -> dict[int, dict[int, list[list[int]]]]:
+    """turn -> slot -> whole events ("words" mode): replies (of "a"s, which `tiny_words` says, and
+    of words it does not), a reply replacing another in the same tick, events without words,
+    and ticks with several events."""
+    tok = ByteTokenizer()
+    sched: dict[int, dict[int, list[list[int]]]] = {}
+    for turn in range(turns):
+        for s in range(slots):
+            k = (turn + 3 * s) % 9
+            if k == 1:
+                due = [tok.encode_event_words("reply", "a" * 30 + " " + "a" * (turn % 7 + 3) + " done")]
+            elif k == 3:
+                due = [tok.encode_event_words("dtmf", str(turn % 10)), tok.encode_event_words("timer", "")]
+            elif k == 5:
+                due = [
+                    tok.encode_event_words("reply", "Your order shipped."),
+                    tok.encode_event_words("tool_result", '{"status":"shipped"}'),
+                    tok.encode_event_words("reply", "aaaaaaaaaaaaaaaaaaaaaa aa"),
+                ]
+            elif k == 7:
+                due = [tok.encode_event_words("caller_words", "where is my order")]
+            else:
+                continue
+            sched.setdefault(turn, {})[s] = due
+    return sched
+
+
+def prompter_windows(cfg: ModelConfig, steps: list[tuple[list, object]]) -> tuple[list[list[int]], list[int]]:
+    """What the reply prompter shows at each recorded micro-turn and where its cursor is after it,
+    by the Python rule the training labels apply (model.tokenizer.prompter_advance)."""
+    reply: list[int] = []
+    pos = 0
+    windows, cursors = [], []
     for events, out in steps:
         for e in events:
+            if e[0] == SPECIAL.REPLY:
+                reply, pos = (
+                    reply_bytes(bytes(e[1:]).decode("utf-8", errors="replace"), cfg.max_reply_bytes),
+                    0,
+                )
+        window = reply[pos : pos + cfg.prompter_bytes]
+        windows.append(window)
+        pos += prompter_advance(out.text.tolist(), window)
+        cursors.append(pos)
+    return windows, cursors
+
+
+def record_to_batch(cfg: ModelConfig, prefix: list[int], steps: list[tuple[list, object]]) -> Batch:
+    """A teacher-forced batch (B=1) from a streamed slot's events and outputs, in step order (in
+    words mode with each event's hashed words and, with a prompter, its windows)."""
+    words_mode = cfg.event_repr == "words"
+    kind, token, caller, floor, text, tool, audio, words, shown = [], [], [], [], [], [], [], [], []
+    windows = prompter_windows(cfg, steps)[0] if cfg.prompter_bytes else [[]] * len(steps)
+    f, m = cfg.frames_per_turn, cfg.n_mels
+    zero_frames = torch.zeros(f, m, dtype=torch.int64)
+    no_words = torch.zeros(cfg.event_words, dtype=torch.int64)
+    no_window = torch.full((cfg.prompter_bytes,), SPECIAL.PAD, dtype=torch.int64)
+    for (events, out), window in zip(steps, windows):
+        for e in events:
             kind.append(KIND_EVENT)
-            token.append(e)
+            token.append(e[0] if words_mode else e)
+            if words_mode:
+                payload = bytes(e[1:]).decode("utf-8", errors="replace")
+                ids = torch.tensor(event_word_ids(payload, cfg.event_words, cfg.event_buckets))
+                words.append(torch.cat([ids.long(), no_words])[: cfg.event_words])
+            else:
+                words.append(no_words)
+            shown.append(no_window)
             caller.append(zero_frames)
             floor.append(torch.tensor(0))
             text.append(torch.full((cfg.max_text_tokens,), SPECIAL.PAD))
@@ -61,6 +139,8 @@ def record_to_batch(cfg: ModelConfig, prefix: list[int], steps: list[tuple[list[
             audio.append(zero_frames)
         kind.append(KIND_TURN)
         token.append(SPECIAL.PAD)
+        words.append(no_words)
+        shown.append(torch.cat([torch.tensor(window, dtype=torch.int64), no_window])[: cfg.prompter_bytes])
         caller.append(out.caller)
         floor.append(out.floor)
         text.append(out.text)
@@ -79,6 +159,8 @@ def record_to_batch(cfg: ModelConfig, prefix: list[int], steps: list[tuple[list[
         text=torch.stack(text)[None].long(),
         tool=torch.stack(tool)[None].long(),
         audio=torch.stack(audio)[None].long(),
+        event_words=torch.stack(words)[None] if words_mode else None,
+        prompter=torch.stack(shown)[None] if cfg.prompter_bytes else None,
     )
 
 
@@ -90,20 +172,25 @@ def stream_call(
     active: callable = lambda turn, slot: True,
     seed: int = 0,
 ):
-    """Step `slots` slots for `turns` ticks; returns (state, per-slot list of (events, output row))."""
+    """Step `slots` slots for `turns` ticks; returns (state, per-slot list of (events, output row)).
+    Events follow `event_schedule` or, for a words-mode model, `words_schedule`; each row also
+    holds the slot's reply cursor after the step (`reply_pos`)."""
     state = StreamState.allocate(model.cfg, slots)
     state.set_sampling(list(range(slots)), temperature=1.0, top_p=0.95)
     for s, p in prefixes.items():
         model.prefill(state, s, p)
     audio = caller_audio(slots, turns, seed)
-    sched = event_schedule(slots, turns)
+    words = model.cfg.event_repr == "words"
+    sched = words_schedule(slots, turns) if words else event_schedule(slots, turns)
     records: dict[int, list] = {s: [] for s in range(slots)}
     for turn in range(turns):
         mask = torch.tensor([bool(active(turn, s)) for s in range(slots)])
         events = {s: e for s, e in sched.get(turn, {}).items() if mask[s]}
         out = model.step(state, StepInputs(audio=audio[turn], events=events), mask)
         for row, s in enumerate(out.slots.tolist()):
-            records[s].append((events.get(s, []), _row(out, row)))
+            record = _row(out, row)
+            record.reply_pos = int(state.reply_pos[s])
+            records[s].append((events.get(s, []), record))
     return state, records
 
 

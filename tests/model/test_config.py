@@ -11,6 +11,14 @@ from model.config import PRESETS, ModelConfig
 from model.interaction import InteractionModel
 
 
+def test_small2_is_small_reading_words_with_a_prompter():
+    from model.protocol import EVENT_KINDS
+
+    small, small2 = ModelConfig.from_name("small"), ModelConfig.from_name("small2")
+    assert small2 == small.replace(event_repr="words", prompter_bytes=24, event_kinds=EVENT_KINDS)
+    assert "reply" in small2.event_kinds and small.event_repr == "bytes" and small.prompter_bytes == 0
+
+
 def test_presets_meet_their_size_targets():
     with torch.device("meta"):
         sizes = {name: InteractionModel(ModelConfig.from_name(name)).parameter_counts() for name in PRESETS}

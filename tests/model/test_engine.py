@@ -15,7 +15,7 @@ from model.protocol import FRAME_BYTES
 from model.runner import Runner
 from model.scheduler import Sampling, TickPlan
 from model.server import ModelServer, ModelServerSettings
-from model.tokenizer import ByteTokenizer
+from model.tokenizer import SPECIAL, ByteTokenizer, reply_bytes
 from tests.model.conftest import caller_audio
 
 pytestmark = pytest.mark.timeout(180)
@@ -63,6 +63,30 @@ def test_a_call_stepped_alone_equals_it_stepped_in_a_batch(tiny):
         assert_same(Engine(tiny, 1).run([call])[0], batched[i])
     assert [len(t) for t in batched] == [9, 6, 11] and [t.frame for t in batched[2]] == list(range(11))
     assert all(len(t.pcm) == FRAME_BYTES and sum(t.floor_probs) == pytest.approx(1.0) for t in batched[0])
+
+
+def test_a_words_call_stepped_alone_equals_it_stepped_in_a_batch(tiny_words):
+    engine = Engine(tiny_words, 3)
+    reply = engine.encode_event("reply", "aaaaaaaaaaaaaaaaaaaa aaaa")
+    assert reply[0] == SPECIAL.REPLY and engine.encode_event("dtmf", "4") == [SPECIAL.DTMF, ord("4")]
+    calls = [
+        Call(
+            "support|en",
+            frames(8, 1),
+            {1: [reply, engine.encode_event("dtmf", "4")]},
+            Sampling(1.0, 0.95, 11),
+        ),
+        Call(
+            "reception|en",
+            frames(6, 2),
+            {0: [engine.encode_event("tool_result", '{"ok": true}')], 3: [reply]},
+            Sampling(0.8, 0.9, seed=22),
+        ),
+    ]
+    batched = engine.run(calls)
+    assert int(engine.state.reply_len[0]) == len(reply_bytes("aaaaaaaaaaaaaaaaaaaa aaaa", 1024))
+    for i, call in enumerate(calls):
+        assert_same(Engine(tiny_words, 1).run([call])[0], batched[i])
 
 
 def test_the_engine_equals_the_runner_driven_by_hand(tiny):

@@ -149,6 +149,26 @@ def test_events_wait_for_their_slot_to_step_and_a_full_backlog_is_refused():
     assert got == [[4, 5, 6], [7, 8], None]
 
 
+def test_words_mode_queues_and_pops_whole_events():
+    with pytest.raises(ValueError, match="event_repr='tokens' must be one of bytes, words"):
+        Scheduler(max_slots=1, max_event_tokens=2, event_repr="tokens")
+    s, runner = (
+        Scheduler(max_slots=1, max_event_tokens=2, event_repr="words", max_pending_events=3),
+        FakeRunner(1),
+    )
+    slot = s.admit("a", [], Sampling())
+    reply = [270, *range(100)]  # longer than any token budget, still one event
+    assert s.push_event(slot, reply) and s.push_event(slot, [264]) and s.push_event(slot, [265, 52])
+    assert not s.push_event(slot, [266])  # a fourth pending event is refused whole
+    reply.append(7)  # the caller's list is not the queued event
+    got = []
+    for i in range(3):
+        s.push_frame(slot, f"F{i}".encode())
+        got.append(tick(s, runner).events.get(slot))
+    assert got == [[[270, *range(100)], [264]], [[265, 52]], None]  # at most 2 events a tick, in order
+    assert s.push_event(slot, [266])  # room again
+
+
 def test_scheduler_plans_ready_slots_and_chunks_events():
     s = Scheduler(max_slots=3, max_event_tokens=4, max_queued_frames=2)
     a = s.admit("a", [1, 2], Sampling())

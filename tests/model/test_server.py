@@ -85,6 +85,23 @@ async def test_a_call_gets_one_turn_and_frame_per_micro_turn(tiny_model):
         await server.stop()
 
 
+async def test_a_words_model_takes_each_event_whole(tiny_words):
+    server = await start(tiny_words, tick_ms=50)
+    try:
+        async with connect(server.url) as ws:
+            slot = (await hello(ws))["slot"]
+            await ws.send(json.dumps({"type": "event", "kind": "dtmf", "payload": "5"}))
+            await ws.send(json.dumps({"type": "event", "kind": "reply", "payload": "Your order shipped."}))
+            await ws.send(frame(0))
+            await next_turn(ws)
+            state = server.runner.state
+            assert int(state.stream_len[slot]) == 3  # two events, one position each, and a micro-turn
+            reply = state.reply[slot, : int(state.reply_len[slot])].tolist()
+            assert reply == list(b"Your order shipped. ")
+    finally:
+        await server.stop()
+
+
 async def test_capacity_refuses_with_a_clear_close_code(tiny_model):
     server = await start(tiny_model, max_slots=2, tick_ms=50)
     try:

@@ -26,6 +26,15 @@ def _mel_distance(vocoder: Vocoder, cfg: ModelConfig, speech: np.ndarray) -> flo
         return float((dmel.log_mel(got[None, :n]) - dmel.log_mel(ref[None, :n])).abs().mean())
 
 
+def test_small2_warm_starts_from_the_shipped_checkpoint():
+    from model.checkpoint import warm_start
+    from model.interaction import InteractionModel
+
+    model = InteractionModel(ModelConfig.from_name("small2"))
+    fresh = warm_start(model, DEFAULT_CHECKPOINT)
+    assert fresh and all(name.startswith(("event_words.", "prompter.")) for name in fresh)
+
+
 def test_the_shipped_checkpoint_is_the_default_and_its_vocoder_speaks():
     assert (DEFAULT_CHECKPOINT / "model.safetensors").is_file()
     assert (DEFAULT_CHECKPOINT / "TRAINING.md").is_file()  # how it was made travels with it

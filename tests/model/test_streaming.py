@@ -1,12 +1,15 @@
-"""Streaming equals teacher forcing; masked batched steps equal slots stepped alone."""
+"""Streaming equals teacher forcing; masked batched steps equal slots stepped alone. Both for the
+legacy model (events as bytes) and one reading events as words with a reply prompter, whose cursor
+moves by the rule the training labels apply."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from model.state import StreamState
 from model.tokenizer import SPECIAL, ByteTokenizer
-from tests.model.conftest import record_to_batch, stream_call
+from tests.model.conftest import prompter_windows, record_to_batch, stream_call
 
 TOK = ByteTokenizer()
 PREFIX = TOK.encode_event("config", "agent=support lang=en")
@@ -17,11 +20,20 @@ def _text_upto_eot(tokens: torch.Tensor) -> int:
     return int(hits[0]) + 1 if hits.numel() else tokens.numel()
 
 
-def test_streaming_equals_teacher_forced_forward_past_the_window(tiny):
+@pytest.mark.parametrize("name", ["tiny", "tiny_words"])
+def test_streaming_equals_teacher_forced_forward_past_the_window(name, request):
+    tiny = request.getfixturevalue(name)
     turns = 45  # more stream positions than the window (32), events included
     _, records = stream_call(tiny, slots=2, turns=turns, prefixes={0: PREFIX})
+    moved = 0
     for slot, prefix in ((0, PREFIX), (1, [])):
         steps = records[slot]
+        if tiny.cfg.prompter_bytes:
+            # The step's cursor is where the labels' rule puts it, micro-turn by micro-turn.
+            windows, cursors = prompter_windows(tiny.cfg, steps)
+            assert [out.reply_pos for _, out in steps] == cursors
+            moved += sum(b > a for a, b in zip([0, *cursors], cursors))
+            assert sum(1 for w in windows if w) > turns // 2  # a reply in flight most of the call
         batch = record_to_batch(tiny.cfg, prefix, steps)
         assert batch.kind.shape[1] > tiny.cfg.window + 5
         with torch.no_grad():
@@ -46,9 +58,13 @@ def test_streaming_equals_teacher_forced_forward_past_the_window(tiny):
                     full.tool_text_logits[q, :k], out.tool_text_logits[:k], atol=2e-4, rtol=1e-4
                 )
         assert n_tools == len(full.tool_positions)
+    if tiny.cfg.prompter_bytes:
+        assert moved >= 5, "the cursor should move when the agent writes the reply's bytes"
 
 
-def test_masked_batched_step_equals_slot_stepped_alone(tiny):
+@pytest.mark.parametrize("name", ["tiny", "tiny_words"])
+def test_masked_batched_step_equals_slot_stepped_alone(name, request):
+    tiny = request.getfixturevalue(name)
     turns = 12
     pattern = lambda turn, slot: (turn + slot) % 3 != 0  # noqa: E731  late frames -> masked out
     _, batched = stream_call(tiny, slots=4, turns=turns, prefixes={0: PREFIX, 2: PREFIX[:5]}, active=pattern)

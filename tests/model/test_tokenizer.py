@@ -29,6 +29,17 @@ def test_tokenizer_events_and_tool_calls():
     assert tok.parse_tool_call(tok.encode("!!! {}")) is None
 
 
+def test_words_events_carry_the_whole_payload_and_no_end_marker():
+    tok = ByteTokenizer()
+    ev = tok.encode_event_words("reply", "Ça arrive jeudi. " * 200)
+    assert ev[0] == SPECIAL.REPLY and SPECIAL.EVENT_END not in ev
+    assert bytes(ev[1:]).decode() == "Ça arrive jeudi. " * 200  # not cut: the step cuts what it shows
+    assert tok.encode_event_words("timer") == [SPECIAL.TIMER]
+    for kind in ("config", "fax"):
+        with pytest.raises(ValueError, match=f"unknown event kind '{kind}' for a words event"):
+            tok.encode_event_words(kind, "x")
+
+
 def test_event_word_ids_are_stable_bounded_and_skip_json_punctuation():
     from model.tokenizer import event_word_ids
 

@@ -1,0 +1,110 @@
+"""The reply prompter: what the agent has been given to say, shown to the model every micro-turn.
+
+A `reply` event (the background model's answer) replaces the slot's reply; a cursor marks how much
+of it the agent has already said. Each micro-turn the window `reply[pos : pos + prompter_bytes]`
+(PAD past the end) is read twice by `InteractionModel`: summed into the micro-turn's input
+embedding (`ReplyPrompter.embed`), so the backbone knows there is something to say, and attended
+to by the text depth decoder (`ReplyPrompter.memory` / `attend`), a copy path so the agent voices
+the reply's own bytes. After the micro-turn's text is sampled the cursor moves by `advance`, the
+tensor form of `model.tokenizer.prompter_advance` (the rule the training labels apply).
+
+The new weights start silent (the input embedding and the attention's values are zero), so a model
+warm-started from a checkpoint without a prompter (model.checkpoint.warm_start) first behaves as
+that checkpoint did. This module knows nothing about events or streaming state beyond the tensors
+it is handed.
+
+Shape key: B rows (slots or batch positions), R reply buffer bytes, Np window bytes, N text tokens,
+Q queries, D model width, Dd depth-decoder width.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from model.config import ModelConfig
+from model.tokenizer import N_BYTES, SPECIAL
+
+
+def reply_window(
+    reply: torch.Tensor, reply_len: torch.Tensor, reply_pos: torch.Tensor, n: int
+) -> torch.Tensor:
+    """The unsaid part of each reply the prompter shows. reply [B, R] (R >= n), reply_len and
+    reply_pos [B] -> [B, n] int64: bytes from the cursor on, PAD past the reply's end."""
+    at = reply_pos[:, None] + torch.arange(n, device=reply.device)  # [B, n]
+    got = reply.gather(1, at.clamp(max=reply.shape[1] - 1))
+    return torch.where(at < reply_len[:, None], got, torch.full_like(got, SPECIAL.PAD))
+
+
+def _bytes_before_special(tokens: torch.Tensor) -> torch.Tensor:
+    """[B, L] -> [B]: how many leading entries are bytes (a special token ends the run)."""
+    return ((tokens >= N_BYTES).int().cumsum(dim=-1) == 0).sum(dim=-1)
+
+
+def advance(emitted: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+    """How far each cursor moves: `prompter_advance` for every row at once. emitted [B, N] (a
+    micro-turn's text: bytes, then EOT and PAD), window [B, Np] -> [B] int64, the longest m such
+    that the last m bytes written are the first m bytes of the window (0 when none)."""
+    b, n = emitted.shape
+    said, ahead = _bytes_before_special(emitted), _bytes_before_special(window)  # [B]
+    most = min(n, window.shape[1])
+    m = torch.arange(1, most + 1, device=emitted.device)  # [M] candidate lengths
+    j = torch.arange(most, device=emitted.device)  # [M] offsets inside a candidate
+    src = said[:, None, None] - m[None, :, None] + j[None, None, :]  # [B, M, M]: emitted index
+    got = emitted.gather(1, src.clamp(0, n - 1).view(b, -1)).view(b, most, most)
+    past = (j[None, :] >= m[:, None])[None]  # [1, M, M]: offsets beyond the candidate
+    match = ((got == window[:, None, :most]) | past).all(dim=-1)  # [B, M]
+    fits = (m[None] <= said[:, None]) & (m[None] <= ahead[:, None])
+    return torch.where(match & fits, m[None], torch.zeros_like(m[None])).max(dim=-1).values
+
+
+@dataclass
+class Memory:
+    """The window as the text decoder's attention reads it."""
+
+    key: torch.Tensor  # [B, Np, Dd]
+    value: torch.Tensor  # [B, Np, Dd]
+    mask: torch.Tensor  # [B, Np] bool: reply bytes (PAD masked)
+
+
+class ReplyPrompter(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        n, d, dd = cfg.prompter_bytes, cfg.d_model, cfg.d_depth
+        self.scale = dd**-0.5
+        # (a) the micro-turn's input: a bag of the window's bytes at their offsets
+        self.byte_in = nn.Embedding(cfg.vocab_size, d)
+        self.pos_in = nn.Parameter(torch.zeros(n, d))
+        # (b) the text decoder's single-head attention over the window
+        self.byte_mem = nn.Embedding(cfg.vocab_size, dd)
+        self.pos_mem = nn.Parameter(torch.randn(n, dd) * 0.02)
+        self.query = nn.Linear(dd, dd, bias=False)
+        self.key = nn.Linear(dd, dd, bias=False)
+        self.value = nn.Linear(dd, dd, bias=False)
+
+    def silence(self) -> None:
+        """Zero the weights through which the prompter changes the model's outputs (the input bag
+        and the attention's values): called once the owner has initialised every weight."""
+        with torch.no_grad():
+            self.byte_in.weight.zero_()
+            self.pos_in.zero_()
+            self.value.weight.zero_()
+
+    def embed(self, window: torch.Tensor) -> torch.Tensor:
+        """[.., Np] -> [.., D]: sum over the window's bytes of byte + offset embeddings."""
+        mask = (window < N_BYTES).unsqueeze(-1)
+        return ((self.byte_in(window) + self.pos_in) * mask).sum(dim=-2)
+
+    def memory(self, window: torch.Tensor) -> Memory:
+        """[B, Np] -> the keys and values the text decoder attends to (once per micro-turn)."""
+        e = self.byte_mem(window) + self.pos_mem  # [B, Np, Dd]
+        return Memory(self.key(e), self.value(e), window < N_BYTES)
+
+    def attend(self, q: torch.Tensor, mem: Memory) -> torch.Tensor:
+        """q [B, Q, Dd] (text decoder outputs) -> [B, Q, Dd]; exactly zero for an empty window."""
+        scores = (self.query(q) @ mem.key.transpose(-1, -2)) * self.scale  # [B, Q, Np]
+        scores = scores.masked_fill(~mem.mask[:, None, :], torch.finfo(scores.dtype).min)
+        p = scores.softmax(dim=-1) * mem.mask.any(dim=-1)[:, None, None].to(scores.dtype)
+        return p @ mem.value
