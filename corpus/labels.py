@@ -90,6 +90,7 @@ class CallLabels:
     dropped_text_bytes: int = 0  # text bytes past the call's end (0 in practice)
     dropped_event_tokens: int = 0  # event tokens still queued when the call ended
     event_words: list[list[list[int]]] | None = None  # "words": [T][event] its hashed word ids
+    event_payloads: list[list[tuple[str, str]]] | None = None  # "words": [T][event] (kind, payload)
     prompter: np.ndarray | None = None  # [T, prompter_bytes] int64: the reply not yet said, PAD after
 
     @property
@@ -355,6 +356,7 @@ def micro_turn_labels(call: RenderedCall, cfg: ModelConfig) -> CallLabels:
             if words
             else None
         ),
+        event_payloads=[[(e.kind, e.payload) for e in g] for g in groups] if words else None,
         prompter=_prompter(groups, text, cfg) if cfg.prompter_bytes else None,
     )
 

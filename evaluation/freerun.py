@@ -71,7 +71,12 @@ def free_run(
     floors, probs = [], []
     for k in range(min(labels.n_turns, turns or labels.n_turns)):
         frame = caller[k * FRAME_BYTES : (k + 1) * FRAME_BYTES]
-        turn = engine.step({slot: frame}, {slot: labels.events[k]})[slot]
+        events = (
+            labels.events[k]
+            if labels.event_payloads is None
+            else [engine.encode_event(kind, payload) for kind, payload in labels.event_payloads[k]]
+        )
+        turn = engine.step({slot: frame}, {slot: events})[slot]
         floors.append(FLOOR_STATES.index(turn.floor))
         probs.append(turn.floor_probs[speak])
         if "text" in feed:
@@ -100,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = load_model(checkpoint=args.checkpoint).eval()
-    cache = CorpusCache()
+    cache = CorpusCache(background=model.cfg.event_repr == "words")  # words: a background model's calls
     for seed in (int(s) for s in args.seeds.split(",")):
         call = cache.call(args.agent, seed, not args.train_calls)
         labels = micro_turn_labels(call, model.cfg)

@@ -2,6 +2,7 @@
 
     parley train --preset small --out runs/small [--resume] [--device cpu|cuda] [--hours H] [--steps N]
                  [--agent-voice espeak|piper] [--perturb-share S] [--background]
+                 [--init-from shipped|CHECKPOINT]
 
 Every `--checkpoint-every` steps the run directory gets a loadable checkpoint (config.json +
 model.safetensors), the trainer state, losses.jsonl and losses.png. Stopped at any point, the same
@@ -102,6 +103,13 @@ def add_command(sub) -> None:
         default=0.0,
         help="share of calls whose caller voice (speed, tempo, vocal tract, level) and line "
         "(G.722, packet loss) are perturbed (corpus.perturb)",
+    )
+    p.add_argument(
+        "--init-from",
+        metavar="CHECKPOINT",
+        help="a new run starts from this checkpoint's weights ('shipped': model/checkpoints/small); "
+        "modules the preset adds to it (words-mode events, the reply prompter) start fresh "
+        "(model.checkpoint.warm_start)",
     )
     p.add_argument(
         "--background",
@@ -226,6 +234,15 @@ def cmd_train(args) -> int:
         feedback_noise=args.feedback_noise,
         self_feed=args.self_feed,
     )
+    if args.init_from and not (args.resume and (args.out / "trainer.pt").is_file()):
+        from model.checkpoint import DEFAULT_CHECKPOINT, warm_start
+
+        source = DEFAULT_CHECKPOINT if args.init_from == "shipped" else Path(args.init_from)
+        try:
+            fresh = warm_start(model, source)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"parley: --init-from {args.init_from}: {exc}") from None
+        log.info("starting from %s; fresh: %s", source, ", ".join(fresh) or "nothing")
     trainer = Trainer(model, data, args.out, train_cfg, device=args.device)
     if args.resume and not trainer.resume():
         log.info("nothing to resume in %s: starting a new run", args.out)

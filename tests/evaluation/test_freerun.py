@@ -74,3 +74,24 @@ def test_command_line_prints_label_and_variants(tmp_path, capsys, monkeypatch, t
     assert lines[0] == "== support 5: 12 of 30 micro-turns"
     assert [ln.split()[0] for ln in lines[1:]] == ["label", "free", "p(S)", "text+floor", "p(S)"]
     assert all(len(ln.split()[-1]) == 12 for ln in lines[1:])
+
+
+def test_a_words_model_runs_free_on_a_background_call():
+    """Words-mode checkpoints get whole events ([marker, *payload]) from the labels' payloads."""
+    pytest.importorskip("espeakng_loader")
+    from corpus.render import render_call
+
+    cfg = ModelConfig.from_name("small2").replace(
+        **{
+            k: v
+            for k, v in ModelConfig.from_name("tiny").to_dict().items()
+            if k not in ("event_repr", "prompter_bytes", "event_kinds")
+        }
+    )
+    torch.manual_seed(0)
+    model = InteractionModel(cfg).eval()
+    bg = render_call(generate_script("support", 3), 3, background=True)
+    labels = micro_turn_labels(bg, cfg)
+    assert labels.event_payloads and sum(map(len, labels.event_payloads)) == sum(map(len, labels.events))
+    run = free_run(model, bg, labels, turns=labels.n_turns, seed=2)
+    assert len(run.floor) == labels.n_turns

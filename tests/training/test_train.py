@@ -234,3 +234,28 @@ def test_self_fed_run_lowers_the_loss_and_resumes_exactly(tmp_path):
     for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
         assert torch.equal(a, b), name
     assert records[-1]["total"] < records[0]["total"]
+
+
+def test_parley_train_starts_from_a_checkpoint_or_says_why_not(tmp_path):
+    """--init-from: a checkpoint whose tensors the preset holds starts the run; one it cannot
+    hold is refused before any step, naming the option."""
+    import os
+    import subprocess
+    import sys
+
+    from model.checkpoint import save_checkpoint
+
+    save_checkpoint(InteractionModel(ModelConfig.from_name("tiny")), tmp_path / "ckpt")
+    env = {**os.environ, "PARLEY_CACHE_DIR": str(tmp_path / "cache")}
+    common = ["--batch-size", "1", "--max-positions", "32", "--corpus-calls", "1", "--steps", "1"]
+
+    def train(out: str, *extra: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "parley.cli", "train", "--out", str(tmp_path / out), *common, *extra]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+
+    ok = train("a", "--preset", "tiny", "--init-from", str(tmp_path / "ckpt"))
+    assert ok.returncode == 0, ok.stderr
+    assert "starting from" in ok.stderr
+    bad = train("b", "--preset", "small", "--init-from", str(tmp_path / "ckpt"))
+    assert bad.returncode != 0 and "--init-from" in bad.stderr
+    assert not (tmp_path / "b" / "trainer.pt").exists()
