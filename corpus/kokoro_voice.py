@@ -48,7 +48,8 @@ VOICE_GENDERS = {
     "jm_kumo": "male",
 }
 # The held-out callers: the one male voice and three of the four female ones. jf_tebukuro is left out:
-# the least intelligible on five caller sentences (Whisper tiny.en WER 0.15 against 0.09-0.11).
+# the least intelligible on five caller sentences (Whisper tiny.en WER 0.15 against 0.09-0.11, measured
+# with phonemes mapped to misaki's symbols, before the switch to plain IPA below; not re-measured).
 CALLER_VOICES = tuple(PREFIX + v for v in ("jm_kumo", "jf_alpha", "jf_nezumi", "jf_gongitsune"))
 NATIVE_RATE = 24000  # Kokoro's output rate
 FRAME_SAMPLES = 600  # output samples per predicted duration frame (checked on every line)
