@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 
 from agent.events import event_json
-from corpus import piper_voice
+from corpus import kokoro_voice, piper_voice
 from corpus.background_calls import BACKGROUND_VERSION, HEARING_WER, heard_text, with_background
 from corpus.call_script import SCRIPT_VERSION, CallScript, Dtmf, Say, Timer, ToolCall
 from corpus.effects import ChannelParams, apply_channel, to_pcm16_grid
@@ -46,6 +46,7 @@ AGENT_VARIANT = "f3"
 AGENT_VOICES = {"en": f"en-us+{AGENT_VARIANT}", "es": f"es+{AGENT_VARIANT}"}
 AGENT_RATE_WPM = 170
 AGENT_VOICE_CHOICES = ("espeak", "piper")  # "espeak": what the shipped checkpoint was trained on
+CALLER_FAMILIES = ("espeak", "kokoro")  # "kokoro": held-out callers of another engine, evaluation only
 TRAIN_CALLER_BASES = ("en-us", "en-gb", "en-gb-x-rp", "en-gb-scotland", "en-029")
 TRAIN_CALLER_VARIANTS = (
     "",
@@ -114,8 +115,21 @@ TIMER_SILENCE_CAP_MS = 8000
 _SEED_SALT = 0x50524C59  # "PRLY"
 
 
-def caller_voices(held_out: bool = False) -> tuple[str, ...]:
+def caller_voices(held_out: bool = False, family: str = "espeak") -> tuple[str, ...]:
+    """The caller voices of a split: espeak-ng's, or with family="kokoro" (held out only: no
+    training call ever speaks with it) Kokoro's `kokoro_voice.CALLER_VOICES` ("kokoro:<voice>")."""
+    if family == "kokoro":
+        if not held_out:
+            raise ValueError("the kokoro caller family is held out: evaluation only, never training")
+        return kokoro_voice.CALLER_VOICES
+    if family != "espeak":
+        raise ValueError(f"caller family must be one of {CALLER_FAMILIES}, got {family!r}")
     return HELD_OUT_CALLER_VOICES if held_out else TRAIN_CALLER_VOICES
+
+
+def caller_family_of(voice: str) -> str:
+    """The family (`CALLER_FAMILIES`) of a caller voice name."""
+    return "kokoro" if voice.startswith(kokoro_voice.PREFIX) else "espeak"
 
 
 def agent_voices(agent_voice: str = "espeak") -> dict[str, str]:
@@ -129,12 +143,14 @@ def agent_voices(agent_voice: str = "espeak") -> dict[str, str]:
     raise ValueError(f"agent_voice must be one of {AGENT_VOICE_CHOICES}, got {agent_voice!r}")
 
 
-def agent_tts(agent_voice: str = "espeak"):
-    """A TTS that speaks every voice of `agent_voices(agent_voice)` and the callers' voices."""
+def agent_tts(agent_voice: str = "espeak", caller_family: str = "espeak"):
+    """A TTS that speaks every voice of `agent_voices(agent_voice)` and the callers' voices (of
+    `caller_family`: "kokoro" lines through `kokoro_voice.WithKokoro`)."""
     agent_voices(agent_voice)  # ValueError if unknown
-    if agent_voice == "piper":
-        return piper_voice.WithPiper(Espeak.instance())
-    return Espeak.instance()
+    tts = piper_voice.WithPiper(Espeak.instance()) if agent_voice == "piper" else Espeak.instance()
+    if caller_family == "kokoro":
+        return kokoro_voice.WithKokoro(tts)
+    return tts
 
 
 def config_text(agent_name: str) -> str:
@@ -441,16 +457,18 @@ def _rng(script: CallScript, seed: int, held_out: bool) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(entropy))
 
 
-def caller_voice(script: CallScript, seed: int, held_out: bool = False) -> _Voice:
+def caller_voice(script: CallScript, seed: int, held_out: bool = False, family: str = "espeak") -> _Voice:
     """The caller's voice, rate, pitch and pitch range of call (script, seed, held_out), as
     `render_call` draws them (the held-out scenarios voice the caller's interjections with it).
     One voice per call from `TRAIN_CALLER_VOICES`, or `HELD_OUT_CALLER_VOICES` when held_out: the
     two are disjoint in base voice (accent) and variant (timbre), and neither uses the agent's
     variant. Rate 145-185 wpm times `script.style.rate_factor` (+-6% per utterance). Drawn the same
     whatever the agent voice: with "piper" only the agent's audio and what depends on its timing
-    change (its Spanish lines and the caller stay on espeak-ng)."""
+    change (its Spanish lines and the caller stay on espeak-ng). family="kokoro" (held out only):
+    the voice from `kokoro_voice.CALLER_VOICES`, the same draws (Kokoro maps the rate to its speed
+    and ignores pitch), so everything else about the call stays as with espeak-ng."""
     voice_rng = _rng(script, seed, held_out).spawn(3)[0]
-    voices = caller_voices(held_out)
+    voices = caller_voices(held_out, family)
     return _Voice(
         voices[int(voice_rng.integers(len(voices)))],
         float(voice_rng.uniform(*CALLER_RATE_WPM)) * script.style.rate_factor,
@@ -467,6 +485,7 @@ def render_call(
     agent_voice: str = "espeak",
     perturb: bool = False,
     background: bool = False,
+    caller_family: str = "espeak",
 ) -> RenderedCall:
     """Synthesise and lay out `script` (times: `_place`). Same arguments, same call.
     `tts` (default `agent_tts(agent_voice)`) must speak the voices of `agent_voices(agent_voice)`.
@@ -477,13 +496,15 @@ def render_call(
     own stream, so everything else is as without). `background`: a background model beside the
     call (corpus.background_calls, its own stream): the script gets its delays and
     acknowledgements, each caller Say's words arrive as "caller_words" (as heard: `heard_text`),
-    each reply as "reply" with the agent Say's text, and the Say is voiced after it."""
+    each reply as "reply" with the agent Say's text, and the Say is voiced after it.
+    `caller_family`: "kokoro" (held_out only) voices the caller with Kokoro (`caller_voice`); a
+    given `tts` must then speak "kokoro:" voices (`agent_tts(agent_voice, "kokoro")`)."""
     voices_of_agent = agent_voices(agent_voice)
-    tts = tts or agent_tts(agent_voice)
+    tts = tts or agent_tts(agent_voice, caller_family)
     # the first: `caller_voice`; the fourth only with perturb, the fifth only with background
     # (children 0-2 are the same either way)
     _, prosody_rng, channel_rng, perturb_rng, background_rng = _rng(script, seed, held_out).spawn(5)
-    caller = caller_voice(script, seed, held_out)
+    caller = caller_voice(script, seed, held_out, caller_family)
     if background:
         script = with_background(script, background_rng)
     items = script.items

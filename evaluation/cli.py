@@ -3,12 +3,14 @@
     parley eval [--checkpoint DIR | --preset NAME] [--scenarios DIR] --out DIR [--limit N]
                 [--no-baseline] [--no-asr] [--max-slots 8] [--tick-ms 200] [--save-audio] [--background]
     parley eval --write-scenarios DIR [--n 20] [--seed0 900000] [--agent-voice espeak|piper] [--perturb]
+                [--caller-family espeak|kokoro]
 
 Without --scenarios, `--n` held-out scenarios are generated into OUT/scenarios first (kept and
 reused when that directory already holds some). `--write-scenarios` only writes scenarios.
 `--agent-voice piper` voices the generated scenarios' English agent lines with piper joe instead
 of espeak-ng (corpus.render; the shipped checkpoint was trained on espeak-ng); `--perturb` gives
-their callers perturbed voices and lines (corpus.perturb).
+their callers perturbed voices and lines (corpus.perturb); `--caller-family kokoro` gives them callers
+of another speech engine, Kokoro (corpus.kokoro_voice, never used in training).
 The model is the shipped checkpoint unless --checkpoint or --preset say otherwise (a preset has
 random weights). Calls run in real time (200 ms ticks), up to --max-slots at once; --tick-ms
 below 200 runs them faster than real time when the machine keeps up (late frames are reported).
@@ -85,6 +87,13 @@ def add_command(sub) -> None:
         help="with --background: hearing and reasoning tasks run at once",
     )
     p.add_argument(
+        "--caller-family",
+        choices=("espeak", "kokoro"),
+        default="espeak",
+        help="caller voices of generated scenarios: held-out espeak-ng voices, or Kokoro voices (another "
+        "engine, ~1 s of compute per second of caller speech; the data extra)",
+    )
+    p.add_argument(
         "--background-only",
         action="store_true",
         help="score the background model only: hearing on the scenarios' caller audio (WER per voice, "
@@ -105,13 +114,20 @@ def add_command(sub) -> None:
 
 
 def _write_scenarios(
-    directory: Path, n: int, seed0: int | None, agent_voice: str = "espeak", perturb: bool = False
+    directory: Path,
+    n: int,
+    seed0: int | None,
+    agent_voice: str = "espeak",
+    perturb: bool = False,
+    caller_family: str = "espeak",
 ) -> list[Path]:
     from evaluation.held_out import HELD_OUT_SEED0, write_held_out
 
     t = time.perf_counter()
     seed0 = HELD_OUT_SEED0 if seed0 is None else seed0
-    paths = write_held_out(directory, n, seed0=seed0, agent_voice=agent_voice, perturb=perturb)
+    paths = write_held_out(
+        directory, n, seed0=seed0, agent_voice=agent_voice, perturb=perturb, caller_family=caller_family
+    )
     log.info("wrote %d held-out scenarios to %s in %.1f s", len(paths), directory, time.perf_counter() - t)
     return paths
 
@@ -136,7 +152,9 @@ def cmd_eval_background(args) -> int:
     if not args.reasoner_only:
         scenario_dir = args.scenarios or args.out / "scenarios"
         if args.scenarios is None and not any(scenario_dir.glob("*.json")):
-            _write_scenarios(scenario_dir, args.n, args.seed0, args.agent_voice, args.perturb)
+            _write_scenarios(
+                scenario_dir, args.n, args.seed0, args.agent_voice, args.perturb, args.caller_family
+            )
         hearing = evaluate_hearing(load_scenarios(scenario_dir, args.limit))
         print(format_hearing_report(hearing))
     reasoning = evaluate_reasoner(
@@ -152,7 +170,9 @@ def cmd_eval_background(args) -> int:
 
 def cmd_eval(args) -> int:
     if args.write_scenarios is not None:
-        paths = _write_scenarios(args.write_scenarios, args.n, args.seed0, args.agent_voice, args.perturb)
+        paths = _write_scenarios(
+            args.write_scenarios, args.n, args.seed0, args.agent_voice, args.perturb, args.caller_family
+        )
         print(json.dumps({"scenarios": str(args.write_scenarios), "written": len(paths)}))
         return 0
     if args.out is None:
@@ -195,7 +215,9 @@ def _run_eval(args, background=None) -> int:
     if scenario_dir is None:
         scenario_dir = args.out / "scenarios"
         if not any(scenario_dir.glob("*.json")):
-            _write_scenarios(scenario_dir, args.n, args.seed0, args.agent_voice, args.perturb)
+            _write_scenarios(
+                scenario_dir, args.n, args.seed0, args.agent_voice, args.perturb, args.caller_family
+            )
     scenarios = load_scenarios(scenario_dir, args.limit)
     model = load_model(args.preset, args.checkpoint, device=args.device)
     if args.checkpoint:

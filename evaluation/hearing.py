@@ -14,6 +14,7 @@ writes digits); the live latency of each segment, end of speech (its last voiced
 of the frame at which the segmenter emitted it (`decision_s`) plus the measured transcription time
 (`latency_s`), and the same from the annotated end of the caller's turn; and CPU seconds per
 second of caller audio for the VAD and for Whisper. `format_hearing_report(result)` prints it.
+Kokoro callers (corpus.kokoro_voice) form one family, "kokoro" (`voice_family`).
 
 Knows nothing of the model server or the interaction metrics; never logs what was said.
 """
@@ -29,7 +30,7 @@ import numpy as np
 
 from agent.hearing import Segmenter
 from corpus.call_script import Say
-from corpus.render import caller_voice
+from corpus.render import caller_family_of, caller_voice
 from corpus.scripts import generate_script
 from evaluation.metrics import normalize_words, percentiles, word_errors
 from evaluation.scenarios import Scenario
@@ -77,8 +78,15 @@ def caller_script(scenario: Scenario) -> tuple[str, str] | None:
     if source.get("scenario") not in (None, script.scenario):
         return None  # the script generator changed since the scenario was written
     says = [it for it in script.items if isinstance(it, Say) and it.speaker == "caller"]
-    voice = caller_voice(script, int(source["seed"]), bool(source["held_out"])).name
+    family = source.get("caller_family", "espeak")  # scenarios written before families: espeak-ng
+    voice = caller_voice(script, int(source["seed"]), bool(source["held_out"]), family).name
     return " ".join(s.text for s in says), voice
+
+
+def voice_family(voice: str) -> str:
+    """What the WER table groups a caller voice under: "kokoro" for every Kokoro voice, else the
+    espeak-ng base voice ("en-us-nyc+m7" -> "en-us-nyc")."""
+    return caller_family_of(voice) if caller_family_of(voice) != "espeak" else voice.split("+")[0]
 
 
 def _frames(x: np.ndarray):
@@ -169,7 +177,7 @@ def evaluate_hearing(
         errors, words = word_errors(reference, hypothesis)
         d_errors, d_words = word_errors(fold_digits(reference), fold_digits(hypothesis))
         counts = [errors, words, d_errors, d_words]
-        family = voice.split("+")[0]
+        family = voice_family(voice)
         for table, key in ((by_voice, voice), (by_family, family)):
             row = table.setdefault(key, [0, 0, 0, 0])
             for i, v in enumerate(counts):

@@ -12,6 +12,9 @@ audible speech and put through the call's line (level, band, mu-law; the WAV alr
 noise), written as `<name>.int0.wav` and `<name>.int1.wav`; drawn from the seed, so the same seed
 gives the same bytes. Interpreting calls get none: their caller talks on while the interpreter
 speaks, by design.
+With caller_family="kokoro" the callers (interjections too) speak with Kokoro voices instead
+(corpus.kokoro_voice, an engine training never used), everything else as with espeak-ng; the
+scenario's source names the family and the voice either way.
 
 This module knows the scenario format (evaluation.scenarios) and the renderer (corpus.render);
 nothing of the model server, metrics' rules or reports.
@@ -27,7 +30,14 @@ import numpy as np
 
 from corpus.call_script import Say, ToolCall
 from corpus.effects import apply_channel
-from corpus.render import BARGE_CUT_SAMPLES, agent_tts, agent_voices, caller_voice, render_call
+from corpus.render import (
+    BARGE_CUT_SAMPLES,
+    agent_tts,
+    agent_voices,
+    caller_family_of,
+    caller_voice,
+    render_call,
+)
 from corpus.scripts import generate_script
 from evaluation.metrics import speech_intervals
 from evaluation.scenarios import AGENTS, EVENT_KINDS, SAMPLE_RATE
@@ -175,6 +185,8 @@ def scenario_from_call(call, name: str, edges: dict[int, tuple[int, int]] | None
             "features": sorted(call.script.features()),
             "channel": call.channel.to_dict(),
             "perturbation": call.perturbation.to_dict() if call.perturbation else None,
+            "caller_family": caller_family_of(call.caller_voice),
+            "caller_voice": call.caller_voice,
         },
     }
     if call.channel.echo_delay_ms is not None:
@@ -199,7 +211,7 @@ def _caller_voice(call) -> tuple[str, int, int, int]:
     """(voice, rate wpm, pitch, pitch range) of a rendered call's caller (corpus.render keeps
     only the voice's name with the call); the name alone, at the middle of the ranges, should the
     two ever disagree."""
-    c = caller_voice(call.script, call.seed, call.held_out)
+    c = caller_voice(call.script, call.seed, call.held_out, caller_family_of(call.caller_voice))
     if c.name != call.caller_voice:
         return call.caller_voice, 165, 50, 55
     return c.name, int(np.clip(round(c.rate_wpm), 80, 450)), c.pitch, c.pitch_range
@@ -258,22 +270,24 @@ def write_held_out(
     seed0: int = HELD_OUT_SEED0,
     agent_voice: str = "espeak",
     perturb: bool = False,
+    caller_family: str = "espeak",
 ) -> list[Path]:
     """Render `n` held-out calls (agents in turn, seeds seed0, seed0 + 1, ...) as scenarios, the
     agent's lines in `agent_voice` (corpus.render.AGENT_VOICE_CHOICES); `perturb`: the callers'
-    voices and lines perturbed (corpus.perturb; the interjection clips are not)."""
+    voices and lines perturbed (corpus.perturb; the interjection clips are not); `caller_family`
+    "kokoro": the callers (and their interjections) in Kokoro voices (corpus.kokoro_voice), the
+    same scripts, prosody draws and lines otherwise. The source records the family and voice."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tts = agent_tts(agent_voice)
+    tts = agent_tts(agent_voice, caller_family)
     paths = []
     for i in range(n):
         agent, seed = agents[i % len(agents)], seed0 + i
         script = generate_script(agent, seed)
-        call = render_call(script, seed, held_out=True, tts=tts, agent_voice=agent_voice, perturb=perturb)
+        options = {"agent_voice": agent_voice, "perturb": perturb, "caller_family": caller_family}
+        call = render_call(script, seed, held_out=True, tts=tts, **options)
         muted = _MutedAgent(tts, agent_voices(agent_voice).values())
-        caller = render_call(
-            script, seed, held_out=True, tts=muted, agent_voice=agent_voice, perturb=perturb
-        ).caller
+        caller = render_call(script, seed, held_out=True, tts=muted, **options).caller
         name = f"{agent}-{seed}"
         write_float(out / f"{name}.wav", caller, SAMPLE_RATE)
         write_float(out / f"{name}.agent.wav", call.agent, SAMPLE_RATE)
