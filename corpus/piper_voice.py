@@ -16,18 +16,17 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import io
 import json
 import os
 import re
 import threading
 import weakref
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import soxr
 
+from corpus.line_cache import line_path, read_line, write_line
 from corpus.paths import default_cache_dir
 from corpus.tts import SAMPLE_RATE_16K, SynthResult, WordEvent
 
@@ -289,37 +288,8 @@ class PiperJoe:
 
     # ---- the cache ---------------------------------------------------------------------------
 
-    def key(self, text: str) -> str:
-        blob = json.dumps({"text": text, "settings": self.settings}, sort_keys=True, ensure_ascii=False)
-        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
     def cache_path(self, text: str) -> Path:
-        key = self.key(text)
-        return self.cache_dir / key[:2] / f"{key}.npz"
-
-    def _read(self, path: Path, text: str) -> SynthResult | None:
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                if str(data["text"]) != text:
-                    return None
-                audio = data["audio"].astype(np.float32)
-                words = tuple(WordEvent(*map(int, row)) for row in data["words"])
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-            return None  # missing, damaged or foreign: voiced again
-        return SynthResult(audio=audio, sample_rate=SAMPLE_RATE_16K, words=words, phonemes=())
-
-    def _write(self, path: Path, text: str, result: SynthResult) -> None:
-        buf = io.BytesIO()
-        np.savez(
-            buf,
-            text=np.array(text),
-            audio=result.audio,
-            words=np.array([list(w) for w in result.words], np.int64).reshape(-1, 4),
-        )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_bytes(buf.getvalue())
-        os.replace(tmp, path)
+        return line_path(self.cache_dir, text=text, settings=self.settings)
 
     # ---- synthesis ---------------------------------------------------------------------------
 
@@ -332,12 +302,12 @@ class PiperJoe:
         path = self.cache_path(text) if self.use_cache else None
         with self._lock:
             if path is not None:
-                cached = self._read(path, text)
+                cached = read_line(path, text)
                 if cached is not None:
                     return cached
             result = self._synthesize(text)
             if path is not None:
-                self._write(path, text, result)
+                write_line(path, text, result)
             return result
 
     def _after_fork_in_child(self) -> None:
