@@ -4,7 +4,7 @@
     parley call | demo | seed                 # a call through a gateway, a synthetic call, the sample shop
     parley train | export | eval              # the model's training, its serving checkpoint, evaluation
     parley model info                         # sizes of a preset or checkpoint
-    parley bench step | gateway | resample | e2e | tools | sip
+    parley bench step | gateway | resample | e2e | tools | sip | hearing | background | voice
 
 Commands of their own modules are registered from there (parley/cli_calls.py, parley/cli_sip.py,
 admin/cli.py, training/cli.py, evaluation/cli.py); `parley <command> --help` lists the flags.
@@ -202,6 +202,13 @@ def cmd_bench_hearing(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_voice(args: argparse.Namespace) -> int:
+    from bench.voice import run
+
+    print(json.dumps(run(args.voice, args.vocoder)))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from model.checkpoint import load_model
     from parley.demo import run_demo
@@ -268,6 +275,15 @@ def build_parser() -> argparse.ArgumentParser:
     hb.add_argument("--repeats", type=int, default=5)
     hb.add_argument("--per-call", type=int, default=4)
     hb.set_defaults(func=cmd_bench_hearing)
+    bv = bench.add_parser("voice", help="agent WER of a voice through dMel and a vocoder")
+    bv.add_argument("--voice", choices=("espeak", "piper"), default="espeak", help="the agent voice")
+    bv.add_argument(
+        "--vocoder",
+        type=Path,
+        default=Path(__file__).resolve().parents[1] / "model" / "checkpoints" / "small",
+        help="a checkpoint directory or a vocoder run's directory (default: the shipped checkpoint)",
+    )
+    bv.set_defaults(func=cmd_bench_voice)
 
     ms = sub.add_parser("model-server", help="serve the model to call sessions over websockets")
     _add_model_source(ms)
