@@ -5,9 +5,11 @@ a `caller_words` event once the VAD has waited out the silence and Whisper has h
 substance of every agent answer arrives as a `reply` event once the reasoner has decided, after
 the caller's words or a tool's result. The interaction model owns the moment: it acknowledges at
 once ("Sure.") and voices the reply when it comes. `with_background` gives a support script
-those delays, drawn around what Parley measured on the 2-core development machine (issue 14:
-words p50 0.64 s, p90 0.76 s for one call, ~3 s with 8 callers at once; a reply p50 0.9 s, p90
-1.45 s one at a time, 6-8 s with 8 at once), and an acknowledgement where the reply would leave
+those delays, drawn around what `parley eval --background` measured in live calls on the 2-core
+development machine, the interaction model stepping beside them (one call at a time, 10 held-out
+calls, 2026-12-05: segment end -> words p50 0.78-0.85 s, p90 1.07 s; words -> reply p50 1.7-2.4
+s; a tool's result -> reply p50 1.3-1.5 s, p90 2.2-2.6 s; with 5 calls at once words took p50
+13.6 s: the loaded-server share), and an acknowledgement where the reply would leave
 the caller in silence. `heard_text` makes the words as a recogniser returns them (hesitations
 dropped, some words wrong). Every draw comes from the generator it is given.
 
@@ -24,9 +26,10 @@ import numpy as np
 
 from corpus.call_script import RESPONSE_MS, CallScript, Dtmf, Gap, Item, Say, Timer, ToolCall
 
-BACKGROUND_VERSION = 1
-HEARD_MS = (650.0, 0.18, 350, 4000)  # median, log-spread, floor, cap: segment end -> words
-DECIDE_MS = (950.0, 0.35, 400, 9000)  # words, a result or keys -> the reply
+BACKGROUND_VERSION = 2
+HEARD_MS = (800.0, 0.2, 450, 4000)  # median, log-spread, floor, cap: segment end -> words
+DECIDE_MS = (1900.0, 0.4, 600, 12000)  # the caller's words -> the reply
+RESULT_MS = (1350.0, 0.3, 500, 9000)  # a tool's result, keys or a timer -> the reply
 LEAD_MS = (150, 450)  # a reply arrives -> the agent can voice it (it reads it at the next micro-turn)
 BUSY_SHARE = 0.15  # calls on a loaded server: every delay times BUSY_FACTOR
 BUSY_FACTOR = (2.0, 5.0)
@@ -111,8 +114,9 @@ def with_background(script: CallScript, rng: np.random.Generator) -> CallScript:
             and it.after.of is not None
         ):
             anchor = new[it.after.of]
-            wait = _draw(rng, DECIDE_MS, factor)
-            if isinstance(anchor, Say) and anchor.speaker == "caller":
+            caller_turn = isinstance(anchor, Say) and anchor.speaker == "caller"
+            wait = _draw(rng, DECIDE_MS if caller_turn else RESULT_MS, factor)
+            if caller_turn:
                 wait += anchor.heard_ms or 0
             elif not isinstance(anchor, (ToolCall, Dtmf, Timer)):
                 wait = int(rng.integers(0, 300))  # the rest of an answer already decided

@@ -169,6 +169,7 @@ def test_a_fixed_share_of_the_corpus_is_perturbed(tmp_path):
 
 
 def test_a_background_stream_gives_words_and_the_prompter(tmp_path):
+    from corpus.background_calls import BACKGROUND_VERSION
     from corpus.render import CorpusCache
     from model.protocol import EVENT_KINDS
     from training.data import CallStream, DataConfig
@@ -182,7 +183,7 @@ def test_a_background_stream_gives_words_and_the_prompter(tmp_path):
     stream = CallStream(cfg, data, CorpusCache(tmp_path, background=True))
     batch = stream(0, 0)
     assert batch.event_words.shape == (2, 128, cfg.event_words) and batch.prompter.shape == (2, 128, 16)
-    assert stream.cache.dir.name.endswith("-background1") and any(stream.cache.dir.rglob("*.npz"))
+    assert stream.cache.dir.name.endswith(f"-background{BACKGROUND_VERSION}") and any(stream.cache.dir.rglob("*.npz"))
     with pytest.raises(ValueError, match="background"):
         CallStream(cfg, data, CorpusCache(tmp_path))
 
