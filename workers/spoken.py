@@ -113,7 +113,8 @@ def normalize_spoken(text: str) -> str:
     """Spoken digits as digits, so a small model copies ids instead of converting them: "M as in
     mary, double six four, seven three" -> "M-66473", "five five five, oh one four two" ->
     "5550142". Runs of digits (3 or more, apart only by spaces and commas) are joined; a single
-    capital letter right before such a run is joined to it with a hyphen. Clock times become
+    capital letter right before such a run is joined to it with a hyphen, as is one letter a
+    recogniser wrote glued to its digits ("b40808" -> "B-40808"). Clock times become
     HH:MM first (`_clock_times`). Other words are kept."""
     toks = _WORD.findall(_clock_times(text))
     out: list[str] = []
@@ -158,6 +159,9 @@ def _last_is_digit(out: list[str]) -> bool:
 _RUN = re.compile(r"(?<![\w-])((?:[A-Z](?:\s*,?\s*))?)(\d+(?:\s*,?\s*\d+)+|\d{3,})(?![\w-])")
 
 
+_GLUED = re.compile(r"(?<![\w-])([A-Za-z])-?(\d{3,})(?![\w-])")  # Whisper's "b40808"
+
+
 def _join_digits(text: str) -> str:
     def join(m: re.Match) -> str:
         digits = re.sub(r"\D", "", m.group(2))
@@ -166,4 +170,5 @@ def _join_digits(text: str) -> str:
         letter = m.group(1).strip(" ,")
         return f"{letter}-{digits}" if letter else digits
 
+    text = _GLUED.sub(lambda m: f"{m[1].upper()}-{m[2]}", text)
     return _RUN.sub(join, text)

@@ -261,6 +261,9 @@ def test_reply_first_token_is_timed():
         ("call me back in thirty seconds", "call me back in 30 seconds"),
         ("I ordered 2 shirts 3 days ago", "I ordered 2 shirts 3 days ago"),
         ("Oh, okay. I see.", "Oh, okay. I see."),
+        ("The number is b40808 Can you", "The number is B-40808 Can you"),
+        ("it's a-48213.", "it's A-48213."),
+        ("I have 4 kids and a mp3", "I have 4 kids and a mp3"),
         # clock times, where something marks them as times
         ("Thursday at 2 in the afternoon.", "Thursday at 14:00."),
         ("at half past nine in the morning", "at 09:30"),
