@@ -40,9 +40,11 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agent.config import TOOL_SCHEMAS, AgentConfig
+from agent.echo import EchoCheck
 from agent.events import tool_pending_payload
 from agent.hearing import Segment, Segmenter
 from agent.timeline import Timeline, Transcript
+from model.protocol import SAMPLE_RATE
 from workers.protocol import HEAR_TASK, REASON_TASK
 
 logger = logging.getLogger(__name__)
@@ -166,6 +168,7 @@ class BackgroundModel:
         self.tasks = tasks
         self.settings = settings or BackgroundSettings()
         self.segmenter = segmenter or Segmenter()
+        self.echo = EchoCheck()
         self.brief = brief_for(agent)
         self._registered = [n for n in agent.tools if n not in TOOL_SCHEMAS and n not in NOT_FOR_REASONER]
         self.history: list[dict[str, Any]] = []  # the reasoner shows the greeting itself
@@ -185,9 +188,21 @@ class BackgroundModel:
         if frame.dtype == np.int16:
             frame = frame.astype(np.float32) / 32768.0
         for segment in self.segmenter.push(frame):
-            if segment.final:
+            if segment.final and self._echo_only(segment):
+                self.host.timeline.count("caller_segments_echo")
+            elif segment.final:
                 # The VAD's share of the latency: caller audio heard after the end of speech.
                 self._hear(segment, max(0.0, self.segmenter.t_s - segment.end_s))
+
+    def agent_audio(self, frame: np.ndarray, start_s: float) -> None:
+        """The agent's audio as the call plays it, from `start_s` on the caller's clock: what
+        comes back as echo in the caller's channel is not heard as the caller (agent.echo)."""
+        if not self._closed:
+            self.echo.agent(frame.astype(np.float32) / 32768.0 if frame.dtype == np.int16 else frame, start_s)
+
+    def _echo_only(self, segment: Segment) -> bool:
+        audio = np.frombuffer(segment.audio, "<i2").astype(np.float32) / 32768.0
+        return self.echo.is_echo(audio, self.segmenter.t_s - len(audio) / SAMPLE_RATE)  # it ends now
 
     def caller_dtmf(self, digits: str) -> None:
         if not self._closed:

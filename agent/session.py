@@ -323,6 +323,8 @@ class CallSession:
             "turn", {"seq": turn.seq, "t_ms": turn.t_ms, "frame": turn.frame, "floor": turn.floor}
         )
         self.leg.play(turn.audio)
+        if self.background is not None:  # it plays over the caller's frame turn.frame + 1
+            self.background.agent_audio(turn.audio, (turn.frame + 1) * protocol.MICRO_TURN_MS / 1000)
         self.timeline.count("agent_frames")
         if turn.text:
             if speaking:

@@ -318,3 +318,29 @@ async def test_a_transfer_the_line_cannot_make_is_heard_as_the_model_heard_it():
         "tool": "transfer",
         "error": "transfer not available on this line",
     }
+
+
+async def test_the_agents_own_echo_is_not_heard_as_the_caller():
+    """A segment that is only the agent's audio coming back (agent.echo) is counted and dropped;
+    the caller's next segment is heard as usual."""
+    pytest.importorskip("espeakng_loader")
+    from bench.voice import telephone
+    from corpus.tts import Espeak
+
+    line = Espeak.instance().synthesize_16k("Your order shipped on June twenty sixth.", "en-us+f3").audio
+    line = line[: len(line) // 3200 * 3200]
+    echo = telephone(0.1 * line)
+    start, end_frame = 1.24, int(np.ceil((1.24 + len(echo) / 16000) / 0.2)) + 1
+    echo = np.concatenate([echo, np.zeros(round((end_frame * 0.2 - start) * 16000) - len(echo), np.float32)])
+    pcm = (echo * 32767).astype("<i2").tobytes()
+    segmenter = ScriptedSegmenter(
+        {end_frame: Seg(0, pcm, start, start + 2.0), end_frame + 10: Seg(1, b"\0\0" * 3200, 5.0, 6.0)}
+    )
+    tasks = Tasks({0: "Your order shipped", 1: "thanks"}, [{"result": {"kind": "wait"}}])
+    host = Host()
+    model = BackgroundModel(SUPPORT, host, tasks, segmenter=segmenter)
+    for k in range(0, len(line), 3200):  # the agent's line plays from 1.0 s
+        model.agent_audio((line[k : k + 3200] * 32767).astype(np.int16), 1.0 + k / 16000)
+    await run(model, tasks, end_frame + 12)
+    assert host.sent == [("caller_words", "thanks")]
+    assert host.timeline.counters["caller_segments_echo"] == 1
