@@ -25,14 +25,12 @@ import json
 import os
 import re
 import threading
-import weakref
 from pathlib import Path
 
 import numpy as np
 import soxr
 
-from corpus.line_cache import line_path, read_line, write_line
-from corpus.paths import default_cache_dir
+from corpus.line_cache import CachedVoice, line_path
 from corpus.tts import SAMPLE_RATE_16K, SynthResult, WordEvent
 
 KOKORO_VOICE_VERSION = 1  # bump when the audio or the onsets this module makes change
@@ -175,7 +173,7 @@ def chunks(pieces: list[str], limit: int = MAX_PHONEMES) -> list[list[int]]:
     return out
 
 
-class KokoroVoice:
+class KokoroVoice(CachedVoice):
     """Per-process Kokoro English voice with a disk cache of voiced lines.
 
     Speed: about 1 s of compute per second of speech on 2 cores, so each line is voiced once and
@@ -188,29 +186,12 @@ class KokoroVoice:
     frame counts (`DURATIONS_OUTPUT`, added as a second output; 600 samples at 24 kHz per frame,
     and the audio is exactly their sum) give the first phoneme of each word to the sample."""
 
-    _instance: KokoroVoice | None = None
-    _instance_lock = threading.Lock()
-
     def __init__(self, cache_dir: str | Path | None = None, use_cache: bool = True, espeak=None) -> None:
         """Lines are cached under `cache_dir` (default: the corpus cache root) unless use_cache is
         False; `espeak` (default `corpus.tts.Espeak.instance()`) phonemises. Nothing loads yet."""
-        if cache_dir is None:
-            cache_dir = default_cache_dir()
+        super().__init__(cache_dir, f"kokoro-v{KOKORO_VOICE_VERSION}", use_cache)
         self.settings = settings()
-        self.cache_dir = Path(cache_dir) / f"kokoro-v{KOKORO_VOICE_VERSION}"
-        self.use_cache = use_cache
-        self.synthesized = 0  # lines the model voiced in this process (the rest came from the cache)
         self._espeak = espeak
-        self._lock = threading.Lock()
-        _live.add(self)
-
-    @classmethod
-    def instance(cls) -> KokoroVoice:
-        """The shared voice of this process (default cache), created on first use."""
-        with cls._instance_lock:
-            if cls._instance is None:
-                cls._instance = cls()
-            return cls._instance
 
     # ---- the model ---------------------------------------------------------------------------
 
@@ -348,21 +329,9 @@ class KokoroVoice:
         if not 0.5 <= speed <= 2.0:
             raise ValueError(f"speed must be in [0.5, 2], got {speed}")
         path = self.cache_path(text, voice, speed) if self.use_cache else None
-        with self._lock:
-            if path is not None:
-                cached = read_line(path, text)
-                if cached is not None:
-                    return cached
-            result = self._synthesize(text, voice, speed)
-            if path is not None:
-                write_line(path, text, result)
-            return result
-
-    def _after_fork_in_child(self) -> None:
-        self._lock = threading.Lock()
+        return self._voiced(path, text, lambda: self._synthesize(text, voice, speed))
 
 
-_live: weakref.WeakSet[KokoroVoice] = weakref.WeakSet()
 _model = None  # the process's (session, vocab, voices)
 _model_pid = -1
 _model_lock = threading.Lock()
@@ -371,9 +340,6 @@ _model_lock = threading.Lock()
 def _reset_after_fork() -> None:
     global _model_lock
     _model_lock = threading.Lock()
-    KokoroVoice._instance_lock = threading.Lock()
-    for voice in list(_live):
-        voice._after_fork_in_child()
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)

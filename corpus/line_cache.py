@@ -3,7 +3,9 @@
 A line is one .npz under `directory/<2 hex>/<sha256>.npz`, keyed by everything that shapes its
 audio (`line_path`), holding its text, 16 kHz audio and word events. Reads give None for a
 missing, damaged or foreign file (the caller voices it again); writes are atomic (a temporary
-file, then os.replace), so processes sharing the cache never read half a line.
+file, then os.replace), so processes sharing the cache never read half a line. `CachedVoice` is
+what such a voice keeps around its model: the cache directory, a lock, the process's shared
+instance, and the read-or-voice-and-write of one line.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ import io
 import json
 import os
 import threading
+import weakref
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from corpus.paths import default_cache_dir
 from corpus.tts import SAMPLE_RATE_16K, SynthResult, WordEvent
 
 
@@ -53,3 +58,51 @@ def write_line(path: Path, text: str, result: SynthResult) -> None:
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_bytes(buf.getvalue())
     os.replace(tmp, path)
+
+
+class CachedVoice:
+    """A neural voice's per-process state: lines cached under `cache_dir/subdir` (the corpus cache
+    root by default) unless `use_cache` is False, one lock around voicing, and `instance()`, the
+    process's shared voice of each subclass (default cache). A forked child gets fresh locks."""
+
+    _instance: CachedVoice | None = None
+    _instance_lock = threading.Lock()
+
+    def __init__(self, cache_dir: str | Path | None, subdir: str, use_cache: bool) -> None:
+        self.cache_dir = Path(cache_dir if cache_dir is not None else default_cache_dir()) / subdir
+        self.use_cache = use_cache
+        self.synthesized = 0  # lines the model voiced in this process (the rest came from the cache)
+        self._lock = threading.Lock()
+        _live.add(self)
+
+    @classmethod
+    def instance(cls):
+        """The shared voice of this process (default cache), created on first use."""
+        with CachedVoice._instance_lock:
+            if cls._instance is None:
+                cls._instance = cls()
+            return cls._instance
+
+    def _voiced(self, path: Path | None, text: str, voice: Callable[[], SynthResult]) -> SynthResult:
+        """The line at `path` from the cache, else `voice()`d and cached (no cache: `path` None)."""
+        with self._lock:
+            if path is not None:
+                cached = read_line(path, text)
+                if cached is not None:
+                    return cached
+            result = voice()
+            if path is not None:
+                write_line(path, text, result)
+            return result
+
+
+_live: weakref.WeakSet[CachedVoice] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    CachedVoice._instance_lock = threading.Lock()
+    for voice in list(_live):
+        voice._lock = threading.Lock()  # another thread of the parent may have held it
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)

@@ -19,15 +19,12 @@ import importlib.metadata
 import json
 import os
 import re
-import threading
-import weakref
 from pathlib import Path
 
 import numpy as np
 import soxr
 
-from corpus.line_cache import line_path, read_line, write_line
-from corpus.paths import default_cache_dir
+from corpus.line_cache import CachedVoice, line_path
 from corpus.tts import SAMPLE_RATE_16K, SynthResult, WordEvent
 
 VOICE_ID = "en_US-joe-medium"
@@ -127,7 +124,7 @@ def token_starts(
     return out
 
 
-class PiperJoe:
+class PiperJoe(CachedVoice):
     """Per-process piper joe voice with a disk cache of voiced lines.
 
     Speed: ~0.07 s per second of speech on one CPU thread, so each distinct line is voiced once and
@@ -143,30 +140,13 @@ class PiperJoe:
     length_scale 1, and onnxruntime runs one intra-op thread (1 and 2 threads differ slightly): the
     same text then gives the same samples on a given machine and onnxruntime build."""
 
-    _instance: PiperJoe | None = None
-    _instance_lock = threading.Lock()
-
     def __init__(self, cache_dir: str | Path | None = None, use_cache: bool = True) -> None:
         """Lines are cached under `cache_dir` (default: the corpus cache root) unless use_cache is
         False. Nothing is loaded until a line is not in the cache."""
-        if cache_dir is None:
-            cache_dir = default_cache_dir()
+        super().__init__(cache_dir, f"piper-{VOICE_ID}-v{PIPER_VOICE_VERSION}", use_cache)
         self.settings = settings()
-        self.cache_dir = Path(cache_dir) / f"piper-{VOICE_ID}-v{PIPER_VOICE_VERSION}"
-        self.use_cache = use_cache
-        self.synthesized = 0  # lines the model voiced in this process (the rest came from the cache)
         self._voice = None
         self._owner_pid = -1
-        self._lock = threading.Lock()
-        _live.add(self)
-
-    @classmethod
-    def instance(cls) -> PiperJoe:
-        """The shared voice of this process (default cache), created on first use."""
-        with cls._instance_lock:
-            if cls._instance is None:
-                cls._instance = cls()
-            return cls._instance
 
     # ---- the model ---------------------------------------------------------------------------
 
@@ -300,30 +280,7 @@ class PiperJoe:
         if not isinstance(text, str) or not text.strip():
             raise ValueError("text is empty")
         path = self.cache_path(text) if self.use_cache else None
-        with self._lock:
-            if path is not None:
-                cached = read_line(path, text)
-                if cached is not None:
-                    return cached
-            result = self._synthesize(text)
-            if path is not None:
-                write_line(path, text, result)
-            return result
-
-    def _after_fork_in_child(self) -> None:
-        self._lock = threading.Lock()  # another thread of the parent may have held it
-
-
-_live: weakref.WeakSet[PiperJoe] = weakref.WeakSet()
-
-
-def _reset_after_fork() -> None:
-    PiperJoe._instance_lock = threading.Lock()
-    for voice in list(_live):
-        voice._after_fork_in_child()
-
-
-os.register_at_fork(after_in_child=_reset_after_fork)
+        return self._voiced(path, text, lambda: self._synthesize(text))
 
 
 class WithPiper:
