@@ -158,58 +158,42 @@ def with_tool_pending(call: RenderedCall) -> list[Event]:
     return sorted(events + notices, key=lambda e: e.t_ms)  # stable: a notice never ties its answer
 
 
-def _events(call: RenderedCall, t: int, cfg: ModelConfig) -> tuple[list[list[Event]], dict[int, int], int]:
-    """(the events injected before each micro-turn, event arrival ms -> micro-turn of its first
-    token, tokens or events dropped).
+def _events(
+    call: RenderedCall, t: int, cfg: ModelConfig
+) -> tuple[list[list[int]], list[list[Event]], dict[int, int], int]:
+    """(the stream tokens before each micro-turn, the events they belong to, event arrival ms ->
+    micro-turn of its first token, tokens or events dropped).
 
     Events join a queue at the micro-turn during which they arrive (t // 200 ms), as the model
     server's scheduler queues them. `event_repr` "bytes": each event's tokens
-    (tokenizer.encode_event) at most max_event_tokens a micro-turn, so long events continue over
-    the next micro-turns; "words": whole events, at most max_event_tokens a micro-turn. An event
-    is listed at every micro-turn one of its tokens is injected at. The config event is not here:
-    it is the pinned prefix (`config_prefix`)."""
+    (tokenizer.encode_event), at most max_event_tokens a micro-turn, so long events continue over
+    the next micro-turns; "words": whole events, one marker each, at most max_event_tokens a
+    micro-turn. An event is listed at every micro-turn one of its tokens is injected at. The
+    config event is not here: it is the pinned prefix (`config_prefix`)."""
     arrivals = with_tool_pending(call)
+    tokens: list[list[int]] = [[] for _ in range(t)]
     groups: list[list[Event]] = [[] for _ in range(t)]
     first: dict[int, int] = {}
-    size = (
-        (lambda e: 1)
-        if cfg.event_repr == "words"
-        else (lambda e: len(TOKENIZER.encode_event(e.kind, e.payload)))
-    )
-    queue: deque[Event] = deque()  # one entry per token (bytes) or per event (words)
+
+    def encoded(e: Event) -> list[int]:
+        if cfg.event_repr == "words":
+            return [EVENT_KINDS[e.kind]]
+        return TOKENIZER.encode_event(e.kind, e.payload)
+
+    queue: deque[tuple[int, Event]] = deque()  # (token, the event it belongs to)
     i = 0
     for k in range(t):
         while i < len(arrivals) and arrivals[i].t_ms * MS // N <= k:
-            queue.extend([arrivals[i]] * size(arrivals[i]))
+            queue.extend((tok, arrivals[i]) for tok in encoded(arrivals[i]))
             i += 1
         for _ in range(min(len(queue), cfg.max_event_tokens)):
-            e = queue.popleft()
+            tok, e = queue.popleft()
+            tokens[k].append(tok)
             if not groups[k] or groups[k][-1] is not e:
                 groups[k].append(e)
             first.setdefault(e.t_ms, k)
-    late = sum(size(e) for e in arrivals[i:])
-    return groups, first, len(queue) + late
-
-
-def _event_tokens(groups: list[list[Event]], cfg: ModelConfig) -> list[list[int]]:
-    """The stream tokens before each micro-turn: bytes, continuing where the last micro-turn's
-    event stopped, or ("words") one marker an event."""
-    if cfg.event_repr == "words":
-        return [[EVENT_KINDS[e.kind] for e in g] for g in groups]
-    out: list[list[int]] = []
-    done: dict[int, int] = {}  # id(event) -> tokens injected so far
-    for g in groups:
-        tokens: list[int] = []
-        budget = cfg.max_event_tokens
-        for e in g:
-            all_tokens = TOKENIZER.encode_event(e.kind, e.payload)
-            start = done.get(id(e), 0)
-            take = all_tokens[start : start + budget]
-            tokens += take
-            budget -= len(take)
-            done[id(e)] = start + len(take)
-        out.append(tokens)
-    return out
+    late = sum(len(encoded(e)) for e in arrivals[i:])
+    return tokens, groups, first, len(queue) + late
 
 
 def _prompter(groups: list[list[Event]], text: np.ndarray, cfg: ModelConfig) -> np.ndarray:
@@ -333,7 +317,7 @@ def micro_turn_labels(call: RenderedCall, cfg: ModelConfig) -> CallLabels:
     shift = agent_shift_samples(cfg)
     advanced = np.zeros(call.n_samples, np.float32)
     advanced[: max(0, call.n_samples - shift)] = call.agent[shift:]
-    groups, first_turn, dropped_events = _events(call, t, cfg)
+    tokens, groups, first_turn, dropped_events = _events(call, t, cfg)
     text, first_text_turn, dropped_text = _text(call, t, cfg, first_turn)
     words = cfg.event_repr == "words"
     # The agent's configuration as serving renders it today, not as it was when the call was cached.
@@ -348,7 +332,7 @@ def micro_turn_labels(call: RenderedCall, cfg: ModelConfig) -> CallLabels:
         floor=_floor(call, t, first_text_turn),
         text=text,
         tool=_tools(call, t, cfg),
-        events=_event_tokens(groups, cfg),
+        events=tokens,
         dropped_text_bytes=dropped_text,
         dropped_event_tokens=dropped_events,
         event_words=(

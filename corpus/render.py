@@ -375,6 +375,9 @@ def _place(script: CallScript, synth: _Synth) -> list[_Placed]:
     - Timers: both sides are silent until it fires, but never more than 8 s after the last speech
       (a 60 s callback would be 95% silence); the payload says how many seconds actually passed:
       {"timer": note, "seconds": elapsed}.
+    - Replies (a background model beside the call, corpus.background_calls): an agent Say with
+      `reply_ms` has its reply arrive that long after item `of` ends, and starts no sooner than
+      `reply_lead_ms` after that; nor is it known before (`not_before`).
     - The call ends one micro-turn after the micro-turn in which its last item ends."""
     items = script.items
     placed: list[_Placed] = []
