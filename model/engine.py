@@ -78,9 +78,7 @@ class Engine:
     def encode_event(self, kind: str, payload: str = "") -> list[int]:
         """One event as this checkpoint reads it: its tokens ("bytes", to concatenate into a slot's
         list) or `[marker, *payload bytes]` ("words", one entry of a slot's list of events)."""
-        if self.cfg.event_repr == "words":
-            return self.tokenizer.encode_event_words(kind, payload)
-        return self.tokenizer.encode_event(kind, payload)
+        return self.tokenizer.encode_event_as(self.cfg.event_repr, kind, payload)
 
     def step(self, frames: Mapping[int, bytes], events: Mapping[int, list] | None = None) -> dict[int, Turn]:
         """One tick: each slot in `frames` steps on its frame (after its queued events, at most

@@ -36,10 +36,11 @@ from model.prompter import Memory, ReplyPrompter, advance, reply_window
 from model.protocol import FLOOR_STATES
 from model.sampling import sample, sample_decision, sample_until, uniform
 from model.state import StreamState, initial_feedback
-from model.tokenizer import EVENT_MARKERS, N_BYTES, SPECIAL, event_word_ids, reply_bytes
+from model.tokenizer import EVENT_MARKERS, N_BYTES, SPECIAL, ByteTokenizer, event_word_ids, reply_bytes
 from model.vocoder import Vocoder
 
 KIND_PAD, KIND_EVENT, KIND_TURN = 0, 1, 2
+_TOKENIZER = ByteTokenizer()  # a words-mode event's payload bytes back to text
 N_FLOOR = len(FLOOR_STATES)
 
 
@@ -618,7 +619,7 @@ class InteractionModel(nn.Module):
                 continue
             for j, ev in enumerate(events[slot], start=t - 1 - n):
                 tokens[row, j] = ev[0]
-                ids = event_word_ids(_payload(ev), c.event_words, c.event_buckets)
+                ids = event_word_ids(_TOKENIZER.decode(ev[1:]), c.event_words, c.event_buckets)
                 words[row, j, : len(ids)] = torch.tensor(ids, dtype=torch.int64)
         return tokens.to(dev), None if words is None else words.to(dev), valid.to(dev)
 
@@ -630,7 +631,7 @@ class InteractionModel(nn.Module):
         for row, slot in enumerate(idx.tolist()):
             for ev in events.get(slot, ()):
                 if ev[0] == SPECIAL.REPLY:
-                    said = reply_bytes(_payload(ev), self.cfg.max_reply_bytes)
+                    said = reply_bytes(_TOKENIZER.decode(ev[1:]), self.cfg.max_reply_bytes)
                     reply[row] = SPECIAL.PAD
                     reply[row, : len(said)] = torch.tensor(said, dtype=torch.int64)
                     length[row], pos[row] = len(said), 0
@@ -710,8 +711,3 @@ class InteractionModel(nn.Module):
             z(0, c.frames_per_turn, c.n_mels, c.dmel_levels, dt=f32),
             z(0, c.max_tool_tokens, c.vocab_size, dt=f32),
         )
-
-
-def _payload(event: list[int]) -> str:
-    """A words-mode event's payload as text (bytes that are not UTF-8 become U+FFFD)."""
-    return bytes(event[1:]).decode("utf-8", errors="replace")

@@ -338,10 +338,7 @@ class ModelServer:
         if size > self.settings.max_event_payload:
             self._error(session, f"event payload of {size} bytes exceeds {self.settings.max_event_payload}")
             return None
-        if self.runner.cfg.event_repr == "words":
-            tokens = self.tokenizer.encode_event_words(msg.kind, msg.payload)
-        else:
-            tokens = self.tokenizer.encode_event(msg.kind, msg.payload)
+        tokens = self.tokenizer.encode_event_as(self.runner.cfg.event_repr, msg.kind, msg.payload)
         if not self.scheduler.push_event(session.slot, tokens):
             self._error(session, "event backlog full: event dropped")
         return None

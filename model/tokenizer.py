@@ -88,6 +88,14 @@ class ByteTokenizer:
             raise ValueError(f"unknown event kind {kind!r} for a words event; known: {known}")
         return [EVENT_KINDS[kind], *self.encode(payload)]
 
+    def encode_event_as(self, event_repr: str, kind: str, payload: str = "") -> list[int]:
+        """One event as a checkpoint of `event_repr` reads it (ModelConfig.event_repr): "bytes",
+        `encode_event`; "words", `encode_event_words`. The server and the offline engine both queue
+        what this gives."""
+        if event_repr == "words":
+            return self.encode_event_words(kind, payload)
+        return self.encode_event(kind, payload)
+
     def encode_prefix(self, config: str, max_tokens: int) -> list[int]:
         """A call's configuration text as the pinned prefix the model reads: CONFIG, its bytes cut
         to fit `max_tokens` in all, EVENT_END. The one encoding of a prefix: the server's hello,
@@ -116,8 +124,8 @@ def event_word_ids(payload: str, n_words: int, buckets: int) -> list[int]:
     """An event's payload as at most `n_words` hashed word ids in [1, buckets] (0 is padding), for
     checkpoints whose events take one stream position each (ModelConfig.event_repr == "words"):
     its words and the marks that end or split a sentence (JSON's quotes and braces are not words),
-    lower-cased, each hashed with CRC-32, so any language and any
-    JSON maps to ids without a trained vocabulary and the same text always gives the same ids."""
+    lower-cased, each hashed with CRC-32, so any language and any JSON maps to ids without a
+    trained vocabulary and the same text always gives the same ids."""
     words = _WORD.findall(payload.lower())[:n_words]
     return [zlib.crc32(w.encode("utf-8")) % buckets + 1 for w in words]
 
@@ -134,20 +142,21 @@ def prompter_advance(emitted: Sequence[int], window: Sequence[int]) -> int:
     micro-turn that says only its own words moves it 0; one that finishes an acknowledgement and
     starts the reply ("Sure. Your o") moves it by the reply's part. Special tokens end `emitted`
     and `window`. The serving step and the training labels both use this rule."""
-    said = []
-    for tok in emitted:
-        if not 0 <= tok < N_BYTES:
-            break
-        said.append(tok)
-    ahead = []
-    for tok in window:
-        if not 0 <= tok < N_BYTES:
-            break
-        ahead.append(tok)
+    said, ahead = _leading_bytes(emitted), _leading_bytes(window)
     for m in range(min(len(said), len(ahead)), 0, -1):
         if said[len(said) - m :] == ahead[:m]:
             return m
     return 0
+
+
+def _leading_bytes(tokens: Sequence[int]) -> list[int]:
+    """The bytes before the first special token."""
+    out = []
+    for tok in tokens:
+        if not 0 <= tok < N_BYTES:
+            break
+        out.append(tok)
+    return out
 
 
 class StreamDecoder:
