@@ -29,8 +29,6 @@ from workers import background, protocol
 
 logger = logging.getLogger(__name__)
 
-FAILED = "tool failed"  # what a worker answers when a task's body raises (workers.tools)
-
 
 class LocalBackgroundTasks:
     """`agent.background.BackgroundTasks` in-process. `transcriber` (a `workers.hearing.
@@ -83,7 +81,7 @@ class LocalBackgroundTasks:
         try:
             future = loop.run_in_executor(self._pool, functools.partial(work, arguments, model, call_id))
         except RuntimeError:  # the pool was shut down
-            return protocol.error(FAILED)
+            return protocol.error(protocol.FAILED)
         try:
             return await asyncio.wait_for(future, timeout_s)
         except TimeoutError:
@@ -97,4 +95,4 @@ class LocalBackgroundTasks:
                 type(exc).__name__,
                 extra={"call_id": call_id},
             )
-            return protocol.error(FAILED)
+            return protocol.error(protocol.FAILED)

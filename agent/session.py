@@ -51,6 +51,7 @@ from agent.model_client import (
 from agent.timeline import Timeline, Transcript
 from model import protocol
 from telephony.leg import CloseCode, Leg
+from workers.protocol import FAILED
 
 logger = logging.getLogger(__name__)
 
@@ -409,7 +410,7 @@ class CallSession:
             logger.exception(
                 "call %s: tool router failed", self.call_id, extra=self._log_extra(tool=call.name[:64])
             )
-            event = ToolEvent.error(call, "tool failed")
+            event = ToolEvent.error(call, FAILED)
         finally:
             task.cancel()
         await self._reply(call, event)

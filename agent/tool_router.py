@@ -336,7 +336,7 @@ class CeleryToolRouter:
                 timer = None
             return ToolEvent.result(call, outcome["result"], timer=timer, work_s=work_s)
         self.counters["errors"] += 1
-        return ToolEvent.error(call, str(outcome.get("error", "tool failed")), work_s=work_s)
+        return ToolEvent.error(call, str(outcome.get("error", protocol.FAILED)), work_s=work_s)
 
     # --- replies -----------------------------------------------------------------------------------
     async def _listen(self) -> None:

@@ -27,6 +27,8 @@ KEY_PREFIX = "parley:"
 # {"result": {"kind": "tool" | "reply" | "wait" | "error", "tool", "arguments", "text", ...}}.
 HEAR_TASK = "parley.background.hear"
 REASON_TASK = "parley.background.reason"
+# The error a task's outcome carries when its body raised (logged by type only, never quoted).
+FAILED = "tool failed"
 
 
 def task_name(tool: str) -> str:

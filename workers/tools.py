@@ -151,7 +151,7 @@ def _run(task, name: str, fn: ToolFn, writes: bool, request: ToolRequest) -> Non
                 raise
             except Exception as exc:  # the type only: a message could quote the arguments
                 log.error("tool %s failed: %s", name, type(exc).__name__, extra=extra)
-                outcome = protocol.error("tool failed")
+                outcome = protocol.error(protocol.FAILED)
             work_s = time.perf_counter() - t0
             if not writes or "error" in outcome:
                 outcome = store.commit(request.key, outcome)

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 from agent.background import DECISIONS, brief_for
-from agent.background_local import FAILED, LocalBackgroundTasks
+from agent.background_local import LocalBackgroundTasks
 from agent.config import get_agent
 from agent.hearing import Segment
 from agent.tool_router import TIMED_OUT
 from workers.hearing import Heard
+from workers.protocol import FAILED
 
 SENTENCE = "I'm calling about my order, the number is A 4 8 2 1 3"
 HAVE_WHISPER = all(
