@@ -18,8 +18,12 @@ and the call so far; a decision is one of
   `reply` saying the agent could not do that, and the call goes on.
 
 Hearing keeps segment order (one segment per call at a time); reasoning runs one at a time per call
-and runs once more if the call moved on while it ran. Nothing here decides when the agent speaks:
-the interaction model voices replies when it takes the floor. `end_call` is not offered to the
+and runs once more if the call moved on while it ran. A line that ends in digits while the caller
+talks on ("my order is A-1-2-2", a pause, "3-7") waits up to `id_hold_s` for its rest, and the two
+are one caller line of the history: the reasoner looks up the whole id, not its first digits.
+
+Nothing here decides when the agent speaks: the interaction model voices replies when it takes
+the floor. `end_call` is not offered to the
 reasoner (ending the call is the conversation's business: the interaction model hears goodbye).
 
 Logs carry call ids, kinds and timings; words, arguments and results stay in the call record.
@@ -31,6 +35,7 @@ import asyncio
 import base64
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -46,12 +51,14 @@ from agent.hearing import Segment, Segmenter
 from agent.timeline import Timeline, Transcript
 from model.protocol import SAMPLE_RATE
 from workers.protocol import HEAR_TASK, REASON_TASK
+from workers.spoken import normalize_spoken
 
 logger = logging.getLogger(__name__)
 
 COULD_NOT = "Sorry, I could not do that just now."
 DECISIONS = ("tool", "reply", "wait", "error")  # what a reasoning task answers (workers.reasoner)
 NOT_FOR_REASONER = frozenset({"end_call"})
+_ENDS_IN_DIGITS = re.compile(r"\d\W*$")
 
 
 class BackgroundSettings(BaseSettings):
@@ -71,6 +78,13 @@ class BackgroundSettings(BaseSettings):
     )
     history_entries: int = Field(
         24, ge=4, le=200, description="The most recent entries of the call the reasoner reads."
+    )
+    id_hold_s: float = Field(
+        2.0,
+        ge=0,
+        le=10,
+        description="Seconds the reasoner waits for the rest of a line that ends in digits while the "
+        "caller speaks on (an order number given in pieces).",
     )
 
 
@@ -179,6 +193,7 @@ class BackgroundModel:
         self._reasoning: asyncio.Task | None = None
         self._again = False
         self._hearer: asyncio.Task | None = None
+        self._held: asyncio.TimerHandle | None = None  # a line ending in digits, waiting for its rest
         self._closed = False
 
     # --- the call's inputs -------------------------------------------------------------------------
@@ -219,6 +234,7 @@ class BackgroundModel:
         if not self._closed:
             self.segmenter.close()
         self._closed = True
+        self._release()
         running = [t for t in (self._hearer, self._reasoning) if t is not None]
         for task in running:
             task.cancel()
@@ -273,8 +289,28 @@ class BackgroundModel:
             return
         timeline.add("caller_words", **entry)
         self.host.transcript.add_caller(entry["start_ms"], entry["end_ms"], words)
-        self.history.append({"role": "caller", "text": words})
+        if self._held is not None and self.history and self.history[-1]["role"] == "caller":
+            # The rest of a line held for its digits: one caller line, as the caller meant it.
+            self.history[-1] = {"role": "caller", "text": f"{self.history[-1]['text']} {words}"}
+        else:
+            self.history.append({"role": "caller", "text": words})
         await self.host.send_event("caller_words", words)
+        self._release()
+        if self.segmenter.speaking and _ENDS_IN_DIGITS.search(normalize_spoken(words)):
+            # "My order is A-1-2-2" and the caller talks on: the rest of the id is coming. Reason
+            # on the whole line (or after id_hold_s), not on a lookup of its first digits.
+            timeline.count("caller_lines_held")
+            self._held = asyncio.get_running_loop().call_later(self.settings.id_hold_s, self._reason_held)
+        else:
+            self._reason()
+
+    def _release(self) -> None:
+        if self._held is not None:
+            self._held.cancel()
+            self._held = None
+
+    def _reason_held(self) -> None:
+        self._held = None
         self._reason()
 
     # --- reasoning and acting ----------------------------------------------------------------------

@@ -156,7 +156,14 @@ def _last_is_digit(out: list[str]) -> bool:
     return False
 
 
-_RUN = re.compile(r"(?<![\w-])((?:[A-Z](?:\s*,?\s*))?)(\d+(?:\s*,?\s*\d+)+|\d{3,})(?![\w-])")
+# A spoken id as a recogniser writes it: digit groups (Whisper spells digits "1-2-2") apart only by
+# spaces, commas or a full stop (a fragment of an id ends with one: "3-7. 8-5-8"), after an
+# optional capital (with a space or a hyphen). A lone "2-3" (a range) is not an id.
+_GROUP = r"(?:\d(?:-\d)+|\d+)"
+_RUN = re.compile(
+    r"(?<![\w-])((?:[A-Z](?:\s*,?\s*|-))?)"
+    rf"({_GROUP}(?:(?:\s*,\s*|\s+|\.\s+){_GROUP})+|\d(?:-\d){{2,}}|\d{{3,}})(?![\w-])"
+)
 
 
 _GLUED = re.compile(r"(?<![\w-])([A-Za-z])-?(\d{3,})(?![\w-])")  # Whisper's "b40808"
@@ -167,7 +174,7 @@ def _join_digits(text: str) -> str:
         digits = re.sub(r"\D", "", m.group(2))
         if len(digits) < 3:
             return m.group(0)
-        letter = m.group(1).strip(" ,")
+        letter = m.group(1).strip(" ,-")
         return f"{letter}-{digits}" if letter else digits
 
     text = _GLUED.sub(lambda m: f"{m[1].upper()}-{m[2]}", text)

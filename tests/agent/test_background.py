@@ -34,9 +34,10 @@ class Seg:
 class ScriptedSegmenter:
     """Ends a segment at the frames listed (frame number -> segment)."""
 
-    def __init__(self, at: dict[int, Seg]) -> None:
+    def __init__(self, at: dict[int, Seg], speaking: bool = False) -> None:
         self.at = at
         self.frames = 0
+        self.speaking = speaking  # a segment is open: the caller is talking now
 
     @property
     def t_s(self) -> float:
@@ -344,3 +345,33 @@ async def test_the_agents_own_echo_is_not_heard_as_the_caller():
     await run(model, tasks, end_frame + 12)
     assert host.sent == [("caller_words", "thanks")]
     assert host.timeline.counters["caller_segments_echo"] == 1
+
+
+async def test_a_line_that_ends_in_digits_waits_for_the_rest_of_the_id():
+    """'My order is A-1-2-2' while the caller talks on: the reasoner is asked once, about the whole
+    line, not about a lookup of the id's first digits."""
+    segmenter = ScriptedSegmenter(
+        {2: Seg(0, b"\0\0" * 3200, 0.0, 0.4), 8: Seg(1, b"\0\0" * 3200, 1.0, 1.6)}, speaking=True
+    )
+    tasks = Tasks({0: "My order is A-1-2-2", 1: "3-7. 8-5-8."}, [{"result": {"kind": "wait"}}])
+    host = Host()
+    model = BackgroundModel(SUPPORT, host, tasks, segmenter=segmenter)
+    for _ in range(7):
+        model.caller_frame(SILENT)
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.05)
+    assert tasks.histories == []  # held: the caller is still speaking
+    segmenter.speaking = False
+    await run(model, tasks, 2)
+    assert tasks.histories == [[{"role": "caller", "text": "My order is A-1-2-2 3-7. 8-5-8."}]]
+    assert host.sent == [("caller_words", "My order is A-1-2-2"), ("caller_words", "3-7. 8-5-8.")]
+    assert host.timeline.counters["caller_lines_held"] == 1
+
+
+@pytest.mark.parametrize("speaking", [True, False])
+async def test_a_held_line_is_reasoned_on_after_the_hold_or_at_once_when_the_caller_stopped(speaking):
+    segmenter = ScriptedSegmenter({2: Seg(0, b"\0\0" * 3200, 0.0, 0.4)}, speaking=speaking)
+    tasks = Tasks({0: "It's A 4 8 2 1 3"}, [{"result": {"kind": "wait"}}])
+    model = BackgroundModel(SUPPORT, Host(), tasks, BackgroundSettings(id_hold_s=0.2), segmenter=segmenter)
+    await run(model, tasks, 3)  # the caller's next words never come: the hold runs out
+    assert tasks.histories == [[{"role": "caller", "text": "It's A 4 8 2 1 3"}]]

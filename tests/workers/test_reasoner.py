@@ -264,6 +264,13 @@ def test_reply_first_token_is_timed():
         ("The number is b40808 Can you", "The number is B-40808 Can you"),
         ("it's a-48213.", "it's A-48213."),
         ("I have 4 kids and a mp3", "I have 4 kids and a mp3"),
+        # Whisper's spelled digits, and an id heard in fragments joined into one line
+        ("My order is A-1-2-2 3-7 8-5-8.", "My order is A-12237858."),
+        ("M-7-0-3-9-5", "M-70395"),
+        ("3-7. 8-5-8. Thanks.", "37858. Thanks."),
+        ("it takes 2-3 days, or 10-15 in winter", "it takes 2-3 days, or 10-15 in winter"),
+        ("I have 2. 3 of them broke", "I have 2. 3 of them broke"),
+        ("it cost 49.99", "it cost 49.99"),
         # clock times, where something marks them as times
         ("Thursday at 2 in the afternoon.", "Thursday at 14:00."),
         ("at half past nine in the morning", "at 09:30"),
