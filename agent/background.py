@@ -23,8 +23,8 @@ talks on ("my order is A-1-2-2", a pause, "3-7") waits up to `id_hold_s` for its
 are one caller line of the history: the reasoner looks up the whole id, not its first digits.
 
 Nothing here decides when the agent speaks: the interaction model voices replies when it takes
-the floor. `end_call` is not offered to the
-reasoner (ending the call is the conversation's business: the interaction model hears goodbye).
+the floor. `end_call` is not offered to the reasoner (ending the call is the conversation's
+business: the interaction model hears goodbye).
 
 Logs carry call ids, kinds and timings; words, arguments and results stay in the call record.
 """
