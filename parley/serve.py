@@ -251,6 +251,8 @@ def demo_call(args, token: str | None = None, redis_url: str | None = None) -> i
             e["text"] for e in record.get("transcript", []) if e.get("role") == "caller"
         ]
         summary["background"] = (record.get("background") or {}).get("decisions", [])
+        summary["agent_wrote"] = [e["text"] for e in record.get("transcript", []) if e.get("role") == "agent"]
+    summary["agent_heard"] = agent_heard(out)
     print(json.dumps(summary))
     for line in readable(summary):
         print(line, file=sys.stderr)
@@ -281,8 +283,29 @@ async def call_record(redis_url: str, agent: str, since: float, timeout_s: float
         await client.aclose()
 
 
+HEARD_CHARS = 400  # Whisper loops on audio that is not speech; the summary shows the start
+
+
+def agent_heard(recording: Path) -> str | None:
+    """What a listener hears the agent say: Whisper (the evaluation's recogniser) on the agent's
+    channel of the call's recording, after the phone line; None where the `eval` extra is
+    missing."""
+    import numpy as np
+
+    from evaluation.asr import Recogniser
+    from telephony.wav import read_float
+
+    recogniser = Recogniser(threads=1)
+    if not recogniser.available():
+        return None
+    audio, rate = read_float(recording)  # caller left, agent right
+    agent = np.ascontiguousarray(audio[:, -1])
+    return recogniser.transcribe(agent, rate) if agent.size else ""
+
+
 def readable(summary: dict) -> list[str]:
-    """The demo call in words: what the caller said, what the background model decided."""
+    """The demo call in words: what the caller said, what the background model decided, what the
+    agent wrote and what Whisper hears it say."""
     lines = [f"demo call: {summary.get('duration_s')} s, recording in {summary.get('out')}"]
     for words in summary.get("caller_said") or ["(the background model heard no words)"]:
         lines.append(f"  caller said:      {words}")
@@ -295,4 +318,10 @@ def readable(summary: dict) -> list[str]:
         else:
             what = kind + (f" ({d['error']})" if d.get("error") else "")
         lines.append(f"  background model: {what}  [{d.get('ms')} ms]")
+    for words in summary.get("agent_wrote") or []:
+        lines.append(f"  agent wrote:      {words}")
+    if summary.get("agent_heard") is not None:
+        heard = summary["agent_heard"] or "(no words)"
+        heard = heard if len(heard) <= HEARD_CHARS else heard[:HEARD_CHARS] + " ..."
+        lines.append(f"  agent heard as:   {heard}  (Whisper, the agent's channel)")
     return lines
