@@ -39,6 +39,7 @@ class FreeRun:
     feed: frozenset[str]  # channels fed back from the labels instead of the model's own output
     floor: list[int]  # the floor state the model chose at each micro-turn
     p_speak: list[float]  # its probability of "speak" there
+    text: list[str]  # what it wrote there
 
 
 def floor_strip(floors) -> str:
@@ -68,7 +69,7 @@ def free_run(
     state = engine.state
     caller = float_to_pcm16(call.caller).tobytes()
     speak = FLOOR_STATES.index("speak")
-    floors, probs = [], []
+    floors, probs, texts = [], [], []
     for k in range(min(labels.n_turns, turns or labels.n_turns)):
         frame = caller[k * FRAME_BYTES : (k + 1) * FRAME_BYTES]
         events = (
@@ -79,13 +80,31 @@ def free_run(
         turn = engine.step({slot: frame}, {slot: events})[slot]
         floors.append(FLOOR_STATES.index(turn.floor))
         probs.append(turn.floor_probs[speak])
+        texts.append(turn.text)
         if "text" in feed:
             state.prev_text[slot] = torch.from_numpy(labels.text[k])
         if "audio" in feed:
             state.prev_audio[slot] = torch.from_numpy(labels.audio[k].astype(np.int64))
         if "floor" in feed:
             state.prev_floor[slot] = int(labels.floor[k])
-    return FreeRun(frozenset(feed), floors, probs)
+    return FreeRun(frozenset(feed), floors, probs, texts)
+
+
+def label_text(labels: CallLabels, k: int) -> str:
+    """The text the labels write in micro-turn k."""
+    row = [int(b) for b in labels.text[k] if 0 <= b < 256]
+    return bytes(row).decode("utf-8", errors="replace")
+
+
+def runs_of_text(texts: list[str]) -> list[tuple[int, str]]:
+    """(first micro-turn, text) of each run of micro-turns that wrote something."""
+    runs: list[tuple[int, str]] = []
+    for k, t in enumerate(texts):
+        if t and k > 0 and texts[k - 1] and runs:
+            runs[-1] = (runs[-1][0], runs[-1][1] + t)
+        elif t:
+            runs.append((k, t))
+    return runs
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -102,6 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
     p.add_argument("--top-p", type=float, default=DEFAULT_TOP_P)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--text", action="store_true", help="also print what is written, and the events")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = load_model(checkpoint=args.checkpoint).eval()
@@ -117,6 +137,15 @@ def main(argv: list[str] | None = None) -> None:
             run = free_run(model, call, labels, feed, n, args.temperature, args.top_p, seed)
             print(f"{variant:<12} {floor_strip(run.floor)}")
             print(f"{'  p(S)':<12} {prob_strip(run.p_speak)}")
+            if args.text:
+                for k, text in runs_of_text(run.text):
+                    print(f"  {k:>4} model  {text!r}")
+        if args.text:
+            for k, text in runs_of_text([label_text(labels, k) for k in range(n)]):
+                print(f"  {k:>4} label  {text!r}")
+            for k in range(n):
+                for kind, payload in (labels.event_payloads or [[]] * n)[k]:
+                    print(f"  {k:>4} event  {kind} {payload[:120]!r}")
 
 
 if __name__ == "__main__":

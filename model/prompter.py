@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from model.config import ModelConfig
-from model.tokenizer import N_BYTES, SPECIAL
+from model.tokenizer import FUZZY_EVERY, FUZZY_MIN, N_BYTES, SPECIAL
 
 
 def reply_window(
@@ -46,7 +46,8 @@ def _bytes_before_special(tokens: torch.Tensor) -> torch.Tensor:
 def advance(emitted: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
     """How far each cursor moves: `prompter_advance` for every row at once. emitted [B, N] (a
     micro-turn's text: bytes, then EOT and PAD), window [B, Np] -> [B] int64, the longest m such
-    that the last m bytes written are the first m bytes of the window (0 when none)."""
+    that the last m bytes written are the first m bytes of the window, else the longest close
+    enough (FUZZY_MIN, FUZZY_EVERY), else 0."""
     b, n = emitted.shape
     said, ahead = _bytes_before_special(emitted), _bytes_before_special(window)  # [B]
     most = min(n, window.shape[1])
@@ -55,9 +56,12 @@ def advance(emitted: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
     src = said[:, None, None] - m[None, :, None] + j[None, None, :]  # [B, M, M]: emitted index
     got = emitted.gather(1, src.clamp(0, n - 1).view(b, -1)).view(b, most, most)
     past = (j[None, :] >= m[:, None])[None]  # [1, M, M]: offsets beyond the candidate
-    match = ((got == window[:, None, :most]) | past).all(dim=-1)  # [B, M]
+    wrong = ((got != window[:, None, :most]) & ~past).sum(dim=-1)  # [B, M]
     fits = (m[None] <= said[:, None]) & (m[None] <= ahead[:, None])
-    return torch.where(match & fits, m[None], torch.zeros_like(m[None])).max(dim=-1).values
+    zero = torch.zeros_like(m[None])
+    exact = torch.where((wrong == 0) & fits, m[None], zero).max(dim=-1).values
+    close = (wrong * FUZZY_EVERY <= m[None]) & (m[None] >= FUZZY_MIN) & fits
+    return torch.where(exact > 0, exact, torch.where(close, m[None], zero).max(dim=-1).values)
 
 
 @dataclass

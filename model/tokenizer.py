@@ -136,15 +136,27 @@ def reply_bytes(payload: str, max_bytes: int) -> list[int]:
     return [b for word in payload.split() for b in (word + " ").encode("utf-8")][:max_bytes]
 
 
+FUZZY_MIN = 4  # the shortest stretch a misspelt reply may move the cursor by
+FUZZY_EVERY = 4  # one wrong byte allowed in every FUZZY_EVERY
+
+
 def prompter_advance(emitted: Sequence[int], window: Sequence[int]) -> int:
     """How far a reply's cursor moves after a micro-turn whose text was `emitted`: the longest m
     such that the last m bytes written are the first m bytes of the unsaid reply (`window`). A
     micro-turn that says only its own words moves it 0; one that finishes an acknowledgement and
-    starts the reply ("Sure. Your o") moves it by the reply's part. Special tokens end `emitted`
-    and `window`. The serving step and the training labels both use this rule."""
+    starts the reply ("Sure. Your o") moves it by the reply's part. Where no m matches exactly,
+    the longest m >= FUZZY_MIN with at most m // FUZZY_EVERY bytes different: a sampled "yet' " or
+    "benn del" still says "yet, " or "been del", and the agent goes on with the reply instead of
+    saying its next word again and again. Special tokens end `emitted` and `window`. The serving
+    step (`model.prompter.advance`) and the training labels both use this rule."""
     said, ahead = _leading_bytes(emitted), _leading_bytes(window)
-    for m in range(min(len(said), len(ahead)), 0, -1):
+    most = min(len(said), len(ahead))
+    for m in range(most, 0, -1):
         if said[len(said) - m :] == ahead[:m]:
+            return m
+    for m in range(most, FUZZY_MIN - 1, -1):
+        wrong = sum(a != b for a, b in zip(said[len(said) - m :], ahead[:m]))
+        if wrong * FUZZY_EVERY <= m:
             return m
     return 0
 

@@ -66,3 +66,8 @@ def test_prompter_advance_counts_the_reply_bytes_the_agent_wrote():
     assert prompter_advance([*b("Your o"), SPECIAL.EOT, SPECIAL.PAD], b("Your order")) == 6
     assert prompter_advance(b("Your order shipped!"), [*b("Your order"), SPECIAL.PAD]) == 0
     assert prompter_advance([], b("Your")) == 0 and prompter_advance(b("x"), []) == 0
+    # a misspelt stretch of the reply moves the cursor too (one wrong byte in four), a short one not
+    assert prompter_advance(b("yet' "), b("yet, so I can't")) == 5
+    assert prompter_advance(b("hasn't benn del"), b("been delivered")) == 8
+    assert prompter_advance(b("yex"), b("yet, so")) == 0
+    assert prompter_advance(b("Let me check. "), b("It looks like")) == 0
