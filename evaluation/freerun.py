@@ -8,7 +8,10 @@ channels instead of the model's own (`--feed text`, `audio`, `floor`, or several
 the channel whose teacher version restores the behaviour is the one the model leans on.
 
     python -m evaluation.freerun [--checkpoint DIR] --agent support --seeds 900000,900002 \\
-        [--feed free,text,audio,floor] [--turns 150]
+        [--feed free,text,audio,floor] [--turns 150] [--text]
+
+`--text` adds what the model wrote, run by run, beside what the labels write and the events the
+call sent (a words checkpoint's reply, caller words, tool results).
 
 Legend: . listen, b backchannel, S speak, y yield; p(S) digits are tenths of P(speak).
 """
