@@ -68,7 +68,7 @@ def test_the_notice_is_whole_frames_of_its_falling_tones_without_clicks():
     signal = np.concatenate(frames).astype(np.float64)
     # Each tone, in its own window, is the strongest component there; they fall.
     start, peaks = 0, []
-    for hz, seconds in NOTICE_TONES:
+    for _, seconds in NOTICE_TONES:
         n = int(round(seconds * RATE))
         window = signal[start : start + n]
         spectrum = np.abs(np.fft.rfft(window))
