@@ -70,10 +70,16 @@ class Party:
     voice: InterpreterLeg | None = None  # where that session speaks: into the other party's leg
     left_ms: int | None = None  # this party's own side ended (or its join was refused)
     left_reason: str | None = None
+    refused: bool = False  # its join was refused: it never was on the call
     goodbye: asyncio.Task | None = None  # the notice and the hang-up, when the room ended on it
 
     def record(self) -> dict:
-        ended_by = "parley" if self.goodbye is not None else "caller" if self.left_ms is not None else None
+        if self.refused:
+            ended_by = "refused"
+        else:
+            ended_by = (
+                "parley" if self.goodbye is not None else "caller" if self.left_ms is not None else None
+            )
         return {
             "party": self.name,
             "call_id": self.info.call_id,
@@ -215,8 +221,7 @@ class Room:
             self._serving += 1
             self.joined_ms = self.timeline.now_ms()
             self.timeline.add("joined")
-            for party in (a, b):
-                party.leg.notify("room", {"status": "joined", "party": party.name})
+            a.leg.notify("room", {"status": "joined", "party": "a"})  # B's, once its call has started
             self._settled.set()
             logger.info(
                 "bridged call %s: call %s joined", self.call_id, info.call_id, extra=self._log_extra()
@@ -227,7 +232,7 @@ class Room:
                 started.hang_up("the bridged call could not start", by="bridge")
                 self._rooms.spawn(started.run())  # closes its model session and background work
         refusal = self._refusal(failure)
-        b.left_ms, b.left_reason = self.timeline.now_ms(), f"refused: {refusal.reason}"
+        b.left_ms, b.left_reason, b.refused = self.timeline.now_ms(), refusal.reason, True
         self.end("bridge", f"the interpreter could not be started ({refusal.reason})", refusal.code)
         raise refusal
 
@@ -251,6 +256,8 @@ class Room:
         try:
             if party is self.a:
                 await self._wait_for_b()
+            elif self.ended is None:
+                party.leg.notify("room", {"status": "joined", "party": party.name})
             if party.session is not None:
                 try:
                     await party.session.run()

@@ -153,6 +153,8 @@ async def test_each_party_hears_the_interpreter_of_the_other_and_a_hang_up_ends_
     assert {t["text"] for t in a.transcript} == {"hello "}
     if b_protocol == "native":
         assert {t["text"] for t in b.transcript} == {"hola "} and room_event(b, "joined")["party"] == "b"
+        kinds = [e["kind"] for e in b.events]
+        assert kinds.index("started") < kinds.index("room")  # the call starts, then it is in the room
     # Each interpreter session was configured for its direction and ended when the call did.
     configs = sorted(s.config.split("|", 2)[1] for s in fake.sessions)
     assert configs == ["en>es", "es>en"] and all(s.frames > 0 for s in fake.sessions)
@@ -294,6 +296,9 @@ async def test_an_interpreter_that_cannot_start_refuses_the_join_and_ends_the_op
         CloseCode.TRY_AGAIN_LATER,
         "the interpreter could not be started (model server at capacity: 1 of 1 slots busy)",
     )
+    (record,) = list(connector.finished)
+    assert [leg["ended_by"] for leg in record["bridge"]["legs"]] == ["parley", "refused"]
+    assert record["bridge"]["interpreters"] == []  # neither ran: the one that started was closed
 
 
 # --- the real model server ------------------------------------------------------------------------------
