@@ -327,8 +327,10 @@ class Room:
             await play_notice(party.leg)
         except Exception:
             logger.exception("bridged call %s: notice failed", self.call_id, extra=self._log_extra())
-        finally:
+        try:
             await party.leg.hangup(end.code, end.reason)
+        except Exception:  # the transport closes the leg itself once its handler is done
+            logger.exception("bridged call %s: hang-up failed", self.call_id, extra=self._log_extra())
 
     # --- the record --------------------------------------------------------------------------------
     @property
