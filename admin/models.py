@@ -61,6 +61,14 @@ class _AgentFields(BaseModel):
         max_length=40,
         description="A demo call the background model's reasoner is shown first (the agent's tools only).",
     )
+    bridge_ducking_db: float | None = Field(
+        None,
+        ge=0,
+        le=60,
+        description=(
+            "Bridged calls: the speaker's own voice under this interpreter, this many dB down (null: off)."
+        ),
+    )
 
 
 class AgentCreate(_AgentFields):
@@ -80,6 +88,7 @@ class AgentUpdate(BaseModel):
     translation_target: str | None = Field(None, pattern=LANGUAGE)
     handoff_number: str | None = Field(None, pattern=PHONE)
     examples: list[ExampleTurn] | None = Field(None, max_length=40)
+    bridge_ducking_db: float | None = Field(None, ge=0, le=60)
     expected_version: int | None = Field(
         None, ge=1, description="Refuse (409) unless the agent is at this version (compare-and-set)."
     )
@@ -95,6 +104,7 @@ class AgentConfigPublic(BaseModel):
     translation_target: str | None
     handoff_number: str | None
     examples: list[ExampleTurn] = []
+    bridge_ducking_db: float | None = None
 
 
 class AgentPublic(AgentConfigPublic):
@@ -241,6 +251,14 @@ class CallPublic(CallSummary):
     timeline: Timeline = Timeline()
     tool_calls: list[ToolCallPublic] = []
     turn_latency_ms: list[int] = []
+    bridge: dict[str, Any] | None = Field(
+        None,
+        description=(
+            "A bridged call's (two parties, an interpreter each way): `room`, `legs` (each party's "
+            "call id, agent, protocol, times and who ended it) and `interpreters` (each direction's "
+            "own summary, transcript and timeline)."
+        ),
+    )
 
 
 class CallPage(BaseModel):

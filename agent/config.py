@@ -2,7 +2,8 @@
 
 `AgentConfig` (pydantic, frozen) describes one agent: a slug name, the languages callers speak to
 it, its persona/instructions, greeting, the tools it may call, its voice, an optional translation
-target and an optional hand-off number for `transfer`. `render_prefix(agent)` turns it into the
+target (with, for bridged calls, how far under the interpreter its listener hears the speaker's own
+voice) and an optional hand-off number for `transfer`. `render_prefix(agent)` turns it into the
 compact text the model server pins at the start of the call's context:
 
     NAME|LANGS[>TARGET]|TOOL,TOOL,...|instructions (whitespace collapsed)
@@ -112,6 +113,15 @@ class AgentConfig(BaseModel):
         max_length=40,
         description="A demo call the background model's reasoner is shown first (its tools only).",
     )
+    bridge_ducking_db: float | None = Field(
+        None,
+        ge=0,
+        le=60,
+        description=(
+            "Bridged calls: the other party hears the speaker's own voice under this interpreter, "
+            "this many dB below its level (0-60); null: the interpreter alone."
+        ),
+    )
 
     @field_validator("languages")
     @classmethod
@@ -145,6 +155,10 @@ class AgentConfig(BaseModel):
                 f"translation_target {self.translation_target!r} is also in languages; "
                 "interpreting needs a target the caller does not speak"
             )
+        if self.bridge_ducking_db is not None and self.translation_target is None:
+            raise ValueError(
+                "bridge_ducking_db is set but translation_target is not: only interpreters bridge"
+            )
         essentials = len(_essentials(self).encode("utf-8"))
         if essentials > ESSENTIALS_BUDGET:
             raise ValueError(
@@ -159,6 +173,18 @@ def _essentials(agent: AgentConfig) -> str:
     if agent.translation_target:
         langs += ">" + agent.translation_target
     return f"{agent.name}|{langs}|{','.join(agent.tools)}|"
+
+
+def mirror_problem(opener: AgentConfig, joiner: AgentConfig) -> str | None:
+    """None when `joiner` interprets back what `opener` interprets (a bridged call's two
+    directions: en>es and es>en), else what is wrong, naming both agents' languages."""
+    if opener.translation_target is None:
+        return f"agent {opener.name!r} does not interpret"
+    if joiner.translation_target in opener.languages and opener.translation_target in joiner.languages:
+        return None
+    theirs = f"{','.join(opener.languages)}>{opener.translation_target}"
+    ours = f"{','.join(joiner.languages)}>{joiner.translation_target or '?'}"
+    return f"agent {joiner.name!r} ({ours}) does not interpret back the room's {opener.name!r} ({theirs})"
 
 
 def render_prefix(agent: AgentConfig, max_bytes: int | None = None) -> str:
@@ -308,9 +334,28 @@ TRANSLATE_EN_ES = AgentConfig(
     greeting="Interpretación en vivo activada.",
     tools=("end_call",),
     voice="es-neutral",
+    bridge_ducking_db=18.0,
 )
 
-SHIPPED_AGENTS: tuple[AgentConfig, ...] = (SUPPORT, TRANSLATE_EN_ES)
+# The other direction of a bridged call. The shipped checkpoint was trained for en>es only: this
+# configuration and the bridge are real, the interpreting is not until a checkpoint learns es>en.
+TRANSLATE_ES_EN = AgentConfig(
+    name="translate-es-en",
+    languages=("es",),
+    translation_target="en",
+    instructions=(
+        "You are a live interpreter on a phone call. Say in English everything the caller says in "
+        "Spanish, as they say it, a few words behind. Translate faithfully: do not answer, add, "
+        "summarise or comment. Keep names, numbers and addresses exact. When the caller says "
+        "goodbye, translate it, then end_call."
+    ),
+    greeting="Live interpreting is on.",
+    tools=("end_call",),
+    voice="en-us-warm",
+    bridge_ducking_db=18.0,
+)
+
+SHIPPED_AGENTS: tuple[AgentConfig, ...] = (SUPPORT, TRANSLATE_EN_ES, TRANSLATE_ES_EN)
 BUILTIN_AGENTS = StaticAgentRegistry(SHIPPED_AGENTS)
 
 

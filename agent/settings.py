@@ -1,7 +1,8 @@
 """Settings of the calls a gateway answers with agents: one pydantic-settings class, `AgentSettings`.
 
 Which model server a call's session opens, how long it and a tool call may take, which agent a call
-that names none gets, and whether media websockets must authenticate. The websocket gateway reads
+that names none gets, how long a bridged call's room waits for its second party, and whether media
+websockets must authenticate. The websocket gateway reads
 them from `PARLEY_*` (`PARLEY_MODEL_URL=ws://gpu1:8765/session`), the SIP gateway from `PARLEY_SIP_*`
 (`AgentSettings(_env_prefix="PARLEY_SIP_")`); keyword arguments win. Nothing here knows about
 transports: ports, message limits and Twilio signatures are the transports' settings.
@@ -39,6 +40,14 @@ class AgentSettings(BaseSettings):
         description=(
             'Agent of a call or POST /twiml that names none (Twilio: <Parameter name="agent">) and '
             "whose dialled number routes to none."
+        ),
+    )
+    room_join_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description=(
+            "Seconds a bridged call's room waits for its second party; then the first party hears "
+            "the notice and is hung up (close 4408)."
         ),
     )
     media_auth: Literal["auto", "required", "off"] = Field(

@@ -8,7 +8,9 @@
 - Media authentication: `keys_configured()` (any active API key, re-read every few seconds) and
   `token_valid(agent, token)` (a stream token of that agent).
 - Call records: `call_started` registers a live call and `call_ended` replaces it with its record
-  (`build_record`: summary, transcript, timeline, tool calls, turn-taking latencies); a lease
+  (`build_record`: summary, transcript, timeline, tool calls, turn-taking latencies; for a bridged
+  call both legs and both interpreters, under the opener's call id, while the joining leg's live
+  entry is dropped by `leg_ended`); a lease
   renewed every `lease_s / 3` keeps live entries alive while the gateway is, so a dead gateway's
   calls drop off the live list by themselves. Failures to write are logged (call id only) and never
   end a call.
@@ -174,6 +176,7 @@ def build_record(
         "tool_calls": tool_calls(events),
         "turn_latency_ms": list(turn_latency_ms),
         "background": summary.get("background"),
+        "bridge": summary.get("bridge"),
     }
 
 
@@ -276,6 +279,21 @@ class GatewayLink:
         except REDIS_ERRORS as exc:
             logger.warning(
                 "call %s: record not stored (%s)", call_id, type(exc).__name__, extra={"call_id": call_id}
+            )
+
+    async def leg_ended(self, call_id: str) -> None:
+        """A bridged call's joining leg ended: it leaves the live calls, and its record is the
+        bridged call's (stored under the opener's call id by `call_ended`)."""
+        if self.live.pop(call_id, None) is None:
+            return
+        try:
+            await self.calls.drop_live(call_id)
+        except REDIS_ERRORS as exc:
+            logger.warning(
+                "call %s: live entry not dropped (%s)",
+                call_id,
+                type(exc).__name__,
+                extra={"call_id": call_id},
             )
 
     async def _renew(self) -> None:

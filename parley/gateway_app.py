@@ -14,6 +14,11 @@ agents and numbers are read from there per call (changes apply to the next call)
 websockets authenticate once API keys exist (a per-agent stream token, or a Twilio signature),
 live calls and finished calls' records are written there, and the admin API can hang calls up.
 
+A call whose start carries a `room` parameter is a leg of a bridged call (`agent.bridge`): `new`
+opens a room for the call's interpreter agent, any other value joins that room. The connector
+starts each direction's interpreter session as it starts a plain call's, registers both legs as
+live calls, and stores one record for the two: under the opener's call id, with both legs in it.
+
 `run_agent_gateway(settings, agent_settings)` (tests, embedding) and
 `serve_agent_gateway(settings, agent_settings)` (`parley gateway`) run the gateway with this
 connector; `parley gateway` sends tool calls to the Celery workers
@@ -32,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from admin.core.security import bearer
 from agent.background import BackgroundSettings, BackgroundTasks, CeleryBackgroundTasks
+from agent.bridge import NEW_ROOM, PartyHandler, Room, Rooms
 from agent.config import BUILTIN_AGENTS, AgentConfig, AgentRegistry, UnknownAgent
 from agent.model_client import ModelRefused, ModelUnavailable
 from agent.session import CallSession, ToolRouter, UnavailableToolRouter
@@ -46,6 +52,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MEDIA_WEBSOCKETS = ("twilio", "native")  # the protocols `_authorize` checks
+ROOM_PARAMETER = "room"  # a bridged call's leg: `new` opens a room, a room's id joins it
 
 
 class SessionConnector:
@@ -71,8 +78,11 @@ class SessionConnector:
         self.link = link
         self.registry: AgentRegistry = registry or (link.registry if link is not None else BUILTIN_AGENTS)
         self.tool_router: ToolRouter = tool_router or UnavailableToolRouter()
-        self.sessions: dict[str, CallSession] = {}  # live calls by call_id
+        self.sessions: dict[str, CallSession | PartyHandler] = {}  # live calls by call_id
         self.finished: collections.deque[dict] = collections.deque(maxlen=100)  # summaries, newest last
+        self.rooms = Rooms(
+            self._start_interpreter, join_timeout_s=settings.room_join_timeout_s, on_over=self._room_over
+        )
 
     async def has_agent(self, name: str) -> bool:
         try:
@@ -141,37 +151,64 @@ class SessionConnector:
             "stream token required (Authorization: Bearer <token>, or a 'token' parameter)",
         )
 
-    async def open(self, info: CallInfo, leg: Leg) -> CallSession:
+    async def open(self, info: CallInfo, leg: Leg) -> CallSession | PartyHandler:
         agent, version = await self._agent(info)
         await self._authorize(info, agent)
-        session = _TrackedSession(
-            self,
-            agent,
-            leg,
-            model_url=self.settings.model_url,
-            tool_router=self.tool_router,
-            call_id=info.call_id,
-            connect_timeout=self.settings.model_connect_timeout_s,
-            tool_timeout=self.settings.tool_timeout_s,
-            background=self.background,
-        )
-        try:
-            await session.start()
-        except ModelRefused as exc:
-            if exc.code == CloseCode.TRY_AGAIN_LATER:
-                raise CallRefused(
-                    CloseCode.TRY_AGAIN_LATER, f"model server {exc.reason or 'at capacity'}"
-                ) from None
-            raise CallRefused(
-                CloseCode.BAD_GATEWAY, f"model server refused the session ({exc.code}: {exc.reason})"
-            ) from None
-        except ModelUnavailable as exc:
-            logger.warning("model server unavailable", extra={"call_id": info.call_id, "error": str(exc)})
-            raise CallRefused(CloseCode.BAD_GATEWAY, "model server unavailable") from None
+        room = info.parameters.get(ROOM_PARAMETER)
+        if room is not None:
+            return await self._open_leg(info, leg, agent, version, room)
+        session = _TrackedSession(self, agent, leg, **self._session_options(info.call_id))
+        await _start(session)
         self.sessions[info.call_id] = session
         if self.link is not None:
             await self.link.call_started(info, agent, version)
         return session
+
+    def _session_options(self, call_id: str) -> dict:
+        return dict(
+            model_url=self.settings.model_url,
+            tool_router=self.tool_router,
+            call_id=call_id,
+            connect_timeout=self.settings.model_connect_timeout_s,
+            tool_timeout=self.settings.tool_timeout_s,
+            background=self.background,
+        )
+
+    # --- bridged calls -----------------------------------------------------------------------------
+    async def _open_leg(
+        self, info: CallInfo, leg: Leg, agent: AgentConfig, version: int, room: str
+    ) -> PartyHandler:
+        """A leg of a bridged call: opens a room (`room` is `new`) or joins one."""
+        if room == NEW_ROOM:
+            handler = self.rooms.open(info, leg, agent)
+        else:
+            handler = await self.rooms.join(room, info, leg, agent)
+        self.sessions[info.call_id] = handler
+        if self.link is not None:
+            await self.link.call_started(info, agent, version)
+        return handler
+
+    async def _start_interpreter(self, agent: AgentConfig, leg: Leg, call_id: str) -> CallSession:
+        """One direction of a bridged call: a started session (untracked: the room is the call)."""
+        session = CallSession(agent, leg, **self._session_options(call_id))
+        await _start(session)
+        return session
+
+    async def _room_over(self, room: Room) -> None:
+        """Both legs of a bridged call are done: one record, under the opener's call id."""
+        for party in room.parties:
+            self.sessions.pop(party.info.call_id, None)
+        summary = room.summary()
+        self.finished.append(summary)
+        if self.link is None:
+            return
+        try:
+            for party in room.parties:
+                if party.info.call_id != room.call_id:
+                    await self.link.leg_ended(party.info.call_id)
+            await self.link.call_ended(room.call_id, summary, room.a.agent, room.turn_latency_ms)
+        except Exception:
+            logger.exception("call %s: record not stored", room.call_id, extra={"call_id": room.call_id})
 
     async def hang_up(self, call_id: str, reason: str) -> bool:
         """End a live call of this gateway from outside (the admin API); False if it holds none."""
@@ -189,6 +226,23 @@ class SessionConnector:
                 logger.exception(
                     "call %s: record not stored", session.call_id, extra={"call_id": session.call_id}
                 )
+
+
+async def _start(session: CallSession) -> None:
+    """Open the session's model-server session, or refuse the call with the code that says why."""
+    try:
+        await session.start()
+    except ModelRefused as exc:
+        if exc.code == CloseCode.TRY_AGAIN_LATER:
+            raise CallRefused(
+                CloseCode.TRY_AGAIN_LATER, f"model server {exc.reason or 'at capacity'}"
+            ) from None
+        raise CallRefused(
+            CloseCode.BAD_GATEWAY, f"model server refused the session ({exc.code}: {exc.reason})"
+        ) from None
+    except ModelUnavailable as exc:
+        logger.warning("model server unavailable", extra={"call_id": session.call_id, "error": str(exc)})
+        raise CallRefused(CloseCode.BAD_GATEWAY, "model server unavailable") from None
 
 
 def _orphan_reason(agent: str) -> str:

@@ -43,6 +43,9 @@ class CloseCode(enum.IntEnum):
     BAD_GATEWAY = 1014  # the model server is unreachable, dropped the session or sent an error
     UNAUTHORIZED = 4401  # no valid stream token or Twilio signature where one is required
     UNKNOWN_AGENT = 4404  # the call asked for an agent (or a number) that does not exist
+    NOT_JOINED = 4408  # a bridged call's other party did not join its room in time
+    ROOM_CONFLICT = 4409  # a join to a full room, or with an agent that does not mirror the room's
+    NO_SUCH_ROOM = 4410  # a join to a room that does not exist (never made, ended or timed out)
 
 
 def close_reason(text: str) -> str:

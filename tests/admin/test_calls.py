@@ -343,6 +343,54 @@ async def test_live_calls_and_hang_up_through_the_api(admin, admin_key, redis_se
         assert (await api.post("/v1/calls/nope/hangup")).status_code == 404
 
 
+async def test_a_bridged_call_is_two_live_legs_one_hang_up_and_one_record(
+    admin, admin_key, redis_server, tmp_path
+):
+    async with admin.async_client(admin_key) as api, FakeModelServer(speaks_its_mark) as model:
+        tokens = {
+            name: (await api.post(f"/v1/agents/{name}/stream-tokens", json={})).json()["token"]
+            for name in ("translate-en-es", "translate-es-en")
+        }
+        async with run_agent_gateway(*gateway_settings(model.url), link=GatewayLink(redis_server.url)) as gw:
+
+            def party(agent: str, room: str) -> NativeCallClient:
+                auth = {"Authorization": f"Bearer {tokens[agent]}"}
+                return NativeCallClient(gw.url + "/stream", agent, parameters={"room": room}, headers=auth)
+
+            def room_status(client, status: str) -> dict | None:
+                return next((e for e in client.events if e["kind"] == "room" and e["status"] == status), None)
+
+            a = await party("translate-en-es", "new").open()
+            await a.wait_for(lambda: room_status(a, "waiting") is not None, 10)
+            b = await party("translate-es-en", room_status(a, "waiting")["room"]).open()
+            talkers = [talk(a), talk(b)]
+            try:
+                for client in (a, b):
+                    await client.wait_for(lambda c=client: room_status(c, "joined") is not None, 10)
+                ids = [next(e["call_id"] for e in c.events if e["kind"] == "started") for c in (a, b)]
+                live = (await api.get("/v1/calls/live")).json()
+                assert sorted(c["call_id"] for c in live) == sorted(ids)
+                accepted = await api.post(f"/v1/calls/{ids[1]}/hangup")  # B's leg: the whole call ends
+                assert accepted.status_code == 202
+                for client in (a, b):
+                    await client.wait_for(lambda c=client: c.closed is not None, 10)
+                    assert client.closed[0] == 1000 and room_status(client, "ended") is not None
+            finally:
+                for task in talkers:
+                    task.cancel()
+                await asyncio.gather(a.close(), b.close())
+            await ended(gw)
+        record = (await api.get(f"/v1/calls/{ids[0]}")).json()
+        assert record["status"] == "ended" and record["ended"]["by"] == "admin"
+        assert [leg["call_id"] for leg in record["bridge"]["legs"]] == ids
+        assert [i["agent"] for i in record["bridge"]["interpreters"]] == [
+            "translate-en-es",
+            "translate-es-en",
+        ]
+        assert (await api.get("/v1/calls/live")).json() == []
+        assert (await api.get(f"/v1/calls/{ids[1]}")).status_code == 404  # its record is the call's
+
+
 async def test_a_real_tiny_model_call_and_the_metrics(redis_server, admin_key, tmp_path):
     torch.manual_seed(3)
     model = InteractionModel(ModelConfig.from_name("tiny")).eval()

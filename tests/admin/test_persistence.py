@@ -64,7 +64,7 @@ def test_restarting_redis_and_the_admin_process_loses_nothing(tmp_path):
             api.delete(f"/v1/keys/{gone['id']}")
             token = api.post("/v1/agents/kept/stream-tokens", json={"label": "line"}).json()["token"]
             before = snapshot(api)
-        assert [a["name"] for a in before["agents"]] == ["kept", "support"]
+        assert [a["name"] for a in before["agents"]] == ["kept", "support", "translate-es-en"]
 
         server.stop(remove=False)  # SIGTERM: Redis writes its append-only file out and exits
         with admin.client(key) as api:  # while Redis is down: 503, saying so

@@ -11,6 +11,7 @@ from agent.config import (
     StaticAgentRegistry,
     UnknownAgent,
     get_agent,
+    mirror_problem,
     render_prefix,
 )
 
@@ -28,7 +29,27 @@ def test_shipped_agents():
     )
     assert support.handoff_number == "+15555550100" and "returns" in support.instructions.lower()
     assert translate.translation_target == "es" and translate.languages == ("en",)
-    assert [a.name for a in SHIPPED_AGENTS] == ["support", "translate-en-es"]
+    assert [a.name for a in SHIPPED_AGENTS] == ["support", "translate-en-es", "translate-es-en"]
+
+
+def test_the_shipped_interpreters_mirror_each_other_and_nothing_else_does():
+    en_es, es_en = get_agent("translate-en-es"), get_agent("translate-es-en")
+    assert es_en.languages == ("es",) and es_en.translation_target == "en"
+    assert mirror_problem(en_es, es_en) is None and mirror_problem(es_en, en_es) is None
+    assert "does not interpret back" in mirror_problem(en_es, en_es)
+    assert "does not interpret" in mirror_problem(get_agent("support"), es_en)
+    assert mirror_problem(en_es, get_agent("support")) == (
+        "agent 'support' (en>?) does not interpret back the room's 'translate-en-es' (en>es)"
+    )
+
+
+def test_bridge_ducking_is_for_interpreters_and_within_60_db():
+    assert agent(translation_target="es", bridge_ducking_db=0).bridge_ducking_db == 0
+    with pytest.raises(ValidationError, match="only interpreters bridge"):
+        agent(bridge_ducking_db=12)
+    for bad in (-1, 61):
+        with pytest.raises(ValidationError):
+            agent(translation_target="es", bridge_ducking_db=bad)
 
 
 @pytest.mark.parametrize("a", SHIPPED_AGENTS, ids=lambda a: a.name)
@@ -78,12 +99,14 @@ def test_agents_are_frozen():
 
 
 async def test_unknown_agent_names_the_known_ones():
-    with pytest.raises(UnknownAgent, match="unknown agent 'nope'; known agents: support, translate-en-es"):
+    with pytest.raises(
+        UnknownAgent, match="unknown agent 'nope'; known agents: support, translate-en-es, translate-es-en"
+    ):
         get_agent("nope")
     with pytest.raises(UnknownAgent) as info:
         await BUILTIN_AGENTS.get("x" * 500)
     assert len(str(info.value)) < 200 and isinstance(info.value, LookupError)
-    assert await BUILTIN_AGENTS.names() == ["support", "translate-en-es"]
+    assert await BUILTIN_AGENTS.names() == ["support", "translate-en-es", "translate-es-en"]
     assert (await StaticAgentRegistry([agent()]).get("demo")).name == "demo"
     with pytest.raises(ValueError, match="two agents are called 'demo'"):
         StaticAgentRegistry([agent(), agent()])

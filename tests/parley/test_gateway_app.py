@@ -233,7 +233,7 @@ async def test_unknown_agent_is_refused_with_4404(protocol):
         await client.wait_for(lambda: client.closed is not None, 5)
     assert client.closed == (
         CloseCode.UNKNOWN_AGENT,
-        "unknown agent 'nobody'; known agents: support, translate-en-es",
+        "unknown agent 'nobody'; known agents: support, translate-en-es, translate-es-en",
     )
     assert fake.sessions == []  # no model session was opened for it
 
