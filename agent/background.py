@@ -79,6 +79,9 @@ class BackgroundSettings(BaseSettings):
     history_entries: int = Field(
         24, ge=4, le=200, description="The most recent entries of the call the reasoner reads."
     )
+    echo_check: bool = Field(
+        True, description="Drop speech segments that are only the agent's own echo (agent.echo)."
+    )
     id_hold_s: float = Field(
         2.0,
         ge=0,
@@ -203,7 +206,7 @@ class BackgroundModel:
         if frame.dtype == np.int16:
             frame = frame.astype(np.float32) / 32768.0
         for segment in self.segmenter.push(frame):
-            if segment.final and self._echo_only(segment):
+            if segment.final and self.settings.echo_check and self._echo_only(segment):
                 self.host.timeline.count("caller_segments_echo")
             elif segment.final:
                 # The VAD's share of the latency: caller audio heard after the end of speech.

@@ -321,9 +321,10 @@ async def test_a_transfer_the_line_cannot_make_is_heard_as_the_model_heard_it():
     }
 
 
-async def test_the_agents_own_echo_is_not_heard_as_the_caller():
+@pytest.mark.parametrize("echo_check", [True, False])
+async def test_the_agents_own_echo_is_not_heard_as_the_caller(echo_check):
     """A segment that is only the agent's audio coming back (agent.echo) is counted and dropped;
-    the caller's next segment is heard as usual."""
+    the caller's next segment is heard as usual. With the check off, the echo is heard."""
     pytest.importorskip("espeakng_loader")
     from bench.voice import telephone
     from corpus.tts import Espeak
@@ -339,12 +340,18 @@ async def test_the_agents_own_echo_is_not_heard_as_the_caller():
     )
     tasks = Tasks({0: "Your order shipped", 1: "thanks"}, [{"result": {"kind": "wait"}}])
     host = Host()
-    model = BackgroundModel(SUPPORT, host, tasks, segmenter=segmenter)
+    settings = BackgroundSettings(echo_check=echo_check)
+    model = BackgroundModel(SUPPORT, host, tasks, settings, segmenter=segmenter)
     for k in range(0, len(line), 3200):  # the agent's line plays from 1.0 s
         model.agent_audio((line[k : k + 3200] * 32767).astype(np.int16), 1.0 + k / 16000)
     await run(model, tasks, end_frame + 12)
-    assert host.sent == [("caller_words", "thanks")]
-    assert host.timeline.counters["caller_segments_echo"] == 1
+    if echo_check:
+        assert host.sent == [("caller_words", "thanks")]
+        assert host.timeline.counters["caller_segments_echo"] == 1
+    else:
+        heard = [payload for kind, payload in host.sent if kind == "caller_words"]
+        assert heard == ["Your order shipped", "thanks"]
+        assert "caller_segments_echo" not in host.timeline.counters
 
 
 async def test_a_line_that_ends_in_digits_waits_for_the_rest_of_the_id():
