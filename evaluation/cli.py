@@ -1,7 +1,7 @@
 """`parley eval`: scenarios through the real model server, scored, with an HTML report.
 
     parley eval [--checkpoint DIR | --preset NAME] [--scenarios DIR] --out DIR [--limit N]
-                [--no-baseline] [--no-asr] [--max-slots 8] [--tick-ms 200] [--save-audio] [--background]
+                [--no-baseline] [--no-asr] [--max-slots 8] [--tick-ms 200] [--save-audio] [--[no-]background]
     parley eval --write-scenarios DIR [--n 20] [--seed0 900000] [--agent-voice espeak|piper] [--perturb]
                 [--caller-family espeak|kokoro]
 
@@ -14,7 +14,8 @@ of another speech engine, Kokoro (corpus.kokoro_voice, never used in training).
 The model is the shipped checkpoint unless --checkpoint or --preset say otherwise (a preset has
 random weights). Calls run in real time (200 ms ticks), up to --max-slots at once; --tick-ms
 below 200 runs them faster than real time when the machine keeps up (late frames are reported).
-`--background` runs the background model beside every call, in this process
+`--background` (the default for a model that reads the background model's replies, such as
+`small2`; `--no-background` turns it off) runs the background model beside every call, in this process
 (agent.background_local: Whisper and the reasoner from PARLEY_HEARING_* / PARLEY_REASONER_*, with
 PARLEY_BACKGROUND_* settings, enabled): its tool calls are the ones scored, and the report adds
 the agent's WER against the words it meant, the lookups whose answer the caller hears and the
@@ -24,6 +25,7 @@ Prints one JSON line: where the report is and how many goals were met.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import logging
@@ -76,9 +78,11 @@ def add_command(sub) -> None:
     )
     p.add_argument(
         "--background",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="run the background model (Whisper + the reasoner, in-process) beside every call; "
-        "its tool calls are scored, with the agent-meant WER, lookups heard and its delays",
+        "its tool calls are scored, with the agent-meant WER, lookups heard and its delays "
+        "(default: on for a model that reads its replies, such as small2)",
     )
     p.add_argument(
         "--background-threads",
@@ -179,9 +183,26 @@ def cmd_eval(args) -> int:
         raise ValueError("--out DIR is required (or --write-scenarios DIR)")
     if args.background_only or args.reasoner_only:
         return cmd_eval_background(args)
+    if args.background is None:
+        args.background = _reads_replies(args)
     if args.background:
         return _with_background(args)
     return _run_eval(args)
+
+
+def _reads_replies(args) -> bool:
+    """Whether the model evaluated voices the background model's replies (its support calls have
+    nothing to say without one)."""
+    from model.checkpoint import DEFAULT_CHECKPOINT, WEIGHTS_FILE, load_config
+    from model.config import ModelConfig
+
+    if args.checkpoint:
+        cfg = load_config(args.checkpoint)
+    elif args.preset is None and (DEFAULT_CHECKPOINT / WEIGHTS_FILE).is_file():
+        cfg = load_config(DEFAULT_CHECKPOINT)
+    else:
+        cfg = ModelConfig.from_name(args.preset or "small")
+    return "reply" in cfg.event_kinds
 
 
 def _with_background(args) -> int:

@@ -194,3 +194,12 @@ def test_parley_eval_with_the_background_model_beside_the_tiny_preset(tmp_path, 
     assert 0 < summary["delay_words_p50"] < 10
     assert summary["agent_meant_wer"] is None  # --no-asr: no transcript
     assert "Lookups whose answer the caller hears" in (out / "report.html").read_text()
+
+
+@pytest.mark.parametrize("preset, reads", [("tiny", False), ("small", False), ("small2", True)])
+def test_eval_runs_the_background_model_for_a_model_that_reads_its_replies(preset, reads):
+    import argparse
+
+    from evaluation.cli import _reads_replies
+
+    assert _reads_replies(argparse.Namespace(checkpoint=None, preset=preset)) is reads
