@@ -43,6 +43,7 @@ class FreeRun:
     floor: list[int]  # the floor state the model chose at each micro-turn
     p_speak: list[float]  # its probability of "speak" there
     text: list[str]  # what it wrote there
+    pcm: bytes = b""  # its audio, PCM16 16 kHz, micro-turn after micro-turn
 
 
 def floor_strip(floors) -> str:
@@ -72,7 +73,7 @@ def free_run(
     state = engine.state
     caller = float_to_pcm16(call.caller).tobytes()
     speak = FLOOR_STATES.index("speak")
-    floors, probs, texts = [], [], []
+    floors, probs, texts, pcm = [], [], [], []
     for k in range(min(labels.n_turns, turns or labels.n_turns)):
         frame = caller[k * FRAME_BYTES : (k + 1) * FRAME_BYTES]
         events = (
@@ -84,13 +85,14 @@ def free_run(
         floors.append(FLOOR_STATES.index(turn.floor))
         probs.append(turn.floor_probs[speak])
         texts.append(turn.text)
+        pcm.append(turn.pcm)
         if "text" in feed:
             state.prev_text[slot] = torch.from_numpy(labels.text[k])
         if "audio" in feed:
             state.prev_audio[slot] = torch.from_numpy(labels.audio[k].astype(np.int64))
         if "floor" in feed:
             state.prev_floor[slot] = int(labels.floor[k])
-    return FreeRun(frozenset(feed), floors, probs, texts)
+    return FreeRun(frozenset(feed), floors, probs, texts, b"".join(pcm))
 
 
 def label_text(labels: CallLabels, k: int) -> str:

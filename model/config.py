@@ -80,6 +80,10 @@ class ModelConfig:
 
     # Depth decoders (within one micro-turn: text tokens, tool text, audio frames)
     d_depth: int = 128
+    # The audio decoder reads the text it voices in order: each frame attends to the bytes written
+    # in the previous micro-turn and this one, with their positions (without it, it gets their
+    # bag, the same for "no" and "on"; model.prompter.ByteReader).
+    audio_reads_text: bool = False
 
     # Vocoder (frame-rate, iSTFT; Vocos-like but causal)
     vocoder_n_fft: int = 1280
@@ -254,3 +258,5 @@ PRESETS: dict[str, dict[str, Any]] = {
 # The shipped model's sizes, reading events as words and voicing the background model's replies
 # through a prompter: warm-started from `small` (model.checkpoint.warm_start).
 PRESETS["small2"] = dict(PRESETS["small"], event_repr="words", prompter_bytes=24, event_kinds=EVENT_KINDS)
+# small2 whose audio decoder reads the text it voices in order: warm-started from a small2 run.
+PRESETS["small3"] = dict(PRESETS["small2"], audio_reads_text=True)

@@ -32,7 +32,7 @@ from torch import nn
 from model.backbone import Backbone, LayerCache
 from model.config import MICRO_TURN_SAMPLES, ModelConfig
 from model.dmel import DMel
-from model.prompter import Memory, ReplyPrompter, advance, reply_window
+from model.prompter import ByteReader, Memory, ReplyPrompter, advance, reply_window
 from model.protocol import FLOOR_STATES
 from model.sampling import sample, sample_decision, sample_until, uniform
 from model.state import StreamState, initial_feedback
@@ -168,9 +168,13 @@ class InteractionModel(nn.Module):
             self.event_words = nn.EmbeddingBag(c.event_buckets + 1, d, mode="mean", padding_idx=0)
         if c.prompter_bytes:
             self.prompter = ReplyPrompter(cfg)
+        if c.audio_reads_text:  # the text it voices: the previous micro-turn's and this one's
+            self.audio_reader = ByteReader(2 * c.max_text_tokens, c.vocab_size, dd)
         self.apply(self._init)
         if c.prompter_bytes:
             self.prompter.silence()
+        if c.audio_reads_text:
+            self.audio_reader.silence()
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -307,9 +311,7 @@ class InteractionModel(nn.Module):
         if window is not None:
             # The copy path, only where a micro-turn has reply bytes to read (elsewhere it adds 0).
             rows = (is_turn & (window < N_BYTES).any(dim=-1)).flatten()  # [B*T]
-            reading = torch.zeros_like(out)
-            reading[rows] = self.prompter.attend(out[rows], self.prompter.memory(window.flatten(0, 1)[rows]))
-            out = out + reading
+            out = self.prompter.read(out, window.flatten(0, 1), rows)
         text_logits = self.text_out(out).view(b, t, n, -1)
         # Tool text only where a tool call is made.
         tool_positions = (is_turn & (batch.tool[..., 0] != SPECIAL.PAD)).nonzero()  # [Q, 2]
@@ -328,6 +330,10 @@ class InteractionModel(nn.Module):
         fq = self._frame_input(frames_in)  # [B, T, F, Dd]
         nf = c.frames_per_turn
         out, _ = self.audio_gru(fq.reshape(b * t, nf, -1), a0.reshape(1, b * t, -1))
+        if c.audio_reads_text:
+            voiced = torch.cat([prev_text, batch.text], dim=-1).flatten(0, 1)  # [B*T, 2N]
+            rows = is_turn.flatten() & (voiced < N_BYTES).any(dim=-1)
+            out = self.audio_reader.read(out, voiced, rows)
         audio_logits = self.audio_out(out).view(b, t, nf, c.n_mels, c.dmel_levels)
         return Outputs(
             hidden,
@@ -560,7 +566,7 @@ class InteractionModel(nn.Module):
             )
             tool[q], tool_text_logits[q] = tool_q, logits_q
         audio_levels, audio_logits = self._decode_audio(
-            h, floor, text, state.prev_audio[idx, -1], seed, counter, temp, top_p
+            h, floor, text, state.prev_text[idx], state.prev_audio[idx, -1], seed, counter, temp, top_p
         )
         pcm, voc_conv, voc_ola = self.vocoder.stream(
             self.dmel.dequantize(audio_levels), state.vocoder_conv[idx], state.vocoder_ola[idx]
@@ -676,16 +682,24 @@ class InteractionModel(nn.Module):
                 break
         return tokens, logits_all
 
-    def _decode_audio(self, h, floor, text, last_frame, seed, counter, temp, top_p):
+    def _decode_audio(self, h, floor, text, prev_text, last_frame, seed, counter, temp, top_p):
         """Frames of agent dMel within one micro-turn. Returns (levels [B, F, M], logits [B, F, M, L])."""
         c = self.cfg
         b = h.shape[0]
         hstate = self._audio_context(h, floor, text).unsqueeze(0).contiguous()
+        memory = None
+        if c.audio_reads_text:
+            voiced = torch.cat([prev_text, text], dim=-1)  # [B, 2N]
+            reads = (voiced < N_BYTES).any(dim=-1)  # [B]
+            if bool(reads.any()):
+                memory = self.audio_reader.memory(voiced)
         prev = last_frame  # [B, M]
         levels = torch.empty(b, c.frames_per_turn, c.n_mels, dtype=torch.int64, device=h.device)
         logits_all = h.new_empty(b, c.frames_per_turn, c.n_mels, c.dmel_levels)
         for f in range(c.frames_per_turn):
             out, hstate = self.audio_gru(self._frame_input(prev).unsqueeze(1), hstate)
+            if memory is not None:
+                out = out + self.audio_reader.attend(out, memory)  # zero for a row with no byte
             logits = self.audio_out(out[:, 0]).view(b, c.n_mels, c.dmel_levels)
             u = uniform(seed, counter, 1000 + f, c.n_mels)  # [B, M]
             prev = sample(logits, temp[:, None], top_p[:, None], u)

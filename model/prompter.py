@@ -73,42 +73,65 @@ class Memory:
     mask: torch.Tensor  # [B, Np] bool: reply bytes (PAD masked)
 
 
-class ReplyPrompter(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+class ByteReader(nn.Module):
+    """A depth decoder's single-head attention over a short run of bytes in order (byte + offset
+    embeddings; special tokens masked). The text decoder reads the reply's window through one
+    (ReplyPrompter); with `audio_reads_text` the audio decoder reads the text it voices through
+    another. Its values start at zero (`silence`), so a warm start first behaves as before."""
+
+    def __init__(self, n: int, vocab_size: int, dd: int) -> None:
         super().__init__()
-        n, d, dd = cfg.prompter_bytes, cfg.d_model, cfg.d_depth
         self.scale = dd**-0.5
-        # (a) the micro-turn's input: a bag of the window's bytes at their offsets
-        self.byte_in = nn.Embedding(cfg.vocab_size, d)
-        self.pos_in = nn.Parameter(torch.zeros(n, d))
-        # (b) the text decoder's single-head attention over the window
-        self.byte_mem = nn.Embedding(cfg.vocab_size, dd)
+        self.byte_mem = nn.Embedding(vocab_size, dd)
         self.pos_mem = nn.Parameter(torch.randn(n, dd) * 0.02)
         self.query = nn.Linear(dd, dd, bias=False)
         self.key = nn.Linear(dd, dd, bias=False)
         self.value = nn.Linear(dd, dd, bias=False)
 
     def silence(self) -> None:
+        """Zero the attention's values: called once the owner has initialised every weight."""
+        with torch.no_grad():
+            self.value.weight.zero_()
+
+    def memory(self, tokens: torch.Tensor) -> Memory:
+        """[B, Np] -> the keys and values the decoder attends to (once per micro-turn)."""
+        e = self.byte_mem(tokens) + self.pos_mem  # [B, Np, Dd]
+        return Memory(self.key(e), self.value(e), tokens < N_BYTES)
+
+    def attend(self, q: torch.Tensor, mem: Memory) -> torch.Tensor:
+        """q [B, Q, Dd] (decoder outputs) -> [B, Q, Dd]; exactly zero where no byte is read."""
+        scores = (self.query(q) @ mem.key.transpose(-1, -2)) * self.scale  # [B, Q, Np]
+        scores = scores.masked_fill(~mem.mask[:, None, :], torch.finfo(scores.dtype).min)
+        p = scores.softmax(dim=-1) * mem.mask.any(dim=-1)[:, None, None].to(scores.dtype)
+        return p @ mem.value
+
+    def read(self, q: torch.Tensor, tokens: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """q [R, Q, Dd] plus what each row reads of its `tokens` [R, Np], computed only for the
+        `rows` [R] (bool) that have a byte to read (the others add exactly 0)."""
+        reading = torch.zeros_like(q)
+        if bool(rows.any()):
+            reading[rows] = self.attend(q[rows], self.memory(tokens[rows]))
+        return q + reading
+
+
+class ReplyPrompter(ByteReader):
+    def __init__(self, cfg: ModelConfig) -> None:
+        n, d = cfg.prompter_bytes, cfg.d_model
+        # (b) the text decoder's single-head attention over the window (ByteReader)
+        super().__init__(n, cfg.vocab_size, cfg.d_depth)
+        # (a) the micro-turn's input: a bag of the window's bytes at their offsets
+        self.byte_in = nn.Embedding(cfg.vocab_size, d)
+        self.pos_in = nn.Parameter(torch.zeros(n, d))
+
+    def silence(self) -> None:
         """Zero the weights through which the prompter changes the model's outputs (the input bag
         and the attention's values): called once the owner has initialised every weight."""
+        super().silence()
         with torch.no_grad():
             self.byte_in.weight.zero_()
             self.pos_in.zero_()
-            self.value.weight.zero_()
 
     def embed(self, window: torch.Tensor) -> torch.Tensor:
         """[.., Np] -> [.., D]: sum over the window's bytes of byte + offset embeddings."""
         mask = (window < N_BYTES).unsqueeze(-1)
         return ((self.byte_in(window) + self.pos_in) * mask).sum(dim=-2)
-
-    def memory(self, window: torch.Tensor) -> Memory:
-        """[B, Np] -> the keys and values the text decoder attends to (once per micro-turn)."""
-        e = self.byte_mem(window) + self.pos_mem  # [B, Np, Dd]
-        return Memory(self.key(e), self.value(e), window < N_BYTES)
-
-    def attend(self, q: torch.Tensor, mem: Memory) -> torch.Tensor:
-        """q [B, Q, Dd] (text decoder outputs) -> [B, Q, Dd]; exactly zero for an empty window."""
-        scores = (self.query(q) @ mem.key.transpose(-1, -2)) * self.scale  # [B, Q, Np]
-        scores = scores.masked_fill(~mem.mask[:, None, :], torch.finfo(scores.dtype).min)
-        p = scores.softmax(dim=-1) * mem.mask.any(dim=-1)[:, None, None].to(scores.dtype)
-        return p @ mem.value

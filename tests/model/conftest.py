@@ -38,6 +38,19 @@ def tiny_words() -> InteractionModel:
     return model
 
 
+@pytest.fixture(scope="module")
+def tiny_voice() -> InteractionModel:
+    """`tiny_words` whose audio decoder also reads the text it voices in order
+    (`audio_reads_text`), that reader's weights random (a new model's start silent)."""
+    torch.manual_seed(1234)
+    model = InteractionModel(WORDS.replace(audio_reads_text=True)).eval()
+    with torch.no_grad():
+        for p in [*model.prompter.parameters(), *model.audio_reader.parameters()]:
+            nn.init.normal_(p, std=0.3)
+        model.text_out.bias[ord("a")] += 6.0
+    return model
+
+
 def caller_audio(slots: int, turns: int, seed: int = 0) -> torch.Tensor:
     """[turns, S, 3200] float32 speech-like bursts and silences, different per slot."""
     g = torch.Generator().manual_seed(seed)

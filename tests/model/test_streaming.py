@@ -1,6 +1,7 @@
 """Streaming equals teacher forcing; masked batched steps equal slots stepped alone. Both for the
-legacy model (events as bytes) and one reading events as words with a reply prompter, whose cursor
-moves by the rule the training labels apply."""
+legacy model (events as bytes), one reading events as words with a reply prompter, whose cursor
+moves by the rule the training labels apply, and one whose audio decoder also reads the text it
+voices."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def _text_upto_eot(tokens: torch.Tensor) -> int:
     return int(hits[0]) + 1 if hits.numel() else tokens.numel()
 
 
-@pytest.mark.parametrize("name", ["tiny", "tiny_words"])
+@pytest.mark.parametrize("name", ["tiny", "tiny_words", "tiny_voice"])
 def test_streaming_equals_teacher_forced_forward_past_the_window(name, request):
     tiny = request.getfixturevalue(name)
     turns = 45  # more stream positions than the window (32), events included
@@ -62,7 +63,7 @@ def test_streaming_equals_teacher_forced_forward_past_the_window(name, request):
         assert moved >= 5, "the cursor should move when the agent writes the reply's bytes"
 
 
-@pytest.mark.parametrize("name", ["tiny", "tiny_words"])
+@pytest.mark.parametrize("name", ["tiny", "tiny_words", "tiny_voice"])
 def test_masked_batched_step_equals_slot_stepped_alone(name, request):
     tiny = request.getfixturevalue(name)
     turns = 12

@@ -181,3 +181,45 @@ def test_warm_start_refuses_a_checkpoint_that_does_not_fit(tiny, tiny_words, tmp
         warm_start(InteractionModel(tiny.cfg), save_checkpoint(tiny_words, tmp_path / "words"))
     with pytest.raises(CheckpointError, match="missing model.safetensors"):
         warm_start(InteractionModel(WORDS), tmp_path)
+
+
+def test_the_audio_decoder_reads_the_text_it_voices_in_order(tiny_voice):
+    """With `audio_reads_text` a micro-turn whose text has its bytes in another order gets other
+    audio logits; without it (the reader silent, as a warm start begins) only their bag counts."""
+    _, records = stream_call(tiny_voice, slots=1, turns=12, prefixes={})
+    batch = record_to_batch(tiny_voice.cfg, [], records[0])
+    last = int((batch.kind[0] == 2).nonzero().flatten()[-1])
+    pad = [SPECIAL.PAD] * (tiny_voice.cfg.max_text_tokens - 3)
+    said, other = batch.text.clone(), batch.text.clone()
+    said[0, last] = torch.tensor([*b"on", SPECIAL.EOT, *pad])
+    other[0, last] = torch.tensor([*b"no", SPECIAL.EOT, *pad])
+    batch = type(batch)(**{**vars(batch), "text": said})
+    reordered = type(batch)(**{**vars(batch), "text": other})
+    with torch.no_grad():
+        a, b = tiny_voice(batch).audio_logits[0, last], tiny_voice(reordered).audio_logits[0, last]
+        assert not torch.allclose(a, b)
+        value = tiny_voice.audio_reader.value.weight.clone()
+        tiny_voice.audio_reader.silence()
+        try:
+            a, b = tiny_voice(batch).audio_logits[0, last], tiny_voice(reordered).audio_logits[0, last]
+        finally:
+            tiny_voice.audio_reader.value.weight.copy_(value)
+    torch.testing.assert_close(a, b)
+
+
+def test_warm_start_fills_a_voice_reading_model_from_a_words_checkpoint(tiny_words, tmp_path):
+    """How small3 starts from a small2 run: only the audio decoder's reader is new, and it starts
+    silent, so the warm-started model steps exactly as its checkpoint did."""
+    ck = save_checkpoint(tiny_words, tmp_path / "ck")
+    torch.manual_seed(99)
+    model = InteractionModel(WORDS.replace(audio_reads_text=True)).eval()
+    fresh = warm_start(model, ck)
+    assert fresh == sorted(f"audio_reader.{n}" for n in dict(model.audio_reader.state_dict()))
+    a, b = StreamState.allocate(tiny_words.cfg, 2), StreamState.allocate(model.cfg, 2)
+    audio = caller_audio(2, 5)
+    tok = ByteTokenizer()
+    for t in range(5):
+        events = {0: [tok.encode_event_words("reply", "aaaa bbbb cccc")]} if t == 1 else {}
+        x = tiny_words.step(a, StepInputs(audio[t], events=events), [0, 1])
+        y = model.step(b, StepInputs(audio[t], events=events), [0, 1])
+        assert torch.equal(x.text, y.text) and torch.equal(x.audio_logits, y.audio_logits)
