@@ -269,6 +269,14 @@ class CallPublic(CallSummary):
             "own summary, transcript and timeline)."
         ),
     )
+    dial: dict[str, Any] | None = Field(
+        None,
+        description=(
+            "A translation line's call: how party B was reached (`mode` fixed | dtmf) and what came "
+            "of it (`status` answered | busy | rejected | no_answer | not_allowed | malformed | "
+            "too_long | unavailable | failed | cancelled, `sip_status`, `reason`)."
+        ),
+    )
 
 
 class CallPage(BaseModel):

@@ -94,7 +94,8 @@ class DialPolicy(BaseModel):
                 raise ValueError(f"patterns: a pattern is longer than {MAX_PATTERN_CHARS} characters")
             if not (pattern.startswith(r"^\+") and pattern.endswith("$") and not pattern.endswith(r"\$")):
                 raise ValueError(
-                    rf"patterns: {pattern[:40]!r} must be anchored to E.164: start with '^\+' and end with '$'"
+                    rf"patterns: {pattern[:40]!r} must be anchored to E.164: "
+                    r"start with '^\+' and end with '$'"
                 )
             try:
                 re.compile(pattern)

@@ -15,8 +15,8 @@ A transport that can place calls gives its legs a second shape, `Dialer`: `dial(
 ring_timeout_s)` reaches another party (a translation line's party B) and returns that party's
 `DialedLeg` once it answers, or raises `DialFailed` with why not (not allowed, busy, rejected, no
 answer, unavailable). The transport checks the number against the `telephony.dialplan.DialPolicy`
-it is given before anything leaves the machine. The dialled leg is served like an answered call:
-`serve(handler)` feeds the handler until that party's side is gone.
+it is given (`NumberPolicy`) before anything leaves the machine. The dialled leg is served like an
+answered call: `serve(handler)` feeds the handler until that party's side is gone.
 
 Close codes are websocket close codes (RFC 6455 and the IANA registry, plus application codes
 in the 4000 range); a SIP transport maps them onto SIP responses.
@@ -27,12 +27,9 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from telephony.dialplan import DialPolicy
 
 # The one definition of each (agent.config's SLUG and PHONE anchor these; admin/ uses those):
 # A lowercase slug: the name a call asks for (CallInfo.agent), a trunk's name.
@@ -167,6 +164,13 @@ class DialFailed(Exception):
         self.status = status
 
 
+class NumberPolicy(Protocol):
+    """Which numbers may be dialled (`telephony.dialplan.DialPolicy`): None when `number` may be,
+    else the refusal (with `kind` and `reason`)."""
+
+    def check(self, number: str) -> object | None: ...
+
+
 @runtime_checkable
 class DialedLeg(Leg, Protocol):
     """A party a `Dialer` reached, answered: a `Leg` whose caller side feeds `handler` once
@@ -179,5 +183,5 @@ class DialedLeg(Leg, Protocol):
 class Dialer(Protocol):
     """A leg whose transport can place a call to another party (SIP through the outbound trunk)."""
 
-    async def dial(self, number: str, policy: DialPolicy, ring_timeout_s: float) -> DialedLeg:
+    async def dial(self, number: str, policy: NumberPolicy, ring_timeout_s: float) -> DialedLeg:
         """Ring `number` when `policy` allows it; the answered leg, or raise `DialFailed`."""
