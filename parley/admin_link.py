@@ -4,7 +4,8 @@
   on every lookup, so an update applies to the next call with no restart; `agent_for_number`
   reads a dialled number's agent and `translation_line` its translation line. If Redis cannot be
   reached, the last configuration read for that agent is used (and failing that, a shipped agent
-  of that name), so a Redis restart does not refuse calls. A store that was never seeded gets the shipped agents on first use.
+  of that name), so a Redis restart does not refuse calls. A store that was never seeded gets the
+  shipped agents on first use.
 - Media authentication: `keys_configured()` (any active API key, re-read every few seconds) and
   `token_valid(agent, token)` (a stream token of that agent).
 - Call records: `call_started` registers a live call and `call_ended` replaces it with its record
