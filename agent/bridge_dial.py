@@ -207,7 +207,7 @@ class TranslationCall:
         """B was not reached: A is told why (an event, the tones of that kind) and hung up."""
         reason = failure_reason(failure, self.line)
         self.dial.update(status=failure.kind, sip_status=failure.status, reason=failure.reason[:200])
-        self.timeline.add("dial_failed", kind=failure.kind, status=failure.status)
+        self.timeline.add("dial_failed", failure=failure.kind, status=failure.status)
         logger.info(
             "call %s: the other party was not reached (%s)",
             self.call_id,
