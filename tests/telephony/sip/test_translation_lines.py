@@ -361,3 +361,18 @@ async def test_a_keyed_in_allowed_number_is_dialled(stack, lines, wav, trunk_por
     assert b_result.successful == 1 and f"INVITE sip:{CALLEE}@127.0.0.1:{trunk_port}" in b_result.messages
     a_end, b_end = legs(await call_ends(stack, since, 2))
     assert b_end["dial"] == "busy" and a_end["end_reason"] == "the other party is busy"
+
+
+async def test_a_hanging_up_while_b_rings_cancels_b(stack, lines, wav, trunk_port, tmp_path):
+    since = len(stack.of("call_end"))
+    b = callee(never_answering(), tmp_path, trunk_port)
+    a = await run_sipp(
+        call_scenario(codec="PCMU", wav=wav), target(stack), tmp_path, service=QUICK, hold_ms=1500
+    )
+    assert a.successful == 1, a
+    assert (await b).successful == 1, "B's ringing was cancelled"
+    a_end, b_end = legs(await call_ends(stack, since, 2))
+    assert b_end["dial"] == "cancelled" and not b_end["answered"], b_end
+    assert a_end["end_by"] == "caller", a_end
+    rec = await record(lines, a_end["call_id"])
+    assert rec["dial"]["status"] == "cancelled" and rec["ended"]["by"] == "caller", rec
