@@ -91,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if exc.status == 422 and getattr(exc, "errors", None):
             return JSONResponse({"detail": exc.errors}, status_code=422)
         if exc.status == 422:  # one field: FastAPI's validation shape, so every 422 reads alike
-            loc = ["body", exc.field] if exc.field else ["body"]
+            loc = ["body", *exc.field.split(".")] if exc.field else ["body"]  # "a.b": a nested field
             return JSONResponse(
                 {"detail": [{"loc": loc, "msg": exc.reason, "type": "value_error"}]}, status_code=422
             )

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from agent.config import LANGUAGE, PHONE, SLUG, TOOL, ExampleTurn
+from agent.lines import TranslationLine
 from workers.webhooks import (
     MAX_ENUM,
     MAX_PARAMETERS,
@@ -151,6 +152,11 @@ class NumberCreate(BaseModel):
     number: str = Field(pattern=PHONE, description="The dialled number, E.164 (+15555550123).")
     agent: str = Field(pattern=SLUG, max_length=40, description="The agent that answers it.")
     label: str = Field("", max_length=100)
+    translation: TranslationLine | None = Field(
+        None,
+        description="Make the number a translation line: its agent interprets the caller, and the "
+        "caller is bridged to a second party reached as this says.",
+    )
 
 
 class NumberUpdate(BaseModel):
@@ -158,12 +164,16 @@ class NumberUpdate(BaseModel):
 
     agent: str | None = Field(None, pattern=SLUG, max_length=40)
     label: str | None = Field(None, max_length=100)
+    translation: TranslationLine | None = Field(
+        None, description="A new translation line (replaces the old one whole); null: a plain number again."
+    )
 
 
 class NumberPublic(BaseModel):
     number: str
     agent: str
     label: str
+    translation: TranslationLine | None = Field(description="The translation line, or null: a plain number.")
     agent_exists: bool = Field(description="False when the agent was deleted: the number refuses calls.")
     created_at: dt.datetime
     updated_at: dt.datetime
@@ -257,6 +267,14 @@ class CallPublic(CallSummary):
             "A bridged call's (two parties, an interpreter each way): `room`, `legs` (each party's "
             "call id, agent, protocol, times and who ended it) and `interpreters` (each direction's "
             "own summary, transcript and timeline)."
+        ),
+    )
+    dial: dict[str, Any] | None = Field(
+        None,
+        description=(
+            "A translation line's call: how party B was reached (`mode` fixed | dtmf) and what came "
+            "of it (`status` answered | busy | rejected | no_answer | not_allowed | malformed | "
+            "too_long | unavailable | failed | cancelled, `sip_status`, `reason`)."
         ),
     )
 

@@ -33,7 +33,7 @@ import dataclasses
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -155,10 +155,10 @@ class InterpreterLeg:
         self._room.end(by, reason, code)
 
 
-async def play_notice(leg: Leg) -> None:
-    """Play the notice tone on `leg` in real time, one frame a micro-turn (a transport holds about
-    one frame ahead), and return once it has played."""
-    frames = notice_frames(SAMPLE_RATE, FRAME_SAMPLES)
+async def play_notice(leg: Leg, frames: Sequence[np.ndarray] | None = None) -> None:
+    """Play a notice (default: the call-ended tones) on `leg` in real time, one frame a micro-turn
+    (a transport holds about one frame ahead), and return once it has played."""
+    frames = notice_frames(SAMPLE_RATE, FRAME_SAMPLES) if frames is None else frames
     loop = asyncio.get_running_loop()
     start, step = loop.time(), MICRO_TURN_MS / 1000
     for i, frame in enumerate(frames):
@@ -180,6 +180,7 @@ class Room:
         self.b: Party | None = None
         self.ended: CallEnd | None = None
         self.joined_ms: int | None = None
+        self.details: dict = {}  # more of the record, by whoever made the room (a line's `dial`)
         self._rooms = rooms
         self._arrived = asyncio.Event()  # B is joining, or the room ended
         self._settled = asyncio.Event()  # both sessions run, or the room ended
@@ -376,6 +377,7 @@ class Room:
                 "legs": [p.record() for p in self.parties],
                 "interpreters": interpreters,
             },
+            **self.details,
         }
 
 

@@ -297,8 +297,10 @@ async def run_sipp(
     extra: Sequence[str] = (),
     timeout_s: float = 60.0,
     on_start: Callable[[asyncio.subprocess.Process], None] | None = None,
+    local_port: int | None = None,
 ) -> SippResult:
-    """Run one sipp UAC to completion: `calls` calls at `rate` per second, all concurrent."""
+    """Run one sipp UAC to completion: `calls` calls at `rate` per second, all concurrent. With
+    `local_port`, its SIP port is that one (a UAS scenario answering on a known address)."""
     sipp = shutil.which("sipp")
     if sipp is None:
         raise FileNotFoundError("sipp not found: install the Debian package `sip-tester` (make test does)")
@@ -320,7 +322,7 @@ async def run_sipp(
         "-mi",
         source_ip,
         "-p",
-        str(free_port(kind)),
+        str(local_port or free_port(kind)),
         "-mp",
         str(free_port()),
         "-t",

@@ -2,9 +2,10 @@
 
 - Configuration per call: `registry` (an `agent.config.AgentRegistry`) reads the agent from Redis
   on every lookup, so an update applies to the next call with no restart; `agent_for_number`
-  reads a dialled number's agent. If Redis cannot be reached, the last configuration read for
-  that agent is used (and failing that, a shipped agent of that name), so a Redis restart does not
-  refuse calls. A store that was never seeded gets the shipped agents on first use.
+  reads a dialled number's agent and `translation_line` its translation line. If Redis cannot be
+  reached, the last configuration read for that agent is used (and failing that, a shipped agent
+  of that name), so a Redis restart does not refuse calls. A store that was never seeded gets the
+  shipped agents on first use.
 - Media authentication: `keys_configured()` (any active API key, re-read every few seconds) and
   `token_valid(agent, token)` (a stream token of that agent).
 - Call records: `call_started` registers a live call and `call_ended` replaces it with its record
@@ -41,6 +42,7 @@ from admin.store.calls import CallStore
 from admin.store.credentials import CredentialStore
 from admin.store.numbers import NumberStore
 from agent.config import BUILTIN_AGENTS, AgentConfig, UnknownAgent
+from agent.lines import TranslationLine
 
 logger = logging.getLogger(__name__)
 
@@ -177,6 +179,7 @@ def build_record(
         "turn_latency_ms": list(turn_latency_ms),
         "background": summary.get("background"),
         "bridge": summary.get("bridge"),
+        "dial": summary.get("dial"),
     }
 
 
@@ -233,6 +236,21 @@ class GatewayLink:
         except REDIS_ERRORS:
             return None
         return stored.agent if stored is not None else None
+
+    async def translation_line(self, number: str) -> TranslationLine | None:
+        """The translation line configured on a dialled number, or None (a plain number, none
+        configured, Redis unreachable, or a stored line that no longer validates: logged)."""
+        try:
+            stored = await self.numbers.get(number)
+        except REDIS_ERRORS:
+            return None
+        if stored is None or stored.translation is None:
+            return None
+        try:
+            return TranslationLine.model_validate(stored.translation)
+        except ValueError:
+            logger.warning("a stored translation line does not validate: the number answers as a plain one")
+            return None
 
     async def keys_configured(self) -> bool:
         """Whether any API key is active (read again after `keys_ttl_s`); when Redis cannot be

@@ -14,6 +14,11 @@ agents and numbers are read from there per call (changes apply to the next call)
 websockets authenticate once API keys exist (a per-agent stream token, or a Twilio signature),
 live calls and finished calls' records are written there, and the admin API can hang calls up.
 
+A call to a number the admin API configures as a translation line (`agent.lines`) is party A of a
+bridged call that Parley dials (`agent.bridge_dial.TranslationCall`): its leg's transport reaches
+party B, and both join a room as below; the connector registers B's leg as live once it has
+joined, and stores the call's one record (the room's, or, when B was never reached, the line's).
+
 A call whose start carries a `room` parameter is a leg of a bridged call (`agent.bridge`): `new`
 opens a room for the call's interpreter agent, any other value joins that room. The connector
 starts each direction's interpreter session as it starts a plain call's, registers both legs as
@@ -38,7 +43,9 @@ from typing import TYPE_CHECKING
 from admin.core.security import bearer
 from agent.background import BackgroundSettings, BackgroundTasks, CeleryBackgroundTasks
 from agent.bridge import NEW_ROOM, PartyHandler, Room, Rooms
-from agent.config import BUILTIN_AGENTS, AgentConfig, AgentRegistry, UnknownAgent
+from agent.bridge_dial import TranslationCall
+from agent.config import BUILTIN_AGENTS, AgentConfig, AgentRegistry, UnknownAgent, mirror_problem
+from agent.lines import TranslationLine
 from agent.model_client import ModelRefused, ModelUnavailable
 from agent.session import CallSession, ToolRouter, UnavailableToolRouter
 from agent.settings import AgentSettings
@@ -78,7 +85,7 @@ class SessionConnector:
         self.link = link
         self.registry: AgentRegistry = registry or (link.registry if link is not None else BUILTIN_AGENTS)
         self.tool_router: ToolRouter = tool_router or UnavailableToolRouter()
-        self.sessions: dict[str, CallSession | PartyHandler] = {}  # live calls by call_id
+        self.sessions: dict[str, CallSession | PartyHandler | TranslationCall] = {}  # live, by call_id
         self.finished: collections.deque[dict] = collections.deque(maxlen=100)  # summaries, newest last
         self.rooms = Rooms(
             self._start_interpreter, join_timeout_s=settings.room_join_timeout_s, on_over=self._room_over
@@ -151,9 +158,13 @@ class SessionConnector:
             "stream token required (Authorization: Bearer <token>, or a 'token' parameter)",
         )
 
-    async def open(self, info: CallInfo, leg: Leg) -> CallSession | PartyHandler:
+    async def open(self, info: CallInfo, leg: Leg) -> CallSession | PartyHandler | TranslationCall:
         agent, version = await self._agent(info)
         await self._authorize(info, agent)
+        number = info.parameters.get("number")
+        line = await self.link.translation_line(number) if number and self.link is not None else None
+        if line is not None:
+            return await self._open_line(info, leg, agent, version, line)
         room = info.parameters.get(ROOM_PARAMETER)
         if room is not None:
             return await self._open_leg(info, leg, agent, version, room)
@@ -187,6 +198,52 @@ class SessionConnector:
         if self.link is not None:
             await self.link.call_started(info, agent, version)
         return handler
+
+    async def _open_line(
+        self, info: CallInfo, leg: Leg, agent: AgentConfig, version: int, line: TranslationLine
+    ) -> TranslationCall:
+        """Party A of a translation line: Parley dials B (`TranslationCall`)."""
+        try:
+            callee = await self.registry.get(line.callee_agent)
+        except UnknownAgent:
+            raise CallRefused(
+                CloseCode.UNKNOWN_AGENT, f"the translation line's agent {line.callee_agent!r} does not exist"
+            ) from None
+        problem = mirror_problem(agent, callee)
+        if problem is not None:
+            raise CallRefused(CloseCode.ROOM_CONFLICT, problem)
+        ducked = {"bridge_ducking_db": line.ducking_db}  # the line decides, for both directions
+        handler = TranslationCall(
+            line,
+            agent.model_copy(update=ducked),
+            callee.model_copy(update=ducked),
+            leg,
+            self.rooms,
+            on_dialed=self._line_dialed,
+            on_unbridged=self._line_unbridged,
+        )
+        self.sessions[info.call_id] = handler
+        if self.link is not None:
+            await self.link.call_started(info, agent, version)
+        return handler
+
+    async def _line_dialed(self, call: TranslationCall, info: CallInfo, party: PartyHandler) -> None:
+        """B answered and joined: its leg is a live call (hung up through the API like A's)."""
+        self.sessions[info.call_id] = party
+        if self.link is not None:
+            await self.link.call_started(info, call.callee, 0)
+
+    async def _line_unbridged(self, call: TranslationCall) -> None:
+        """A translation line's call that never reached B: its own record."""
+        self.sessions.pop(call.call_id, None)
+        summary = call.summary()
+        self.finished.append(summary)
+        if self.link is None:
+            return
+        try:
+            await self.link.call_ended(call.call_id, summary, call.caller, [])
+        except Exception:
+            logger.exception("call %s: record not stored", call.call_id, extra={"call_id": call.call_id})
 
     async def _start_interpreter(self, agent: AgentConfig, leg: Leg, call_id: str) -> CallSession:
         """One direction of a bridged call: a started session (untracked: the room is the call)."""

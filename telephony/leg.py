@@ -11,6 +11,13 @@ Whatever answers the call implements `CallHandler` (the agent's `CallSession` do
 agents, floors, transcripts or tools, and the transport never learns more than this. The name a
 call asks for (`CallInfo.agent`) is an opaque slug (`NAME`) to the transport.
 
+A transport that can place calls gives its legs a second shape, `Dialer`: `dial(number, policy,
+ring_timeout_s)` reaches another party (a translation line's party B) and returns that party's
+`DialedLeg` once it answers, or raises `DialFailed` with why not (not allowed, busy, rejected, no
+answer, unavailable). The transport checks the number against the `telephony.dialplan.DialPolicy`
+it is given (`NumberPolicy`) before anything leaves the machine. The dialled leg is served like an
+answered call: `serve(handler)` feeds the handler until that party's side is gone.
+
 Close codes are websocket close codes (RFC 6455 and the IANA registry, plus application codes
 in the 4000 range); a SIP transport maps them onto SIP responses.
 """
@@ -142,3 +149,39 @@ class CallConnector(Protocol):
         """A ready handler for the call, or raise `CallRefused`."""
 
     async def has_agent(self, name: str) -> bool: ...
+
+
+class DialFailed(Exception):
+    """A party that could not be reached. `kind`: not_allowed | malformed | too_long (the policy
+    refused the number: nothing was sent), busy (486/600), rejected (603, 403, 404, ...), no_answer
+    (no answer within the ring timeout, 408/480), unavailable (no trunk, no free line, 5xx, no
+    response) or failed; `status` the SIP response when there was one."""
+
+    def __init__(self, kind: str, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+        self.status = status
+
+
+class NumberPolicy(Protocol):
+    """Which numbers may be dialled (`telephony.dialplan.DialPolicy`): None when `number` may be,
+    else the refusal (with `kind` and `reason`)."""
+
+    def check(self, number: str) -> object | None: ...
+
+
+@runtime_checkable
+class DialedLeg(Leg, Protocol):
+    """A party a `Dialer` reached, answered: a `Leg` whose caller side feeds `handler` once
+    `serve(handler)` runs (as the transport feeds an inbound call's handler), until it is gone."""
+
+    async def serve(self, handler: CallHandler) -> None: ...
+
+
+@runtime_checkable
+class Dialer(Protocol):
+    """A leg whose transport can place a call to another party (SIP through the outbound trunk)."""
+
+    async def dial(self, number: str, policy: NumberPolicy, ring_timeout_s: float) -> DialedLeg:
+        """Ring `number` when `policy` allows it; the answered leg, or raise `DialFailed`."""

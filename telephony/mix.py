@@ -9,7 +9,11 @@ rounded once and saturated (never wrapped) to int16.
 hung up on them (the other party left, the other never joined, the interpreter failed): three
 falling tones, the way conferencing systems say "someone left", made from sines with raised-cosine
 edges (no clicks), in whole frames (a session's leg takes the model's 200 ms at 16 kHz). Tones need
-no speech synthesis at run time and no language.
+no speech synthesis at run time and no language. `dial_notice_frames(kind, ...)` are the notices of
+a second party that could not be reached, each its own pattern, the way phone networks say it:
+`busy` (the callee was busy or declined: the busy tone, 480 + 620 Hz, half a second on and off),
+`no_answer` (three rising tones, the "ended" notice backwards) and `refused` (the number may not or
+cannot be dialled: the special information tone, 950 / 1400 / 1800 Hz).
 
 Nothing here knows about calls, rooms or the model: audio in, audio out.
 """
@@ -25,6 +29,12 @@ MAX_DUCKING_DB = 60.0
 # The notice: (Hz, seconds) per tone, a gap after each, at NOTICE_LEVEL of full scale.
 NOTICE_TONES = ((660.0, 0.16), (550.0, 0.16), (440.0, 0.24))
 NOTICE_GAP_S = 0.06
+# A party that could not be reached: (frequencies in Hz, seconds on, seconds of silence after).
+DIAL_NOTICES: dict[str, tuple[tuple[tuple[float, ...], float, float], ...]] = {
+    "busy": (((480.0, 620.0), 0.5, 0.5),) * 3,
+    "no_answer": (((440.0,), 0.24, 0.06), ((550.0,), 0.16, 0.06), ((660.0,), 0.16, 0.3)) * 2,
+    "refused": (((950.0,), 0.33, 0.0), ((1400.0,), 0.33, 0.0), ((1800.0,), 0.33, 0.5)) * 2,
+}
 NOTICE_LEVEL = 0.25  # -12 dBFS
 RAMP_S = 0.01
 
@@ -65,7 +75,21 @@ def notice_frames(rate: int, frame_samples: int) -> tuple[np.ndarray, ...]:
     padded with silence); read-only."""
     gap = np.zeros(int(round(NOTICE_GAP_S * rate)))
     parts = [p for hz, seconds in NOTICE_TONES for p in (_tone(hz, seconds, rate), gap)]
-    signal = np.concatenate(parts) * NOTICE_LEVEL * 32767
+    return _frames(np.concatenate(parts) * NOTICE_LEVEL * 32767, frame_samples)
+
+
+@functools.cache
+def dial_notice_frames(kind: str, rate: int, frame_samples: int) -> tuple[np.ndarray, ...]:
+    """The notice of an unreachable party (`kind`: a key of DIAL_NOTICES) at `rate`, as whole
+    frames of `frame_samples` int16 samples; read-only. Raises KeyError for an unknown kind."""
+    parts = []
+    for freqs, on_s, off_s in DIAL_NOTICES[kind]:
+        parts.append(sum(_tone(hz, on_s, rate) for hz in freqs) / len(freqs))
+        parts.append(np.zeros(int(round(off_s * rate))))
+    return _frames(np.concatenate(parts) * NOTICE_LEVEL * 32767, frame_samples)
+
+
+def _frames(signal: np.ndarray, frame_samples: int) -> tuple[np.ndarray, ...]:
     frames = -(-signal.size // frame_samples)
     padded = np.zeros(frames * frame_samples)
     padded[: signal.size] = signal

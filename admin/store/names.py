@@ -9,7 +9,8 @@
 | `parley:cfg:agent:<name>:versions` | list | every version, oldest first (JSON) |
 | `parley:cfg:agent:<name>:deleted` | string | when a deleted agent was deleted (its numbers say so) |
 | `parley:cfg:numbers` | set | configured numbers (E.164) |
-| `parley:cfg:number:<e164>` | hash | `agent`, `label`, `created_at`, `updated_at` |
+| `parley:cfg:number:<e164>` | hash | `agent`, `label`, `translation` (a line's JSON or ""), |
+| | | `created_at`, `updated_at` |
 | `parley:cfg:apikeys` / `:active` | set | every API key id / the ids not revoked |
 | `parley:cfg:apikey:<id>` | hash | `name`, `scope`, `salt`, `hash`, `cost`, `created_at`, `revoked_at` |
 | `parley:cfg:streamtokens:<agent>` | set | the agent's stream token ids |

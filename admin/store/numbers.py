@@ -4,11 +4,16 @@ The gateways read a number's agent per call (a Twilio stream's `number` paramete
 gateway's TwiML sets from Twilio's `To`; a SIP call's request-URI number), so a change applies to
 the next call. A number may point at an agent that was deleted since: it stays, and its calls are
 refused with the reason, until it is pointed elsewhere or deleted.
+
+A number may also be a translation line (`agent.lines.TranslationLine`, validated by the routes):
+its `translation` field holds the line's JSON ("" for a plain number), so the gateway reads the
+agent and the line in one read.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable
 
@@ -25,12 +30,26 @@ class StoredNumber:
     label: str
     created_at: float
     updated_at: float
+    translation: dict | None = None  # a translation line's configuration (TranslationLine JSON)
 
 
 def _stored(number: str, data: dict) -> StoredNumber:
+    line = data.get("translation") or ""
     return StoredNumber(
-        number, data["agent"], data.get("label", ""), float(data["created_at"]), float(data["updated_at"])
+        number,
+        data["agent"],
+        data.get("label", ""),
+        float(data["created_at"]),
+        float(data["updated_at"]),
+        json.loads(line) if line else None,
     )
+
+
+def _line(translation: dict | None) -> str:
+    return json.dumps(translation, sort_keys=True) if translation is not None else ""
+
+
+UNCHANGED = object()  # `update(translation=...)` default: keep the line as it is (None removes it)
 
 
 class NumberStore:
@@ -50,7 +69,9 @@ class NumberStore:
                 found.append(stored)
         return found
 
-    async def create(self, number: str, agent: str, label: str = "") -> StoredNumber:
+    async def create(
+        self, number: str, agent: str, label: str = "", translation: dict | None = None
+    ) -> StoredNumber:
         key = names.number(number)
         now = self.clock()
 
@@ -60,15 +81,26 @@ class NumberStore:
             pipe.multi()
             pipe.hset(
                 key,
-                mapping={"agent": agent, "label": label, "created_at": repr(now), "updated_at": repr(now)},
+                mapping={
+                    "agent": agent,
+                    "label": label,
+                    "translation": _line(translation),
+                    "created_at": repr(now),
+                    "updated_at": repr(now),
+                },
             )
             pipe.sadd(names.NUMBERS, number)
-            return StoredNumber(number, agent, label, now, now)
+            return StoredNumber(number, agent, label, now, now, translation)
 
         return await self.redis.transaction(txn, key, value_from_callable=True)
 
     async def update(
-        self, number: str, *, agent: str | None = None, label: str | None = None
+        self,
+        number: str,
+        *,
+        agent: str | None = None,
+        label: str | None = None,
+        translation: dict | None | object = UNCHANGED,
     ) -> StoredNumber:
         key = names.number(number)
 
@@ -81,6 +113,8 @@ class NumberStore:
                 changes["agent"] = agent
             if label is not None:
                 changes["label"] = label
+            if translation is not UNCHANGED:
+                changes["translation"] = _line(translation)  # type: ignore[arg-type]
             pipe.multi()
             pipe.hset(key, mapping=changes)
             return _stored(number, {**data, **changes})

@@ -10,7 +10,10 @@ from /etc/kamailio. What it does, per request:
                                                     BYE/CANCEL free the worker's call load
     OPTIONS                                         200 (trunk keep-alives)
     anything else but INVITE                        405
-    INVITE from a worker                            403 (workers never place calls)
+    INVITE from a worker                            a translation line's outbound leg: relayed to
+                                                    `outbound_trunk` and nowhere else, whatever its
+                                                    request-URI host, and only for an E.164 user
+                                                    part; 403 when no trunk is configured
     INVITE: trunk check                             source in a trunk's addresses, or Digest
                                                     credentials of a trunk (407 challenge), else 403
     INVITE: record_route, ds_select_dst(alg 10)     the worker with the fewest calls (maxload 4);
@@ -43,6 +46,7 @@ from telephony.sip.settings import SipSettings, Trunk
 
 logger = logging.getLogger(__name__)
 
+MAX_RING_S = 120  # the longest a translation line lets its second party ring (agent/lines.py)
 MODULE_DIRS = (
     "/usr/lib/x86_64-linux-gnu/kamailio/modules",
     "/usr/lib/aarch64-linux-gnu/kamailio/modules",
@@ -135,6 +139,22 @@ def _trunk_route(trunks: tuple[Trunk, ...], realm: str) -> str:
     return "\n".join(out)
 
 
+def _outbound_route(settings: SipSettings) -> str:
+    """A worker's INVITE (a translation line dialling its second party): to the trunk only, and
+    only an E.164 number (the worker has checked it against the line's allowlist)."""
+    if settings.outbound_trunk is None:
+        return 'route[OUTBOUND] {\n    sl_send_reply("403", "Forbidden");\n    exit;\n}'
+    ring_ms = int((MAX_RING_S + 10) * 1000)
+    return f"""route[OUTBOUND] {{
+    if ($rU == $null || !($rU =~ "^[+][1-9][0-9]{{6,14}}$")) {{ sl_send_reply("403", "Forbidden"); exit; }}
+    $ru = "sip:" + $rU + "@{settings.outbound_trunk}";
+    remove_hf("Route");
+    record_route();
+    t_set_fr({ring_ms}, 5000);
+    route(RELAY);
+}}"""
+
+
 def render_config(settings: SipSettings, run_dir: Path, modules: Path, trunks: tuple[Trunk, ...]) -> str:
     """The complete kamailio.cfg for these settings (dispatcher list at run_dir/dispatcher.list)."""
     mods = list(MODULES) + (["auth"] if any(t.username for t in trunks) else [])
@@ -197,7 +217,7 @@ request_route {{
         sl_send_reply("405", "Method Not Allowed");
         exit;
     }}
-    if (ds_is_from_list("1")) {{ sl_send_reply("403", "Forbidden"); exit; }}
+    if (ds_is_from_list("1")) {{ route(OUTBOUND); exit; }}
     route(TRUNK);
     remove_hf("Route");
     record_route();
@@ -230,6 +250,8 @@ route[WITHINDLG] {{
 }}
 
 {_trunk_route(trunks, settings.realm)}
+
+{_outbound_route(settings)}
 
 onreply_route[WORKER_REPLY] {{
     if (is_method("INVITE") && status =~ "2[0-9][0-9]") {{ ds_load_update(); }}

@@ -11,6 +11,10 @@ its pjsua2 Call.
     caller frames, DTMF (RFC 4733 or SIP INFO), the hang-up -> one queue -> handler, in order
     handler.run() concurrently; agent audio -> play() -> CallMedia buffer -> the bridge -> RTP
 
+A translation line's leg can place a call (`telephony.leg.Dialer`): `dial(number, policy,
+ring_timeout_s)` hands the request to its worker, which checks the number and sends the INVITE
+(`telephony.sip.dial.DialedSipLeg`: the same leg, outbound, served by `_run` once answered).
+
 Agent side: `hangup()` lets queued audio play (up to `hangup_drain_s`) then sends BYE;
 `transfer(target)` sends a blind REFER to `transfer_uri` and returns whether the far end accepted
 it (202) within `transfer_timeout_s` (the session then ends the call). `utterance_end` and
@@ -28,7 +32,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -36,11 +40,23 @@ import pjsua2 as pj
 
 from model.protocol import FRAME_SAMPLES
 from telephony.framer import Framer
-from telephony.leg import CallConnector, CallHandler, CallInfo, CallRefused, CloseCode
+from telephony.leg import (
+    CallConnector,
+    CallHandler,
+    CallInfo,
+    CallRefused,
+    CloseCode,
+    DialedLeg,
+    DialFailed,
+    NumberPolicy,
+)
 from telephony.sip.media import CHUNK_MS, CallMedia
 from telephony.sip.settings import SipSettings
 
 logger = logging.getLogger(__name__)
+
+# The worker's dialling for a leg: (the leg, number, policy, ring timeout) -> the answered leg.
+Dialing = Callable[["SipLeg", str, NumberPolicy, float], Awaitable[DialedLeg]]
 
 RUN_GRACE_S = 5.0  # how long the handler may take to finish once the caller's side is gone
 REFUSALS = {  # close code of a CallRefused -> SIP response
@@ -145,7 +161,9 @@ class LegRecord:
     codec: str | None = None
     answered: bool = False
     sip_status: int | None = None  # the final response, when the call was refused
-    end_by: str | None = None  # "caller" | "agent"
+    direction: str = "inbound"  # "outbound": a leg Parley dialled (a translation line's party B)
+    dial: str | None = None  # outbound: answered | busy | rejected | no_answer | unavailable | cancelled
+    end_by: str | None = None  # "caller" (the far end) | "agent"
     end_reason: str = ""
     transfer: str | None = None  # "accepted" | "refused" | "timeout"
     dtmf: int = 0
@@ -169,11 +187,12 @@ class SipLeg:
         info: CallInfo,
         *,
         settings: SipSettings,
-        connector: CallConnector,
+        connector: CallConnector | None,
         media: CallMedia,
         caller_host: str | None,
         trunk: str | None,
         on_done: Callable[[SipLeg], None],
+        dialer: Dialing | None = None,
     ) -> None:
         self._call: SipCall | None = call
         call.leg = self
@@ -183,6 +202,8 @@ class SipLeg:
         self.media = media
         self._caller_host = caller_host
         self._on_done = on_done
+        self._dialer = dialer
+        self._finished = False
         self._loop = asyncio.get_running_loop()
         self._events: asyncio.Queue = asyncio.Queue()
         self._handler: CallHandler | None = None
@@ -253,6 +274,12 @@ class SipLeg:
         )
         return accepted
 
+    async def dial(self, number: str, policy: NumberPolicy, ring_timeout_s: float) -> DialedLeg:
+        """Another party, reached by this leg's worker through the outbound trunk (Dialer)."""
+        if self._dialer is None or self._caller_gone or self._hanging_up:
+            raise DialFailed("unavailable", "this call cannot place another")
+        return await self._dialer(self, number, policy, ring_timeout_s)
+
     async def hangup(self, code: int, reason: str) -> None:
         if self._hanging_up:
             return
@@ -277,6 +304,7 @@ class SipLeg:
     # --- the call ----------------------------------------------------------------------------------
     async def serve(self) -> None:
         """Run the call from the admitted INVITE to its end; never raises."""
+        assert self._connector is not None
         try:
             try:
                 handler = await self._connector.open(self._info, self)
@@ -300,21 +328,27 @@ class SipLeg:
             self._answered = self._call is not None
             self._t_answer = time.monotonic()
             self.record.answered = self._answered
-            run_task = asyncio.create_task(self._run_handler())
-            limit = self._loop.call_later(self._settings.max_call_s, self._end_call, "call too long")
-            watchdog = asyncio.create_task(self._watch_rtp()) if self._settings.rtp_timeout_s else None
-            try:
-                reason = await self._pump()
-            finally:
-                limit.cancel()
-                if watchdog is not None:
-                    watchdog.cancel()
-            await self._end_handler(run_task, reason)
+            await self._run(handler)
         except Exception:
             logger.exception("SIP call failed", extra={"call_id": self._info.call_id})
             self._sip_hangup(500)
         finally:
             self._finish()
+
+    async def _run(self, handler: CallHandler) -> None:
+        """An answered call: the handler runs while the caller's events pump into it, until the
+        caller's side is gone; then the handler hears why and finishes."""
+        self._handler = handler
+        run_task = asyncio.create_task(self._run_handler())
+        limit = self._loop.call_later(self._settings.max_call_s, self._end_call, "call too long")
+        watchdog = asyncio.create_task(self._watch_rtp()) if self._settings.rtp_timeout_s else None
+        try:
+            reason = await self._pump()
+        finally:
+            limit.cancel()
+            if watchdog is not None:
+                watchdog.cancel()
+        await self._end_handler(run_task, reason)
 
     async def _pump(self) -> str:
         """Caller events in order until the caller's side is gone; returns why."""
@@ -389,6 +423,9 @@ class SipLeg:
                 return
 
     def _finish(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
         if self.record.sip_status is None and not self._caller_gone:
             self._sip_hangup(500)
         counters = self.media.detach()

@@ -155,6 +155,14 @@ class SipSettings(BaseSettings):
         description="Refer-To of a transfer; {number} is the agent's hand-off number, "
         "{host} the caller's host.",
     )
+    outbound_trunk: str | None = Field(
+        None,
+        description=(
+            "Where calls Parley places (a translation line's second party) go: the carrier's "
+            "'IP:port' (UDP). Kamailio relays every INVITE a worker sends there and nowhere else; "
+            "with one worker the worker sends it there itself. Unset: no call is ever placed."
+        ),
+    )
     agent_prefetch_ms: int = Field(
         80,
         ge=0,
@@ -207,6 +215,21 @@ class SipSettings(BaseSettings):
             ipaddress.ip_address(value)
         except ValueError:
             raise ValueError(f"{value!r} must be an IP address (SIP and SDP carry it as is)") from None
+        return value
+
+    @field_validator("outbound_trunk")
+    @classmethod
+    def _outbound_trunk(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, _, port = value.rpartition(":")
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+            ok = host != "" and 1 <= int(port) <= 65535
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"outbound_trunk {value!r} must be 'IP:port' (e.g. 203.0.113.5:5060)")
         return value
 
     @field_validator("numbers")
@@ -291,6 +314,16 @@ class SipSettings(BaseSettings):
         if self.public_address:
             return self.public_address
         return None if self.host in ("0.0.0.0", "::", "") else self.host
+
+    def outbound_uri(self, number: str) -> str | None:
+        """The request-URI of a call to `number` (E.164, checked by the caller): to Kamailio, which
+        relays it to the trunk, or with one worker to the trunk itself. None: no outbound trunk."""
+        if self.outbound_trunk is None:
+            return None
+        if not self.multi:
+            return f"sip:{number}@{self.outbound_trunk}"
+        host = self.host if self.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        return f"sip:{number}@{f'[{host}]' if ':' in host else host}:{self.port}"
 
     def load_numbers(self) -> dict[str, str]:
         """The number plan: `numbers_file` (if any) overlaid with `numbers`. Raises ValueError."""

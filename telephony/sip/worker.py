@@ -14,8 +14,12 @@ Shutdown keeps pjsua2's order: hang up every call and wait for them, disconnect 
 sound device (the bridge's clock), shut the account, `libDestroy()`. The caller of `run()` then
 leaves the process with `os._exit` so no pjsua2 object outlives the library.
 
+A leg whose connector asks it to dial (a translation line) gets `dial()`: the toll-fraud guard
+(the line's policy, checked here right before the INVITE, which goes only to the outbound trunk),
+a free slot and port, then an outbound `telephony.sip.dial.DialedSipLeg` that rings.
+
 Events (`emit(dict)`; `parley sip-worker` writes them to stdout as JSON lines for the supervisor):
-ready, call_start, call_end (the leg's record), refused, exit. No numbers of callers, digits or
+ready, call_start, call_end (the leg's record), refused, dial_refused, exit. No numbers of callers, digits or
 credentials in them or in the log. Nothing here knows about agents: a number maps to a name the
 connector resolves.
 """
@@ -37,7 +41,8 @@ from collections.abc import Callable
 
 import pjsua2 as pj
 
-from telephony.leg import CallConnector, CallInfo
+from telephony.leg import CallConnector, CallInfo, DialFailed, NumberPolicy
+from telephony.sip.dial import DialedSipLeg
 from telephony.sip.leg import SipCall, SipLeg, op
 from telephony.sip.media import MediaPool
 from telephony.sip.message import header, offered_codec, request_line, source_ip, uri_host, uri_user
@@ -348,6 +353,7 @@ class SipWorker:
             caller_host=uri_host(header(msg, "from") or ""),
             trunk=admission.trunk,
             on_done=self._on_leg_done,
+            dialer=self.dial,
         )
         del call
         self._legs[info.call_id] = leg
@@ -368,6 +374,61 @@ class SipWorker:
         task = asyncio.get_running_loop().create_task(leg.serve())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    # --- outbound ------------------------------------------------------------------------------------
+    async def dial(
+        self, parent: SipLeg, number: str, policy: NumberPolicy, ring_timeout_s: float
+    ) -> DialedSipLeg:
+        """Ring `number` for `parent`'s call (a translation line) and return the answered leg, or
+        raise DialFailed. The number must pass `policy` here, before anything is sent; the INVITE
+        goes only to the outbound trunk (through Kamailio, which enforces that too)."""
+        refusal = policy.check(number)
+        if refusal is not None:
+            kind = str(getattr(refusal, "kind", "not_allowed"))
+            self.counters["dial_refused"] += 1
+            self.emit(
+                {"event": "dial_refused", "worker": self.index, "call_id": parent.info.call_id, "kind": kind}
+            )
+            raise DialFailed(kind, str(getattr(refusal, "reason", "the number may not be dialled")))
+        uri = self.settings.outbound_uri(number)
+        if uri is None:
+            raise DialFailed("unavailable", "no outbound trunk is configured (PARLEY_SIP_OUTBOUND_TRUNK)")
+        assert self._media is not None
+        if self._draining or len(self._legs) >= self.settings.calls_per_worker or not self._media.free:
+            raise DialFailed("unavailable", "no free line on this SIP worker")
+        media = self._media.acquire()
+        assert media is not None
+        info = CallInfo(
+            call_id=uuid.uuid4().hex,
+            protocol="sip",
+            agent="",
+            sample_rate=8000,
+            encoding="mulaw",
+            parameters={"direction": "outbound", "parent": parent.info.call_id, "trunk": "outbound"},
+        )
+        call = SipCall(self._account, pj.PJSUA_INVALID_ID, self._on_call_gone)
+        leg = DialedSipLeg(call, info, settings=self.settings, media=media, on_done=self._on_leg_done)
+        try:
+            call.makeCall(uri, op())
+        except pj.Error as exc:
+            self._media.release(media)
+            call.leg = None
+            raise DialFailed("unavailable", f"the INVITE could not be sent ({exc.reason})") from None
+        self._calls[call.getId()] = call
+        del call
+        self._legs[info.call_id] = leg
+        self.counters["dials"] += 1
+        self.emit(
+            {
+                "event": "call_start",
+                "worker": self.index,
+                "call_id": info.call_id,
+                "direction": "outbound",
+                "parent": parent.info.call_id,
+            }
+        )
+        await leg.ring(ring_timeout_s)
+        return leg
 
     def _refuse(self, call: SipCall, code: int, reason: str, why: str, headers=()) -> None:
         self.counters[f"refused_{code}"] += 1

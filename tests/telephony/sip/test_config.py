@@ -200,3 +200,22 @@ def test_frame_port_moves_bytes_without_swig_iteration():
     vec = pj.ByteVector(b"\x01\x02\x03")
     write_vector(vec, bytes(range(200)) * 32)
     assert vec.size() == 6400 and read_vector(vec) == bytes(range(200)) * 32
+
+
+def test_the_outbound_trunk_is_an_address_and_the_only_place_outbound_invites_go(tmp_path):
+    for bad in ("carrier.example:5060", "203.0.113.5", "203.0.113.5:0", "203.0.113.5:99999", ":5060"):
+        with pytest.raises(ValidationError) as info:
+            SipSettings(outbound_trunk=bad)
+        assert "outbound_trunk" in str(info.value)
+    assert SipSettings().outbound_uri("+34911234567") is None  # no trunk: no call is ever placed
+    one = SipSettings(outbound_trunk="203.0.113.5:5060")
+    assert one.outbound_uri("+34911234567") == "sip:+34911234567@203.0.113.5:5060"
+    many = SipSettings(workers=2, host="127.0.0.1", port=5999, outbound_trunk="203.0.113.5:5060")
+    assert many.outbound_uri("+34911234567") == "sip:+34911234567@127.0.0.1:5999"  # through Kamailio
+    closed = kamailio.render_config(SipSettings(workers=2, port=5999), tmp_path, tmp_path, ())
+    outbound = closed.split("route[OUTBOUND] {", 1)[1].split("}", 1)[0]
+    assert 'sl_send_reply("403", "Forbidden")' in outbound and "t_relay" not in outbound
+    text = kamailio.render_config(many, tmp_path, tmp_path, ())
+    outbound = text.split("route[OUTBOUND] {", 1)[1].split("\n}", 1)[0]
+    assert '$ru = "sip:" + $rU + "@203.0.113.5:5060";' in outbound  # whatever host the worker named
+    assert '"^[+][1-9][0-9]{6,14}$"' in outbound
