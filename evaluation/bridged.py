@@ -87,6 +87,7 @@ async def _open_room(url: str, agent: str, timeout: float) -> tuple[NativeCallCl
     await a.wait_for(lambda: _room_event(a, "waiting") is not None or a.closed is not None, timeout)
     waiting = _room_event(a, "waiting")
     if waiting is None:
+        await a.close()
         raise RuntimeError(f"the gateway did not open a room: {a.closed}")
     return a, str(waiting["room"])
 
@@ -136,8 +137,9 @@ async def run_bridged_call(
         raise ValueError(f"{scenario.name}: not a bridged scenario (no `bridge`)")
     t = time.monotonic()
     a, room = await _open_room(url, scenario.agent, join_timeout_s)
-    b = await NativeCallClient(url + "/stream", scenario.bridge.agent, parameters={"room": room}).open()
+    b = NativeCallClient(url + "/stream", scenario.bridge.agent, parameters={"room": room})
     try:
+        await b.open()
         for c in (a, b):
             await c.wait_for(
                 lambda c=c: _room_event(c, "joined") is not None or c.closed is not None, join_timeout_s
@@ -158,11 +160,12 @@ async def run_bridged_call(
         text = {p: "".join(str(e.get("text") or "") for e in c.transcript) for p, c in (("a", a), ("b", b))}
     finally:
         await a.stop()  # A hangs up; B hears the notice (after the recording) and is hung up
-        try:
-            await b.wait_for(lambda: b.closed is not None, 10.0)
-        except TimeoutError:
-            log.warning("bridged scenario %s: party B was not hung up within 10 s", scenario.name)
-        await b.close()
+        if b.ws is not None:
+            try:
+                await b.wait_for(lambda: b.closed is not None, 10.0)
+            except TimeoutError:
+                log.warning("bridged scenario %s: party B was not hung up within 10 s", scenario.name)
+            await b.close()
     session = {
         "join_s": round(joined_s, 3),
         "seconds": round(n / SAMPLE_RATE, 3),

@@ -322,6 +322,7 @@ def _run_bridged(args) -> int:
                 "goals_met": {d: sum(g["met"] is True for g in rows) for d, rows in results["goals"].items()},
                 "goals": {d: len(rows) for d, rows in results["goals"].items()},
                 "directions": figures,
+                "server_dropped_frames": health.get("dropped_frames"),
                 "wall_seconds": round(time.perf_counter() - t0, 1),
             }
         )
@@ -363,6 +364,8 @@ def _run_eval(args, background=None) -> int:
     if bridged:
         log.warning("skipping %d bridged scenarios (run them with --bridged)", len(bridged))
         scenarios = [s for s in scenarios if s.bridge is None]
+        if not scenarios:
+            raise ValueError(f"{scenario_dir}: only bridged scenarios there: run them with --bridged")
     model, name = _model(args)
     audio_s = sum(s.duration_s for s in scenarios)
     log.info(
