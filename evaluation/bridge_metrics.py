@@ -121,7 +121,8 @@ def direction_result(
     )
 
 
-def _pooled_chrf(stats: Sequence[NgramStats]) -> float | None:
+def pooled_chrf(stats: Sequence[NgramStats]) -> float | None:
+    """Corpus chrF of several calls: their per-order counts summed (None: no calls)."""
     if not stats:
         return None
     pooled = [tuple(sum(x) for x in zip(*per_order)) for per_order in zip(*stats)]
@@ -138,8 +139,8 @@ def summarize_direction(results: Sequence[DirectionResult]) -> dict[str, Any]:
     listener_s = sum(r.listener_s for r in results)
     return {
         "calls": len(results),
-        "chrf": _pooled_chrf([r.chrf_stats for r in results if r.chrf_stats is not None]),
-        "text_chrf": _pooled_chrf([r.text_chrf_stats for r in results]),
+        "chrf": pooled_chrf([r.chrf_stats for r in results if r.chrf_stats is not None]),
+        "text_chrf": pooled_chrf([r.text_chrf_stats for r in results]),
         "ear_voice_span_p50": p["p50"],
         "ear_voice_span_p90": p["p90"],
         "n_phrases": len(spans),

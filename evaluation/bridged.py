@@ -19,6 +19,8 @@ language would also transcribe (or translate) the original speech and credit it 
 of the listener's language runs on what the listener heard: Whisper tiny.en for English, the
 multilingual Whisper base for Spanish (`evaluation.asr`); without the `eval` extra, chrF is
 scored on the interpreter's own text only (`text_chrf`, always reported), and a note says so.
+Beside it, `reference_chrf`: the same recogniser on the references spoken by the interpreter's
+trained voice (espeak-ng, where installed), the heard chrF a perfect interpreter would get.
 
 Knows nothing of HTML or plots (`evaluation.report`) nor of how scenarios are generated.
 """
@@ -36,8 +38,14 @@ from typing import Any
 import numpy as np
 
 from agent.config import AgentRegistry, StaticAgentRegistry, get_agent
-from evaluation.bridge_metrics import DirectionResult, direction_goals, direction_result, summarize_direction
-from evaluation.metrics import speech_intervals
+from evaluation.bridge_metrics import (
+    DirectionResult,
+    direction_goals,
+    direction_result,
+    pooled_chrf,
+    summarize_direction,
+)
+from evaluation.metrics import chrf_from_stats, chrf_stats, speech_intervals
 from evaluation.run import model_server
 from evaluation.scenarios import SAMPLE_RATE, Scenario
 from telephony.ws.client import NativeCallClient
@@ -245,8 +253,34 @@ def _recognisers(languages: set[str], notes: list[str]) -> dict[str, Any]:
     return out
 
 
+def _voice_references(notes: list[str]):
+    """A function (references, language) -> the references spoken by the interpreter's trained
+    voice (corpus.render.AGENT_VOICES, espeak-ng) with 0.3 s between them, or None (with a note)
+    when espeak-ng is not installed. The recogniser's chrF on it is what a perfect interpreter
+    with that voice would score: the ceiling of the heard chrF."""
+    try:
+        from corpus.render import AGENT_RATE_WPM, AGENT_VOICES
+        from corpus.tts import Espeak
+
+        tts = Espeak.instance()
+    except (ImportError, OSError) as exc:
+        notes.append(f"No reference chrF (the references in the agent voice): espeak-ng unavailable ({exc}).")
+        return None
+
+    def speak(references: Sequence[str], language: str) -> np.ndarray:
+        gap = np.zeros(int(0.3 * SAMPLE_RATE), np.float32)
+        parts = [
+            tts.synthesize_16k(r, AGENT_VOICES[language], AGENT_RATE_WPM).audio
+            for r in references
+            if r.strip()
+        ]
+        return np.concatenate([gap] + [x for p in parts for x in (p, gap)])
+
+    return speak
+
+
 def _direction(
-    rec: BridgedRecord, speaker: str, listener: str, recognisers: dict
+    rec: BridgedRecord, speaker: str, listener: str, recognisers: dict, speak=None
 ) -> tuple[DirectionResult, dict]:
     sc = rec.scenario
     assert sc.bridge is not None
@@ -278,6 +312,10 @@ def _direction(
         "overlap_s": round(result.overlap_s, 3),
         "listener_speech_s": round(result.listener_s, 3),
     }
+    if speak is not None and language in recognisers and ann[speaker].translations:
+        voiced = recognisers[language].transcribe(speak(ann[speaker].translations, language), SAMPLE_RATE)
+        detail["reference_asr_text"] = voiced
+        detail["reference_chrf_stats"] = chrf_stats(voiced, " ".join(ann[speaker].translations))
     return result, detail
 
 
@@ -290,9 +328,11 @@ def evaluate_bridged(
     notes = notes if notes is not None else []
     languages = {get_agent(a).translation_target or "en" for r in records for a in r.agents.values()}
     recognisers = _recognisers(languages, notes) if asr else {}
+    speak = _voice_references(notes) if recognisers else None
     if not asr:
         notes.append("Recogniser skipped (--no-asr): chrF on the interpreters' own text only (text_chrf).")
     pooled: dict[str, list[DirectionResult]] = {direction_name(*d): [] for d in DIRECTIONS}
+    ceiling: dict[str, list] = {direction_name(*d): [] for d in DIRECTIONS}
     calls = []
     for rec in records:
         call: dict[str, Any] = {
@@ -306,13 +346,21 @@ def evaluate_bridged(
             },
         }
         for speaker, listener in DIRECTIONS:
-            result, detail = _direction(rec, speaker, listener, recognisers)
+            result, detail = _direction(rec, speaker, listener, recognisers, speak)
             pooled[direction_name(speaker, listener)].append(result)
+            stats = detail.pop("reference_chrf_stats", None)
+            if stats is not None:
+                ceiling[direction_name(speaker, listener)].append(stats)
+                detail["reference_chrf"] = chrf_from_stats(stats)
             call[direction_name(speaker, listener)] = detail
         calls.append(call)
     summary = {}
     for (speaker, _), (name, results) in zip(DIRECTIONS, pooled.items()):
         agents = {r.agents[speaker] for r in records}
-        summary[name] = {"interpreter": ", ".join(sorted(agents)), **summarize_direction(results)}
+        summary[name] = {
+            "interpreter": ", ".join(sorted(agents)),
+            **summarize_direction(results),
+            "reference_chrf": pooled_chrf(ceiling[name]),
+        }
     goals = {name: direction_goals(s) for name, s in summary.items()}
     return {"calls": calls, "summary": summary, "goals": goals, "notes": notes}

@@ -309,7 +309,14 @@ def _run_bridged(args) -> int:
     figures = {
         d: {
             k: s[k]
-            for k in ("chrf", "text_chrf", "ear_voice_span_p50", "ear_voice_span_p90", "overlap_share")
+            for k in (
+                "chrf",
+                "reference_chrf",
+                "text_chrf",
+                "ear_voice_span_p50",
+                "ear_voice_span_p90",
+                "overlap_share",
+            )
         }
         for d, s in results["summary"].items()
     }

@@ -426,6 +426,10 @@ def _json_default(value):
 DIRECTION_LABELS = {"a_to_b": "A -> B (A speaks, B hears the interpreter)", "b_to_a": "B -> A"}
 BRIDGED_ROWS = (  # (label, summary key) beside the goals
     ("chrF of the interpreter's own text", "text_chrf"),
+    (
+        "chrF of the references in the interpreter's trained voice (the recogniser's ceiling)",
+        "reference_chrf",
+    ),
     ("Ear-voice span p90 (s)", "ear_voice_span_p90"),
     ("Source phrases / with no translation found", ("n_phrases", "n_phrases_missed")),
     ("Share of the listener's speech with the interpreter talking over it", "overlap_share"),

@@ -86,6 +86,8 @@ def test_parley_eval_bridged_end_to_end_with_the_tiny_preset(tmp_path, capsys):
         assert s["overlap_share"] is not None and 0.0 <= s["overlap_share"] <= 1.0
         if with_asr:
             assert isinstance(d["heard_text"], str) and 0.0 <= s["chrf"] <= 100.0
+            # The references in the interpreter's trained voice: the recogniser's ceiling (espeak-ng).
+            assert s["reference_chrf"] is None or 0.0 <= s["reference_chrf"] <= 100.0
         else:
             assert d["heard_text"] is None and s["chrf"] is None
         assert [g["key"] for g in results["goals"][direction]] == ["chrf", "ear_voice_span_p50"]
