@@ -164,6 +164,7 @@ async def run_bridged_call(
             audio.append(padded)
         start = a.clock() + 0.05
         late = await stream_paced((a, b), audio, start)
+        cut = {p: list(c.closed) for p, c in (("a", a), ("b", b)) if c.closed is not None}
         heard = {"a": _heard(a, start, n), "b": _heard(b, start, n)}
         text = {p: "".join(str(e.get("text") or "") for e in c.transcript) for p, c in (("a", a), ("b", b))}
     finally:
@@ -178,6 +179,7 @@ async def run_bridged_call(
         "join_s": round(joined_s, 3),
         "seconds": round(n / SAMPLE_RATE, 3),
         "late_chunks": late,
+        "cut_short": cut,  # party -> (code, reason) of a call that ended before the scenario did
         "parties": {"a": _party(a), "b": _party(b)},
     }
     return BridgedRecord(scenario, heard, text, session)
@@ -282,6 +284,8 @@ def _voice_references(notes: list[str]):
 def _direction(
     rec: BridgedRecord, speaker: str, listener: str, recognisers: dict, speak=None
 ) -> tuple[DirectionResult, dict]:
+    """One direction of one call: the speaker's phrases and references against what the listener
+    heard; the details go to the call's entry in results.json."""
     sc = rec.scenario
     assert sc.bridge is not None
     ann = {"a": sc.annotations, "b": sc.bridge.annotations}
@@ -362,5 +366,11 @@ def evaluate_bridged(
             **summarize_direction(results),
             "reference_chrf": pooled_chrf(ceiling[name]),
         }
+    cut = [r.scenario.name for r in records if r.session.get("cut_short")]
+    if cut:
+        notes.append(
+            f"{len(cut)} of {len(records)} calls ended before their scenario did (an interpreter's "
+            f"end_call, or a refusal): what followed was heard as silence ({', '.join(cut)})."
+        )
     goals = {name: direction_goals(s) for name, s in summary.items()}
     return {"calls": calls, "summary": summary, "goals": goals, "notes": notes}

@@ -330,6 +330,7 @@ def _run_bridged(args) -> int:
                 "goals": {d: len(rows) for d, rows in results["goals"].items()},
                 "directions": figures,
                 "server_dropped_frames": health.get("dropped_frames"),
+                "calls_cut_short": sum(bool(r.session.get("cut_short")) for r in records),
                 "wall_seconds": round(time.perf_counter() - t0, 1),
             }
         )

@@ -1,4 +1,5 @@
-"""`parley eval --bridged` end to end with the tiny preset (random weights): a short two-party
+"""evaluation.bridged: its per-direction scoring on a hand-built record, and `parley eval --bridged`
+end to end with the tiny preset (random weights): a short two-party
 scenario as a bridged call, both parties over real websockets into one room of the real gateway in
 front of the real model server, in real time. Asserted: the structure (both parties' audio was
 recorded, both directions scored, the report written), never quality. The recogniser runs where
@@ -13,6 +14,9 @@ import numpy as np
 import pytest
 
 from evaluation import asr
+from evaluation.bridged import BridgedRecord, evaluate_bridged
+from evaluation.metrics import Annotations
+from evaluation.scenarios import BridgeParty, Scenario
 from parley.cli import main
 from telephony.wav import write_pcm16
 from tests.evaluation.test_run import bursts
@@ -43,6 +47,30 @@ def write_bridged_scenario(directory) -> None:
     )
 
 
+def test_each_direction_is_scored_on_what_its_listener_heard():
+    """A hand-built record: B heard A's interpreter at 2.0-3.5 s (over B's own speech from 3.0 s),
+    A heard B's at 5.0-6.0 s."""
+    ann_a = Annotations(caller_speech=[(0.5, 1.5)], translations=["hola amigos"])
+    ann_b = Annotations(caller_speech=[(3.0, 4.0)], translations=["thank you"])
+    n = 7 * 16000
+    sc = Scenario("s", "translate-en-es", np.zeros(n, np.float32), ann_a)
+    sc.bridge = BridgeParty("translate-es-en", "s.b.wav", np.zeros(n, np.float32), ann_b)
+    heard = {"a": np.zeros(n, np.int16), "b": np.zeros(n, np.int16)}
+    heard["b"][2 * 16000 : int(3.5 * 16000)] = 3000
+    heard["a"][5 * 16000 : 6 * 16000] = 3000
+    record = BridgedRecord(sc, heard, {"a": "thank you", "b": "hola"}, {})
+    results = evaluate_bridged([record], asr=False)
+    (call,) = results["calls"]
+    a_to_b, b_to_a = call["a_to_b"], call["b_to_a"]
+    assert (a_to_b["interpreter"], a_to_b["language"], b_to_a["language"]) == ("translate-en-es", "es", "en")
+    assert a_to_b["ear_voice_spans"] == [1.5] and b_to_a["ear_voice_spans"] == [2.0]
+    assert (a_to_b["overlap_s"], a_to_b["listener_speech_s"]) == (0.5, 1.0) and b_to_a["overlap_s"] == 0.0
+    assert b_to_a["text_chrf"] == 100.0 and 0 < a_to_b["text_chrf"] < 100  # "hola" of "hola amigos"
+    assert a_to_b["heard_text"] is None and results["summary"]["a_to_b"]["chrf"] is None
+    assert results["summary"]["a_to_b"]["overlap_share"] == 0.5
+    assert [g["met"] for g in results["goals"]["a_to_b"]] == [None, True]  # no chrF; span 1.5 <= 2.0
+
+
 def test_parley_eval_bridged_end_to_end_with_the_tiny_preset(tmp_path, capsys):
     scen = tmp_path / "scenarios"
     scen.mkdir()
@@ -61,12 +89,16 @@ def test_parley_eval_bridged_end_to_end_with_the_tiny_preset(tmp_path, capsys):
     session = call["session"]
     n_chunks = round(session["seconds"] * 50)
     assert session["seconds"] >= SECONDS + 1.0  # the scenario, then the tail
-    for party in ("a", "b"):  # both parties streamed everything and heard their interpreter
-        p = session["parties"][party]
-        assert p["chunks_sent"] == n_chunks and p["agent_packets"] > 0.5 * n_chunks
-        assert p["closed"] is not None
-    assert session["parties"]["a"]["closed"][0] == 1000  # A hung up; then B was hung up with the reason
-    assert session["parties"]["b"]["closed"] == [1000, "the other party hung up"]
+    for party in ("a", "b"):
+        assert session["parties"][party]["closed"] is not None
+    if session["cut_short"]:  # random weights made an end_call: the call ended for both, early
+        assert set(session["cut_short"]) == {"a", "b"} and any("end_call" in n for n in results["notes"])
+    else:  # both parties streamed everything and heard their interpreter
+        for party in ("a", "b"):
+            p = session["parties"][party]
+            assert p["chunks_sent"] == n_chunks and p["agent_packets"] > 0.5 * n_chunks
+        assert session["parties"]["a"]["closed"][0] == 1000  # A hung up, then B was, with the reason
+        assert session["parties"]["b"]["closed"] == [1000, "the other party hung up"]
     with wave.open(str(out / "audio" / "call.wav")) as w:  # what A heard (left) and B heard (right)
         assert w.getnchannels() == 2 and w.getnframes() == n_chunks * 320
 
