@@ -1,7 +1,8 @@
 """Running scenarios through the real model server, exactly as calls are served, and scoring them.
 
-`run_scenarios` starts a `ModelServer` in-process and drives one `agent.CallSession` per scenario
-through an `EvalLeg` (`run_call`); `evaluate` scores the records. How calls are scored, the echo
+`run_scenarios` starts a `ModelServer` in-process (`model_server`, which the bridged calls of
+evaluation.bridged share) and drives one `agent.CallSession` per scenario through an `EvalLeg`
+(`run_call`); `evaluate` scores the records. How calls are scored, the echo
 and the baseline: README.md "Scenario format". Invariant: micro-turn k reads caller frame k and its
 audio is laid over [(k+1)N, (k+2)N) of the call clock (N = 3200 samples = 200 ms) whatever the
 wall-clock jitter; a skipped micro-turn stays silent and is counted. The cascade baseline and the
