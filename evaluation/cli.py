@@ -4,6 +4,9 @@
                 [--no-baseline] [--no-asr] [--max-slots 8] [--tick-ms 200] [--save-audio] [--[no-]background]
     parley eval --write-scenarios DIR [--n 20] [--seed0 900000] [--agent-voice espeak|piper] [--perturb]
                 [--caller-family espeak|kokoro]
+    parley eval --bridged [--checkpoint DIR | --preset NAME] [--scenarios DIR] --out DIR [--limit N]
+                [--no-asr] [--max-slots 8] [--ducking-db DB]
+    parley eval --write-scenarios DIR --bridged [--n 20] [--seed0 950000]
 
 Without --scenarios, `--n` held-out scenarios are generated into OUT/scenarios first (kept and
 reused when that directory already holds some). `--write-scenarios` only writes scenarios.
@@ -20,7 +23,14 @@ below 200 runs them faster than real time when the machine keeps up (late frames
 PARLEY_BACKGROUND_* settings, enabled): its tool calls are the ones scored, and the report adds
 the agent's WER against the words it meant, the lookups whose answer the caller hears and the
 background model's delays (evaluation.background_run).
-Prints one JSON line: where the report is and how many goals were met.
+`--bridged` runs two-party scenarios (README "Scenario format", the `bridge` key) as bridged
+calls: both parties over real websockets into one room of a real gateway (`gateway`, passed in by
+the composition root) in front of the model server, in real time, two slots a call (at most
+max-slots / 2 calls at once); it scores each direction (chrF of what the listener hears, ear-voice
+span, talking over the listener: evaluation.bridged) and writes the bridged report. Without
+--scenarios, `--n` bridged scenarios are generated into OUT/scenarios-bridged
+(evaluation.bridged_scenarios). A plain eval skips bridged scenarios, and --bridged the others.
+Prints one JSON line: where the report is and how many goals were met (per direction with --bridged).
 """
 
 from __future__ import annotations
@@ -41,7 +51,9 @@ from telephony.wav import write_pcm16
 log = logging.getLogger(__name__)
 
 
-def add_command(sub) -> None:
+def add_command(sub, gateway=None) -> None:
+    """`parley eval`; `gateway`: the factory of a local gateway for --bridged
+    (evaluation.bridged.GatewayFactory), which only the composition root can build."""
     p = sub.add_parser("eval", help="evaluate the model on scenarios through the real model server")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", type=Path, help="checkpoint directory (default: the shipped one)")
@@ -114,7 +126,19 @@ def add_command(sub) -> None:
         default=16,
         help="held-out support calls for the reasoner (--background-only)",
     )
-    p.set_defaults(func=cmd_eval)
+    p.add_argument(
+        "--bridged",
+        action="store_true",
+        help="bridged translation calls: two parties in one room through a real gateway, scored per "
+        "direction (with --write-scenarios: write bridged scenarios)",
+    )
+    p.add_argument(
+        "--ducking-db",
+        type=float,
+        help="with --bridged: each listener hears the speaker this many dB under the interpreter "
+        "(default: not at all, so the recogniser hears the interpreter alone)",
+    )
+    p.set_defaults(func=cmd_eval, gateway=gateway)
 
 
 def _write_scenarios(
@@ -173,6 +197,10 @@ def cmd_eval_background(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    if args.write_scenarios is not None and args.bridged:
+        paths = _write_bridged(args.write_scenarios, args.n, args.seed0)
+        print(json.dumps({"scenarios": str(args.write_scenarios), "written": len(paths), "bridged": True}))
+        return 0
     if args.write_scenarios is not None:
         paths = _write_scenarios(
             args.write_scenarios, args.n, args.seed0, args.agent_voice, args.perturb, args.caller_family
@@ -183,6 +211,8 @@ def cmd_eval(args) -> int:
         raise ValueError("--out DIR is required (or --write-scenarios DIR)")
     if args.background_only or args.reasoner_only:
         return cmd_eval_background(args)
+    if args.bridged:
+        return _run_bridged(args)
     if args.background is None:
         args.background = _reads_replies(args)
     if args.background:
@@ -190,19 +220,147 @@ def cmd_eval(args) -> int:
     return _run_eval(args)
 
 
+def _checkpoint_dir(args) -> Path | None:
+    """The checkpoint evaluated: --checkpoint, else the shipped one; None for a preset's random weights."""
+    from model.checkpoint import DEFAULT_CHECKPOINT, WEIGHTS_FILE
+
+    if args.checkpoint:
+        return Path(args.checkpoint)
+    if args.preset is None and (DEFAULT_CHECKPOINT / WEIGHTS_FILE).is_file():
+        return DEFAULT_CHECKPOINT
+    return None
+
+
 def _reads_replies(args) -> bool:
     """Whether the model evaluated voices the background model's replies (its support calls have
     nothing to say without one)."""
-    from model.checkpoint import DEFAULT_CHECKPOINT, WEIGHTS_FILE, load_config
+    from model.checkpoint import load_config
     from model.config import ModelConfig
 
-    if args.checkpoint:
-        cfg = load_config(args.checkpoint)
-    elif args.preset is None and (DEFAULT_CHECKPOINT / WEIGHTS_FILE).is_file():
-        cfg = load_config(DEFAULT_CHECKPOINT)
-    else:
-        cfg = ModelConfig.from_name(args.preset or "small")
+    directory = _checkpoint_dir(args)
+    cfg = load_config(directory) if directory else ModelConfig.from_name(args.preset or "small")
     return "reply" in cfg.event_kinds
+
+
+def _write_bridged(directory: Path, n: int, seed0: int | None) -> list[Path]:
+    from evaluation.bridged_scenarios import BRIDGED_SEED0, write_bridged
+
+    t = time.perf_counter()
+    paths = write_bridged(directory, n, BRIDGED_SEED0 if seed0 is None else seed0)
+    log.info("wrote %d bridged scenarios to %s in %.1f s", len(paths), directory, time.perf_counter() - t)
+    return paths
+
+
+def _model(args):
+    """(the model, its name for the report)."""
+    from model.checkpoint import load_model
+
+    model = load_model(args.preset, args.checkpoint, device=args.device)
+    directory = _checkpoint_dir(args)
+    return model, str(directory) if directory else f"preset {args.preset or 'small'} (RANDOM weights)"
+
+
+def _setup_torch(args) -> None:
+    import torch
+
+    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 2) // 2))
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda requested but no CUDA device is available")
+
+
+def _run_bridged(args) -> int:
+    """`parley eval --bridged`: bridged scenarios as bridged calls, scored per direction."""
+    import asyncio
+
+    from evaluation.bridged import evaluate_bridged, run_bridged_scenarios
+    from evaluation.report import write_bridged_report
+    from evaluation.scenarios import load_scenarios
+
+    if args.gateway is None:
+        raise ValueError("--bridged needs a gateway: run it as `parley eval`")
+    if args.tick_ms != 200:
+        raise ValueError("--bridged runs in real time only: --tick-ms must be 200")
+    _setup_torch(args)
+    scenario_dir = args.scenarios
+    if scenario_dir is None:
+        scenario_dir = args.out / "scenarios-bridged"
+        if not any(scenario_dir.glob("*.json")):
+            _write_bridged(scenario_dir, args.n, args.seed0)
+    scenarios = [s for s in load_scenarios(scenario_dir) if s.bridge is not None][: args.limit]
+    if not scenarios:
+        raise ValueError(f"{scenario_dir}: no bridged scenarios (with a `bridge` key)")
+    model, name = _model(args)
+    calls = max(1, args.max_slots // 2)
+    audio_s = sum(s.duration_s for s in scenarios)
+    log.info("bridged evaluation of %s: %d calls (%.0f s), %d at once", name, len(scenarios), audio_s, calls)
+    t0 = time.perf_counter()
+    records, health = asyncio.run(
+        run_bridged_scenarios(
+            model,
+            scenarios,
+            args.gateway,
+            max_calls=calls,
+            device=args.device,
+            model_name=name,
+            ducking_db=args.ducking_db,
+        )
+    )
+    run_s = time.perf_counter() - t0
+    results = evaluate_bridged(records, asr=not args.no_asr)
+    results["meta"] = {
+        "model": name,
+        "scenarios": str(scenario_dir),
+        "calls": len(scenarios),
+        "call_seconds": round(audio_s, 1),
+        "calls_wall_seconds": round(run_s, 1),
+        "scoring_seconds": round(time.perf_counter() - t0 - run_s, 1),
+        "max_calls": min(calls, len(scenarios)),
+        "ducking_db": args.ducking_db,
+        "device": args.device,
+        "server": health,
+        "load_average": os.getloadavg(),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["parley"] + sys.argv[1:]),
+    }
+    if args.save_audio:
+        (args.out / "audio").mkdir(parents=True, exist_ok=True)
+        for rec in records:
+            write_pcm16(
+                args.out / "audio" / f"{rec.scenario.name}.wav",
+                np.stack([rec.heard["a"], rec.heard["b"]], 1),
+                16000,
+            )
+    report = write_bridged_report(results, args.out)
+    figures = {
+        d: {
+            k: s[k]
+            for k in (
+                "chrf",
+                "reference_chrf",
+                "text_chrf",
+                "ear_voice_span_p50",
+                "ear_voice_span_p90",
+                "overlap_share",
+            )
+        }
+        for d, s in results["summary"].items()
+    }
+    print(
+        json.dumps(
+            {
+                "report": str(report),
+                "results": str(args.out / "results.json"),
+                "calls": len(records),
+                "goals_met": {d: sum(g["met"] is True for g in rows) for d, rows in results["goals"].items()},
+                "goals": {d: len(rows) for d, rows in results["goals"].items()},
+                "directions": figures,
+                "server_dropped_frames": health.get("dropped_frames"),
+                "calls_cut_short": sum(bool(r.session.get("cut_short")) for r in records),
+                "wall_seconds": round(time.perf_counter() - t0, 1),
+            }
+        )
+    )
+    return 0
 
 
 def _with_background(args) -> int:
@@ -222,16 +380,11 @@ def _with_background(args) -> int:
 def _run_eval(args, background=None) -> int:
     import asyncio
 
-    import torch
-
     from evaluation.report import goals, write_report
     from evaluation.run import evaluate, run_scenarios
     from evaluation.scenarios import load_scenarios
-    from model.checkpoint import DEFAULT_CHECKPOINT, WEIGHTS_FILE, load_model
 
-    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 2) // 2))
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda requested but no CUDA device is available")
+    _setup_torch(args)
     scenario_dir = args.scenarios
     if scenario_dir is None:
         scenario_dir = args.out / "scenarios"
@@ -240,13 +393,13 @@ def _run_eval(args, background=None) -> int:
                 scenario_dir, args.n, args.seed0, args.agent_voice, args.perturb, args.caller_family
             )
     scenarios = load_scenarios(scenario_dir, args.limit)
-    model = load_model(args.preset, args.checkpoint, device=args.device)
-    if args.checkpoint:
-        name = str(args.checkpoint)
-    elif args.preset is None and (DEFAULT_CHECKPOINT / WEIGHTS_FILE).is_file():
-        name = str(DEFAULT_CHECKPOINT)
-    else:
-        name = f"preset {args.preset or 'small'} (RANDOM weights)"
+    bridged = [s.name for s in scenarios if s.bridge is not None]
+    if bridged:
+        log.warning("skipping %d bridged scenarios (run them with --bridged)", len(bridged))
+        scenarios = [s for s in scenarios if s.bridge is None]
+        if not scenarios:
+            raise ValueError(f"{scenario_dir}: only bridged scenarios there: run them with --bridged")
+    model, name = _model(args)
     audio_s = sum(s.duration_s for s in scenarios)
     log.info(
         "evaluating %s on %d scenarios (%.0f s of calls, %d at once)",

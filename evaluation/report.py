@@ -10,9 +10,11 @@
                             per micro-turn, its speech and tool calls, the cascade's speech; caller
                             turn ends (dashed) and barge-in onsets (red)
 
-and `goals(summary)` says, per goal of issue 5, the measured value and whether it is met. Every
-plot is drawn from the JSON, so a report can be redrawn from a results.json. This module knows
-nothing of the model, the server or audio.
+and `goals(summary)` says, per goal of issue 5, the measured value and whether it is met.
+`write_bridged_report` does the same for `parley eval --bridged` (evaluation.bridged.evaluate_bridged):
+results.json, report.html with each direction against issue 16's goals, and a timeline per call of
+what each party said and heard. Every plot is drawn from the JSON, so a report can be redrawn from
+a results.json. This module knows nothing of the model, the server or audio.
 """
 
 from __future__ import annotations
@@ -416,3 +418,125 @@ def _json_default(value):
     if hasattr(value, "item"):  # numpy scalars
         return value.item()
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+# ------------------------------------------------------------------------------------ bridged calls
+
+
+DIRECTION_LABELS = {"a_to_b": "A -> B (A speaks, B hears the interpreter)", "b_to_a": "B -> A"}
+BRIDGED_ROWS = (  # (label, summary key) beside the goals
+    ("chrF of the interpreter's own text", "text_chrf"),
+    (
+        "chrF of the references in the interpreter's trained voice (the recogniser's ceiling)",
+        "reference_chrf",
+    ),
+    ("Ear-voice span p90 (s)", "ear_voice_span_p90"),
+    ("Source phrases / with no translation found", ("n_phrases", "n_phrases_missed")),
+    ("Share of the listener's speech with the interpreter talking over it", "overlap_share"),
+    ("Listener speech (s)", "listener_speech_s"),
+)
+
+
+def plot_bridged_timeline(call: dict, path: Path) -> Path:
+    """Per party: what it said, and what it heard (the interpreter of the other party)."""
+    plt = _plt()
+    rows = ["A says", "A hears", "B says", "B hears"]
+    y = {name: len(rows) - 1 - i for i, name in enumerate(rows)}
+    fig, ax = plt.subplots(figsize=(min(40.0, max(8.0, call["duration_s"] / 2.5)), 3.6))
+    spans = {
+        "A says": call["speech"]["a"],
+        "B says": call["speech"]["b"],
+        "A hears": call["b_to_a"]["heard_speech"],
+        "B hears": call["a_to_b"]["heard_speech"],
+    }
+    for row, intervals in spans.items():
+        colour = "#616161" if row.endswith("says") else "#1565c0"
+        if intervals:
+            ax.broken_barh([(s, e - s) for s, e in intervals], (y[row] - 0.3, 0.6), facecolors=colour)
+    ax.set_yticks([y[r] for r in rows], rows)
+    ax.set_xlim(0, call["duration_s"] + 0.4)
+    ax.set_xlabel("seconds (call clock)")
+    ax.set_title(f"{call['name']}: grey = a party speaking, blue = the interpreter it hears", fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def _bridged_summary_table(results: dict) -> str:
+    directions = list(results["summary"])
+    head = "".join(f"<th>{html.escape(DIRECTION_LABELS.get(d, d))}</th><th></th>" for d in directions)
+    out = [f"<table><tr><th>metric</th>{head}<th>goal</th></tr>"]
+    out.append(
+        "<tr><td>interpreter</td>"
+        + "".join(f"<td>{_fmt(results['summary'][d]['interpreter'])}</td><td></td>" for d in directions)
+        + "<td></td></tr>"
+    )
+    for i, goal in enumerate(results["goals"][directions[0]]):
+        cells = "".join(
+            f"<td>{_fmt(results['goals'][d][i]['value'])}</td>" + _met_cell(results["goals"][d][i]["met"])
+            for d in directions
+        )
+        out.append(
+            f"<tr><td>{html.escape(goal['metric'])}</td>{cells}<td>{html.escape(goal['goal'])}</td></tr>"
+        )
+    for label, key in BRIDGED_ROWS:
+        cells = ""
+        for d in directions:
+            s = results["summary"][d]
+            v = " / ".join(_fmt(s.get(k)) for k in key) if isinstance(key, tuple) else _fmt(s.get(key))
+            cells += f"<td>{v}</td><td></td>"
+        out.append(f"<tr><td>{html.escape(label)}</td>{cells}<td></td></tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def render_bridged_html(results: dict) -> str:
+    meta = "<br>".join(
+        f"<b>{html.escape(str(k))}</b>: "
+        + html.escape(json.dumps(v) if isinstance(v, (dict, list)) else str(v))
+        for k, v in results.get("meta", {}).items()
+    )
+    head = f"<head><meta charset='utf-8'><title>Parley bridged evaluation</title><style>{CSS}</style></head>"
+    parts = [f"<!doctype html><html>{head}<body><h1>Parley evaluation: bridged calls</h1><p>{meta}</p>"]
+    if results.get("notes"):
+        parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in results["notes"]) + "</ul>")
+    parts += ["<h2>Per direction, against the goals</h2>", _bridged_summary_table(results)]
+    parts.append(
+        "<p>Rules: <code>evaluation/bridge_metrics.py</code>. chrF: a recogniser of the listener's "
+        "language on what the listener heard, against the reference translations of the speaker's "
+        "phrases; ear-voice span: a source phrase's onset to the listener's next heard speech onset, "
+        "matched in order (none within 10 s: missed).</p><h2>Calls</h2>"
+    )
+    for c in results["calls"]:
+        name = html.escape(c["name"])
+        parts.append(f'<h3 id="{name}">{name}</h3><img src="{html.escape(c["timeline_png"])}" alt="{name}">')
+        for d in ("a_to_b", "b_to_a"):
+            x = c[d]
+            label = f"{DIRECTION_LABELS.get(d, d)}: {x['interpreter']}"
+            parts.append(
+                f"<details><summary>{html.escape(label)}, "
+                f"chrF {_fmt(x['chrf'])}, text chrF {_fmt(x['text_chrf'])}</summary>"
+                f"<p><b>references:</b> {_text(' | '.join(x['references']))}</p>"
+                f"<p><b>heard (recognised):</b> {_text(x['heard_text'] or '')}</p>"
+                f"<p><b>interpreter text:</b> {_text(x['interpreter_text'])}</p>"
+                f"<p><b>ear-voice spans (s):</b> {_fmt(x['ear_voice_spans'])}</p></details>"
+            )
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_bridged_report(results: dict, out_dir: str | Path) -> Path:
+    """results.json, timelines/*.png and report.html of a bridged evaluation in `out_dir`."""
+    out = Path(out_dir)
+    (out / "timelines").mkdir(parents=True, exist_ok=True)
+    for call in results["calls"]:
+        call["timeline_png"] = f"timelines/{call['name']}.png"
+        plot_bridged_timeline(call, out / call["timeline_png"])
+    (out / "results.json").write_text(
+        json.dumps(results, indent=1, ensure_ascii=False, default=_json_default) + "\n"
+    )
+    path = out / "report.html"
+    path.write_text(render_bridged_html(results))
+    return path

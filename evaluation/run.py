@@ -1,7 +1,8 @@
 """Running scenarios through the real model server, exactly as calls are served, and scoring them.
 
-`run_scenarios` starts a `ModelServer` in-process and drives one `agent.CallSession` per scenario
-through an `EvalLeg` (`run_call`); `evaluate` scores the records. How calls are scored, the echo
+`run_scenarios` starts a `ModelServer` in-process (`model_server`, which the bridged calls of
+evaluation.bridged share) and drives one `agent.CallSession` per scenario through an `EvalLeg`
+(`run_call`); `evaluate` scores the records. How calls are scored, the echo
 and the baseline: README.md "Scenario format". Invariant: micro-turn k reads caller frame k and its
 audio is laid over [(k+1)N, (k+2)N) of the call clock (N = 3200 samples = 200 ms) whatever the
 wall-clock jitter; a skipped micro-turn stays silent and is counted. The cascade baseline and the
@@ -15,10 +16,11 @@ This module knows nothing of HTML or plots (`evaluation.report`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -335,6 +337,20 @@ async def run_call(
     )
 
 
+@contextlib.asynccontextmanager
+async def model_server(
+    model, slots: int, *, tick_ms: int = 200, device: str = "cpu", model_name: str = "model"
+) -> AsyncIterator[Any]:
+    """The real model server (`model.server.ModelServer` with a `Runner` of `slots` slots) on a free
+    loopback port, in this event loop, for the scenarios' calls: its `url` is where sessions go."""
+    from model.runner import Runner
+    from model.server import ModelServer, ModelServerSettings
+
+    settings = ModelServerSettings(host="127.0.0.1", port=0, max_slots=slots, tick_ms=tick_ms)
+    async with ModelServer(Runner(model, slots, device), settings, model_name=model_name) as server:
+        yield server
+
+
 async def run_scenarios(
     model,
     scenarios: Sequence[Scenario],
@@ -351,11 +367,7 @@ async def run_scenarios(
     """Every scenario through one in-process model server, up to `max_slots` calls at once (the
     longest first), each with the background model beside it when `background` is given. Returns
     the records in scenario order and the server's health at the end."""
-    from model.runner import Runner
-    from model.server import ModelServer, ModelServerSettings
-
     slots = max(1, min(max_slots, len(scenarios)))
-    settings = ModelServerSettings(host="127.0.0.1", port=0, max_slots=slots, tick_ms=tick_ms)
     gate = asyncio.Semaphore(slots)
 
     async def one(i: int, sc: Scenario) -> CallRecord:
@@ -379,7 +391,7 @@ async def run_scenarios(
             )
             return record
 
-    async with ModelServer(Runner(model, slots, device), settings, model_name=model_name) as server:
+    async with model_server(model, slots, tick_ms=tick_ms, device=device, model_name=model_name) as server:
         order = sorted(range(len(scenarios)), key=lambda i: -scenarios[i].duration_s)
         tasks = {i: asyncio.create_task(one(i, scenarios[i])) for i in order}
         await asyncio.gather(*tasks.values())

@@ -20,11 +20,13 @@ from typing import Any
 import numpy as np
 import soxr
 
+from agent.config import get_agent, mirror_problem
 from evaluation.metrics import Annotations
 from model.protocol import SAMPLE_RATE
 from telephony.wav import WavError, read_float
 
 AGENTS = ("support", "translate-en-es")
+BRIDGE_AGENTS = ("translate-es-en",)  # party B's interpreter in a bridged scenario (the `bridge` key)
 EVENT_KINDS = ("dtmf", "timer", "system")  # tool events come from the tool router, not the scenario
 KEYS = (
     "agent",
@@ -36,7 +38,9 @@ KEYS = (
     "agent_reference",
     "interjections",
     "source",
+    "bridge",
 )
+BRIDGE_KEYS = ("agent", "wav", "annotations")
 INTERVAL_KEYS = ("pauses", "backchannels", "echoes", "caller_speech")
 INTERJECTION_KINDS = ("barge_in", "backchannel")
 INTERJECTION_KEYS = ("kind", "wav", "not_before", "after_speech_s", "not_after", "text")
@@ -92,6 +96,16 @@ class Interjection:
         return len(self.audio) / SAMPLE_RATE
 
 
+@dataclass(frozen=True, eq=False)
+class BridgeParty:
+    """Party B of a bridged scenario: who interprets its speech, its audio and what it does."""
+
+    agent: str  # the interpreter of B's speech (speaking into A's leg)
+    wav: str  # B's audio file, beside the scenario JSON
+    audio: np.ndarray  # [S] float32 16 kHz, on the same clock as party A's
+    annotations: Annotations
+
+
 @dataclass(eq=False)
 class Scenario:
     name: str
@@ -106,10 +120,12 @@ class Scenario:
     reference_text: str | None = None
     path: Path | None = None  # the JSON file
     interjections: list[Interjection] = field(default_factory=list)
+    bridge: BridgeParty | None = None  # a bridged call: party B (party A is the fields above)
 
     @property
     def duration_s(self) -> float:
-        return len(self.audio) / SAMPLE_RATE
+        n = len(self.audio) if self.bridge is None else max(len(self.audio), len(self.bridge.audio))
+        return n / SAMPLE_RATE
 
     @property
     def caller_busy(self) -> list[tuple[float, float]]:
@@ -184,27 +200,50 @@ class _Check:
         return value
 
 
-def _annotations(c: _Check, raw) -> Annotations:
-    raw = c.obj(raw, "annotations", tuple(Annotations.__dataclass_fields__))
+def _annotations(c: _Check, raw, at: str = "annotations") -> Annotations:
+    raw = c.obj(raw, at, tuple(Annotations.__dataclass_fields__))
     for key in ("turn_ends", "barge_ins"):
-        for i, t in enumerate(c.list(raw.get(key, []), f"annotations.{key}")):
-            c.number(t, f"annotations.{key}[{i}]")
+        for i, t in enumerate(c.list(raw.get(key, []), f"{at}.{key}")):
+            c.number(t, f"{at}.{key}[{i}]")
     for key in INTERVAL_KEYS:
-        for i, iv in enumerate(c.list(raw.get(key, []), f"annotations.{key}")):
-            where = f"annotations.{key}[{i}]"
+        for i, iv in enumerate(c.list(raw.get(key, []), f"{at}.{key}")):
+            where = f"{at}.{key}[{i}]"
             if not isinstance(iv, list) or len(iv) != 2:
                 c.fail(where, f"must be a [start, end] pair, got {iv!r}")
             s, e = c.number(iv[0], where), c.number(iv[1], where)
             if e < s:
                 c.fail(where, f"ends before it starts ({s:g} > {e:g})")
-    for i, call in enumerate(c.list(raw.get("tool_calls", []), "annotations.tool_calls")):
-        where = f"annotations.tool_calls[{i}]"
+    for i, call in enumerate(c.list(raw.get("tool_calls", []), f"{at}.tool_calls")):
+        where = f"{at}.tool_calls[{i}]"
         c.obj(call, where, ("name", "arguments"), ("name",))
         c.text(call["name"], f"{where}.name")
         c.mapping(call.get("arguments", {}), f"{where}.arguments")
-    for i, s in enumerate(c.list(raw.get("translations", []), "annotations.translations")):
-        c.text(s, f"annotations.translations[{i}]")
+    for i, s in enumerate(c.list(raw.get("translations", []), f"{at}.translations")):
+        c.text(s, f"{at}.translations[{i}]")
     return Annotations.from_dict(raw)
+
+
+def _bridge(c: _Check, raw, agent: str, ann: Annotations, audio_b: np.ndarray | None) -> BridgeParty:
+    """Party B of a bridged scenario. Its interpreter must interpret back party A's; each party's
+    `translations` pair up with its `caller_speech` (one reference per utterance, in order)."""
+    raw = c.obj(raw, "bridge", BRIDGE_KEYS, ("agent", "wav"))
+    if raw["agent"] not in BRIDGE_AGENTS:
+        c.fail("bridge.agent", f"unknown agent {raw['agent']!r}; known: {', '.join(BRIDGE_AGENTS)}")
+    problem = mirror_problem(get_agent(agent), get_agent(raw["agent"]))
+    if problem is not None:
+        c.fail("bridge.agent", problem)
+    wav = c.text(raw["wav"], "bridge.wav")
+    if audio_b is None:
+        c.fail("bridge.wav", f"{wav} is missing")
+    b = _annotations(c, raw.get("annotations", {}), "bridge.annotations")
+    for at, x in (("annotations", ann), ("bridge.annotations", b)):
+        if len(x.translations) != len(x.caller_speech):
+            c.fail(
+                f"{at}.translations",
+                f"a bridged scenario needs one reference per caller_speech interval "
+                f"({len(x.caller_speech)}), got {len(x.translations)}",
+            )
+    return BridgeParty(raw["agent"], wav, audio_b, b)
 
 
 def _interjections(c: _Check, raw, clips: dict[str, np.ndarray]) -> list[Interjection]:
@@ -243,9 +282,11 @@ def parse_scenario(
     audio: np.ndarray,
     reference_audio: np.ndarray | None = None,
     clips: dict[str, np.ndarray] | None = None,
+    audio_b: np.ndarray | None = None,
 ) -> Scenario:
     """A scenario from its parsed JSON (validated; errors name `path` and the key). `clips`: the
-    interjections' audio by their "wav" name (16 kHz float32)."""
+    interjections' audio by their "wav" name (16 kHz float32); `audio_b`: a bridged scenario's
+    party B (its `bridge.wav`)."""
     c = _Check(path)
     c.obj(data, "(top level)", KEYS, ("agent",))
     if data["agent"] not in AGENTS:
@@ -309,6 +350,9 @@ def parse_scenario(
         c.text(ref["wav"], "agent_reference.wav")
         ref_text = c.text(ref["text"], "agent_reference.text")
     interjections = _interjections(c, data.get("interjections", []), clips or {})
+    bridge = None
+    if data.get("bridge") is not None:
+        bridge = _bridge(c, data["bridge"], data["agent"], ann, audio_b)
     return Scenario(
         path.stem,
         data["agent"],
@@ -322,6 +366,7 @@ def parse_scenario(
         ref_text,
         path,
         interjections,
+        bridge,
     )
 
 
@@ -354,7 +399,13 @@ def load_scenario(json_path: str | Path) -> Scenario:
             clip_path = path.parent / ij["wav"]
             if clip_path.is_file():  # a missing one is refused by parse_scenario, naming the key
                 clips[ij["wav"]] = load_audio(clip_path)
-    return parse_scenario(data, path, load_audio(wav), reference, clips)
+    audio_b = None
+    bridge = data.get("bridge") if isinstance(data, dict) else None
+    if isinstance(bridge, dict) and isinstance(bridge.get("wav"), str):
+        b_path = path.parent / bridge["wav"]
+        if b_path.is_file():  # a missing one is refused by parse_scenario, naming the key
+            audio_b = load_audio(b_path)
+    return parse_scenario(data, path, load_audio(wav), reference, clips, audio_b)
 
 
 def load_scenarios(directory: str | Path, limit: int | None = None) -> list[Scenario]:

@@ -218,6 +218,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_gateway(model_url: str, registry):
+    """`parley eval --bridged`'s gateway (evaluation sits below this composition root)."""
+    from parley.gateway_app import local_gateway
+
+    return local_gateway(model_url, registry)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="parley", description="Parley: full-duplex telephony voice agents")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -331,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_admin(sub)
     add_sip(sub, bench)
     add_train(sub)
-    add_eval(sub)
+    add_eval(sub, gateway=_eval_gateway)
 
     demo = sub.add_parser("demo", help="run the model on a synthetic call and write a WAV")
     _add_model_source(demo)

@@ -343,6 +343,16 @@ async def run_agent_gateway(
             await link.close()
 
 
+@contextlib.asynccontextmanager
+async def local_gateway(model_url: str, registry: AgentRegistry) -> AsyncIterator[str]:
+    """A gateway on a free loopback port in this event loop whose calls go to the model server at
+    `model_url` with `registry`'s agents, and nothing else (no Redis, no background model, tools
+    unavailable); yields its base url. `parley eval --bridged` runs its bridged calls through it."""
+    settings = Settings(host="127.0.0.1", port=0)
+    async with run_agent_gateway(settings, AgentSettings(model_url=model_url), registry=registry) as gw:
+        yield gw.url
+
+
 def background_tasks(router) -> BackgroundTasks | None:
     """Each call's background model runs on the workers behind `router` (a CeleryToolRouter), unless
     PARLEY_BACKGROUND_ENABLED=false; without workers (no REDIS_URL) there is none."""
