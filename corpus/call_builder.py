@@ -61,10 +61,11 @@ def en_number(n: int) -> str:
 
 
 def lower_first(text: str) -> str:
-    first = text.split()[0].strip(",.?!")
+    first = text.split()[0].strip(",.?!¿¡")
     if first in ("I", "I'm", "I'd", "I've", "I'll") or first in FIRST_NAMES or first.isupper():
         return text
-    return text[0].lower() + text[1:]
+    k = 1 if text[:1] in "¿¡" else 0  # Spanish: the letter after the opening mark
+    return text[:k] + text[k].lower() + text[k + 1 :]
 
 
 # said while a slow tool result is pending
@@ -120,8 +121,16 @@ class CallBuilder:
             self.items,
         )
 
-    def disfluent(self, text: str, p: float | None = None) -> str:
-        """Maybe add a hesitation: a leading 'um', a filler inside, or a restart ('I want, I want to')."""
+    def disfluent(
+        self,
+        text: str,
+        p: float | None = None,
+        *,
+        inside: tuple[str, ...] = ("um,", "uh,", "um,", "uh,", "you know,", "like,"),
+        leading: tuple[str, ...] = ("Um", "Uh", "So, um", "Uh, yeah"),
+    ) -> str:
+        """Maybe add a hesitation: a leading 'um', a filler inside, or a restart ('I want, I want to');
+        `inside` and `leading` are the fillers (English by default)."""
         rng = self.rng
         if rng.random() >= (self.p_disfluent if p is None else p) or re.search(r"\b(um|uh)\b", text, re.I):
             return text
@@ -133,13 +142,13 @@ class CallBuilder:
                 spots = [k for k in range(1, len(words)) if plain(words[k - 1]) and not words[k][0].isupper()]
                 if spots:
                     k = self.pick(spots)
-                    filler = self.pick(("um,", "uh,", "um,", "uh,", "you know,", "like,"))
+                    filler = self.pick(inside)
                     return " ".join(words[:k] + [filler] + words[k:])
             else:
                 k = next((k for k in range(min(3, len(words) - 2), 0, -1) if all(map(plain, words[:k]))), 0)
                 if k:
                     return " ".join(words[:k]) + ", " + lower_first(text)
-        return f"{self.pick(('Um', 'Uh', 'So, um', 'Uh, yeah'))}, {lower_first(text)}"
+        return f"{self.pick(leading)}, {lower_first(text)}"
 
     # -- caller side ---------------------------------------------------------------------------
 
@@ -210,7 +219,14 @@ class CallBuilder:
     # -- agent side ----------------------------------------------------------------------------
 
     def agent(
-        self, text: str, anchor: int | None, intent: str, *, role: str = "turn", bargeable: bool = False
+        self,
+        text: str,
+        anchor: int | None,
+        intent: str,
+        *,
+        role: str = "turn",
+        bargeable: bool = False,
+        lang: str = "en",
     ) -> int:
         """An agent Say timed from item `anchor` (a caller turn's end, a result, a timer...)."""
         ref = self.items[anchor] if anchor is not None else None
@@ -222,7 +238,7 @@ class CallBuilder:
             gap = Gap("prev_end", self.ms(200, 650), False, anchor)
         else:
             gap = Gap("prev_end", self.ms(200, 800), False, anchor)
-        idx = self.add(Say(speaker="agent", text=text, role=role, intent=intent, after=gap))
+        idx = self.add(Say(speaker="agent", text=text, role=role, lang=lang, intent=intent, after=gap))
         est = est_ms(text)
         if bargeable and est >= 2600 and self.rng.random() < self.p_barge:
             hi = min(BARGE_MS[1], int(0.55 * est))

@@ -1,9 +1,9 @@
 """The call script: its items, their timing relations, `CallScript` with its JSON form, and the validator.
 
-A synthetic call for a shipped agent ("support" or "translate-en-es") is a `CallScript`: an
-ordered list of items (`Say`, `ToolCall`, `Timer`, `Dtmf`, `Handoff`, `EndCall`). Start times are
-relations (`Gap`) to an earlier item, because speech durations are only known once the renderer
-has synthesised the audio.
+A synthetic call for a shipped agent ("support", or an interpreter of `INTERPRETERS`) is a
+`CallScript`: an ordered list of items (`Say`, `ToolCall`, `Timer`, `Dtmf`, `Handoff`,
+`EndCall`). Start times are relations (`Gap`) to an earlier item, because speech durations are
+only known once the renderer has synthesised the audio.
 
 Every item has a start and an end, on the call's clock (t = 0 when the call connects):
   Say       start: resolved from `after`; end: start + speech duration; when a later caller Say
@@ -46,7 +46,10 @@ from workers.shop import (
 )
 
 SCRIPT_VERSION = 1
-AGENTS = ("support", "translate-en-es")
+# interpreter -> (the caller's language, the language the agent says the caller's words in)
+INTERPRETERS = {"translate-en-es": ("en", "es"), "translate-es-en": ("es", "en")}
+INTRO_LANG = "en"  # an interpreter's intro (corpus.interpreting_calls says why, each direction)
+AGENTS = ("support", *INTERPRETERS)
 SCENARIOS: dict[str, dict[str, float]] = {  # scenario -> relative frequency
     "support": {
         "order_status": 20,
@@ -58,7 +61,7 @@ SCENARIOS: dict[str, dict[str, float]] = {  # scenario -> relative frequency
         "confused": 10,
         "unknown_order": 14,
     },
-    "translate-en-es": {"interpret": 88, "interpret_correction": 12},
+    **{name: {"interpret": 88, "interpret_correction": 12} for name in INTERPRETERS},
 }
 MOODS = ("neutral", "angry", "confused")
 BARGE_MS = (600, 2000)  # caller barge-in onset after the agent turn's start
@@ -88,7 +91,7 @@ class Say:
     speaker: str  # "caller" | "agent"
     text: str
     role: str = "turn"  # "turn" | "backchannel" | "filler"
-    lang: str = "en"  # "en" | "es"
+    lang: str = "en"  # "en" | "es": `expected_lang`
     after: Gap
     barge_in: bool = False  # caller only: cuts the agent Say `after.of` at onset + one micro-turn
     pause_inside_turn: bool = False  # continues the previous caller Say's turn after a pause
@@ -279,6 +282,20 @@ def answer_facts(call: ToolCall) -> list[str]:
 # -- validation ---------------------------------------------------------------------------------
 
 
+def caller_lang(agent: str) -> str:
+    """The language `agent`'s callers speak: an interpreter's source language, else English."""
+    return INTERPRETERS[agent][0] if agent in INTERPRETERS else "en"
+
+
+def expected_lang(agent: str, speaker: str, index: int) -> str:
+    """The language of Say `index` by `speaker` in a call of `agent`: callers speak
+    `caller_lang`; an interpreter says everything in its target language but its intro (the
+    call's first item, `INTRO_LANG`); every other agent speaks English."""
+    if speaker == "caller" or agent not in INTERPRETERS:
+        return caller_lang(agent)
+    return INTRO_LANG if index == 0 else INTERPRETERS[agent][1]
+
+
 def script_problems(s: CallScript) -> list[str]:
     """Every invariant `s` breaks, as readable strings (empty when the script is sound)."""
     p: list[str] = []
@@ -362,7 +379,7 @@ def _say_problems(s: CallScript, i: int, it: Say, refs: dict[int, list[int]]) ->
         p.append(f"say {i}: bad speaker/role {it.speaker}/{it.role}")
     if not it.text.strip():
         p.append(f"say {i}: empty text")
-    want_lang = "es" if s.agent == "translate-en-es" and it.speaker == "agent" and i > 0 else "en"
+    want_lang = expected_lang(s.agent, it.speaker, i)
     if it.lang != want_lang:
         p.append(f"say {i}: lang {it.lang}, expected {want_lang}")
     if it.role == "backchannel":
@@ -398,7 +415,7 @@ def _say_problems(s: CallScript, i: int, it: Say, refs: dict[int, list[int]]) ->
         if isinstance(ref, Say) and ref.after.of is not None and isinstance(items[ref.after.of], ToolCall):
             p.append(f"say {i}: a tool answer may not be barged in on")
     if it.pause_inside_turn:
-        lo = 0 if s.agent == "translate-en-es" else PAUSE_MS[0]
+        lo = 0 if s.agent in INTERPRETERS else PAUSE_MS[0]
         if not (
             it.speaker == "caller"
             and isinstance(ref, Say)
@@ -437,11 +454,11 @@ def _say_problems(s: CallScript, i: int, it: Say, refs: dict[int, list[int]]) ->
             ref is None and i == 0 or isinstance(ref, (ToolCall, Timer, Dtmf)) or answers_caller
         ):
             p.append(f"say {i}: an agent turn must follow a caller turn, a result, a timer or keys")
-    if s.agent == "translate-en-es" and it.speaker == "caller" and not it.barge_in:
+    if s.agent in INTERPRETERS and it.speaker == "caller" and not it.barge_in:
         trans = [j for j, o in enumerate(items) if isinstance(o, Say) and o.translates == i]
         if len(trans) != 1:
             p.append(f"say {i}: {len(trans)} translations, expected 1")
-    if s.agent == "translate-en-es" and it.speaker == "agent" and i > 0 and it.translates is None:
+    if s.agent in INTERPRETERS and it.speaker == "agent" and i > 0 and it.translates is None:
         p.append(f"say {i}: an interpreter's Say must translate a caller Say")
     if it.translates is not None:
         if not (

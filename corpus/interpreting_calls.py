@@ -1,10 +1,15 @@
-"""The English-to-Spanish calls of the "translate-en-es" agent: sentence bank, slots and the flow.
+"""The interpreters' calls, in both directions: sentence bank, slots and the flow.
 
-An English caller says a few sentences in chunks, each followed by the agent's Spanish translation
-of that chunk (early, while the caller pauses inside a turn, or after the turn); in the
-"interpret_correction" scenario the caller barges in on a translation and says the sentence again
-with other details. `interpret_call` takes a `CallBuilder` (corpus.call_builder) and appends those
-items, drawing every choice from the call's rng; it is what `generate_script` runs for this agent.
+"translate-en-es" hears an English caller and says it in Spanish; "translate-es-en" hears a
+Spanish caller and says it in English. Both come from one bilingual bank ("English = Spanish"
+chunks with slots such as {day}/{day_es}): a `Direction` says which side the caller speaks (its
+slots filled with that language's forms) and which the agent voices. The caller says a few
+sentences in chunks, each followed by the agent's translation of that chunk (early, while the
+caller pauses inside a turn, or after the turn); in the "interpret_correction" scenario the caller
+barges in on a translation and says the sentence again with other details. `interpret_call` takes
+a `CallBuilder` (corpus.call_builder) and appends those items, drawing every choice from the
+call's rng (for "translate-en-es" in exactly the order it always has: cached calls stay valid);
+it is what `generate_script` runs for an interpreter.
 
 This module knows nothing of the shop's tools or the support flows, nor of how a script is
 validated, stored as JSON or rendered.
@@ -12,10 +17,12 @@ validated, stored as JSON or rendered.
 
 from __future__ import annotations
 
-from corpus.call_builder import ONES, CallBuilder, en_number, est_ms
-from corpus.call_script import BARGE_MS, PAUSE_MS, TRANSLATE_MS, Gap, Say
+from dataclasses import dataclass
 
-INTRO = (
+from corpus.call_builder import ONES, CallBuilder, en_number, est_ms
+from corpus.call_script import BARGE_MS, INTRO_LANG, PAUSE_MS, TRANSLATE_MS, Gap, Say
+
+INTRO_EN_ES = (
     "Hi, I'm your interpreter. Go ahead whenever you're ready, and I'll translate into Spanish.",
     "Interpreter here. Please go ahead.",
     "Hello, I'll be interpreting into Spanish. Go ahead, please.",
@@ -106,6 +113,24 @@ CORRECTIONS = (
     "Hold on, that's not right, let me start over.",
     "Wait, sorry, I'll say that differently.",
 )
+# The es->en interpreter introduces itself in English, to the English-speaking party. On a bridged
+# line (issue 16) each interpreter speaks only into its listener's leg: the Spanish speaker hears
+# the en->es interpreter (whose greeting is Spanish), and this one's voice reaches only the party
+# who speaks English, so a Spanish intro would be lost on the one person who hears it. Telephone
+# interpreting services do the same: each party is addressed in their own language. It also keeps
+# this agent's channel in one language and one voice (the run's `--agent-voice`), as support's is.
+INTRO_ES_EN = (
+    "Hi, I'm the interpreter on this call. I'll put the Spanish into English for you.",
+    "Interpreter here. I'll be interpreting from Spanish.",
+    "Hello, I'll be interpreting the Spanish side into English.",
+)
+CORRECTIONS_ES = (
+    "Perdón, espere, lo digo otra vez.",
+    "Un momento, eso no está bien, empiezo de nuevo.",
+    "Espere, perdón, lo digo de otra manera.",
+)
+FILLERS_ES = ("eh,", "este,", "eh,", "este,", "o sea,", "pues,")  # inside a sentence
+LEADS_ES = ("Eh", "Este", "Bueno, eh", "Pues")  # before it
 DAYS_ES = ("lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo")
 DAYS_EN = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 ES_NUM = "cero uno dos tres cuatro cinco seis siete ocho nueve diez once".split()
@@ -126,6 +151,27 @@ PERIODS = (
     ("in the afternoon", "por la tarde", "de la tarde", (2, 6)),
     ("in the evening", "por la noche", "de la noche", (7, 10)),
 )
+
+
+@dataclass(frozen=True)
+class Direction:
+    """One interpreter's side of the bilingual bank."""
+
+    source: str  # the caller's language: the side of each "English = Spanish" chunk they say
+    target: str  # the side the agent says
+    intros: tuple[str, ...]  # in `INTRO_LANG`
+    corrections: tuple[str, ...]  # the caller's, in `source`
+    fillers: tuple[tuple[str, ...], tuple[str, ...]] | None  # (inside, leading) disfluencies; None: English
+
+    def pair(self, chunk: tuple[str, str]) -> tuple[str, str]:
+        """An (English, Spanish) chunk as (what the caller says, what the agent says)."""
+        return chunk if self.source == "en" else (chunk[1], chunk[0])
+
+
+DIRECTIONS = {
+    "translate-en-es": Direction("en", "es", INTRO_EN_ES, CORRECTIONS, None),
+    "translate-es-en": Direction("es", "en", INTRO_ES_EN, CORRECTIONS_ES, (FILLERS_ES, LEADS_ES)),
+}
 
 
 def _slots(c: CallBuilder) -> dict[str, str]:
@@ -163,9 +209,10 @@ def _slots(c: CallBuilder) -> dict[str, str]:
 
 def interpret_call(c: CallBuilder) -> None:
     """The whole call: maybe an intro, 2-5 sentences and a closing, each chunk translated."""
-    c.p_caller_bc = 0.0  # an interpreter's caller is not listening to the Spanish
+    d = DIRECTIONS[c.agent_name]
+    c.p_caller_bc = 0.0  # an interpreter's caller is not listening to the translation
     rng = c.rng
-    agent_last = c.agent(c.pick(INTRO), None, "intro") if rng.random() < 0.5 else None
+    agent_last = c.agent(c.pick(d.intros), None, "intro", lang=INTRO_LANG) if rng.random() < 0.5 else None
     caller_last: int | None = None
     sentences = list(rng.sample(SENTENCES, rng.randint(2, 5))) + [c.pick(CLOSINGS)]
     correct_at = rng.randrange(len(sentences) - 1) if c.scenario == "interpret_correction" else -1
@@ -173,13 +220,13 @@ def interpret_call(c: CallBuilder) -> None:
     si = 0
     while si < len(sentences):
         slots = _slots(c)
-        chunks = [(en.format(**slots), es.format(**slots)) for en, es in sentences[si]]
+        chunks = [d.pair((en.format(**slots), es.format(**slots))) for en, es in sentences[si]]
         joined = [chunks[0]]
-        for en, es in chunks[1:]:
+        for said, meant in chunks[1:]:
             if rng.random() < 0.3:
-                joined[-1] = (f"{joined[-1][0]} {en}", f"{joined[-1][1]} {es}")
+                joined[-1] = (f"{joined[-1][0]} {said}", f"{joined[-1][1]} {meant}")
             else:
-                joined.append((en, es))
+                joined.append((said, meant))
         if resume is not None:
             gap = Gap("prev_end", c.ms(300, 900), False, resume)
         elif caller_last is None and agent_last is None:
@@ -190,25 +237,23 @@ def interpret_call(c: CallBuilder) -> None:
             gap = Gap("prev_end", c.ms(400, 1400), True, caller_last)  # goes on over the interpreter
         resume = None
         src: list[int] = []
-        for k, (en, _) in enumerate(joined):
+        for k, (said, _) in enumerate(joined):
             if k:
                 hesitate = rng.random() < 0.2
                 gap = Gap("prev_end", c.ms(*PAUSE_MS) if hesitate else c.ms(0, 250), False, src[-1])
-            text = c.disfluent(en, 0.1 if c.style.mood == "neutral" else 0.3)
-            src.append(
-                c.add(Say(speaker="caller", text=text, intent="sentence", after=gap, pause_inside_turn=k > 0))
-            )
+            text = _disfluent(c, d, said)
+            src.append(c.add(_caller(d, text, "sentence", after=gap, pause_inside_turn=k > 0)))
             if k:
-                agent_last = _translate(c, src[-2], joined[k - 1][1])
-        agent_last = _translate(c, src[-1], joined[-1][1])
+                agent_last = _translate(c, d, src[-2], joined[k - 1][1])
+        agent_last = _translate(c, d, src[-1], joined[-1][1])
         caller_last = src[-1]
         hi = min(BARGE_MS[1], int(0.55 * est_ms(joined[-1][1])))
         if si == correct_at and hi >= BARGE_MS[0] and si < len(sentences) - 1:
             resume = c.add(
-                Say(
-                    speaker="caller",
-                    text=c.pick(CORRECTIONS),
-                    intent="correction",
+                _caller(
+                    d,
+                    c.pick(d.corrections),
+                    "correction",
                     barge_in=True,
                     after=Gap("prev_start", c.ms(BARGE_MS[0], hi), True, agent_last),
                 )
@@ -221,12 +266,24 @@ def interpret_call(c: CallBuilder) -> None:
     c.hang_up(agent_last)
 
 
-def _translate(c: CallBuilder, source: int, text: str) -> int:
+def _disfluent(c: CallBuilder, d: Direction, text: str) -> str:
+    p = 0.1 if c.style.mood == "neutral" else 0.3
+    if d.fillers is None:
+        return c.disfluent(text, p)
+    inside, leading = d.fillers
+    return c.disfluent(text, p, inside=inside, leading=leading)
+
+
+def _caller(d: Direction, text: str, intent: str, **timing) -> Say:
+    return Say(speaker="caller", text=text, lang=d.source, intent=intent, **timing)
+
+
+def _translate(c: CallBuilder, d: Direction, source: int, text: str) -> int:
     return c.add(
         Say(
             speaker="agent",
             text=text,
-            lang="es",
+            lang=d.target,
             intent="translation",
             translates=source,
             after=Gap("prev_end", c.ms(*TRANSLATE_MS), True, source),

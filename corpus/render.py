@@ -30,7 +30,7 @@ import numpy as np
 from agent.events import event_json
 from corpus import kokoro_voice, piper_voice
 from corpus.background_calls import BACKGROUND_VERSION, HEARING_WER, heard_text, with_background
-from corpus.call_script import SCRIPT_VERSION, CallScript, Dtmf, Say, Timer, ToolCall
+from corpus.call_script import SCRIPT_VERSION, CallScript, Dtmf, Say, Timer, ToolCall, caller_lang
 from corpus.effects import ChannelParams, apply_channel, to_pcm16_grid
 from corpus.paths import default_cache_dir
 from corpus.perturb import PERTURB_VERSION, Perturbation
@@ -106,6 +106,13 @@ def _voices(bases: tuple[str, ...], variants: tuple[str, ...]) -> tuple[str, ...
 
 TRAIN_CALLER_VOICES = _voices(TRAIN_CALLER_BASES, TRAIN_CALLER_VARIANTS)
 HELD_OUT_CALLER_VOICES = _voices(HELD_OUT_CALLER_BASES, HELD_OUT_CALLER_VARIANTS)
+# Spanish callers ("translate-es-en"): espeak-ng has two Spanish voices, so one each, and the
+# split is disjoint in accent and timbre as the English one is: Latin American for training (the
+# accent most callers of a Spanish-English line have), Spain's held out, with the same variants.
+TRAIN_CALLER_BASES_ES = ("es-419",)
+HELD_OUT_CALLER_BASES_ES = ("es",)
+TRAIN_CALLER_VOICES_ES = _voices(TRAIN_CALLER_BASES_ES, TRAIN_CALLER_VARIANTS)
+HELD_OUT_CALLER_VOICES_ES = _voices(HELD_OUT_CALLER_BASES_ES, HELD_OUT_CALLER_VARIANTS)
 CALLER_RATE_WPM = (145.0, 185.0)
 CALLER_RATE_JITTER = 0.06
 BARGE_CUT_SAMPLES = MICRO_TURN_SAMPLES  # the agent stops one micro-turn after the caller's onset
@@ -115,15 +122,22 @@ TIMER_SILENCE_CAP_MS = 8000
 _SEED_SALT = 0x50524C59  # "PRLY"
 
 
-def caller_voices(held_out: bool = False, family: str = "espeak") -> tuple[str, ...]:
-    """The caller voices of a split: espeak-ng's, or with family="kokoro" (held out only: no
-    training call ever speaks with it) Kokoro's `kokoro_voice.CALLER_VOICES` ("kokoro:<voice>")."""
+def caller_voices(held_out: bool = False, family: str = "espeak", lang: str = "en") -> tuple[str, ...]:
+    """The caller voices of a split for callers speaking `lang` ("en", or "es"): espeak-ng's, or
+    with family="kokoro" (English, held out only: no training call ever speaks with it) Kokoro's
+    `kokoro_voice.CALLER_VOICES` ("kokoro:<voice>")."""
     if family == "kokoro":
         if not held_out:
             raise ValueError("the kokoro caller family is held out: evaluation only, never training")
+        if lang != "en":
+            raise ValueError(f"the kokoro caller family speaks English only, not {lang!r}")
         return kokoro_voice.CALLER_VOICES
     if family != "espeak":
         raise ValueError(f"caller family must be one of {CALLER_FAMILIES}, got {family!r}")
+    if lang == "es":
+        return HELD_OUT_CALLER_VOICES_ES if held_out else TRAIN_CALLER_VOICES_ES
+    if lang != "en":
+        raise ValueError(f"no caller voices for language {lang!r}")
     return HELD_OUT_CALLER_VOICES if held_out else TRAIN_CALLER_VOICES
 
 
@@ -135,7 +149,8 @@ def caller_family_of(voice: str) -> str:
 def agent_voices(agent_voice: str = "espeak") -> dict[str, str]:
     """Language -> the agent's voice: `AGENT_VOICES` (one fixed variant in English and Spanish,
     fixed rate and pitch), or with agent_voice="piper" piper joe (`piper_voice.VOICE_NAME`) for
-    English, each distinct line voiced once, then read from disk."""
+    English, each distinct line voiced once, then read from disk. Every English agent line takes
+    the English voice: support's, the interpreters' intros and translate-es-en's translations."""
     if agent_voice == "espeak":
         return dict(AGENT_VOICES)
     if agent_voice == "piper":
@@ -465,13 +480,14 @@ def caller_voice(script: CallScript, seed: int, held_out: bool = False, family: 
     `render_call` draws them (the held-out scenarios voice the caller's interjections with it).
     One voice per call from `TRAIN_CALLER_VOICES`, or `HELD_OUT_CALLER_VOICES` when held_out: the
     two are disjoint in base voice (accent) and variant (timbre), and neither uses the agent's
-    variant. Rate 145-185 wpm times `script.style.rate_factor` (+-6% per utterance). Drawn the same
+    variant (a Spanish-speaking caller, `call_script.caller_lang`: the `_ES` sets, split alike).
+    Rate 145-185 wpm times `script.style.rate_factor` (+-6% per utterance). Drawn the same
     whatever the agent voice: with "piper" only the agent's audio and what depends on its timing
     change (its Spanish lines and the caller stay on espeak-ng). family="kokoro" (held out only):
     the voice from `kokoro_voice.CALLER_VOICES`, the same draws (Kokoro maps the rate to its speed
     and ignores pitch), so everything else about the call stays as with espeak-ng."""
     voice_rng = _rng(script, seed, held_out).spawn(3)[0]
-    voices = caller_voices(held_out, family)
+    voices = caller_voices(held_out, family, caller_lang(script.agent))
     return _Voice(
         voices[int(voice_rng.integers(len(voices)))],
         float(voice_rng.uniform(*CALLER_RATE_WPM)) * script.style.rate_factor,
@@ -597,7 +613,9 @@ class CorpusCache:
     The directory name carries the render, script and espeakng-loader versions (and for
     agent_voice="piper" the piper voice with a digest of its versions and settings), so a change
     to any of them, or another agent voice, starts a fresh corpus instead of reading stale calls.
-    Writes are atomic. Root: $PARLEY_CACHE_DIR or ~/.cache/parley/corpus, a directory per agent voice."""
+    Inside it each agent has its own directory (`path`), so a new agent (translate-es-en) adds
+    calls without touching the others'. Writes are atomic. Root: $PARLEY_CACHE_DIR or
+    ~/.cache/parley/corpus, a directory per agent voice."""
 
     def __init__(
         self,

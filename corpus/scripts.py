@@ -2,10 +2,11 @@
 
 It draws the scenario, the shop and the caller's style from a seeded rng and hands a
 `CallBuilder` to the agent's flow: the customer-service flows live in `corpus.support_calls`, the
-English-to-Spanish ones in `corpus.interpreting_calls`. The same agent and seed always give the
-same script; tool results come from a seeded `workers.shop.Shop`. The items, their timing
-relations and the validator are `corpus.call_script`'s; this module knows none of the flows'
-phrases, and nothing of audio, voices or tensors.
+interpreters' (English to Spanish and Spanish to English) in `corpus.interpreting_calls`. The
+same agent and seed always give the same script; tool results come from a seeded
+`workers.shop.Shop`. The items, their timing relations and the validator are
+`corpus.call_script`'s; this module knows none of the flows' phrases, and nothing of audio,
+voices or tensors.
 """
 
 from __future__ import annotations

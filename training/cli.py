@@ -1,14 +1,15 @@
 """`parley train`: train a preset on generated calls, resumable, with progress and loss curves.
 
     parley train --preset small --out runs/small [--resume] [--device cpu|cuda] [--hours H] [--steps N]
-                 [--agent-voice espeak|piper] [--perturb-share S] [--background]
+                 [--agent-voice espeak|piper] [--perturb-share S] [--es-en-share S] [--background]
                  [--init-from shipped|CHECKPOINT]
 
 Every `--checkpoint-every` steps the run directory gets a loadable checkpoint (config.json +
 model.safetensors), the trainer state, losses.jsonl and losses.png. Stopped at any point, the same
 command with --resume continues exactly where the last checkpoint left off. The run directory's
 data.json records what the run's calls are made of (the agent's English voice: espeak-ng, as the
-shipped checkpoint, or piper joe; the share of calls whose caller voice and line are perturbed);
+shipped checkpoint, or piper joe; the share of calls whose caller voice and line are perturbed;
+the share of interpreting calls that are Spanish to English);
 resuming with other data options is refused, since it would silently switch the run to another
 corpus.
 """
@@ -103,6 +104,14 @@ def add_command(sub) -> None:
         default=0.0,
         help="share of calls whose caller voice (speed, tempo, vocal tract, level) and line "
         "(G.722, packet loss) are perturbed (corpus.perturb)",
+    )
+    p.add_argument(
+        "--es-en-share",
+        type=float,
+        default=0.0,
+        help="share of the interpreting calls (30%% of all) that are translate-es-en's, Spanish "
+        "callers interpreted into English (the rest translate-en-es); 0, the default, is the corpus "
+        "every run before the option had",
     )
     p.add_argument(
         "--init-from",
@@ -209,6 +218,8 @@ def cmd_train(args) -> int:
     record = {"agent_voice": args.agent_voice}
     if args.perturb_share:
         record["perturb_share"] = args.perturb_share
+    if args.es_en_share:
+        record["es_en_share"] = args.es_en_share
     if args.background:
         record["background"] = True
     _same_data(args.out, record, existing=(args.out / "trainer.pt").is_file())
@@ -224,6 +235,7 @@ def cmd_train(args) -> int:
             agent_voice=args.agent_voice,
             perturb_share=args.perturb_share,
             background=args.background,
+            es_en_share=args.es_en_share,
         ),
     )
     train_cfg = TrainConfig(
@@ -270,7 +282,7 @@ def cmd_train(args) -> int:
 
 
 # What a run's data.json leaves out: runs from before a key existed were made with these.
-DATA_DEFAULTS = {"agent_voice": "espeak", "perturb_share": 0.0, "background": False}
+DATA_DEFAULTS = {"agent_voice": "espeak", "perturb_share": 0.0, "background": False, "es_en_share": 0.0}
 
 
 def _same_data(out: Path, record: dict, existing: bool) -> None:

@@ -2,7 +2,11 @@
 
 Batch `index` holds `batch_size` calls drawn from a fixed corpus of `corpus_calls` scripted calls
 (rendered once into the corpus cache, then reused across epochs), each cropped at a seeded random
-micro-turn to `max_positions` stream positions. Agents are mixed by a fixed ratio. Call seeds for
+micro-turn to `max_positions` stream positions. Agents are mixed by fixed ratios:
+`interpreting_share` of the calls are an interpreter's, and `es_en_share` of those are
+"translate-es-en" (Spanish callers) instead of "translate-en-es". The direction is drawn after the
+interpreting choice from the same per-call stream, so with es_en_share=0 (the default, what every
+run before it had) the corpus is call for call what it was. Call seeds for
 training and for evaluation come from disjoint ranges (`EVAL_SEED_BASE`), and evaluation also uses
 held-out caller voices. `agent_voice` picks the agent's English voice (corpus.render:
 "espeak", what the shipped checkpoint was trained on, or "piper"); each has its own corpus cache.
@@ -32,6 +36,7 @@ class DataConfig:
     max_positions: int = 256
     corpus_calls: int = 4000
     interpreting_share: float = 0.3
+    es_en_share: float = 0.0  # of the interpreting calls: translate-es-en's (the rest translate-en-es's)
     agent_voice: str = "espeak"  # corpus.render.AGENT_VOICE_CHOICES
     perturb_share: float = 0.0  # calls whose caller voice and line are perturbed (corpus.perturb)
     background: bool = False  # calls with a background model beside them (corpus.background_calls)
@@ -60,7 +65,9 @@ class CallStream:
     def call(self, seed: int, n: int) -> tuple[str, int]:
         """The n-th call of the corpus: (agent, script seed)."""
         rng = np.random.default_rng([seed, n])
-        agent = "translate-en-es" if rng.random() < self.data.interpreting_share else "support"
+        agent = "support"
+        if rng.random() < self.data.interpreting_share:
+            agent = "translate-es-en" if rng.random() < self.data.es_en_share else "translate-en-es"
         return agent, seed * 1_000_003 + n
 
     def cache_of(self, seed: int, n: int) -> CorpusCache:
