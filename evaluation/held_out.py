@@ -40,7 +40,7 @@ from corpus.render import (
 )
 from corpus.scripts import generate_script
 from evaluation.metrics import speech_intervals
-from evaluation.scenarios import AGENTS, EVENT_KINDS, SAMPLE_RATE
+from evaluation.scenarios import DEFAULT_AGENTS, EVENT_KINDS, SAMPLE_RATE
 from telephony.wav import write_float
 
 HELD_OUT_SEED0 = 900_000  # far from the training corpus' seeds (which also use other caller voices)
@@ -165,7 +165,7 @@ def scenario_from_call(call, name: str, edges: dict[int, tuple[int, int]] | None
             "tool_calls": [
                 {"name": t.name, "arguments": json.loads(t.arguments_json)} for t in call.tool_calls
             ],
-            "translations": [s.text for s in says if s.speaker == "agent" and s.lang == "es" and s.text],
+            "translations": [s.text for s in says if _translates(s, items)],
             "caller_speech": [[sec(start(s)), sec(end(s))] for s in caller_turns],
         },
         "tool_results": tool_results,
@@ -263,10 +263,15 @@ def held_out_interjections(call, tts, scenario: dict, name: str) -> list[tuple[d
     return out
 
 
+def _translates(say, items) -> bool:
+    """An interpreter's line that translates a caller's (either direction; not its intro)."""
+    return say.speaker == "agent" and items[say.item].translates is not None and bool(say.text)
+
+
 def write_held_out(
     out_dir: str | Path,
     n: int,
-    agents: tuple[str, ...] = AGENTS,
+    agents: tuple[str, ...] = DEFAULT_AGENTS,
     seed0: int = HELD_OUT_SEED0,
     agent_voice: str = "espeak",
     perturb: bool = False,

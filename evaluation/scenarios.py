@@ -25,7 +25,8 @@ from evaluation.metrics import Annotations
 from model.protocol import SAMPLE_RATE
 from telephony.wav import WavError, read_float
 
-AGENTS = ("support", "translate-en-es")
+AGENTS = ("support", "translate-en-es", "translate-es-en")  # a scenario's agent
+DEFAULT_AGENTS = AGENTS[:2]  # what held-out scenarios are written for unless asked (the test set)
 BRIDGE_AGENTS = ("translate-es-en",)  # party B's interpreter in a bridged scenario (the `bridge` key)
 EVENT_KINDS = ("dtmf", "timer", "system")  # tool events come from the tool router, not the scenario
 KEYS = (
