@@ -22,6 +22,10 @@ and runs once more if the call moved on while it ran. A line that ends in digits
 talks on ("my order is A-1-2-2", a pause, "3-7") waits up to `id_hold_s` for its rest, and the two
 are one caller line of the history: the reasoner looks up the whole id, not its first digits.
 
+An interpreter (an agent with a `translation_target`) is only heard: its words go to the model
+and the transcript, but nothing reasons or replies for it, since what it says is its own
+translation (as in the training calls, whose interpreters read caller words and no replies).
+
 Nothing here decides when the agent speaks: the interaction model voices replies when it takes
 the floor. `end_call` is not offered to the reasoner (ending the call is the conversation's
 business: the interaction model hears goodbye).
@@ -318,8 +322,8 @@ class BackgroundModel:
 
     # --- reasoning and acting ----------------------------------------------------------------------
     def _reason(self) -> None:
-        if self._closed:
-            return
+        if self._closed or self.agent.translation_target is not None:
+            return  # an interpreter's substance is its own translation: it is heard, never answered
         if self._reasoning is not None and not self._reasoning.done():
             self._again = True  # the call moved on while it thinks: think once more after
             return

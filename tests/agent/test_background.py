@@ -382,3 +382,20 @@ async def test_a_held_line_is_reasoned_on_after_the_hold_or_at_once_when_the_cal
     model = BackgroundModel(SUPPORT, Host(), tasks, BackgroundSettings(id_hold_s=0.2), segmenter=segmenter)
     await run(model, tasks, 3)  # the caller's next words never come: the hold runs out
     assert tasks.histories == [[{"role": "caller", "text": "It's A 4 8 2 1 3"}]]
+
+
+async def test_an_interpreter_is_heard_but_never_answered():
+    from agent.config import TRANSLATE_EN_ES
+
+    segmenter = ScriptedSegmenter({2: Seg(0, b"\0\0" * 3200, 0.0, 0.4)})
+    tasks = Tasks({0: "I would like to book a table"}, [{"result": {"kind": "reply", "text": "Sure."}}])
+    host = Host()
+    model = BackgroundModel(TRANSLATE_EN_ES, host, tasks, segmenter=segmenter)
+    for _ in range(3):
+        model.caller_frame(SILENT)
+        await asyncio.sleep(0)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    await model.close()
+    assert host.sent == [("caller_words", "I would like to book a table")]
+    assert tasks.histories == []
