@@ -5,8 +5,8 @@ A checkpoint is a directory holding `config.json` (the `ModelConfig` fields) and
 checks that every tensor the config implies is present with the right shape and that nothing else
 is, and refuses a mismatch with an error that names the tensor. `warm_start` fills a model of a
 newer config (one that adds modules, as `small2` adds to `small`) from an older checkpoint, leaving
-only the added tensors as initialised. `DEFAULT_CHECKPOINT` is where the shipped, trained `small`
-model lives.
+only the added tensors as initialised. `DEFAULT_CHECKPOINT` is where the shipped, trained `small2`
+model lives (its predecessor `small`, bytes events, is in the history: git log model/checkpoints/small).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from model.interaction import InteractionModel
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 log = logging.getLogger(__name__)
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "small"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "small2"
 
 
 class CheckpointError(ValueError):

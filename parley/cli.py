@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 def _add_model_source(p: argparse.ArgumentParser, default_preset: str | None = None) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument(
-        "--preset", default=default_preset, help="tiny | small | small2 | large | xl (random weights)"
+        "--preset", default=default_preset, help="tiny | small | small2 | small3 | large | xl (random weights)"
     )
     g.add_argument("--checkpoint", type=Path, help="checkpoint directory (config.json + model.safetensors)")
 
@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     bv.add_argument(
         "--vocoder",
         type=Path,
-        default=Path(__file__).resolve().parents[1] / "model" / "checkpoints" / "small",
+        default=Path(__file__).resolve().parents[1] / "model" / "checkpoints" / "small2",
         help="a checkpoint directory or a vocoder run's directory (default: the shipped checkpoint)",
     )
     bv.set_defaults(func=cmd_bench_voice)

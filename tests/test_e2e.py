@@ -259,7 +259,7 @@ async def test_sixteen_concurrent_calls_and_a_flood_account_for_every_frame(tiny
 
 @pytest.mark.slow
 async def test_the_shipped_checkpoint_serves_a_call(tmp_path, caplog):
-    """What `make run` does, in-process: the committed `small` checkpoint is the default model, and
+    """What `make run` does, in-process: the committed `small2` checkpoint is the default model, and
     a spoken call through the gateway hears a micro-turn of agent audio for every caller frame the
     model stepped. (What the model says is measured by `parley eval`, not asserted here: it
     samples. How fast it steps is measured by `parley bench step`.)"""
@@ -269,7 +269,7 @@ async def test_the_shipped_checkpoint_serves_a_call(tmp_path, caplog):
 
     assert (DEFAULT_CHECKPOINT / "model.safetensors").is_file(), "the trained checkpoint ships in the repo"
     model = load_model()  # no preset, no path: the shipped checkpoint
-    assert model.cfg == ModelConfig.from_name("small")
+    assert model.cfg == ModelConfig.from_name("small2")
 
     speech = (
         Espeak.instance()

@@ -116,7 +116,7 @@ def add_command(sub) -> None:
     p.add_argument(
         "--init-from",
         metavar="CHECKPOINT",
-        help="a new run starts from this checkpoint's weights ('shipped': model/checkpoints/small); "
+        help="a new run starts from this checkpoint's weights ('shipped': model/checkpoints/small2); "
         "modules the preset adds to it (words-mode events, the reply prompter) start fresh "
         "(model.checkpoint.warm_start)",
     )

@@ -1,4 +1,4 @@
-"""The committed `small` checkpoint: it loads as the default model and its vocoder is trained."""
+"""The committed `small2` checkpoint: it loads as the default model and its vocoder is trained."""
 
 from __future__ import annotations
 
@@ -26,13 +26,20 @@ def _mel_distance(vocoder: Vocoder, cfg: ModelConfig, speech: np.ndarray) -> flo
         return float((dmel.log_mel(got[None, :n]) - dmel.log_mel(ref[None, :n])).abs().mean())
 
 
-def test_small2_warm_starts_from_the_shipped_checkpoint():
-    from model.checkpoint import warm_start
+def test_small2_warm_starts_from_a_small_checkpoint(tmp_path):
+    """How small2 was made: every tensor of a `small` checkpoint loads into it, and only the
+    words-mode event embedding and the reply prompter start fresh."""
+    from model.checkpoint import save_checkpoint, warm_start
     from model.interaction import InteractionModel
 
+    torch.manual_seed(0)
+    small = InteractionModel(ModelConfig.from_name("small"))
+    save_checkpoint(small, tmp_path / "small")
     model = InteractionModel(ModelConfig.from_name("small2"))
-    fresh = warm_start(model, DEFAULT_CHECKPOINT)
+    fresh = warm_start(model, tmp_path / "small")
     assert fresh and all(name.startswith(("event_words.", "prompter.")) for name in fresh)
+    kept = small.state_dict()
+    assert all(torch.equal(t, kept[name]) for name, t in model.state_dict().items() if name in kept)
 
 
 def test_the_shipped_checkpoint_is_the_default_and_its_vocoder_speaks():
@@ -40,7 +47,7 @@ def test_the_shipped_checkpoint_is_the_default_and_its_vocoder_speaks():
     assert (DEFAULT_CHECKPOINT / "TRAINING.md").is_file()  # how it was made travels with it
     model = load_model()
     cfg = model.cfg
-    assert cfg == ModelConfig.from_name("small")
+    assert cfg == ModelConfig.from_name("small2")
     text = "Thanks for calling. Let me check that order for you."
     speech = Espeak.instance().synthesize_16k(text, voice="en-us+f3").audio.astype(np.float32)
     speech = speech[: len(speech) // 3200 * 3200]
