@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 def _add_model_source(p: argparse.ArgumentParser, default_preset: str | None = None) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument(
-        "--preset", default=default_preset, help="tiny | small | small2 | small3 | large | xl (random weights)"
+        "--preset", default=default_preset, help="tiny | small | small2 | small3 | large | xl (random)"
     )
     g.add_argument("--checkpoint", type=Path, help="checkpoint directory (config.json + model.safetensors)")
 

@@ -259,7 +259,7 @@ def demo_call(args, token: str | None = None, redis_url: str | None = None) -> i
     return 0
 
 
-DEMO_LINGER_S = 14.0  # the line stays open after the caller's words: hearing, a lookup, a reply and its voicing
+DEMO_LINGER_S = 14.0  # the line stays open after the caller's words: hearing, a lookup, a reply, its voicing
 
 
 async def call_record(redis_url: str, agent: str, since: float, timeout_s: float = 15.0) -> dict | None:
