@@ -46,7 +46,7 @@ from evaluation.bridge_metrics import (
     summarize_direction,
 )
 from evaluation.metrics import chrf_from_stats, chrf_stats, speech_intervals
-from evaluation.run import model_server
+from evaluation.run import model_server, run_longest_first
 from evaluation.scenarios import SAMPLE_RATE, Scenario
 from telephony.ws.client import NativeCallClient
 
@@ -208,29 +208,16 @@ async def run_bridged_scenarios(
     each, the longest first), through one model server and one gateway. Returns the records in
     scenario order and the server's health at the end."""
     calls = max(1, min(max_calls, len(scenarios)))
-    gate = asyncio.Semaphore(calls)
-
-    async def one(i: int, sc: Scenario, url: str) -> BridgedRecord:
-        async with gate:
-            t = time.perf_counter()
-            record = await run_bridged_call(sc, url, tail_s=tail_s)
-            log.info(
-                "bridged scenario %d/%d done in %.1f s (%.1f s of audio)",
-                i + 1,
-                len(scenarios),
-                time.perf_counter() - t,
-                sc.duration_s,
-            )
-            return record
-
     registry = bridge_registry(scenarios, ducking_db)
     async with model_server(model, 2 * calls, device=device, model_name=model_name) as server:
         async with gateway(server.url, registry) as url:
-            order = sorted(range(len(scenarios)), key=lambda i: -scenarios[i].duration_s)
-            tasks = {i: asyncio.create_task(one(i, scenarios[i], url)) for i in order}
-            await asyncio.gather(*tasks.values())
+
+            async def one(i: int, sc: Scenario) -> BridgedRecord:
+                return await run_bridged_call(sc, url, tail_s=tail_s)
+
+            records = await run_longest_first(scenarios, calls, one, "bridged scenario")
         health = server.health()
-    return [tasks[i].result() for i in range(len(scenarios))], health
+    return records, health
 
 
 # ----------------------------------------------------------------------------------------- scoring

@@ -260,6 +260,25 @@ def _model(args):
     return model, str(directory) if directory else f"preset {args.preset or 'small'} (RANDOM weights)"
 
 
+def _meta(args, name, scenario_dir, scenarios, audio_s, health, t0: float, run_s: float, **extra) -> dict:
+    """What an evaluation's results.json records of its run: the model, the scenarios (`audio_s`
+    seconds of calls), the times (calls from `t0` for `run_s`, then scoring until now), the
+    server's health, `extra`."""
+    return {
+        "model": name,
+        "scenarios": str(scenario_dir),
+        "calls": len(scenarios),
+        "call_seconds": round(audio_s, 1),
+        "calls_wall_seconds": round(run_s, 1),
+        "scoring_seconds": round(time.perf_counter() - t0 - run_s, 1),
+        **extra,
+        "device": args.device,
+        "server": health,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["parley"] + sys.argv[1:]),
+    }
+
+
 def _setup_torch(args) -> None:
     import torch
 
@@ -307,21 +326,19 @@ def _run_bridged(args) -> int:
     )
     run_s = time.perf_counter() - t0
     results = evaluate_bridged(records, asr=not args.no_asr)
-    results["meta"] = {
-        "model": name,
-        "scenarios": str(scenario_dir),
-        "calls": len(scenarios),
-        "call_seconds": round(audio_s, 1),
-        "calls_wall_seconds": round(run_s, 1),
-        "scoring_seconds": round(time.perf_counter() - t0 - run_s, 1),
-        "max_calls": min(calls, len(scenarios)),
-        "ducking_db": args.ducking_db,
-        "device": args.device,
-        "server": health,
-        "load_average": os.getloadavg(),
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": " ".join(["parley"] + sys.argv[1:]),
-    }
+    results["meta"] = _meta(
+        args,
+        name,
+        scenario_dir,
+        scenarios,
+        audio_s,
+        health,
+        t0,
+        run_s,
+        max_calls=min(calls, len(scenarios)),
+        ducking_db=args.ducking_db,
+        load_average=os.getloadavg(),
+    )
     if args.save_audio:
         (args.out / "audio").mkdir(parents=True, exist_ok=True)
         for rec in records:
@@ -424,20 +441,18 @@ def _run_eval(args, background=None) -> int:
     )
     run_s = time.perf_counter() - t0
     results = evaluate(records, baseline=not args.no_baseline, asr=not args.no_asr)
-    results["meta"] = {
-        "model": name,
-        "scenarios": str(scenario_dir),
-        "calls": len(scenarios),
-        "call_seconds": round(audio_s, 1),
-        "calls_wall_seconds": round(run_s, 1),
-        "scoring_seconds": round(time.perf_counter() - t0 - run_s, 1),
-        "tick_ms": args.tick_ms,
-        "max_slots": min(args.max_slots, len(scenarios)),
-        "device": args.device,
-        "server": health,
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": " ".join(["parley"] + sys.argv[1:]),
-    }
+    results["meta"] = _meta(
+        args,
+        name,
+        scenario_dir,
+        scenarios,
+        audio_s,
+        health,
+        t0,
+        run_s,
+        tick_ms=args.tick_ms,
+        max_slots=min(args.max_slots, len(scenarios)),
+    )
     if background is not None:
         from evaluation.metrics import matmul_gflops
 

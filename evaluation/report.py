@@ -363,16 +363,22 @@ ABOUT = (
 )
 
 
-def render_html(results: dict) -> str:
+def _page_start(results: dict, title: str, heading: str) -> list[str]:
+    """A report's head, heading, its run's meta and its notes."""
     meta = "<br>".join(
         f"<b>{html.escape(str(k))}</b>: "
         + html.escape(json.dumps(v) if isinstance(v, (dict, list)) else str(v))
         for k, v in results.get("meta", {}).items()
     )
-    head = f"<head><meta charset='utf-8'><title>Parley evaluation</title><style>{CSS}</style></head>"
-    parts = [f"<!doctype html><html>{head}<body><h1>Parley evaluation</h1><p>{meta}</p>"]
+    head = f"<head><meta charset='utf-8'><title>{title}</title><style>{CSS}</style></head>"
+    parts = [f"<!doctype html><html>{head}<body><h1>{heading}</h1><p>{meta}</p>"]
     if results.get("notes"):
         parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in results["notes"]) + "</ul>")
+    return parts
+
+
+def render_html(results: dict) -> str:
+    parts = _page_start(results, "Parley evaluation", "Parley evaluation")
     parts += ["<h2>Summary against the goals</h2>", _summary_table(results["summary"]), ABOUT]
     for agent, summary in results["summary"].get("by_agent", {}).items():
         parts += [f"<h3>{html.escape(agent)} calls only</h3>", _summary_table(summary)]
@@ -493,15 +499,7 @@ def _bridged_summary_table(results: dict) -> str:
 
 
 def render_bridged_html(results: dict) -> str:
-    meta = "<br>".join(
-        f"<b>{html.escape(str(k))}</b>: "
-        + html.escape(json.dumps(v) if isinstance(v, (dict, list)) else str(v))
-        for k, v in results.get("meta", {}).items()
-    )
-    head = f"<head><meta charset='utf-8'><title>Parley bridged evaluation</title><style>{CSS}</style></head>"
-    parts = [f"<!doctype html><html>{head}<body><h1>Parley evaluation: bridged calls</h1><p>{meta}</p>"]
-    if results.get("notes"):
-        parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in results["notes"]) + "</ul>")
+    parts = _page_start(results, "Parley bridged evaluation", "Parley evaluation: bridged calls")
     parts += ["<h2>Per direction, against the goals</h2>", _bridged_summary_table(results)]
     parts.append(
         "<p>Rules: <code>evaluation/bridge_metrics.py</code>. chrF: a recogniser of the listener's "

@@ -20,7 +20,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -368,35 +368,52 @@ async def run_scenarios(
     longest first), each with the background model beside it when `background` is given. Returns
     the records in scenario order and the server's health at the end."""
     slots = max(1, min(max_slots, len(scenarios)))
-    gate = asyncio.Semaphore(slots)
 
     async def one(i: int, sc: Scenario) -> CallRecord:
+        return await run_call(
+            sc,
+            server.url,
+            tick_s=tick_ms / 1000,
+            seed=seed + i,
+            temperature=temperature,
+            background=background,
+            background_settings=background_settings,
+        )
+
+    async with model_server(model, slots, tick_ms=tick_ms, device=device, model_name=model_name) as server:
+        records = await run_longest_first(scenarios, slots, one)
+        health = server.health()
+    return records, health
+
+
+async def run_longest_first(
+    scenarios: Sequence[Scenario],
+    at_once: int,
+    call: Callable[[int, Scenario], Awaitable],
+    what: str = "scenario",
+) -> list:
+    """`call(i, scenario)` for every scenario, `at_once` at a time, the longest first (so no long
+    call starts last); the results in scenario order."""
+    gate = asyncio.Semaphore(at_once)
+
+    async def one(i: int, sc: Scenario):
         async with gate:
             t = time.perf_counter()
-            record = await run_call(
-                sc,
-                server.url,
-                tick_s=tick_ms / 1000,
-                seed=seed + i,
-                temperature=temperature,
-                background=background,
-                background_settings=background_settings,
-            )
+            result = await call(i, sc)
             log.info(
-                "scenario %d/%d done in %.1f s (%.1f s of audio)",
+                "%s %d/%d done in %.1f s (%.1f s of audio)",
+                what,
                 i + 1,
                 len(scenarios),
                 time.perf_counter() - t,
                 sc.duration_s,
             )
-            return record
+            return result
 
-    async with model_server(model, slots, tick_ms=tick_ms, device=device, model_name=model_name) as server:
-        order = sorted(range(len(scenarios)), key=lambda i: -scenarios[i].duration_s)
-        tasks = {i: asyncio.create_task(one(i, scenarios[i])) for i in order}
-        await asyncio.gather(*tasks.values())
-        health = server.health()
-    return [tasks[i].result() for i in range(len(scenarios))], health
+    order = sorted(range(len(scenarios)), key=lambda i: -scenarios[i].duration_s)
+    tasks = {i: asyncio.create_task(one(i, scenarios[i])) for i in order}
+    await asyncio.gather(*tasks.values())
+    return [tasks[i].result() for i in range(len(scenarios))]
 
 
 # ----------------------------------------------------------------------------------------- scoring
